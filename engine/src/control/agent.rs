@@ -1,0 +1,328 @@
+//! `wirespeed agent`: serves tests to controllers, one thread per control
+//! connection. Every failure of one connection is logged and answered with
+//! an Error message where the peer can still hear it; the agent itself
+//! keeps serving.
+
+use super::auth::{self, Role as AuthRole};
+use super::frame::{self, PROTOCOL_VERSION};
+use super::messages::Msg;
+use super::{expect_msg, poll_msg};
+use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
+use crate::metrics::{cpu::CpuSnapshot, host, interval::Counter};
+use crate::report::model::SideReport;
+use crate::spec::{Limit, TestSpec};
+use crate::{Error, Result};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What an agent allows and how it listens.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub listen: SocketAddr,
+    /// Pre-shared key; None = no authentication.
+    pub psk: Option<Vec<u8>>,
+    /// Interfaces a controller may name; empty = any that exists.
+    pub allow_iface: Vec<String>,
+    pub max_duration: Duration,
+    pub max_streams: u16,
+    pub max_tests: usize,
+    /// How long to wait for a test's data connections.
+    pub data_timeout: Duration,
+    /// How long a flow may make no progress.
+    pub idle_timeout: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(listen: SocketAddr) -> Self {
+        AgentConfig {
+            listen,
+            psk: None,
+            allow_iface: Vec::new(),
+            max_duration: Duration::from_secs(3600),
+            max_streams: 128,
+            max_tests: 8,
+            data_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Open connections beyond this are closed at once, so a flood of idle
+/// connections cannot pile up threads.
+const MAX_CONNECTIONS: usize = 64;
+
+/// A bound agent, ready to serve.
+pub struct Agent {
+    listener: TcpListener,
+    cfg: Arc<AgentConfig>,
+    tests: Arc<AtomicUsize>,
+    conns: Arc<AtomicUsize>,
+}
+
+impl Agent {
+    /// Bind the control port; a port in use is a clear error.
+    pub fn bind(cfg: AgentConfig) -> Result<Agent> {
+        let listener = TcpListener::bind(cfg.listen).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => Error::Invalid(format!(
+                "cannot listen on {}: the port is in use (another agent?); choose another with --listen",
+                cfg.listen
+            )),
+            std::io::ErrorKind::AddrNotAvailable => Error::Invalid(format!(
+                "cannot listen on {}: that address is not on this host",
+                cfg.listen
+            )),
+            _ => Error::io(format!("listening on {}", cfg.listen), e),
+        })?;
+        Ok(Agent {
+            listener,
+            cfg: Arc::new(cfg),
+            tests: Arc::new(AtomicUsize::new(0)),
+            conns: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The address actually bound (resolves port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(|e| Error::io("reading the listen address", e))
+    }
+
+    /// Serve forever.
+    pub fn serve(self) -> Result<()> {
+        loop {
+            let (conn, peer) = match self.listener.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            if self.conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                self.conns.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!(%peer, "refused: {MAX_CONNECTIONS} control connections already open");
+                continue;
+            }
+            let (cfg, tests, conns) = (self.cfg.clone(), self.tests.clone(), self.conns.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("ctl-{peer}"))
+                .spawn(move || {
+                    let _slot = Slot(conns);
+                    match Session::new(conn, peer, cfg, tests).run() {
+                        Ok(()) => tracing::info!(%peer, "test done"),
+                        Err(e) => tracing::warn!(%peer, "{e}"),
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(%peer, "could not start a session thread: {e}");
+            }
+        }
+    }
+}
+
+/// Decrements a counter when dropped, however the session ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Session {
+    conn: TcpStream,
+    peer: SocketAddr,
+    cfg: Arc<AgentConfig>,
+    tests: Arc<AtomicUsize>,
+}
+
+impl Session {
+    fn new(conn: TcpStream, peer: SocketAddr, cfg: Arc<AgentConfig>, tests: Arc<AtomicUsize>) -> Self {
+        Session { conn, peer, cfg, tests }
+    }
+
+    /// Run the session; on a failure the peer still hears why if it can.
+    fn run(mut self) -> Result<()> {
+        let _ = self.conn.set_nodelay(true);
+        let r = self.serve();
+        if let Err(e) = &r {
+            // Version and preamble errors: the peer may not parse our JSON.
+            if !matches!(e, Error::Version(_) | Error::PeerLost(_))
+                && !matches!(e, Error::Protocol(m) if m.contains("not a wirespeed endpoint"))
+            {
+                let _ = frame::write_msg(&mut self.conn, &Msg::from_error(e));
+            }
+        }
+        r
+    }
+
+    fn serve(&mut self) -> Result<()> {
+        let _ = self.conn.set_write_timeout(Some(super::REPLY_TIMEOUT));
+        self.conn
+            .set_read_timeout(Some(super::REPLY_TIMEOUT))
+            .map_err(|e| Error::io("setting a read timeout", e))?;
+        frame::write_preamble(&mut self.conn, PROTOCOL_VERSION)?;
+        let theirs = frame::read_preamble(&mut self.conn)?;
+        frame::check_version(PROTOCOL_VERSION, theirs, "controller")?;
+        self.authenticate()?;
+        let spec = match expect_msg(&mut self.conn)? {
+            Msg::Test(spec) => *spec,
+            other => return Err(Error::Protocol(format!("expected a test, got {}", other.name()))),
+        };
+        self.check(&spec)?;
+        let _guard = self.reserve()?;
+        tracing::info!(peer = %self.peer, ?spec, "test accepted");
+        self.run_test(&spec)
+    }
+
+    fn authenticate(&mut self) -> Result<()> {
+        let nonce = auth::nonce();
+        frame::write_msg(
+            &mut self.conn,
+            &Msg::Challenge { nonce: auth::to_hex(&nonce), auth_required: self.cfg.psk.is_some() },
+        )?;
+        let (cnonce, proof) = match expect_msg(&mut self.conn)? {
+            Msg::Hello { nonce, proof, .. } => (nonce, proof),
+            other => return Err(Error::Protocol(format!("expected hello, got {}", other.name()))),
+        };
+        let cnonce = auth::from_hex(&cnonce)
+            .filter(|n| n.len() == auth::NONCE_LEN)
+            .ok_or_else(|| Error::Protocol("hello carries a malformed nonce".into()))?;
+        let reply_proof = match &self.cfg.psk {
+            None => None,
+            Some(key) => {
+                let Some(p) = proof else {
+                    return Err(Error::Auth(
+                        "this agent requires a pre-shared key: pass --psk-file with the agent's key".into(),
+                    ));
+                };
+                if !auth::verify(key, AuthRole::Controller, &nonce, &cnonce, &p) {
+                    return Err(Error::Auth("wrong pre-shared key".into()));
+                }
+                Some(auth::prove(key, AuthRole::Agent, &nonce, &cnonce))
+            }
+        };
+        frame::write_msg(&mut self.conn, &Msg::Welcome { proof: reply_proof, agent: host::info() })
+    }
+
+    /// The agent's caps and allow-lists, each with its own refusal.
+    fn check(&self, spec: &TestSpec) -> Result<()> {
+        spec.validate()?;
+        let cfg = &self.cfg;
+        if let Limit::Duration { seconds } = spec.limit {
+            if seconds > cfg.max_duration.as_secs_f64() {
+                return Err(Error::Refused(format!(
+                    "duration {seconds} s exceeds this agent's cap of {} s (--max-duration)",
+                    cfg.max_duration.as_secs_f64()
+                )));
+            }
+        }
+        if spec.streams > cfg.max_streams {
+            return Err(Error::Refused(format!(
+                "{} streams exceed this agent's cap of {} (--max-streams)",
+                spec.streams, cfg.max_streams
+            )));
+        }
+        if let Some(i) = &spec.remote_iface {
+            if !cfg.allow_iface.is_empty() && !cfg.allow_iface.contains(i) {
+                return Err(Error::Refused(format!(
+                    "interface {i} is not allowed on this agent (allowed: {})",
+                    cfg.allow_iface.join(", ")
+                )));
+            }
+            sockpath::check_iface(i).map_err(|e| Error::Refused(format!("agent: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Take one of the agent's concurrent-test slots.
+    fn reserve(&self) -> Result<Slot> {
+        let n = self.tests.fetch_add(1, Ordering::SeqCst);
+        let slot = Slot(self.tests.clone());
+        if n >= self.cfg.max_tests {
+            return Err(Error::Refused(format!(
+                "the agent is already running {n} tests, its cap (--max-tests); try again later"
+            )));
+        }
+        Ok(slot)
+    }
+
+    fn run_test(&mut self, spec: &TestSpec) -> Result<()> {
+        let local = self.conn.local_addr().map_err(|e| Error::io("reading local address", e))?;
+        let opts = SocketOpts { sockbuf: spec.sockbuf, iface: spec.remote_iface.clone(), local: None };
+        let listener = sockpath::listen(local.ip(), spec.data_port.unwrap_or(0), &opts)?;
+        let data_port = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map_or(0, |a| a.port());
+        let cookie: [u8; 16] = auth::nonce()[..16].try_into().expect("16 of 32 bytes");
+        frame::write_msg(
+            &mut self.conn,
+            &Msg::Accepted { data_port, cookie: auth::to_hex(&cookie), mode: "socket".into() },
+        )?;
+        let expected = spec.flows();
+        let socks = sockpath::accept_flows(&listener, &cookie, &expected, self.cfg.data_timeout)?;
+        drop(listener);
+        frame::write_msg(&mut self.conn, &Msg::Ready)?;
+        match expect_msg(&mut self.conn)? {
+            Msg::Start => {}
+            Msg::Abort { reason } => return Err(Error::PeerLost(format!("controller aborted: {reason}"))),
+            other => return Err(Error::Protocol(format!("expected start, got {}", other.name()))),
+        }
+        let start = Instant::now();
+        let cpu0 = CpuSnapshot::take();
+        let hard = match spec.limit {
+            Limit::Duration { seconds } => Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2,
+            Limit::Bytes { .. } => self.cfg.max_duration,
+        };
+        let flows = socks
+            .into_iter()
+            .map(|(id, sock)| Flow {
+                id,
+                role: sockpath::role_of(id, false),
+                sock,
+                msg_size: spec.msg_size as usize,
+                limits: FlowLimits {
+                    duration: match spec.limit {
+                        Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
+                        Limit::Bytes { .. } => None,
+                    },
+                    bytes: spec.bytes_for(id.stream),
+                    idle: self.cfg.idle_timeout,
+                    hard,
+                },
+                counter: Counter::default(),
+            })
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut set = FlowSet::spawn(flows, start, &stop)?;
+        let mut lost = None;
+        while !set.poll(Duration::from_millis(50)) {
+            if lost.is_some() {
+                continue;
+            }
+            match poll_msg(&mut self.conn, Duration::from_millis(1)) {
+                Ok(None) => {}
+                Ok(Some(Msg::Abort { reason })) => {
+                    lost = Some(Error::PeerLost(format!("controller aborted the test: {reason}")))
+                }
+                Ok(Some(other)) => {
+                    lost = Some(Error::Protocol(format!("unexpected {} during a test", other.name())))
+                }
+                Err(e) => lost = Some(Error::PeerLost(format!("controller went away mid-test ({e})"))),
+            }
+            if lost.is_some() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        let flows = set.finish();
+        let cpu = cpu0.report(&CpuSnapshot::take());
+        if let Some(e) = lost {
+            return Err(e);
+        }
+        let report = SideReport { host: host::info(), flows, cpu };
+        frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
+    }
+}

@@ -1,0 +1,295 @@
+//! The controller side of one test (`wirespeed run`): connect, prove the
+//! key, send the spec, open the data connections, start, measure its own
+//! side, print intervals, and merge its results with the agent's.
+
+use super::auth::{self, Role as AuthRole};
+use super::frame::{self, PROTOCOL_VERSION};
+use super::messages::Msg;
+use super::{expect_msg, poll_msg, DEFAULT_PORT};
+use crate::datapath::socket::{self as sockpath, Flow, FlowHeader, FlowLimits, FlowSet, SocketOpts};
+use crate::metrics::{cpu::CpuSnapshot, host, interval::{Counter, Sampler}};
+use crate::report::model::{End, HostInfo, Interval, RunConfig, RunReport, SideReport, SCHEMA};
+use crate::spec::{Limit, Mode, TestSpec};
+use crate::{Error, Result};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Everything `wirespeed run` needs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The agent: HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address.
+    pub to: String,
+    pub spec: TestSpec,
+    pub mode: Mode,
+    pub local: Option<IpAddr>,
+    pub iface: Option<String>,
+    pub psk: Option<Vec<u8>>,
+    /// Interval between progress samples; None = no intervals.
+    pub interval: Option<Duration>,
+    pub connect_timeout: Duration,
+    /// Local flows give up after this long without progress.
+    pub idle_timeout: Duration,
+}
+
+/// What the controller tells its caller while a test runs.
+pub enum Event<'a> {
+    /// Connected and accepted; data connections are next.
+    Accepted { agent: &'a HostInfo, addr: SocketAddr, data_port: u16 },
+    /// One reporting interval.
+    Interval(&'a Interval),
+}
+
+/// Split `HOST[:PORT]`; IPv6 literals need brackets to carry a port.
+pub fn parse_target(s: &str) -> Result<(String, u16)> {
+    let bad = || Error::Invalid(format!("--to {s:?} is not HOST, HOST:PORT or [IPV6]:PORT"));
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(bad)?,
+        };
+        return Ok((host.to_string(), port));
+    }
+    match s.matches(':').count() {
+        0 if !s.is_empty() => Ok((s.to_string(), DEFAULT_PORT)),
+        1 => {
+            let (h, p) = s.split_once(':').ok_or_else(bad)?;
+            if h.is_empty() {
+                return Err(bad());
+            }
+            Ok((h.to_string(), p.parse().map_err(|_| bad())?))
+        }
+        _ if s.parse::<IpAddr>().is_ok() => Ok((s.to_string(), DEFAULT_PORT)),
+        _ => Err(bad()),
+    }
+}
+
+/// Choose the data path for `--mode`, with the reason that goes in the report.
+pub fn resolve_mode(mode: Mode) -> Result<(&'static str, String)> {
+    match mode {
+        Mode::Socket => Ok(("socket", "requested with --mode socket".into())),
+        Mode::Auto => Ok((
+            "socket",
+            "auto: this build has no AF_XDP data path yet, so kernel sockets".into(),
+        )),
+        Mode::Xdp => Err(Error::Invalid(
+            "this build has no AF_XDP data path yet: use --mode socket (or auto)".into(),
+        )),
+    }
+}
+
+/// Run one test to completion.
+pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<RunReport> {
+    opts.spec.validate()?;
+    let (mode, mode_reason) = resolve_mode(opts.mode)?;
+    if let Some(i) = &opts.iface {
+        sockpath::check_iface(i)?;
+    }
+    let (host_part, port) = parse_target(&opts.to)?;
+    let addrs: Vec<SocketAddr> = (host_part.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Invalid(format!("cannot resolve {host_part:?}: {e}")))?
+        .filter(|a| opts.local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
+        .collect();
+    let addr = *addrs.first().ok_or_else(|| {
+        Error::Invalid(format!("{host_part:?} has no address of the same family as --local"))
+    })?;
+    let data_opts = SocketOpts { sockbuf: opts.spec.sockbuf, iface: opts.iface.clone(), local: opts.local };
+    let mut conn = connect_control(addr, &data_opts, opts.connect_timeout)?;
+
+    frame::write_preamble(&mut conn, PROTOCOL_VERSION)?;
+    let theirs = frame::read_preamble(&mut conn)?;
+    frame::check_version(PROTOCOL_VERSION, theirs, &format!("the agent at {addr}"))?;
+    let agent = authenticate(&mut conn, opts.psk.as_deref())?;
+
+    frame::write_msg(&mut conn, &Msg::Test(Box::new(opts.spec.clone())))?;
+    let (data_port, cookie) = match expect_msg(&mut conn)? {
+        Msg::Accepted { data_port, cookie, .. } => (data_port, cookie),
+        other => return Err(unexpected("accepted", other)),
+    };
+    let cookie: [u8; 16] = auth::from_hex(&cookie)
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
+    on_event(Event::Accepted { agent: &agent, addr, data_port });
+
+    let data_addr = SocketAddr::new(addr.ip(), data_port);
+    let mut socks = Vec::new();
+    for id in opts.spec.flows() {
+        let h = FlowHeader { cookie, id };
+        socks.push((id, sockpath::connect_flow(data_addr, &data_opts, &h, opts.connect_timeout)?));
+    }
+    match expect_msg(&mut conn)? {
+        Msg::Ready => {}
+        other => return Err(unexpected("ready", other)),
+    }
+
+    let limits = |stream| FlowLimits {
+        duration: match opts.spec.limit {
+            Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
+            Limit::Bytes { .. } => None,
+        },
+        bytes: opts.spec.bytes_for(stream),
+        idle: opts.idle_timeout,
+        hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
+    };
+    let cpu0 = CpuSnapshot::take();
+    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    frame::write_msg(&mut conn, &Msg::Start)?;
+    let start = Instant::now();
+    let mut sampler = Sampler::new(start);
+    let mut flows = Vec::with_capacity(socks.len());
+    for (id, sock) in socks {
+        let counter = Counter::default();
+        sampler.watch(id, counter.clone(), sock.try_clone().ok());
+        flows.push(Flow {
+            id,
+            role: sockpath::role_of(id, true),
+            sock,
+            msg_size: opts.spec.msg_size as usize,
+            limits: limits(id.stream),
+            counter,
+        });
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut set = FlowSet::spawn(flows, start, &stop)?;
+
+    let mut intervals = Vec::new();
+    let mut remote: Option<SideReport> = None;
+    let mut failure: Option<Error> = None;
+    let mut local_done = false;
+    while !(local_done && remote.is_some()) {
+        if !local_done {
+            local_done = set.poll(Duration::from_millis(20));
+            if let Some(every) = opts.interval {
+                let since = sampler.since_last(Instant::now());
+                // A full interval, or the last partial one (as iperf3 prints it).
+                if since >= every.as_secs_f64() || (local_done && since >= every.as_secs_f64() / 10.0) {
+                    let iv = sampler.sample(Instant::now());
+                    on_event(Event::Interval(&iv));
+                    intervals.push(iv);
+                }
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if remote.is_none() {
+            match poll_msg(&mut conn, Duration::from_millis(1)) {
+                Ok(None) => {}
+                Ok(Some(Msg::Result(r))) => remote = Some(*r),
+                Ok(Some(Msg::Error { kind, message })) => failure = Some(Msg::into_error(kind, message)),
+                Ok(Some(other)) => failure = Some(unexpected("result", other)),
+                Err(e) => failure = Some(Error::PeerLost(format!("agent went away mid-test ({e})"))),
+            }
+        }
+        if failure.is_some() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = set.finish();
+            return Err(failure.expect("checked"));
+        }
+    }
+    let local_flows = set.finish();
+    let cpu = cpu0.report(&CpuSnapshot::take());
+    let local = SideReport { host: host::info(), flows: local_flows, cpu };
+    let remote = remote.expect("loop ends with a result");
+    Ok(RunReport {
+        schema: SCHEMA.into(),
+        config: RunConfig {
+            to: addr.to_string(),
+            agent_data_port: data_port,
+            mode: mode.into(),
+            mode_reason,
+            test: opts.spec.clone(),
+            local: opts.local.map(|l| l.to_string()),
+            iface: opts.iface.clone(),
+            started_unix,
+        },
+        intervals,
+        end: End::merge(mode, local, remote),
+    })
+}
+
+fn connect_control(addr: SocketAddr, opts: &SocketOpts, timeout: Duration) -> Result<TcpStream> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(|e| Error::io("creating a control socket", e))?;
+    if let Some(ip) = opts.local {
+        s.bind(&SocketAddr::new(ip, 0).into())
+            .map_err(|e| Error::io(format!("binding source address {ip}"), e))?;
+    }
+    s.connect_timeout(&SockAddr::from(addr), timeout).map_err(|e| match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Error::PeerLost(format!(
+            "connection refused by {addr}: is `wirespeed agent` running there?"
+        )),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            Error::PeerLost(format!("no answer from {addr} within {:.0} s", timeout.as_secs_f64()))
+        }
+        _ => Error::io(format!("connecting to {addr}"), e),
+    })?;
+    let s: TcpStream = s.into();
+    let _ = s.set_nodelay(true);
+    let _ = s.set_write_timeout(Some(super::REPLY_TIMEOUT));
+    Ok(s)
+}
+
+fn authenticate(conn: &mut TcpStream, psk: Option<&[u8]>) -> Result<HostInfo> {
+    let nonce = match expect_msg(conn)? {
+        Msg::Challenge { nonce, .. } => auth::from_hex(&nonce)
+            .filter(|n| n.len() == auth::NONCE_LEN)
+            .ok_or_else(|| Error::Protocol("agent sent a malformed challenge".into()))?,
+        other => return Err(unexpected("challenge", other)),
+    };
+    let cnonce = auth::nonce();
+    let proof = psk.map(|k| auth::prove(k, AuthRole::Controller, &nonce, &cnonce));
+    frame::write_msg(
+        conn,
+        &Msg::Hello { nonce: auth::to_hex(&cnonce), proof, version: crate::VERSION.into() },
+    )?;
+    match expect_msg(conn)? {
+        Msg::Welcome { proof, agent } => {
+            if let Some(key) = psk {
+                let ok = proof.is_some_and(|p| auth::verify(key, AuthRole::Agent, &nonce, &cnonce, &p));
+                if !ok {
+                    return Err(Error::Auth(
+                        "the agent did not prove it holds the key (is it running without --psk-file?)".into(),
+                    ));
+                }
+            }
+            Ok(agent)
+        }
+        other => Err(unexpected("welcome", other)),
+    }
+}
+
+/// An agent's Error becomes our error; anything else is a protocol fault.
+fn unexpected(wanted: &str, got: Msg) -> Error {
+    match got {
+        Msg::Error { kind, message } => Msg::into_error(kind, message),
+        other => Error::Protocol(format!("expected {wanted}, got {}", other.name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(parse_target("h").unwrap(), ("h".into(), DEFAULT_PORT));
+        assert_eq!(parse_target("198.18.0.2:99").unwrap(), ("198.18.0.2".into(), 99));
+        assert_eq!(parse_target("[2001:2::2]:7").unwrap(), ("2001:2::2".into(), 7));
+        assert_eq!(parse_target("[2001:2::2]").unwrap(), ("2001:2::2".into(), DEFAULT_PORT));
+        assert_eq!(parse_target("2001:2::2").unwrap(), ("2001:2::2".into(), DEFAULT_PORT));
+        assert!(parse_target("h:x").is_err());
+        assert!(parse_target(":5").is_err());
+        assert!(parse_target("[::1").is_err());
+        assert!(parse_target("").is_err());
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(resolve_mode(Mode::Auto).unwrap().0, "socket");
+        assert!(resolve_mode(Mode::Xdp).is_err());
+    }
+}

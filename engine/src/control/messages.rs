@@ -1,0 +1,120 @@
+//! The control protocol's vocabulary.
+//!
+//! One connection carries one test:
+//!
+//! ```text
+//! controller                         agent
+//!   preamble  ─────────────────────►
+//!             ◄───────────────────── preamble          (versions compared)
+//!             ◄───────────────────── Challenge
+//!   Hello     ─────────────────────►                   (proof checked)
+//!             ◄───────────────────── Welcome | Error
+//!   Test      ─────────────────────►                   (caps, iface, port)
+//!             ◄───────────────────── Accepted | Error
+//!   data connections ══════════════►
+//!             ◄───────────────────── Ready | Error
+//!   Start     ─────────────────────►
+//!   ...       (either side may send Abort)
+//!             ◄───────────────────── Result | Error
+//! ```
+
+use crate::report::model::{HostInfo, SideReport};
+use crate::spec::TestSpec;
+use serde::{Deserialize, Serialize};
+
+/// A control message.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Msg {
+    /// Agent's opening: a nonce to prove the key against.
+    Challenge { nonce: String, auth_required: bool },
+    /// Controller's answer; `proof` is present when it holds a key.
+    Hello {
+        nonce: String,
+        proof: Option<String>,
+        version: String,
+    },
+    /// The agent accepted the controller; `proof` when the agent holds a key.
+    Welcome {
+        proof: Option<String>,
+        agent: HostInfo,
+    },
+    /// The test to run.
+    Test(Box<TestSpec>),
+    /// The agent is listening for the data connections.
+    Accepted {
+        data_port: u16,
+        cookie: String,
+        mode: String,
+    },
+    /// All data connections arrived.
+    Ready,
+    /// Begin measuring now.
+    Start,
+    /// Stop the test early.
+    Abort { reason: String },
+    /// The agent's own measurements.
+    Result(Box<SideReport>),
+    /// A refusal or failure, with a one-line reason.
+    Error { kind: ErrorKind, message: String },
+}
+
+/// Why an agent said no; lets a controller react without parsing prose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Version,
+    Protocol,
+    Auth,
+    Refused,
+    Invalid,
+    Failed,
+}
+
+impl Msg {
+    /// The message's name, for errors such as "expected Ready, got Start".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Msg::Challenge { .. } => "challenge",
+            Msg::Hello { .. } => "hello",
+            Msg::Welcome { .. } => "welcome",
+            Msg::Test(_) => "test",
+            Msg::Accepted { .. } => "accepted",
+            Msg::Ready => "ready",
+            Msg::Start => "start",
+            Msg::Abort { .. } => "abort",
+            Msg::Result(_) => "result",
+            Msg::Error { .. } => "error",
+        }
+    }
+
+    /// The message an agent sends for an engine error.
+    pub fn from_error(e: &crate::Error) -> Msg {
+        use crate::Error as E;
+        let kind = match e {
+            E::Version(_) => ErrorKind::Version,
+            E::Protocol(_) => ErrorKind::Protocol,
+            E::Auth(_) => ErrorKind::Auth,
+            E::Refused(_) | E::Privilege(_) => ErrorKind::Refused,
+            E::Invalid(_) => ErrorKind::Invalid,
+            E::PeerLost(_) | E::Io { .. } => ErrorKind::Failed,
+        };
+        let message = match e {
+            E::Refused(m) | E::Invalid(m) | E::Auth(m) | E::Protocol(m) | E::Version(m) => m.clone(),
+            other => other.to_string(),
+        };
+        Msg::Error { kind, message }
+    }
+
+    /// The engine error a controller raises for an agent's Error message.
+    pub fn into_error(kind: ErrorKind, message: String) -> crate::Error {
+        use crate::Error as E;
+        match kind {
+            ErrorKind::Version => E::Version(message),
+            ErrorKind::Protocol => E::Protocol(format!("agent says: {message}")),
+            ErrorKind::Auth => E::Auth(message),
+            ErrorKind::Refused | ErrorKind::Invalid => E::Refused(message),
+            ErrorKind::Failed => E::PeerLost(format!("agent failed: {message}")),
+        }
+    }
+}

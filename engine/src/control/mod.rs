@@ -1,0 +1,49 @@
+//! Controller <-> agent control plane.
+//!
+//! `frame` is the wire format (preamble, length-prefixed JSON, size cap),
+//! `messages` the vocabulary, `auth` the pre-shared-key handshake; `agent`
+//! and `controller` drive them over real sockets.
+
+pub mod agent;
+pub mod auth;
+pub mod controller;
+pub mod frame;
+pub mod messages;
+
+/// Default control port of `wirespeed agent`.
+pub const DEFAULT_PORT: u16 = 5290;
+
+use crate::{Error, Result};
+use messages::Msg;
+use std::io;
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// How long either side waits for a control message it expects.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Wait up to `wait` for a control message without losing a partial one:
+/// peek first, then read the whole frame. `Ok(None)` means nothing came;
+/// a closed connection is an error.
+pub fn poll_msg(conn: &mut TcpStream, wait: Duration) -> Result<Option<Msg>> {
+    conn.set_read_timeout(Some(wait))
+        .map_err(|e| Error::io("setting a control read timeout", e))?;
+    let mut b = [0u8; 1];
+    match conn.peek(&mut b) {
+        Ok(0) => Err(Error::PeerLost("the peer closed the control connection".into())),
+        Ok(_) => {
+            conn.set_read_timeout(Some(REPLY_TIMEOUT))
+                .map_err(|e| Error::io("setting a control read timeout", e))?;
+            frame::read_msg(conn).map(Some)
+        }
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => Ok(None),
+        Err(e) => Err(Error::PeerLost(format!("control connection: {e}"))),
+    }
+}
+
+/// Read the next message, waiting at most [`REPLY_TIMEOUT`].
+pub fn expect_msg(conn: &mut TcpStream) -> Result<Msg> {
+    conn.set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(|e| Error::io("setting a control read timeout", e))?;
+    frame::read_msg(conn)
+}

@@ -1,0 +1,501 @@
+//! Kernel-socket data path (netperf TCP_STREAM semantics): one blocking
+//! socket and one thread per flow, fixed-size send() calls, reads of the
+//! same size. Portable to Windows; SO_BINDTODEVICE and TCP_INFO are
+//! Linux-only.
+
+use crate::error::IoContext;
+use crate::metrics::{interval::Counter, tcpinfo};
+use crate::report::model::{FlowResult, Role, SockBufs, Throughput};
+use crate::spec::{Direction, FlowId};
+use crate::{Error, Result};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a blocking socket call may wait before we re-check the clock
+/// and the stop flag. Bounds the reaction time to an abort.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Magic that opens every data connection, so stray connections to a data
+/// port are told apart from ours.
+const DATA_MAGIC: [u8; 8] = *b"WSDATA\0\x01";
+/// Size of the header a controller writes first on each data connection.
+pub const HEADER_LEN: usize = 28;
+/// Random per-test token tying data connections to their test.
+pub type Cookie = [u8; 16];
+
+/// The first bytes on a data connection: which test and which flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowHeader {
+    pub cookie: Cookie,
+    pub id: FlowId,
+}
+
+impl FlowHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[..8].copy_from_slice(&DATA_MAGIC);
+        b[8..24].copy_from_slice(&self.cookie);
+        b[24..26].copy_from_slice(&self.id.stream.to_be_bytes());
+        b[26] = match self.id.direction {
+            Direction::Receive => 1,
+            _ => 0,
+        };
+        b
+    }
+
+    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<FlowHeader> {
+        if b[..8] != DATA_MAGIC {
+            return Err(Error::Protocol("data connection without wirespeed's header".into()));
+        }
+        let direction = match b[26] {
+            0 => Direction::Send,
+            1 => Direction::Receive,
+            d => return Err(Error::Protocol(format!("data header names direction {d}"))),
+        };
+        let mut cookie = [0u8; 16];
+        cookie.copy_from_slice(&b[8..24]);
+        Ok(FlowHeader {
+            cookie,
+            id: FlowId { stream: u16::from_be_bytes([b[24], b[25]]), direction },
+        })
+    }
+}
+
+/// Socket options shared by every data socket of one side.
+#[derive(Clone, Debug, Default)]
+pub struct SocketOpts {
+    /// SO_SNDBUF and SO_RCVBUF; None leaves the kernel's autotuning on.
+    pub sockbuf: Option<u32>,
+    /// Interface to bind to (SO_BINDTODEVICE).
+    pub iface: Option<String>,
+    /// Source address to bind.
+    pub local: Option<IpAddr>,
+}
+
+/// Fail early, with the fix, when an interface does not exist.
+pub fn check_iface(name: &str) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::net::if_::if_nametoindex(name)
+            .map(|_| ())
+            .map_err(|_| Error::Invalid(format!("no interface named {name:?} on this host (see `ip link`)")))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(Error::Invalid(format!(
+            "binding to interface {name:?} needs Linux's SO_BINDTODEVICE; bind a source address with --local instead"
+        )))
+    }
+}
+
+fn new_socket(addr: &SocketAddr, opts: &SocketOpts) -> Result<Socket> {
+    let sock = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))
+        .ctx(|| "creating a TCP socket".into())?;
+    if let Some(b) = opts.sockbuf {
+        // Set before connect/listen so the window scale matches the buffer.
+        sock.set_send_buffer_size(b as usize)
+            .ctx(|| format!("setting SO_SNDBUF to {b}"))?;
+        sock.set_recv_buffer_size(b as usize)
+            .ctx(|| format!("setting SO_RCVBUF to {b}"))?;
+    }
+    if let Some(i) = &opts.iface {
+        bind_device(&sock, i)?;
+    }
+    Ok(sock)
+}
+
+#[cfg(target_os = "linux")]
+fn bind_device(sock: &Socket, iface: &str) -> Result<()> {
+    check_iface(iface)?;
+    sock.bind_device(Some(iface.as_bytes())).map_err(|e| {
+        if e.raw_os_error() == Some(nix::libc::EPERM) {
+            Error::Privilege(format!(
+                "binding to interface {iface} needs CAP_NET_RAW: run as root, or drop --iface and use --local"
+            ))
+        } else {
+            Error::io(format!("binding to interface {iface}"), e)
+        }
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn bind_device(_sock: &Socket, iface: &str) -> Result<()> {
+    check_iface(iface)
+}
+
+/// Listen for data connections on `ip:port` (port 0 = any).
+pub fn listen(ip: IpAddr, port: u16, opts: &SocketOpts) -> Result<Socket> {
+    let addr = SocketAddr::new(ip, port);
+    let sock = new_socket(&addr, opts)?;
+    // Lets a fixed data port be reused across sequential tests (TIME_WAIT);
+    // on Windows the same option would let another process steal the port.
+    #[cfg(not(windows))]
+    sock.set_reuse_address(true).ctx(|| "setting SO_REUSEADDR".into())?;
+    sock.bind(&addr.into()).map_err(|e| match e.kind() {
+        io::ErrorKind::AddrInUse => Error::Refused(format!(
+            "data port {port} on {ip} is in use: choose another --data-port or leave it unset"
+        )),
+        io::ErrorKind::AddrNotAvailable => {
+            Error::Refused(format!("address {ip} is not on this host"))
+        }
+        _ => Error::io(format!("binding data port {addr}"), e),
+    })?;
+    sock.listen(1024).ctx(|| format!("listening on {addr}"))?;
+    Ok(sock)
+}
+
+/// Open one data connection and send its header.
+pub fn connect_flow(to: SocketAddr, opts: &SocketOpts, header: &FlowHeader, timeout: Duration) -> Result<Socket> {
+    let sock = new_socket(&to, opts)?;
+    if let Some(ip) = opts.local {
+        sock.bind(&SocketAddr::new(ip, 0).into())
+            .ctx(|| format!("binding source address {ip}"))?;
+    }
+    sock.connect_timeout(&SockAddr::from(to), timeout)
+        .ctx(|| format!("opening data connection to {to}"))?;
+    sock.set_write_timeout(Some(timeout)).ctx(|| "setting a send timeout".into())?;
+    (&sock).write_all(&header.encode()).ctx(|| format!("sending data header to {to}"))?;
+    Ok(sock)
+}
+
+/// Accept the expected data connections. Connections with a wrong header,
+/// an unknown flow or a duplicate are closed and do not count; if not all
+/// arrive before `timeout`, the test fails with a reason.
+pub fn accept_flows(listener: &Socket, cookie: &Cookie, expected: &[FlowId], timeout: Duration) -> Result<Vec<(FlowId, Socket)>> {
+    listener.set_nonblocking(true).ctx(|| "setting listener non-blocking".into())?;
+    let deadline = Instant::now() + timeout;
+    let mut got: Vec<(FlowId, Socket)> = Vec::with_capacity(expected.len());
+    while got.len() < expected.len() {
+        if Instant::now() >= deadline {
+            let port = listener.local_addr().ok().and_then(|a| a.as_socket()).map_or(0, |a| a.port());
+            return Err(Error::PeerLost(format!(
+                "only {} of {} data connections arrived within {:.0} s: is something between controller and agent blocking port {port}?",
+                got.len(),
+                expected.len(),
+                timeout.as_secs_f64()
+            )));
+        }
+        let (sock, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Err(e) => return Err(Error::io("accepting a data connection", e)),
+        };
+        let peer = peer.as_socket().map_or_else(|| "?".into(), |a| a.to_string());
+        match read_header(&sock) {
+            Ok(h) if &h.cookie == cookie && expected.contains(&h.id) && !got.iter().any(|(id, _)| *id == h.id) => {
+                got.push((h.id, sock));
+            }
+            Ok(h) => tracing::warn!(%peer, ?h.id, "closed a data connection for another test or a duplicate flow"),
+            Err(e) => tracing::warn!(%peer, "closed a bad data connection: {e}"),
+        }
+    }
+    Ok(got)
+}
+
+fn read_header(sock: &Socket) -> Result<FlowHeader> {
+    sock.set_nonblocking(false).ctx(|| "setting socket blocking".into())?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).ctx(|| "setting a read timeout".into())?;
+    let mut b = [0u8; HEADER_LEN];
+    (&*sock)
+        .read_exact(&mut b)
+        .map_err(|e| Error::Protocol(format!("no complete data header within 2 s: {e}")))?;
+    FlowHeader::decode(&b)
+}
+
+/// When a flow stops, and how long it may stall.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowLimits {
+    /// Senders stop after this long.
+    pub duration: Option<Duration>,
+    /// Senders stop after this many bytes.
+    pub bytes: Option<u64>,
+    /// No progress for this long ends the flow with an error.
+    pub idle: Duration,
+    /// Nothing runs past this, whatever the peer does.
+    pub hard: Duration,
+}
+
+/// One flow's work: its socket and what to do with it.
+pub struct Flow {
+    pub id: FlowId,
+    pub role: Role,
+    pub sock: Socket,
+    pub msg_size: usize,
+    pub limits: FlowLimits,
+    pub counter: Counter,
+}
+
+impl Flow {
+    /// Move bytes until the limit, the peer's close, an error, or `stop`.
+    /// Never panics on peer behaviour; errors land in the result.
+    pub fn run(self, start: Instant, stop: &AtomicBool) -> FlowResult {
+        let sockbuf = SockBufs {
+            snd: self.sock.send_buffer_size().unwrap_or(0) as u32,
+            rcv: self.sock.recv_buffer_size().unwrap_or(0) as u32,
+        };
+        let _ = self.sock.set_read_timeout(Some(POLL));
+        let _ = self.sock.set_write_timeout(Some(POLL));
+        let (bytes, seconds, error) = match self.role {
+            Role::Sender => self.send(start, stop),
+            Role::Receiver => self.receive(start, stop),
+        };
+        FlowResult {
+            stream: self.id.stream,
+            direction: self.id.direction,
+            role: self.role,
+            throughput: Throughput::new(bytes, seconds),
+            sockbuf,
+            tcp: tcpinfo::read(&self.sock),
+            error,
+        }
+    }
+
+    fn send(&self, start: Instant, stop: &AtomicBool) -> (u64, f64, Option<String>) {
+        let buf = pattern(self.msg_size);
+        let mut sent = 0u64;
+        let mut last_progress = Instant::now();
+        let mut error = None;
+        loop {
+            let now = Instant::now();
+            if stop.load(Ordering::Relaxed) {
+                error = Some("aborted".to_string());
+                break;
+            }
+            let elapsed = now.duration_since(start);
+            if self.limits.duration.is_some_and(|d| elapsed >= d) || elapsed >= self.limits.hard {
+                break;
+            }
+            let n = match self.limits.bytes {
+                Some(b) if sent >= b => break,
+                Some(b) => (b - sent).min(buf.len() as u64) as usize,
+                None => buf.len(),
+            };
+            match (&self.sock).write(&buf[..n]) {
+                Ok(k) => {
+                    sent += k as u64;
+                    self.counter.add(k as u64);
+                    last_progress = now;
+                }
+                Err(e) if is_timeout(&e) => {
+                    if now.duration_since(last_progress) >= self.limits.idle {
+                        error = Some(format!(
+                            "the receiver took nothing for {:.0} s",
+                            self.limits.idle.as_secs_f64()
+                        ));
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    error = Some(format!("send failed: {e}"));
+                    break;
+                }
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        // Half-close, then wait for the receiver to close: its EOF is the
+        // proof that every byte was read.
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        if error.is_none() {
+            error = self.drain(start, stop).err();
+        }
+        (sent, seconds, error)
+    }
+
+    fn drain(&self, start: Instant, stop: &AtomicBool) -> Result<(), String> {
+        let mut b = [0u8; 4096];
+        let since = Instant::now();
+        loop {
+            match (&self.sock).read(&mut b) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                // The receiver may reset instead of closing once it has all.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(format!("waiting for the receiver to finish: {e}")),
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err("aborted".into());
+            }
+            if since.elapsed() >= self.limits.idle || start.elapsed() >= self.limits.hard {
+                return Err("the receiver never closed its end".into());
+            }
+        }
+    }
+
+    fn receive(&self, start: Instant, stop: &AtomicBool) -> (u64, f64, Option<String>) {
+        let mut buf = vec![0u8; self.msg_size];
+        let mut got = 0u64;
+        let mut last_progress = Instant::now();
+        let mut error = None;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                error = Some("aborted".to_string());
+                break;
+            }
+            match (&self.sock).read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => {
+                    got += k as u64;
+                    self.counter.add(k as u64);
+                    last_progress = Instant::now();
+                }
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {
+                    if last_progress.elapsed() >= self.limits.idle {
+                        error = Some(format!(
+                            "no data for {:.0} s: the sender stalled or vanished",
+                            self.limits.idle.as_secs_f64()
+                        ));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    error = Some(format!("receive failed: {e}"));
+                    break;
+                }
+            }
+            if start.elapsed() >= self.limits.hard {
+                error = Some("the sender went on past the test's time limit".to_string());
+                break;
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        // Close explicitly: a duplicate handle (the interval sampler's) must
+        // not keep the connection open and leave the sender waiting.
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        (got, seconds, error)
+    }
+}
+
+/// A test's flows running on their own threads.
+pub struct FlowSet {
+    rx: std::sync::mpsc::Receiver<FlowResult>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    results: Vec<FlowResult>,
+}
+
+impl FlowSet {
+    /// Start every flow at `start`; each thread ends on its own limits or
+    /// when `stop` is set.
+    pub fn spawn(flows: Vec<Flow>, start: Instant, stop: &std::sync::Arc<AtomicBool>) -> Result<FlowSet> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut handles = Vec::with_capacity(flows.len());
+        for f in flows {
+            let (tx, stop) = (tx.clone(), stop.clone());
+            let name = format!("flow-{}-{}", f.id.stream, f.id.direction);
+            let h = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    let _ = tx.send(f.run(start, &stop));
+                })
+                .ctx(|| "starting a flow thread".into())?;
+            handles.push(h);
+        }
+        Ok(FlowSet { rx, handles, results: Vec::new() })
+    }
+
+    /// Wait up to `wait` for flows to finish; true once all have.
+    pub fn poll(&mut self, wait: Duration) -> bool {
+        if self.results.len() < self.handles.len() {
+            if let Ok(r) = self.rx.recv_timeout(wait) {
+                self.results.push(r);
+                self.results.extend(self.rx.try_iter());
+            }
+        }
+        self.results.len() == self.handles.len()
+    }
+
+    /// Join the threads and return the results (waits for all).
+    pub fn finish(mut self) -> Vec<FlowResult> {
+        while !self.poll(Duration::from_millis(100)) {}
+        for h in self.handles {
+            let _ = h.join();
+        }
+        self.results.sort_by_key(|r| (r.direction == Direction::Receive, r.stream));
+        self.results
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// The payload every sender writes: byte i of each message is `i mod 251`
+/// (a prime, so the pattern does not align with power-of-two sizes).
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Dial or accept role for a flow as seen from one side.
+pub fn role_of(id: FlowId, controller: bool) -> Role {
+    match (id.direction == Direction::Send, controller) {
+        (true, true) | (false, false) => Role::Sender,
+        _ => Role::Receiver,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_rejects() {
+        let h = FlowHeader { cookie: [7; 16], id: FlowId { stream: 300, direction: Direction::Receive } };
+        assert_eq!(FlowHeader::decode(&h.encode()).unwrap(), h);
+        let mut bad = h.encode();
+        bad[0] = b'X';
+        assert!(FlowHeader::decode(&bad).is_err());
+        let mut bad = h.encode();
+        bad[26] = 9;
+        assert!(FlowHeader::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn roles() {
+        let s = FlowId { stream: 0, direction: Direction::Send };
+        let r = FlowId { stream: 0, direction: Direction::Receive };
+        assert_eq!(role_of(s, true), Role::Sender);
+        assert_eq!(role_of(s, false), Role::Receiver);
+        assert_eq!(role_of(r, true), Role::Receiver);
+        assert_eq!(role_of(r, false), Role::Sender);
+    }
+
+    #[test]
+    fn loopback_flow_moves_exact_bytes() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let l = listen(lo, 0, &SocketOpts::default()).unwrap();
+        let port = l.local_addr().unwrap().as_socket().unwrap().port();
+        let id = FlowId { stream: 0, direction: Direction::Send };
+        let cookie = [1u8; 16];
+        let h = FlowHeader { cookie, id };
+        let t = std::thread::spawn(move || {
+            connect_flow(SocketAddr::new(lo, port), &SocketOpts::default(), &h, Duration::from_secs(2)).unwrap()
+        });
+        let mut acc = accept_flows(&l, &cookie, &[id], Duration::from_secs(5)).unwrap();
+        let c = t.join().unwrap();
+        let limits = FlowLimits {
+            duration: None,
+            bytes: Some(1_000_003),
+            idle: Duration::from_secs(5),
+            hard: Duration::from_secs(30),
+        };
+        let stop = AtomicBool::new(false);
+        let start = Instant::now();
+        let (_, rs) = acc.pop().unwrap();
+        let recv = Flow { id, role: Role::Receiver, sock: rs, msg_size: 8192, limits, counter: Counter::default() };
+        let rx = std::thread::spawn(move || recv.run(start, &AtomicBool::new(false)));
+        let send = Flow { id, role: Role::Sender, sock: c, msg_size: 8192, limits, counter: Counter::default() };
+        let s = send.run(start, &stop);
+        let r = rx.join().unwrap();
+        assert_eq!(s.throughput.bytes, 1_000_003);
+        assert_eq!(r.throughput.bytes, 1_000_003);
+        assert_eq!(s.error, None);
+        assert_eq!(r.error, None);
+    }
+}

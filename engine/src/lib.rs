@@ -1,0 +1,19 @@
+//! wirespeed's engine: everything but argument parsing.
+//!
+//! Pure logic (the test spec, units, the control protocol's messages and
+//! framing, reports) is kept apart from I/O (`datapath`, the agent and
+//! controller drivers in `control`, and `metrics` readers) so it can be
+//! unit-tested without sockets.
+
+pub mod control;
+pub mod datapath;
+pub mod error;
+pub mod metrics;
+pub mod report;
+pub mod spec;
+pub mod units;
+
+pub use error::{Error, Result};
+
+/// The version of this build, reported by agents and controllers.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,117 @@
+//! Per-interval sampling: flows bump a shared byte counter; a sampler on
+//! another thread turns counter deltas (and, on Linux, TCP_INFO) into one
+//! [`Interval`] per tick, as iperf3 prints them.
+
+use crate::metrics::tcpinfo;
+use crate::report::model::{Interval, IntervalFlow, Throughput};
+use crate::spec::FlowId;
+use socket2::Socket;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Bytes a flow has moved so far; cheap to bump from the data path.
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Probe {
+    id: FlowId,
+    counter: Counter,
+    sock: Option<Socket>,
+    last_bytes: u64,
+    last_retrans: u32,
+}
+
+/// Turns counters into intervals.
+pub struct Sampler {
+    t0: Instant,
+    last: Instant,
+    probes: Vec<Probe>,
+}
+
+impl Sampler {
+    /// Start sampling at `t0`, the test's start.
+    pub fn new(t0: Instant) -> Sampler {
+        Sampler { t0, last: t0, probes: Vec::new() }
+    }
+
+    /// Watch a flow; `sock` (a duplicate handle) lets us read TCP_INFO.
+    pub fn watch(&mut self, id: FlowId, counter: Counter, sock: Option<Socket>) {
+        self.probes.push(Probe { id, counter, sock, last_bytes: 0, last_retrans: 0 });
+    }
+
+    /// Seconds since the last sample.
+    pub fn since_last(&self, now: Instant) -> f64 {
+        now.duration_since(self.last).as_secs_f64()
+    }
+
+    /// The interval from the previous sample to `now`.
+    pub fn sample(&mut self, now: Instant) -> Interval {
+        let secs = now.duration_since(self.last).as_secs_f64();
+        let flows: Vec<IntervalFlow> = self
+            .probes
+            .iter_mut()
+            .map(|p| {
+                let bytes = p.counter.get();
+                let delta = bytes - p.last_bytes;
+                p.last_bytes = bytes;
+                let tcp = p.sock.as_ref().and_then(tcpinfo::read);
+                let retransmits = tcp.map(|t| {
+                    let d = t.retransmits.saturating_sub(p.last_retrans);
+                    p.last_retrans = t.retransmits;
+                    d
+                });
+                IntervalFlow {
+                    stream: p.id.stream,
+                    direction: p.id.direction,
+                    bytes: delta,
+                    bits_per_second: crate::units::bps(delta, secs),
+                    retransmits,
+                    rtt_us: tcp.map(|t| t.rtt_us),
+                }
+            })
+            .collect();
+        let total = flows.iter().map(|f| f.bytes).sum();
+        let iv = Interval {
+            start: self.last.duration_since(self.t0).as_secs_f64(),
+            end: now.duration_since(self.t0).as_secs_f64(),
+            flows,
+            sum: Throughput::new(total, secs),
+        };
+        self.last = now;
+        iv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Direction;
+    use std::time::Duration;
+
+    #[test]
+    fn deltas_per_interval() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(t0);
+        let c = Counter::default();
+        s.watch(FlowId { stream: 0, direction: Direction::Send }, c.clone(), None);
+        c.add(1000);
+        let a = s.sample(t0 + Duration::from_secs(1));
+        assert_eq!(a.sum.bytes, 1000);
+        assert_eq!(a.flows[0].bits_per_second, 8000.0);
+        c.add(500);
+        let b = s.sample(t0 + Duration::from_secs(2));
+        assert_eq!(b.sum.bytes, 500);
+        assert_eq!((b.start, b.end), (1.0, 2.0));
+        assert_eq!(b.flows[0].retransmits, None);
+    }
+}

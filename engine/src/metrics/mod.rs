@@ -1,0 +1,8 @@
+//! Measurement readers: CPU time (per core and per process), TCP_INFO, host
+//! facts, and the per-interval sampler. Parsers are pure functions over
+//! text so they are tested without a live system.
+
+pub mod cpu;
+pub mod host;
+pub mod interval;
+pub mod tcpinfo;

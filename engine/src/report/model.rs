@@ -1,0 +1,347 @@
+//! The result model: what each side measured and the merged run report.
+//! Serialized as-is for `--json`; the schema is documented in docs/json.md
+//! and versioned by [`SCHEMA`].
+
+use crate::spec::{Direction, TestSpec};
+use crate::units::bps;
+use serde::{Deserialize, Serialize};
+
+/// Identifies the JSON document's shape; bump on incompatible change.
+pub const SCHEMA: &str = "wirespeed.run/1";
+
+/// What a host is, as reported by itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub cores: usize,
+    pub version: String,
+}
+
+/// Bytes moved over a time, and the rate that makes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub bits_per_second: f64,
+}
+
+impl Throughput {
+    pub fn new(bytes: u64, seconds: f64) -> Self {
+        Throughput { bytes, seconds, bits_per_second: bps(bytes, seconds) }
+    }
+
+    /// Aggregate of flows running side by side: bytes add up, the time is
+    /// the longest flow's.
+    pub fn sum<'a>(it: impl IntoIterator<Item = &'a Throughput>) -> Throughput {
+        let (bytes, seconds) = it
+            .into_iter()
+            .fold((0u64, 0f64), |(b, s), t| (b + t.bytes, s.max(t.seconds)));
+        Throughput::new(bytes, seconds)
+    }
+}
+
+/// Which end of a flow a result comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Sender,
+    Receiver,
+}
+
+/// Socket buffer sizes as the kernel granted them (Linux reports double
+/// the requested value: half is bookkeeping overhead).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SockBufs {
+    pub snd: u32,
+    pub rcv: u32,
+}
+
+/// TCP's own view of a connection at its end (Linux TCP_INFO).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpStats {
+    pub retransmits: u32,
+    pub rtt_us: u32,
+    pub rttvar_us: u32,
+    pub snd_cwnd: u32,
+    pub mss: u32,
+    pub pmtu: u32,
+}
+
+/// One side's measurement of one flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowResult {
+    pub stream: u16,
+    pub direction: Direction,
+    pub role: Role,
+    #[serde(flatten)]
+    pub throughput: Throughput,
+    pub sockbuf: SockBufs,
+    pub tcp: Option<TcpStats>,
+    /// Set when the flow ended abnormally; its bytes still count.
+    pub error: Option<String>,
+}
+
+/// CPU time shares in percent over the test, for a core or the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuShare {
+    pub user: f64,
+    pub nice: f64,
+    pub system: f64,
+    /// Hard interrupts; None where the OS does not break them out.
+    pub irq: Option<f64>,
+    pub softirq: Option<f64>,
+    pub steal: Option<f64>,
+    pub iowait: Option<f64>,
+    pub idle: f64,
+}
+
+impl CpuShare {
+    /// Everything but idle and iowait.
+    pub fn busy(&self) -> f64 {
+        100.0 - self.idle - self.iowait.unwrap_or(0.0)
+    }
+}
+
+/// One core's share.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoreShare {
+    pub cpu: usize,
+    #[serde(flatten)]
+    pub share: CpuShare,
+}
+
+/// The measuring process's own CPU time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessCpu {
+    pub user_seconds: f64,
+    pub system_seconds: f64,
+    /// (user + system) / wall time, as iperf3 reports it: 100 = one core.
+    pub percent_of_core: f64,
+    /// The same divided by the number of cores: 100 = the whole host.
+    pub percent_of_host: f64,
+}
+
+/// CPU use on one host over the measured interval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuReport {
+    /// Where the figures come from (`/proc/stat`, `GetSystemTimes`).
+    pub source: String,
+    pub seconds: f64,
+    pub cores: usize,
+    pub host: CpuShare,
+    pub per_core: Vec<CoreShare>,
+    pub process: ProcessCpu,
+}
+
+/// Everything one side reports about a test.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideReport {
+    pub host: HostInfo,
+    pub flows: Vec<FlowResult>,
+    pub cpu: CpuReport,
+}
+
+/// One flow's share of a reporting interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntervalFlow {
+    pub stream: u16,
+    pub direction: Direction,
+    pub bytes: u64,
+    pub bits_per_second: f64,
+    pub retransmits: Option<u32>,
+    pub rtt_us: Option<u32>,
+}
+
+/// One reporting interval, measured on the controller.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub start: f64,
+    pub end: f64,
+    pub flows: Vec<IntervalFlow>,
+    pub sum: Throughput,
+}
+
+/// How the test was set up, including what was resolved at run time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// The agent's control address, resolved.
+    pub to: String,
+    /// The data port the agent listened on.
+    pub agent_data_port: u16,
+    pub mode: String,
+    pub mode_reason: String,
+    /// The parameters sent to the agent.
+    pub test: TestSpec,
+    pub local: Option<String>,
+    pub iface: Option<String>,
+    pub started_unix: f64,
+}
+
+/// Both ends of one flow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowPair {
+    pub stream: u16,
+    pub direction: Direction,
+    pub sender: FlowResult,
+    pub receiver: FlowResult,
+}
+
+/// Totals for one direction: the sender's and the receiver's view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DirectionSummary {
+    pub direction: Direction,
+    pub sent: Throughput,
+    pub received: Throughput,
+    pub retransmits: u64,
+}
+
+/// CPU on both sides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BothCpu {
+    pub local: CpuReport,
+    pub remote: CpuReport,
+}
+
+/// The end-of-test summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct End {
+    pub mode: String,
+    /// All flows, as their senders counted them.
+    pub sent: Throughput,
+    /// All flows, as their receivers counted them.
+    pub received: Throughput,
+    pub directions: Vec<DirectionSummary>,
+    pub flows: Vec<FlowPair>,
+    pub cpu: BothCpu,
+    pub local_host: HostInfo,
+    pub remote_host: HostInfo,
+    /// Flow errors from either side; empty on a clean run.
+    pub errors: Vec<String>,
+}
+
+/// The whole `--json` document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub schema: String,
+    pub config: RunConfig,
+    pub intervals: Vec<Interval>,
+    pub end: End,
+}
+
+impl End {
+    /// Merge the two sides' results. A flow one side lost stays visible
+    /// as an error rather than vanishing from the totals.
+    pub fn merge(mode: &str, local: SideReport, remote: SideReport) -> End {
+        let mut flows = Vec::new();
+        let mut errors = Vec::new();
+        for l in &local.flows {
+            let Some(r) = remote
+                .flows
+                .iter()
+                .find(|r| r.stream == l.stream && r.direction == l.direction)
+            else {
+                errors.push(format!(
+                    "stream {} ({}): the agent reported no result",
+                    l.stream, l.direction
+                ));
+                continue;
+            };
+            let (sender, receiver) = match l.role {
+                Role::Sender => (l.clone(), r.clone()),
+                Role::Receiver => (r.clone(), l.clone()),
+            };
+            for (side, f) in [("local", l), ("remote", r)] {
+                if let Some(e) = &f.error {
+                    errors.push(format!("stream {} ({}), {side}: {e}", f.stream, f.direction));
+                }
+            }
+            flows.push(FlowPair { stream: l.stream, direction: l.direction, sender, receiver });
+        }
+        let directions: Vec<DirectionSummary> = [Direction::Send, Direction::Receive]
+            .into_iter()
+            .filter(|d| flows.iter().any(|f| f.direction == *d))
+            .map(|d| {
+                let of = || flows.iter().filter(move |f| f.direction == d);
+                DirectionSummary {
+                    direction: d,
+                    sent: Throughput::sum(of().map(|f| &f.sender.throughput)),
+                    received: Throughput::sum(of().map(|f| &f.receiver.throughput)),
+                    retransmits: of()
+                        .filter_map(|f| f.sender.tcp.map(|t| u64::from(t.retransmits)))
+                        .sum(),
+                }
+            })
+            .collect();
+        End {
+            mode: mode.to_string(),
+            sent: Throughput::sum(flows.iter().map(|f| &f.sender.throughput)),
+            received: Throughput::sum(flows.iter().map(|f| &f.receiver.throughput)),
+            directions,
+            flows,
+            cpu: BothCpu { local: local.cpu, remote: remote.cpu },
+            local_host: local.host,
+            remote_host: remote.host,
+            errors,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(stream: u16, direction: Direction, role: Role, bytes: u64, secs: f64) -> FlowResult {
+        FlowResult {
+            stream,
+            direction,
+            role,
+            throughput: Throughput::new(bytes, secs),
+            sockbuf: SockBufs::default(),
+            tcp: Some(TcpStats { retransmits: 2, ..Default::default() }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn merge_pairs_flows_and_sums_directions() {
+        let local = SideReport {
+            flows: vec![
+                flow(0, Direction::Send, Role::Sender, 1000, 1.0),
+                flow(1, Direction::Send, Role::Sender, 3000, 2.0),
+                flow(0, Direction::Receive, Role::Receiver, 500, 1.0),
+            ],
+            ..Default::default()
+        };
+        let remote = SideReport {
+            flows: vec![
+                flow(1, Direction::Send, Role::Receiver, 3000, 2.0),
+                flow(0, Direction::Send, Role::Receiver, 1000, 1.0),
+                flow(0, Direction::Receive, Role::Sender, 500, 1.0),
+            ],
+            ..Default::default()
+        };
+        let end = End::merge("socket", local, remote);
+        assert!(end.errors.is_empty());
+        assert_eq!(end.flows.len(), 3);
+        assert_eq!(end.sent.bytes, 4500);
+        assert_eq!(end.sent.seconds, 2.0);
+        assert_eq!(end.directions[0].sent.bytes, 4000);
+        assert_eq!(end.directions[0].retransmits, 4);
+        assert_eq!(end.directions[1].received.bytes, 500);
+        assert_eq!(end.flows[2].sender.role, Role::Sender);
+        assert_eq!(end.flows[2].receiver.role, Role::Receiver);
+    }
+
+    #[test]
+    fn missing_remote_flow_is_an_error_not_silence() {
+        let local = SideReport {
+            flows: vec![flow(0, Direction::Send, Role::Sender, 1, 1.0)],
+            ..Default::default()
+        };
+        let end = End::merge("socket", local, SideReport::default());
+        assert_eq!(end.errors.len(), 1);
+        assert!(end.errors[0].contains("no result"));
+    }
+}

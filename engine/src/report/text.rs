@@ -1,0 +1,105 @@
+//! Human-readable output: iperf3-style interval lines and a netperf-style
+//! summary with both sides' view.
+
+use super::model::{CpuReport, Interval, RunReport};
+use crate::units::{fmt_bps, fmt_bytes};
+use std::fmt::Write;
+
+/// Header printed above the interval lines.
+pub fn interval_header() -> String {
+    format!("{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}", "[stream]", "interval", "transfer", "bitrate", "retr", "rtt")
+}
+
+/// One interval: a line per flow when there are several, then the sum.
+pub fn interval_lines(iv: &Interval) -> String {
+    let mut s = String::new();
+    let span = format!("{:.2}-{:.2} s", iv.start, iv.end);
+    for f in &iv.flows {
+        let _ = writeln!(
+            s,
+            "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}",
+            format!("[{} {}]", f.stream, f.direction),
+            span,
+            fmt_bytes(f.bytes),
+            fmt_bps(f.bits_per_second),
+            f.retransmits.map_or("-".into(), |r| r.to_string()),
+            f.rtt_us.map_or("-".into(), |r| format!("{r} us")),
+        );
+    }
+    if iv.flows.len() > 1 {
+        let _ = writeln!(
+            s,
+            "{:<14} {:>13} {:>12} {:>14}",
+            "[SUM]",
+            span,
+            fmt_bytes(iv.sum.bytes),
+            fmt_bps(iv.sum.bits_per_second)
+        );
+    }
+    s
+}
+
+fn cpu_line(c: &CpuReport) -> String {
+    let host = &c.host;
+    let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    format!(
+        "process {:.1}% of a core ({:.1}% of {} cores); host busy {:.1}% (usr {:.1} sys {:.1} irq {} soft {})",
+        c.process.percent_of_core,
+        c.process.percent_of_host,
+        c.cores,
+        host.busy(),
+        host.user + host.nice,
+        host.system,
+        opt(host.irq),
+        opt(host.softirq)
+    )
+}
+
+/// The end-of-test summary.
+pub fn summary(r: &RunReport) -> String {
+    let e = &r.end;
+    let mut s = String::new();
+    let _ = writeln!(s, "- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -");
+    let _ = writeln!(
+        s,
+        "mode {} ({}); to {} ({} {} {} cores, wirespeed {})",
+        e.mode, r.config.mode_reason, r.config.to, e.remote_host.hostname, e.remote_host.os, e.remote_host.cores, e.remote_host.version
+    );
+    for d in &e.directions {
+        let (snd, rcv) = match d.direction {
+            crate::spec::Direction::Send => ("local", "agent"),
+            _ => ("agent", "local"),
+        };
+        let _ = writeln!(
+            s,
+            "{:<8} sender   ({snd}) {:>12} in {:>6.2} s = {:>14}   retr {}",
+            d.direction.as_str(),
+            fmt_bytes(d.sent.bytes),
+            d.sent.seconds,
+            fmt_bps(d.sent.bits_per_second),
+            d.retransmits
+        );
+        let _ = writeln!(
+            s,
+            "{:<8} receiver ({rcv}) {:>12} in {:>6.2} s = {:>14}",
+            d.direction.as_str(),
+            fmt_bytes(d.received.bytes),
+            d.received.seconds,
+            fmt_bps(d.received.bits_per_second)
+        );
+    }
+    if let Some(f) = e.flows.first() {
+        let req = r.config.test.sockbuf.map_or("autotuned".into(), |b| format!("{b} requested"));
+        let _ = writeln!(
+            s,
+            "socket buffers: {req}; granted sender snd {} / receiver rcv {}; message {} B",
+            f.sender.sockbuf.snd, f.receiver.sockbuf.rcv, r.config.test.msg_size
+        );
+    }
+    let _ = writeln!(s, "cpu local:  {}", cpu_line(&e.cpu.local));
+    let _ = writeln!(s, "cpu remote: {}", cpu_line(&e.cpu.remote));
+    for err in &e.errors {
+        let _ = writeln!(s, "error: {err}");
+    }
+    s
+}

@@ -1,0 +1,222 @@
+//! What a test is: the parameters a controller sends to an agent. Pure data
+//! plus validation, so both sides agree on the flows before any socket opens.
+
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which way data flows, seen from the controller (netperf's view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Controller sends, agent receives (TCP_STREAM).
+    Send,
+    /// Agent sends, controller receives (TCP_MAERTS).
+    Receive,
+    /// Both at once, on separate connections (iperf3 --bidir).
+    Both,
+}
+
+impl Direction {
+    /// The one-way directions this test runs.
+    pub fn flows(self) -> &'static [Direction] {
+        match self {
+            Direction::Send => &[Direction::Send],
+            Direction::Receive => &[Direction::Receive],
+            Direction::Both => &[Direction::Send, Direction::Receive],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Send => "send",
+            Direction::Receive => "receive",
+            Direction::Both => "both",
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The data path a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Pick the best path this host and NIC support, and say why.
+    Auto,
+    /// Kernel bypass: XDP steering into AF_XDP sockets.
+    Xdp,
+    /// Ordinary kernel TCP sockets (portable fallback).
+    Socket,
+}
+
+/// When a sender stops.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Limit {
+    /// Send for this many seconds.
+    Duration { seconds: f64 },
+    /// Send this many bytes in each direction, split over the streams.
+    Bytes { bytes: u64 },
+}
+
+/// The test parameters the controller sends to the agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestSpec {
+    pub direction: Direction,
+    pub limit: Limit,
+    /// Bytes per send() call, and the receive buffer size per recv().
+    pub msg_size: u32,
+    /// SO_SNDBUF and SO_RCVBUF to request on both sides; None = autotuning.
+    pub sockbuf: Option<u32>,
+    /// Parallel connections per direction.
+    pub streams: u16,
+    /// Interface the agent binds its data sockets to (SO_BINDTODEVICE).
+    pub remote_iface: Option<String>,
+    /// Data port on the agent; None = any free port.
+    pub data_port: Option<u16>,
+}
+
+/// Hard bounds that hold whatever an agent's own caps say.
+pub const MAX_MSG_SIZE: u32 = 16 << 20;
+pub const MAX_SOCKBUF: u32 = 1 << 30;
+pub const MAX_STREAMS: u16 = 1024;
+
+impl TestSpec {
+    /// Reject parameters no data path could honour.
+    pub fn validate(&self) -> Result<()> {
+        if self.msg_size == 0 || self.msg_size > MAX_MSG_SIZE {
+            return Err(Error::Invalid(format!(
+                "message size {} must be between 1 and {MAX_MSG_SIZE} bytes",
+                self.msg_size
+            )));
+        }
+        if let Some(b) = self.sockbuf {
+            if !(1024..=MAX_SOCKBUF).contains(&b) {
+                return Err(Error::Invalid(format!(
+                    "socket buffer {b} must be between 1K and 1G"
+                )));
+            }
+        }
+        if self.streams == 0 || self.streams > MAX_STREAMS {
+            return Err(Error::Invalid(format!(
+                "streams {} must be between 1 and {MAX_STREAMS}",
+                self.streams
+            )));
+        }
+        match self.limit {
+            Limit::Duration { seconds } if !(seconds > 0.0 && seconds.is_finite()) => {
+                return Err(Error::Invalid(format!("duration {seconds} s must be positive")))
+            }
+            Limit::Bytes { bytes } if bytes < u64::from(self.streams) => {
+                return Err(Error::Invalid(format!(
+                    "--bytes {bytes} is less than one byte per stream"
+                )))
+            }
+            _ => {}
+        }
+        if let Some(i) = &self.remote_iface {
+            if i.is_empty() || i.len() > 15 || i.contains(['/', '\0']) {
+                return Err(Error::Invalid(format!("{i:?} is not a valid interface name")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every one-way flow of the test, in a fixed order both sides share.
+    pub fn flows(&self) -> Vec<FlowId> {
+        let mut v = Vec::new();
+        for &direction in self.direction.flows() {
+            for stream in 0..self.streams {
+                v.push(FlowId { stream, direction });
+            }
+        }
+        v
+    }
+
+    /// How many bytes a given stream sends in `--bytes` mode.
+    pub fn bytes_for(&self, stream: u16) -> Option<u64> {
+        match self.limit {
+            Limit::Bytes { bytes } => {
+                let n = u64::from(self.streams);
+                let extra = u64::from(u64::from(stream) < bytes % n);
+                Some(bytes / n + extra)
+            }
+            Limit::Duration { .. } => None,
+        }
+    }
+
+    /// Longest a test may take before either side gives up on it.
+    pub fn nominal_seconds(&self) -> f64 {
+        match self.limit {
+            Limit::Duration { seconds } => seconds,
+            Limit::Bytes { .. } => 0.0,
+        }
+    }
+}
+
+/// One connection of a test: a stream index and the way its data flows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FlowId {
+    pub stream: u16,
+    /// `Send` or `Receive`, never `Both`.
+    pub direction: Direction,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TestSpec {
+        TestSpec {
+            direction: Direction::Both,
+            limit: Limit::Bytes { bytes: 10 },
+            msg_size: 8192,
+            sockbuf: Some(65536),
+            streams: 4,
+            remote_iface: None,
+            data_port: None,
+        }
+    }
+
+    #[test]
+    fn flows_cover_both_directions() {
+        let f = spec().flows();
+        assert_eq!(f.len(), 8);
+        assert_eq!(f[0], FlowId { stream: 0, direction: Direction::Send });
+        assert_eq!(f[7], FlowId { stream: 3, direction: Direction::Receive });
+    }
+
+    #[test]
+    fn bytes_split_exactly() {
+        let s = spec();
+        let total: u64 = (0..4).map(|i| s.bytes_for(i).unwrap()).sum();
+        assert_eq!(total, 10);
+        assert_eq!(s.bytes_for(0), Some(3));
+        assert_eq!(s.bytes_for(3), Some(2));
+    }
+
+    #[test]
+    fn validation_rejects_nonsense() {
+        assert!(spec().validate().is_ok());
+        let mut s = spec();
+        s.msg_size = 0;
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.streams = 0;
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.sockbuf = Some(10);
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.remote_iface = Some("a/b".into());
+        assert!(s.validate().is_err());
+        let mut s = spec();
+        s.limit = Limit::Duration { seconds: f64::NAN };
+        assert!(s.validate().is_err());
+    }
+}
