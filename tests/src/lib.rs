@@ -1,1 +1,38 @@
-//! End-to-end test support.
+//! End-to-end test support: network-namespace testbeds and the real
+//! `wirespeed` binary run inside them.
+//!
+//! Everything here makes real kernel state (namespaces, veth, qdiscs) and
+//! tears it down on drop, including during a panic's unwinding. Tests that
+//! use it need root; without it they fail with the reason, never skip.
+
+pub mod process;
+pub mod testbed;
+
+use std::path::PathBuf;
+
+/// Fail loudly unless we are root: these tests make namespaces.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!(
+            "this test builds network namespaces and needs root: run scripts/test as root (sudo -E scripts/test)"
+        );
+    }
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `wirespeed` binary under test: `WIRESPEED_BIN`, or the debug build.
+pub fn bin() -> PathBuf {
+    let p = std::env::var_os("WIRESPEED_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/debug/wirespeed"));
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build -p wirespeed-cli) or set WIRESPEED_BIN",
+        p.display()
+    );
+    p
+}

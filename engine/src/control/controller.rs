@@ -160,16 +160,22 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
     let mut remote: Option<SideReport> = None;
     let mut failure: Option<Error> = None;
     let mut local_done = false;
+    let mut next_tick = opts.interval.map(|i| start + i);
     while !(local_done && remote.is_some()) {
         if !local_done {
-            local_done = set.poll(Duration::from_millis(20));
-            if let Some(every) = opts.interval {
-                let since = sampler.since_last(Instant::now());
+            // Wake at the next tick, so interval edges land on whole seconds.
+            let wait = next_tick.map_or(Duration::from_millis(20), |t| {
+                t.saturating_duration_since(Instant::now()).min(Duration::from_millis(20))
+            });
+            local_done = set.poll(wait);
+            if let (Some(every), Some(tick)) = (opts.interval, next_tick) {
+                let now = Instant::now();
                 // A full interval, or the last partial one (as iperf3 prints it).
-                if since >= every.as_secs_f64() || (local_done && since >= every.as_secs_f64() / 10.0) {
-                    let iv = sampler.sample(Instant::now());
+                if now >= tick || (local_done && sampler.since_last(now) >= every.as_secs_f64() / 10.0) {
+                    let iv = sampler.sample(now);
                     on_event(Event::Interval(&iv));
                     intervals.push(iv);
+                    next_tick = Some(tick + every);
                 }
             }
         } else {
