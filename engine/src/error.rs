@@ -28,12 +28,9 @@ pub enum Error {
     #[error("permission denied: {0}")]
     Privilege(String),
     /// A socket or file operation failed; the string says which.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    /// (The cause is in the message, not a `source`, so it prints once.)
+    #[error("{context}: {err}")]
+    Io { context: String, err: io::Error },
 }
 
 /// Shorthand used throughout the engine.
@@ -46,7 +43,7 @@ impl Error {
         if source.kind() == io::ErrorKind::PermissionDenied {
             return Error::Privilege(format!("{context}: {source}"));
         }
-        Error::Io { context, source }
+        Error::Io { context, err: source }
     }
 }
 

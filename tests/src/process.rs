@@ -47,16 +47,26 @@ impl AgentProc {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Wait until the agent's log contains `needle`, up to `timeout`.
-    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Wait until `n` log lines contain `needle`, up to `timeout`.
+    pub fn wait_count(&self, needle: &str, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if self.log_text().contains(needle) {
+            if self.count(needle) >= n {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Wait until the agent's log contains `needle`, up to `timeout`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_count(needle, 1, timeout)
     }
 
     /// Panic if the agent process has exited.

@@ -73,6 +73,10 @@ impl Agent {
                 "cannot listen on {}: that address is not on this host",
                 cfg.listen
             )),
+            std::io::ErrorKind::PermissionDenied => Error::Privilege(format!(
+                "cannot listen on {}: ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a higher port",
+                cfg.listen
+            )),
             _ => Error::io(format!("listening on {}", cfg.listen), e),
         })?;
         Ok(Agent {
@@ -145,19 +149,19 @@ impl Session {
     /// Run the session; on a failure the peer still hears why if it can.
     fn run(mut self) -> Result<()> {
         let _ = self.conn.set_nodelay(true);
-        let r = self.serve();
+        let mut speaks_v1 = false;
+        let r = self.serve(&mut speaks_v1);
         if let Err(e) = &r {
-            // Version and preamble errors: the peer may not parse our JSON.
-            if !matches!(e, Error::Version(_) | Error::PeerLost(_))
-                && !matches!(e, Error::Protocol(m) if m.contains("not a wirespeed endpoint"))
-            {
+            // Only a peer that passed the version check can parse our
+            // messages; a closed connection just makes this write fail.
+            if speaks_v1 {
                 let _ = frame::write_msg(&mut self.conn, &Msg::from_error(e));
             }
         }
         r
     }
 
-    fn serve(&mut self) -> Result<()> {
+    fn serve(&mut self, speaks_v1: &mut bool) -> Result<()> {
         let _ = self.conn.set_write_timeout(Some(super::REPLY_TIMEOUT));
         self.conn
             .set_read_timeout(Some(super::REPLY_TIMEOUT))
@@ -165,6 +169,7 @@ impl Session {
         frame::write_preamble(&mut self.conn, PROTOCOL_VERSION)?;
         let theirs = frame::read_preamble(&mut self.conn)?;
         frame::check_version(PROTOCOL_VERSION, theirs, "controller")?;
+        *speaks_v1 = true;
         self.authenticate()?;
         let spec = match expect_msg(&mut self.conn)? {
             Msg::Test(spec) => *spec,
