@@ -16,7 +16,11 @@ use wirespeed::spec::{Direction, Limit, Mode, TestSpec};
 use wirespeed::units::{parse_duration, parse_size};
 
 #[derive(Parser)]
-#[command(name = "wirespeed", version, about = "How fast is this network path really, and what limits it?")]
+#[command(
+    name = "wirespeed",
+    version,
+    about = "How fast is this network path really, and what limits it?"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -178,7 +182,10 @@ fn main() -> ExitCode {
 }
 
 fn load_key(p: &Option<PathBuf>) -> Result<Option<Vec<u8>>> {
-    p.as_deref().map(auth::load_key).transpose().map_err(Into::into)
+    p.as_deref()
+        .map(auth::load_key)
+        .transpose()
+        .map_err(Into::into)
 }
 
 fn agent(a: AgentArgs) -> Result<()> {
@@ -192,10 +199,17 @@ fn agent(a: AgentArgs) -> Result<()> {
         idle_timeout: a.idle_timeout,
         ..AgentConfig::new(a.listen)
     };
-    let auth = if cfg.psk.is_some() { "pre-shared key required" } else { "no authentication" };
+    let auth = if cfg.psk.is_some() {
+        "pre-shared key required"
+    } else {
+        "no authentication"
+    };
     let agent = Agent::bind(cfg)?;
     let addr = agent.local_addr()?;
-    println!("wirespeed agent {} listening on {addr} ({auth})", wirespeed::VERSION);
+    println!(
+        "wirespeed agent {} listening on {addr} ({auth})",
+        wirespeed::VERSION
+    );
     std::io::stdout().flush().context("writing to stdout")?;
     agent.serve()?;
     Ok(())
@@ -210,10 +224,16 @@ fn run(r: RunArgs) -> Result<()> {
         },
         limit: match r.bytes {
             Some(bytes) => Limit::Bytes { bytes },
-            None => Limit::Duration { seconds: r.duration.as_secs_f64() },
+            None => Limit::Duration {
+                seconds: r.duration.as_secs_f64(),
+            },
         },
         msg_size: u32::try_from(r.msg_size).context("--msg-size is too large")?,
-        sockbuf: r.sockbuf.map(u32::try_from).transpose().context("--sockbuf is too large")?,
+        sockbuf: r
+            .sockbuf
+            .map(u32::try_from)
+            .transpose()
+            .context("--sockbuf is too large")?,
         streams: r.streams,
         remote_iface: r.remote_iface,
         data_port: r.data_port,
@@ -240,7 +260,11 @@ fn run(r: RunArgs) -> Result<()> {
             return;
         }
         match ev {
-            Event::Accepted { agent, addr, data_port } => {
+            Event::Accepted {
+                agent,
+                addr,
+                data_port,
+            } => {
                 let _ = writeln!(
                     out,
                     "wirespeed {}: {} {} to {addr} (agent {} on {}, data port {data_port}), {} stream(s), {} B messages",
@@ -272,7 +296,11 @@ fn run(r: RunArgs) -> Result<()> {
         write!(out, "{}", text::summary(&report))?;
     }
     if !report.end.errors.is_empty() {
-        anyhow::bail!("the test finished with {} flow error(s): {}", report.end.errors.len(), report.end.errors[0]);
+        anyhow::bail!(
+            "the test finished with {} flow error(s): {}",
+            report.end.errors.len(),
+            report.end.errors[0]
+        );
     }
     Ok(())
 }

@@ -43,7 +43,10 @@ impl Error {
         if source.kind() == io::ErrorKind::PermissionDenied {
             return Error::Privilege(format!("{context}: {source}"));
         }
-        Error::Io { context, err: source }
+        Error::Io {
+            context,
+            err: source,
+        }
     }
 }
 

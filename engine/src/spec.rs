@@ -110,7 +110,9 @@ impl TestSpec {
         }
         match self.limit {
             Limit::Duration { seconds } if !(seconds > 0.0 && seconds.is_finite()) => {
-                return Err(Error::Invalid(format!("duration {seconds} s must be positive")))
+                return Err(Error::Invalid(format!(
+                    "duration {seconds} s must be positive"
+                )))
             }
             Limit::Bytes { bytes } if bytes < u64::from(self.streams) => {
                 return Err(Error::Invalid(format!(
@@ -121,7 +123,9 @@ impl TestSpec {
         }
         if let Some(i) = &self.remote_iface {
             if i.is_empty() || i.len() > 15 || i.contains(['/', '\0']) {
-                return Err(Error::Invalid(format!("{i:?} is not a valid interface name")));
+                return Err(Error::Invalid(format!(
+                    "{i:?} is not a valid interface name"
+                )));
             }
         }
         Ok(())
@@ -187,8 +191,20 @@ mod tests {
     fn flows_cover_both_directions() {
         let f = spec().flows();
         assert_eq!(f.len(), 8);
-        assert_eq!(f[0], FlowId { stream: 0, direction: Direction::Send });
-        assert_eq!(f[7], FlowId { stream: 3, direction: Direction::Receive });
+        assert_eq!(
+            f[0],
+            FlowId {
+                stream: 0,
+                direction: Direction::Send
+            }
+        );
+        assert_eq!(
+            f[7],
+            FlowId {
+                stream: 3,
+                direction: Direction::Receive
+            }
+        );
     }
 
     #[test]

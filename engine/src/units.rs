@@ -11,15 +11,21 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| Error::Invalid(format!("size {s:?} is not a number with an optional K/M/G suffix")))?;
+    let n: u64 = num.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "size {s:?} is not a number with an optional K/M/G suffix"
+        ))
+    })?;
     let mult: u64 = match suffix.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "ki" | "kib" => 1 << 10,
         "m" | "mb" | "mi" | "mib" => 1 << 20,
         "g" | "gb" | "gi" | "gib" => 1 << 30,
-        _ => return Err(Error::Invalid(format!("size {s:?} has an unknown suffix (use K, M or G)"))),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "size {s:?} has an unknown suffix (use K, M or G)"
+            )))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| Error::Invalid(format!("size {s:?} is too large")))
@@ -33,18 +39,26 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .parse()
-        .map_err(|_| Error::Invalid(format!("duration {s:?} is not a number with a unit (10s, 500ms)")))?;
+    let v: f64 = num.parse().map_err(|_| {
+        Error::Invalid(format!(
+            "duration {s:?} is not a number with a unit (10s, 500ms)"
+        ))
+    })?;
     let secs = match unit {
         "" | "s" => v,
         "ms" => v / 1e3,
         "m" | "min" => v * 60.0,
         "h" => v * 3600.0,
-        _ => return Err(Error::Invalid(format!("duration {s:?} has an unknown unit (use ms, s, m or h)"))),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "duration {s:?} has an unknown unit (use ms, s, m or h)"
+            )))
+        }
     };
     if !secs.is_finite() || secs <= 0.0 || secs > 7.0 * 86400.0 {
-        return Err(Error::Invalid(format!("duration {s:?} must be positive and at most a week")));
+        return Err(Error::Invalid(format!(
+            "duration {s:?} must be positive and at most a week"
+        )));
     }
     Ok(Duration::from_secs_f64(secs))
 }

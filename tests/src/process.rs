@@ -17,13 +17,18 @@ pub struct AgentProc {
 impl AgentProc {
     /// Spawn `cmd` (an `agent` invocation) and wait for its listening line.
     pub fn start(mut cmd: Command) -> AgentProc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawning the agent");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        for (stream, tx) in [(Box::new(stdout) as Box<dyn Read + Send>, tx.clone()), (Box::new(stderr), tx)] {
+        for (stream, tx) in [
+            (Box::new(stdout) as Box<dyn Read + Send>, tx.clone()),
+            (Box::new(stderr), tx),
+        ] {
             let log = log.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -34,10 +39,17 @@ impl AgentProc {
                 }
             });
         }
-        let mut agent = AgentProc { child, log, addr: String::new() };
+        let mut agent = AgentProc {
+            child,
+            log,
+            addr: String::new(),
+        };
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) => agent.addr = addr,
-            Err(_) => panic!("agent did not start listening within 20 s; its output:\n{}", agent.log_text()),
+            Err(_) => panic!(
+                "agent did not start listening within 20 s; its output:\n{}",
+                agent.log_text()
+            ),
         }
         agent
     }
@@ -49,7 +61,12 @@ impl AgentProc {
 
     /// How many log lines contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     /// Wait until `n` log lines contain `needle`, up to `timeout`.
@@ -110,27 +127,48 @@ pub struct Output {
 impl Output {
     /// The stdout parsed as JSON, or a panic showing both streams.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// Panic with the output unless the command succeeded.
     pub fn ok(self) -> Output {
-        assert!(self.status.success(), "command failed ({}):\nstdout:\n{}\nstderr:\n{}", self.status, self.stdout, self.stderr);
+        assert!(
+            self.status.success(),
+            "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
         self
     }
 
     /// Panic unless the command failed with `needle` in its stderr.
     pub fn fails_with(self, needle: &str) -> Output {
-        assert!(!self.status.success(), "command should have failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains(needle), "stderr should say {needle:?}:\n{}", self.stderr);
+        assert!(
+            !self.status.success(),
+            "command should have failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "stderr should say {needle:?}:\n{}",
+            self.stderr
+        );
         self
     }
 }
 
 /// Run `cmd` to completion, killing it after `timeout`.
 pub fn run(mut cmd: Command, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawning a command");
     let read = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -151,9 +189,16 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} did not finish within {timeout:?}; stderr so far:\n{}", err.join().unwrap_or_default());
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}; stderr so far:\n{}",
+                err.join().unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() }
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
 }

@@ -54,7 +54,10 @@ impl Testbed {
         sweep_stale();
         let id = NEXT.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
-        let mut tb = Testbed { hosts: Vec::new(), links: Vec::new() };
+        let mut tb = Testbed {
+            hosts: Vec::new(),
+            links: Vec::new(),
+        };
         for h in 0..n {
             let name = format!("{PREFIX}{pid}-{id}-h{h}");
             sh("ip", &["netns", "add", &name]);
@@ -68,11 +71,24 @@ impl Testbed {
             sh(
                 "ip",
                 &[
-                    "link", "add", &ifname[0], "netns", &tb.hosts[a], "type", "veth", "peer", "name",
-                    &ifname[1], "netns", &tb.hosts[b],
+                    "link",
+                    "add",
+                    &ifname[0],
+                    "netns",
+                    &tb.hosts[a],
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &ifname[1],
+                    "netns",
+                    &tb.hosts[b],
                 ],
             );
-            let v4 = [Ipv4Addr::new(198, 18, k as u8, 1), Ipv4Addr::new(198, 18, k as u8, 2)];
+            let v4 = [
+                Ipv4Addr::new(198, 18, k as u8, 1),
+                Ipv4Addr::new(198, 18, k as u8, 2),
+            ];
             let v6 = [
                 Ipv6Addr::new(0x2001, 2, 0, k as u16, 0, 0, 0, 1),
                 Ipv6Addr::new(0x2001, 2, 0, k as u16, 0, 0, 0, 2),
@@ -80,11 +96,40 @@ impl Testbed {
             for (side, host) in [a, b].into_iter().enumerate() {
                 let ns = &tb.hosts[host];
                 let dev = &ifname[side];
-                sh("ip", &["-n", ns, "addr", "add", &format!("{}/24", v4[side]), "dev", dev]);
-                sh("ip", &["-n", ns, "-6", "addr", "add", &format!("{}/64", v6[side]), "dev", dev, "nodad"]);
+                sh(
+                    "ip",
+                    &[
+                        "-n",
+                        ns,
+                        "addr",
+                        "add",
+                        &format!("{}/24", v4[side]),
+                        "dev",
+                        dev,
+                    ],
+                );
+                sh(
+                    "ip",
+                    &[
+                        "-n",
+                        ns,
+                        "-6",
+                        "addr",
+                        "add",
+                        &format!("{}/64", v6[side]),
+                        "dev",
+                        dev,
+                        "nodad",
+                    ],
+                );
                 sh("ip", &["-n", ns, "link", "set", dev, "up"]);
             }
-            tb.links.push(Link { hosts: [a, b], ifname, v4, v6 });
+            tb.links.push(Link {
+                hosts: [a, b],
+                ifname,
+                v4,
+                v6,
+            });
         }
         tb
     }
@@ -113,11 +158,27 @@ impl Testbed {
         let l = &self.links[link];
         let ns = &self.hosts[l.hosts[side]];
         let per_10k = (percent * 100.0).round() as u32;
-        let chain = format!("{{ type filter hook ingress device \"{}\" priority 0; }}", l.ifname[side]);
+        let chain = format!(
+            "{{ type filter hook ingress device \"{}\" priority 0; }}",
+            l.ifname[side]
+        );
         let rule = format!("numgen random mod 10000 < {per_10k} drop");
-        sh("ip", &["netns", "exec", ns, "nft", "add", "table", "netdev", "wst"]);
-        sh("ip", &["netns", "exec", ns, "nft", "add", "chain", "netdev", "wst", "loss", &chain]);
-        sh("ip", &["netns", "exec", ns, "nft", "add", "rule", "netdev", "wst", "loss", &rule]);
+        sh(
+            "ip",
+            &["netns", "exec", ns, "nft", "add", "table", "netdev", "wst"],
+        );
+        sh(
+            "ip",
+            &[
+                "netns", "exec", ns, "nft", "add", "chain", "netdev", "wst", "loss", &chain,
+            ],
+        );
+        sh(
+            "ip",
+            &[
+                "netns", "exec", ns, "nft", "add", "rule", "netdev", "wst", "loss", &rule,
+            ],
+        );
     }
 
     /// A command that runs inside host `h`.
@@ -131,7 +192,10 @@ impl Testbed {
 impl Drop for Testbed {
     fn drop(&mut self) {
         for ns in &self.hosts {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -139,11 +203,17 @@ impl Drop for Testbed {
 /// Delete testbeds left by test processes that died without unwinding
 /// (kill -9): their names carry the owner's pid.
 fn sweep_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }

@@ -9,9 +9,9 @@ use std::time::Duration;
 use wirespeed::control::frame::{self, PROTOCOL_VERSION};
 use wirespeed::control::messages::{ErrorKind, Msg};
 use wirespeed::spec::{Direction, Limit, TestSpec};
+use wirespeed_tests::bin;
 use wirespeed_tests::process::{run, AgentProc, Output};
 use wirespeed_tests::testbed::Testbed;
-use wirespeed_tests::bin;
 
 struct Bed {
     tb: Testbed,
@@ -19,12 +19,19 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
-        Bed { tb: Testbed::pair() }
+        Bed {
+            tb: Testbed::pair(),
+        }
     }
 
     fn agent(&self, extra: &[&str]) -> AgentProc {
         let mut c = self.tb.cmd(1, &bin());
-        c.args(["agent", "--listen", &format!("{}:5290", self.tb.links[0].v4[1])]).args(extra);
+        c.args([
+            "agent",
+            "--listen",
+            &format!("{}:5290", self.tb.links[0].v4[1]),
+        ])
+        .args(extra);
         AgentProc::start(c)
     }
 
@@ -47,7 +54,8 @@ impl Bed {
     /// A raw control connection from the controller's namespace. Tests run
     /// in the root namespace, so enter host 0's for the socket's lifetime.
     fn raw(&self, a: &AgentProc) -> TcpStream {
-        let c = in_netns(self.tb.ns(0), || TcpStream::connect(&a.addr)).expect("connecting to the agent");
+        let c = in_netns(self.tb.ns(0), || TcpStream::connect(&a.addr))
+            .expect("connecting to the agent");
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         c
     }
@@ -70,7 +78,15 @@ fn handshake(c: &mut TcpStream) {
     frame::write_preamble(c, PROTOCOL_VERSION).unwrap();
     assert!(matches!(frame::read_msg(c).unwrap(), Msg::Challenge { .. }));
     let nonce = wirespeed::control::auth::to_hex(&wirespeed::control::auth::nonce());
-    frame::write_msg(c, &Msg::Hello { nonce, proof: None, version: "test".into() }).unwrap();
+    frame::write_msg(
+        c,
+        &Msg::Hello {
+            nonce,
+            proof: None,
+            version: "test".into(),
+        },
+    )
+    .unwrap();
     assert!(matches!(frame::read_msg(c).unwrap(), Msg::Welcome { .. }));
 }
 
@@ -78,7 +94,10 @@ fn expect_error(c: &mut TcpStream, kind: ErrorKind, needle: &str) {
     match frame::read_msg(c) {
         Ok(Msg::Error { kind: k, message }) => {
             assert_eq!(k, kind, "{message}");
-            assert!(message.contains(needle), "{message:?} should mention {needle:?}");
+            assert!(
+                message.contains(needle),
+                "{message:?} should mention {needle:?}"
+            );
         }
         other => panic!("expected an error message, got {other:?}"),
     }
@@ -94,7 +113,11 @@ fn malformed_control_messages() {
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut sink = Vec::new();
     let _ = c.read_to_end(&mut sink);
-    assert!(a.wait_log("not a wirespeed endpoint", Duration::from_secs(5)), "{}", a.log_text());
+    assert!(
+        a.wait_log("not a wirespeed endpoint", Duration::from_secs(5)),
+        "{}",
+        a.log_text()
+    );
     bed.assert_serves(&mut a, &[]);
 
     // A wrong protocol version: the agent says so in its log and closes.
@@ -102,7 +125,11 @@ fn malformed_control_messages() {
     assert_eq!(frame::read_preamble(&mut c).unwrap(), PROTOCOL_VERSION);
     frame::write_preamble(&mut c, 999).unwrap();
     let _ = c.read_to_end(&mut sink);
-    assert!(a.wait_log("speaks control protocol v999", Duration::from_secs(5)), "{}", a.log_text());
+    assert!(
+        a.wait_log("speaks control protocol v999", Duration::from_secs(5)),
+        "{}",
+        a.log_text()
+    );
     bed.assert_serves(&mut a, &[]);
 
     // An oversized message: refused from its length alone.
@@ -156,7 +183,8 @@ fn controller_sees_version_mismatch() {
         theirs
     });
     let to = format!("{}:5290", bed.tb.links[0].v4[1]);
-    bed.ws(&["run", "--to", &to, "--duration", "1s"]).fails_with("speaks control protocol v999, this build speaks v1");
+    bed.ws(&["run", "--to", &to, "--duration", "1s"])
+        .fails_with("speaks control protocol v999, this build speaks v1");
     // and the controller had sent its own version first, so such an agent can say the same
     assert_eq!(fake.join().unwrap(), *b"WIRESPD\0\0\x01");
 }
@@ -176,16 +204,34 @@ fn controller_vanishes_mid_test() {
     let mut a = bed.agent(&[]);
     for dir in ["send", "receive"] {
         let mut c = bed.tb.cmd(0, &bin());
-        c.args(["run", "--to", &a.addr, "--duration", "30s", "--direction", dir, "--streams", "2"]);
-        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-        let (accepted, gone) = (a.count("test accepted"), a.count("controller went away mid-test"));
+        c.args([
+            "run",
+            "--to",
+            &a.addr,
+            "--duration",
+            "30s",
+            "--direction",
+            dir,
+            "--streams",
+            "2",
+        ]);
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let (accepted, gone) = (
+            a.count("test accepted"),
+            a.count("controller went away mid-test"),
+        );
         let mut child = c.spawn().unwrap();
         assert!(a.wait_count("test accepted", accepted + 1, Duration::from_secs(10)));
         std::thread::sleep(Duration::from_millis(700));
         child.kill().unwrap(); // SIGKILL: no goodbye
         child.wait().unwrap();
         assert!(
-            a.wait_count("controller went away mid-test", gone + 1, Duration::from_secs(5)),
+            a.wait_count(
+                "controller went away mid-test",
+                gone + 1,
+                Duration::from_secs(5)
+            ),
             "agent did not notice within 5 s:\n{}",
             a.log_text()
         );
@@ -209,8 +255,15 @@ fn data_connections_never_arrive() {
         data_port: None,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec))).unwrap();
-    assert!(matches!(frame::read_msg(&mut c).unwrap(), Msg::Accepted { .. }));
-    expect_error(&mut c, ErrorKind::Failed, "only 0 of 2 data connections arrived");
+    assert!(matches!(
+        frame::read_msg(&mut c).unwrap(),
+        Msg::Accepted { .. }
+    ));
+    expect_error(
+        &mut c,
+        ErrorKind::Failed,
+        "only 0 of 2 data connections arrived",
+    );
     bed.assert_serves(&mut a, &[]);
 }
 
@@ -219,8 +272,20 @@ fn interfaces_ports_and_privileges() {
     let bed = Bed::new();
     let mut a = bed.agent(&[]);
     // Unknown interfaces, on either side.
-    bed.ws(&["run", "--to", &a.addr, "--iface", "nosuch0", "--bytes", "1M"]).fails_with("no interface named \"nosuch0\"");
-    bed.ws(&["run", "--to", &a.addr, "--remote-iface", "nosuch0", "--bytes", "1M"]).fails_with("no interface named \"nosuch0\"");
+    bed.ws(&[
+        "run", "--to", &a.addr, "--iface", "nosuch0", "--bytes", "1M",
+    ])
+    .fails_with("no interface named \"nosuch0\"");
+    bed.ws(&[
+        "run",
+        "--to",
+        &a.addr,
+        "--remote-iface",
+        "nosuch0",
+        "--bytes",
+        "1M",
+    ])
+    .fails_with("no interface named \"nosuch0\"");
     bed.assert_serves(&mut a, &[]);
 
     // The agent's control port in use: a second agent refuses to start.
@@ -238,7 +303,16 @@ fn interfaces_ports_and_privileges() {
         .unwrap();
     let _busy = KillOnDrop(busy);
     std::thread::sleep(Duration::from_millis(300));
-    bed.ws(&["run", "--to", &a.addr, "--data-port", "6000", "--bytes", "1M"]).fails_with("data port 6000");
+    bed.ws(&[
+        "run",
+        "--to",
+        &a.addr,
+        "--data-port",
+        "6000",
+        "--bytes",
+        "1M",
+    ])
+    .fails_with("data port 6000");
     bed.assert_serves(&mut a, &["--data-port", "6001"]);
 
     // No privileges: an unprivileged agent cannot take a port below 1024
@@ -251,9 +325,22 @@ fn interfaces_ports_and_privileges() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut c = std::process::Command::new("ip");
-    c.args(["netns", "exec", bed.tb.ns(1), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(&exe)
-        .args(["agent", "--listen", &format!("{}:80", bed.tb.links[0].v4[1])]);
+    c.args([
+        "netns",
+        "exec",
+        bed.tb.ns(1),
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(&exe)
+    .args([
+        "agent",
+        "--listen",
+        &format!("{}:80", bed.tb.links[0].v4[1]),
+    ]);
     let o = run(c, Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(&dir);
     o.fails_with("ports below 1024 need root or CAP_NET_BIND_SERVICE");
@@ -272,27 +359,66 @@ fn keys_allow_lists_and_caps() {
     let (k, w) = (key.to_str().unwrap(), wrong.to_str().unwrap());
     let link = &bed.tb.links[0];
     let mut a = bed.agent(&[
-        "--psk-file", k, "--allow-iface", &link.ifname[1], "--max-duration", "5s", "--max-streams", "4", "--max-tests", "1",
+        "--psk-file",
+        k,
+        "--allow-iface",
+        &link.ifname[1],
+        "--max-duration",
+        "5s",
+        "--max-streams",
+        "4",
+        "--max-tests",
+        "1",
     ]);
 
-    bed.ws(&["run", "--to", &a.addr, "--bytes", "1M"]).fails_with("requires a pre-shared key");
-    bed.ws(&["run", "--to", &a.addr, "--bytes", "1M", "--psk-file", w]).fails_with("wrong pre-shared key");
+    bed.ws(&["run", "--to", &a.addr, "--bytes", "1M"])
+        .fails_with("requires a pre-shared key");
+    bed.ws(&["run", "--to", &a.addr, "--bytes", "1M", "--psk-file", w])
+        .fails_with("wrong pre-shared key");
     assert!(a.wait_log("wrong pre-shared key", Duration::from_secs(2)));
     bed.assert_serves(&mut a, &["--psk-file", k]);
 
-    bed.ws(&["run", "--to", &a.addr, "--psk-file", k, "--remote-iface", "lo", "--bytes", "1M"]).fails_with("interface lo is not allowed");
-    bed.assert_serves(&mut a, &["--psk-file", k, "--remote-iface", &link.ifname[1]]);
-    bed.ws(&["run", "--to", &a.addr, "--psk-file", k, "--duration", "10s"]).fails_with("exceeds this agent's cap of 5 s");
-    bed.ws(&["run", "--to", &a.addr, "--psk-file", k, "--streams", "5", "--bytes", "1M"]).fails_with("5 streams exceed");
+    bed.ws(&[
+        "run",
+        "--to",
+        &a.addr,
+        "--psk-file",
+        k,
+        "--remote-iface",
+        "lo",
+        "--bytes",
+        "1M",
+    ])
+    .fails_with("interface lo is not allowed");
+    bed.assert_serves(
+        &mut a,
+        &["--psk-file", k, "--remote-iface", &link.ifname[1]],
+    );
+    bed.ws(&["run", "--to", &a.addr, "--psk-file", k, "--duration", "10s"])
+        .fails_with("exceeds this agent's cap of 5 s");
+    bed.ws(&[
+        "run",
+        "--to",
+        &a.addr,
+        "--psk-file",
+        k,
+        "--streams",
+        "5",
+        "--bytes",
+        "1M",
+    ])
+    .fails_with("5 streams exceed");
 
     // One test at a time: a second concurrent test is refused.
     let mut c = bed.tb.cmd(0, &bin());
     c.args(["run", "--to", &a.addr, "--psk-file", k, "--duration", "3s"]);
-    c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let accepted = a.count("test accepted");
     let first = KillOnDrop(c.spawn().unwrap());
     assert!(a.wait_count("test accepted", accepted + 1, Duration::from_secs(10)));
-    bed.ws(&["run", "--to", &a.addr, "--psk-file", k, "--bytes", "1M"]).fails_with("already running 1 tests");
+    bed.ws(&["run", "--to", &a.addr, "--psk-file", k, "--bytes", "1M"])
+        .fails_with("already running 1 tests");
     drop(first);
 
     // A controller with a key refuses an agent that cannot prove it.
@@ -301,7 +427,8 @@ fn keys_allow_lists_and_caps() {
         c.args(["agent", "--listen", &format!("{}:5291", link.v4[1])]);
         AgentProc::start(c)
     };
-    bed.ws(&["run", "--to", &open.addr, "--psk-file", k, "--bytes", "1M"]).fails_with("did not prove it holds the key");
+    bed.ws(&["run", "--to", &open.addr, "--psk-file", k, "--bytes", "1M"])
+        .fails_with("did not prove it holds the key");
     open.assert_alive();
     // the keyed agent is still fine after all of the above
     std::thread::sleep(Duration::from_millis(500));
@@ -314,14 +441,30 @@ fn agent_vanishes_mid_test() {
     let bed = Bed::new();
     let a = bed.agent(&[]);
     let mut c = bed.tb.cmd(0, &bin());
-    c.args(["run", "--to", &a.addr, "--duration", "30s", "--direction", "receive"]);
+    c.args([
+        "run",
+        "--to",
+        &a.addr,
+        "--duration",
+        "30s",
+        "--direction",
+        "receive",
+    ]);
     let accepted = a.count("test accepted");
     let controller = std::thread::spawn(move || run(c, Duration::from_secs(30)));
     assert!(a.wait_count("test accepted", accepted + 1, Duration::from_secs(10)));
     std::thread::sleep(Duration::from_millis(700));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(a.pid() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let started = std::time::Instant::now();
     let o = controller.join().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(15), "controller took {:?} to notice", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "controller took {:?} to notice",
+        started.elapsed()
+    );
     o.fails_with("agent went away mid-test");
 }

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 use std::time::Duration;
+use wirespeed_tests::bin;
 use wirespeed_tests::process::{run, AgentProc, Output};
 use wirespeed_tests::testbed::Testbed;
-use wirespeed_tests::bin;
 
 fn agent(tb: &Testbed, listen: &str, extra: &[&str]) -> AgentProc {
     let mut c = tb.cmd(1, &bin());
@@ -38,8 +38,15 @@ fn check_counts(j: &Value, streams: usize, directions: usize) {
     for side in ["local", "remote"] {
         let cpu = &end["cpu"][side];
         assert_eq!(cpu["source"], "/proc/stat", "{cpu}");
-        assert!(cpu["per_core"].as_array().unwrap().len() >= 1);
-        assert!(cpu["process"]["percent_of_core"].as_f64().unwrap() > 0.0, "{cpu}");
+        assert_eq!(
+            cpu["per_core"].as_array().unwrap().len() as u64,
+            cpu["cores"].as_u64().unwrap(),
+            "{cpu}"
+        );
+        assert!(
+            cpu["process"]["percent_of_core"].as_f64().unwrap() > 0.0,
+            "{cpu}"
+        );
     }
 }
 
@@ -52,8 +59,22 @@ fn matrix_directions_streams_families() {
     for (target, family) in [(&a4.addr, "v4"), (&a6.addr, "v6")] {
         for dir in ["send", "receive", "both"] {
             for streams in [1usize, 4] {
-                let sockbuf: &[&str] = if streams == 1 { &["--sockbuf", "64K"] } else { &[] };
-                let mut args = vec!["--to", target.as_str(), "--mode", "socket", "--direction", dir, "--duration", "1s", "--streams"];
+                let sockbuf: &[&str] = if streams == 1 {
+                    &["--sockbuf", "64K"]
+                } else {
+                    &[]
+                };
+                let mut args = vec![
+                    "--to",
+                    target.as_str(),
+                    "--mode",
+                    "socket",
+                    "--direction",
+                    dir,
+                    "--duration",
+                    "1s",
+                    "--streams",
+                ];
                 let s = streams.to_string();
                 args.push(&s);
                 args.extend_from_slice(sockbuf);
@@ -65,14 +86,24 @@ fn matrix_directions_streams_families() {
                 assert_eq!(j["end"]["remote_host"]["os"], "linux");
                 if !sockbuf.is_empty() {
                     let f = &j["end"]["flows"][0];
-                    assert!(f["sender"]["sockbuf"]["snd"].as_u64().unwrap() >= 65536, "{family} {dir}: {f}");
-                    assert!(f["receiver"]["sockbuf"]["rcv"].as_u64().unwrap() >= 65536, "{family} {dir}: {f}");
+                    assert!(
+                        f["sender"]["sockbuf"]["snd"].as_u64().unwrap() >= 65536,
+                        "{family} {dir}: {f}"
+                    );
+                    assert!(
+                        f["receiver"]["sockbuf"]["rcv"].as_u64().unwrap() >= 65536,
+                        "{family} {dir}: {f}"
+                    );
                 }
                 let to = j["config"]["to"].as_str().unwrap();
                 assert_eq!(to.starts_with('['), family == "v6", "{to}");
                 // one interval a second, the last one partial at most
                 let ivs = j["intervals"].as_array().unwrap();
-                assert!(!ivs.is_empty() && ivs.len() <= 2, "{family} {dir} {streams}: {} intervals", ivs.len());
+                assert!(
+                    !ivs.is_empty() && ivs.len() <= 2,
+                    "{family} {dir} {streams}: {} intervals",
+                    ivs.len()
+                );
             }
         }
     }
@@ -83,7 +114,22 @@ fn bytes_mode_moves_exactly_that_many() {
     let tb = Testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
     for dir in ["send", "receive"] {
-        let j = ws(&tb, &["--to", &a.addr, "--bytes", "10000001", "--streams", "3", "--direction", dir, "--json"]).ok().json();
+        let j = ws(
+            &tb,
+            &[
+                "--to",
+                &a.addr,
+                "--bytes",
+                "10000001",
+                "--streams",
+                "3",
+                "--direction",
+                dir,
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
         check_counts(&j, 3, 1);
         assert_eq!(j["end"]["sent"]["bytes"], 10_000_001u64);
         assert_eq!(j["end"]["received"]["bytes"], 10_000_001u64);
@@ -94,12 +140,36 @@ fn bytes_mode_moves_exactly_that_many() {
 fn text_and_csv_outputs() {
     let tb = Testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
-    let o = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--direction", "both"]).ok();
+    let o = ws(
+        &tb,
+        &["--to", &a.addr, "--duration", "2s", "--direction", "both"],
+    )
+    .ok();
     assert!(o.stdout.contains("0.00-1.00 s"), "{}", o.stdout);
-    assert!(o.stdout.contains("send     receiver (agent)"), "{}", o.stdout);
-    assert!(o.stdout.contains("receive  receiver (local)"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("send     receiver (agent)"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("receive  receiver (local)"),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains("cpu remote: process"), "{}", o.stdout);
-    let o = ws(&tb, &["--to", &a.addr, "--duration", "1s", "--streams", "2", "--csv"]).ok();
+    let o = ws(
+        &tb,
+        &[
+            "--to",
+            &a.addr,
+            "--duration",
+            "1s",
+            "--streams",
+            "2",
+            "--csv",
+        ],
+    )
+    .ok();
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(lines[0], wirespeed::report::csv::HEADER);
     // 2 flows, 1 direction row, 1 total row
@@ -116,10 +186,26 @@ fn text_and_csv_outputs() {
 fn pinned_to_interfaces_and_source_address() {
     let tb = Testbed::pair();
     let l = &tb.links[0];
-    let a = agent(&tb, &format!("{}:5290", l.v4[1]), &["--allow-iface", &l.ifname[1]]);
+    let a = agent(
+        &tb,
+        &format!("{}:5290", l.v4[1]),
+        &["--allow-iface", &l.ifname[1]],
+    );
     let j = ws(
         &tb,
-        &["--to", &a.addr, "--duration", "1s", "--local", &l.v4[0].to_string(), "--iface", &l.ifname[0], "--remote-iface", &l.ifname[1], "--json"],
+        &[
+            "--to",
+            &a.addr,
+            "--duration",
+            "1s",
+            "--local",
+            &l.v4[0].to_string(),
+            "--iface",
+            &l.ifname[0],
+            "--remote-iface",
+            &l.ifname[1],
+            "--json",
+        ],
     )
     .ok()
     .json();
@@ -132,15 +218,30 @@ fn shaped_link_and_lossy_link() {
     let tb = Testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
     // tbf at 100 Mbit/s on the sender's egress: goodput can not exceed it.
-    tb.qdisc(0, 0, &["tbf", "rate", "100mbit", "burst", "64kb", "latency", "20ms"]);
-    let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"]).ok().json();
+    tb.qdisc(
+        0,
+        0,
+        &["tbf", "rate", "100mbit", "burst", "64kb", "latency", "20ms"],
+    );
+    let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"])
+        .ok()
+        .json();
     check_counts(&j, 1, 1);
     let bps = j["end"]["received"]["bits_per_second"].as_f64().unwrap();
-    assert!(bps < 100e6 * 1.05 && bps > 30e6, "goodput {bps} through a 100 Mbit/s shaper");
+    assert!(
+        bps < 100e6 * 1.05 && bps > 30e6,
+        "goodput {bps} through a 100 Mbit/s shaper"
+    );
     // 2% loss into the receiver: TCP retransmits, every byte still arrives, TCP_INFO shows it.
     tb.ingress_loss(0, 1, 2.0);
-    let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"]).ok().json();
+    let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"])
+        .ok()
+        .json();
     check_counts(&j, 1, 1);
     let retr = j["end"]["directions"][0]["retransmits"].as_u64().unwrap();
-    assert!(retr > 0, "2% loss but no retransmits reported: {}", j["end"]);
+    assert!(
+        retr > 0,
+        "2% loss but no retransmits reported: {}",
+        j["end"]
+    );
 }

@@ -89,7 +89,9 @@ impl Agent {
 
     /// The address actually bound (resolves port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener.local_addr().map_err(|e| Error::io("reading the listen address", e))
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the listen address", e))
     }
 
     /// Serve forever.
@@ -142,8 +144,18 @@ struct Session {
 }
 
 impl Session {
-    fn new(conn: TcpStream, peer: SocketAddr, cfg: Arc<AgentConfig>, tests: Arc<AtomicUsize>) -> Self {
-        Session { conn, peer, cfg, tests }
+    fn new(
+        conn: TcpStream,
+        peer: SocketAddr,
+        cfg: Arc<AgentConfig>,
+        tests: Arc<AtomicUsize>,
+    ) -> Self {
+        Session {
+            conn,
+            peer,
+            cfg,
+            tests,
+        }
     }
 
     /// Run the session; on a failure the peer still hears why if it can.
@@ -173,7 +185,12 @@ impl Session {
         self.authenticate()?;
         let spec = match expect_msg(&mut self.conn)? {
             Msg::Test(spec) => *spec,
-            other => return Err(Error::Protocol(format!("expected a test, got {}", other.name()))),
+            other => {
+                return Err(Error::Protocol(format!(
+                    "expected a test, got {}",
+                    other.name()
+                )))
+            }
         };
         self.check(&spec)?;
         let _guard = self.reserve()?;
@@ -185,11 +202,19 @@ impl Session {
         let nonce = auth::nonce();
         frame::write_msg(
             &mut self.conn,
-            &Msg::Challenge { nonce: auth::to_hex(&nonce), auth_required: self.cfg.psk.is_some() },
+            &Msg::Challenge {
+                nonce: auth::to_hex(&nonce),
+                auth_required: self.cfg.psk.is_some(),
+            },
         )?;
         let (cnonce, proof) = match expect_msg(&mut self.conn)? {
             Msg::Hello { nonce, proof, .. } => (nonce, proof),
-            other => return Err(Error::Protocol(format!("expected hello, got {}", other.name()))),
+            other => {
+                return Err(Error::Protocol(format!(
+                    "expected hello, got {}",
+                    other.name()
+                )))
+            }
         };
         let cnonce = auth::from_hex(&cnonce)
             .filter(|n| n.len() == auth::NONCE_LEN)
@@ -208,7 +233,13 @@ impl Session {
                 Some(auth::prove(key, AuthRole::Agent, &nonce, &cnonce))
             }
         };
-        frame::write_msg(&mut self.conn, &Msg::Welcome { proof: reply_proof, agent: host::info() })
+        frame::write_msg(
+            &mut self.conn,
+            &Msg::Welcome {
+                proof: reply_proof,
+                agent: host::info(),
+            },
+        )
     }
 
     /// The agent's caps and allow-lists, each with its own refusal.
@@ -254,8 +285,15 @@ impl Session {
     }
 
     fn run_test(&mut self, spec: &TestSpec) -> Result<()> {
-        let local = self.conn.local_addr().map_err(|e| Error::io("reading local address", e))?;
-        let opts = SocketOpts { sockbuf: spec.sockbuf, iface: spec.remote_iface.clone(), local: None };
+        let local = self
+            .conn
+            .local_addr()
+            .map_err(|e| Error::io("reading local address", e))?;
+        let opts = SocketOpts {
+            sockbuf: spec.sockbuf,
+            iface: spec.remote_iface.clone(),
+            local: None,
+        };
         let listener = sockpath::listen(local.ip(), spec.data_port.unwrap_or(0), &opts)?;
         let data_port = listener
             .local_addr()
@@ -265,7 +303,11 @@ impl Session {
         let cookie: [u8; 16] = auth::nonce()[..16].try_into().expect("16 of 32 bytes");
         frame::write_msg(
             &mut self.conn,
-            &Msg::Accepted { data_port, cookie: auth::to_hex(&cookie), mode: "socket".into() },
+            &Msg::Accepted {
+                data_port,
+                cookie: auth::to_hex(&cookie),
+                mode: "socket".into(),
+            },
         )?;
         let expected = spec.flows();
         let socks = sockpath::accept_flows(&listener, &cookie, &expected, self.cfg.data_timeout)?;
@@ -273,13 +315,22 @@ impl Session {
         frame::write_msg(&mut self.conn, &Msg::Ready)?;
         match expect_msg(&mut self.conn)? {
             Msg::Start => {}
-            Msg::Abort { reason } => return Err(Error::PeerLost(format!("controller aborted: {reason}"))),
-            other => return Err(Error::Protocol(format!("expected start, got {}", other.name()))),
+            Msg::Abort { reason } => {
+                return Err(Error::PeerLost(format!("controller aborted: {reason}")))
+            }
+            other => {
+                return Err(Error::Protocol(format!(
+                    "expected start, got {}",
+                    other.name()
+                )))
+            }
         }
         let start = Instant::now();
         let cpu0 = CpuSnapshot::take();
         let hard = match spec.limit {
-            Limit::Duration { seconds } => Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2,
+            Limit::Duration { seconds } => {
+                Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2
+            }
             Limit::Bytes { .. } => self.cfg.max_duration,
         };
         let flows = socks
@@ -311,12 +362,21 @@ impl Session {
             match poll_msg(&mut self.conn, Duration::from_millis(1)) {
                 Ok(None) => {}
                 Ok(Some(Msg::Abort { reason })) => {
-                    lost = Some(Error::PeerLost(format!("controller aborted the test: {reason}")))
+                    lost = Some(Error::PeerLost(format!(
+                        "controller aborted the test: {reason}"
+                    )))
                 }
                 Ok(Some(other)) => {
-                    lost = Some(Error::Protocol(format!("unexpected {} during a test", other.name())))
+                    lost = Some(Error::Protocol(format!(
+                        "unexpected {} during a test",
+                        other.name()
+                    )))
                 }
-                Err(e) => lost = Some(Error::PeerLost(format!("controller went away mid-test ({e})"))),
+                Err(e) => {
+                    lost = Some(Error::PeerLost(format!(
+                        "controller went away mid-test ({e})"
+                    )))
+                }
             }
             if lost.is_some() {
                 stop.store(true, Ordering::Relaxed);
@@ -327,7 +387,11 @@ impl Session {
         if let Some(e) = lost {
             return Err(e);
         }
-        let report = SideReport { host: host::info(), flows, cpu };
+        let report = SideReport {
+            host: host::info(),
+            flows,
+            cpu,
+        };
         frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
     }
 }

@@ -41,13 +41,25 @@ fn mac(key: &[u8], role: Role, agent_nonce: &[u8], controller_nonce: &[u8]) -> H
 
 /// Compute a proof as hex.
 pub fn prove(key: &[u8], role: Role, agent_nonce: &[u8], controller_nonce: &[u8]) -> String {
-    to_hex(&mac(key, role, agent_nonce, controller_nonce).finalize().into_bytes())
+    to_hex(
+        &mac(key, role, agent_nonce, controller_nonce)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// Check a hex proof in constant time.
-pub fn verify(key: &[u8], role: Role, agent_nonce: &[u8], controller_nonce: &[u8], proof_hex: &str) -> bool {
+pub fn verify(
+    key: &[u8],
+    role: Role,
+    agent_nonce: &[u8],
+    controller_nonce: &[u8],
+    proof_hex: &str,
+) -> bool {
     match from_hex(proof_hex) {
-        Some(p) => mac(key, role, agent_nonce, controller_nonce).verify_slice(&p).is_ok(),
+        Some(p) => mac(key, role, agent_nonce, controller_nonce)
+            .verify_slice(&p)
+            .is_ok(),
         None => false,
     }
 }
@@ -62,15 +74,16 @@ pub fn nonce() -> [u8; NONCE_LEN] {
 /// Lower-case hex.
 pub fn to_hex(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 /// Parse hex; None for odd length or non-hex digits.
 pub fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 1024 {
+    if !s.len().is_multiple_of(2) || s.len() > 1024 {
         return None;
     }
     (0..s.len())
@@ -84,8 +97,14 @@ pub fn from_hex(s: &str) -> Option<Vec<u8>> {
 pub fn load_key(path: &std::path::Path) -> crate::Result<Vec<u8>> {
     let raw = std::fs::read(path)
         .map_err(|e| crate::Error::io(format!("reading key file {}", path.display()), e))?;
-    let start = raw.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(raw.len());
-    let end = raw.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = raw
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     let key = raw[start..end].to_vec();
     if key.len() < 8 {
         return Err(crate::Error::Invalid(format!(
@@ -113,7 +132,10 @@ mod tests {
 
     #[test]
     fn hex_round_trip() {
-        assert_eq!(from_hex(&to_hex(&[0, 1, 254, 255])).unwrap(), vec![0, 1, 254, 255]);
+        assert_eq!(
+            from_hex(&to_hex(&[0, 1, 254, 255])).unwrap(),
+            vec![0, 1, 254, 255]
+        );
         assert!(from_hex("abc").is_none());
         assert!(from_hex("gg").is_none());
     }

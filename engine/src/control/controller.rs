@@ -6,8 +6,14 @@ use super::auth::{self, Role as AuthRole};
 use super::frame::{self, PROTOCOL_VERSION};
 use super::messages::Msg;
 use super::{expect_msg, poll_msg, DEFAULT_PORT};
-use crate::datapath::socket::{self as sockpath, Flow, FlowHeader, FlowLimits, FlowSet, SocketOpts};
-use crate::metrics::{cpu::CpuSnapshot, host, interval::{Counter, Sampler}};
+use crate::datapath::socket::{
+    self as sockpath, Flow, FlowHeader, FlowLimits, FlowSet, SocketOpts,
+};
+use crate::metrics::{
+    cpu::CpuSnapshot,
+    host,
+    interval::{Counter, Sampler},
+};
 use crate::report::model::{End, HostInfo, Interval, RunConfig, RunReport, SideReport, SCHEMA};
 use crate::spec::{Limit, Mode, TestSpec};
 use crate::{Error, Result};
@@ -37,7 +43,11 @@ pub struct RunOptions {
 /// What the controller tells its caller while a test runs.
 pub enum Event<'a> {
     /// Connected and accepted; data connections are next.
-    Accepted { agent: &'a HostInfo, addr: SocketAddr, data_port: u16 },
+    Accepted {
+        agent: &'a HostInfo,
+        addr: SocketAddr,
+        data_port: u16,
+    },
     /// One reporting interval.
     Interval(&'a Interval),
 }
@@ -49,7 +59,10 @@ pub fn parse_target(s: &str) -> Result<(String, u16)> {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
         let port = match after {
             "" => DEFAULT_PORT,
-            p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(bad)?,
+            p => p
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(bad)?,
         };
         return Ok((host.to_string(), port));
     }
@@ -95,9 +108,15 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
         .filter(|a| opts.local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
         .collect();
     let addr = *addrs.first().ok_or_else(|| {
-        Error::Invalid(format!("{host_part:?} has no address of the same family as --local"))
+        Error::Invalid(format!(
+            "{host_part:?} has no address of the same family as --local"
+        ))
     })?;
-    let data_opts = SocketOpts { sockbuf: opts.spec.sockbuf, iface: opts.iface.clone(), local: opts.local };
+    let data_opts = SocketOpts {
+        sockbuf: opts.spec.sockbuf,
+        iface: opts.iface.clone(),
+        local: opts.local,
+    };
     let mut conn = connect_control(addr, &data_opts, opts.connect_timeout)?;
 
     frame::write_preamble(&mut conn, PROTOCOL_VERSION)?;
@@ -107,19 +126,28 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
 
     frame::write_msg(&mut conn, &Msg::Test(Box::new(opts.spec.clone())))?;
     let (data_port, cookie) = match expect_msg(&mut conn)? {
-        Msg::Accepted { data_port, cookie, .. } => (data_port, cookie),
+        Msg::Accepted {
+            data_port, cookie, ..
+        } => (data_port, cookie),
         other => return Err(unexpected("accepted", other)),
     };
     let cookie: [u8; 16] = auth::from_hex(&cookie)
         .and_then(|c| c.try_into().ok())
         .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
-    on_event(Event::Accepted { agent: &agent, addr, data_port });
+    on_event(Event::Accepted {
+        agent: &agent,
+        addr,
+        data_port,
+    });
 
     let data_addr = SocketAddr::new(addr.ip(), data_port);
     let mut socks = Vec::new();
     for id in opts.spec.flows() {
         let h = FlowHeader { cookie, id };
-        socks.push((id, sockpath::connect_flow(data_addr, &data_opts, &h, opts.connect_timeout)?));
+        socks.push((
+            id,
+            sockpath::connect_flow(data_addr, &data_opts, &h, opts.connect_timeout)?,
+        ));
     }
     match expect_msg(&mut conn)? {
         Msg::Ready => {}
@@ -136,7 +164,9 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
     };
     let cpu0 = CpuSnapshot::take();
-    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     frame::write_msg(&mut conn, &Msg::Start)?;
     let start = Instant::now();
     let mut sampler = Sampler::new(start);
@@ -165,13 +195,16 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
         if !local_done {
             // Wake at the next tick, so interval edges land on whole seconds.
             let wait = next_tick.map_or(Duration::from_millis(20), |t| {
-                t.saturating_duration_since(Instant::now()).min(Duration::from_millis(20))
+                t.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(20))
             });
             local_done = set.poll(wait);
             if let (Some(every), Some(tick)) = (opts.interval, next_tick) {
                 let now = Instant::now();
                 // A full interval, or the last partial one (as iperf3 prints it).
-                if now >= tick || (local_done && sampler.since_last(now) >= every.as_secs_f64() / 10.0) {
+                if now >= tick
+                    || (local_done && sampler.since_last(now) >= every.as_secs_f64() / 10.0)
+                {
                     let iv = sampler.sample(now);
                     on_event(Event::Interval(&iv));
                     intervals.push(iv);
@@ -185,20 +218,28 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
             match poll_msg(&mut conn, Duration::from_millis(1)) {
                 Ok(None) => {}
                 Ok(Some(Msg::Result(r))) => remote = Some(*r),
-                Ok(Some(Msg::Error { kind, message })) => failure = Some(Msg::into_error(kind, message)),
+                Ok(Some(Msg::Error { kind, message })) => {
+                    failure = Some(Msg::into_error(kind, message))
+                }
                 Ok(Some(other)) => failure = Some(unexpected("result", other)),
-                Err(e) => failure = Some(Error::PeerLost(format!("agent went away mid-test ({e})"))),
+                Err(e) => {
+                    failure = Some(Error::PeerLost(format!("agent went away mid-test ({e})")))
+                }
             }
         }
-        if failure.is_some() {
+        if let Some(e) = failure.take() {
             stop.store(true, Ordering::Relaxed);
             let _ = set.finish();
-            return Err(failure.expect("checked"));
+            return Err(e);
         }
     }
     let local_flows = set.finish();
     let cpu = cpu0.report(&CpuSnapshot::take());
-    let local = SideReport { host: host::info(), flows: local_flows, cpu };
+    let local = SideReport {
+        host: host::info(),
+        flows: local_flows,
+        cpu,
+    };
     let remote = remote.expect("loop ends with a result");
     Ok(RunReport {
         schema: SCHEMA.into(),
@@ -224,15 +265,19 @@ fn connect_control(addr: SocketAddr, opts: &SocketOpts, timeout: Duration) -> Re
         s.bind(&SocketAddr::new(ip, 0).into())
             .map_err(|e| Error::io(format!("binding source address {ip}"), e))?;
     }
-    s.connect_timeout(&SockAddr::from(addr), timeout).map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Error::PeerLost(format!(
-            "connection refused by {addr}: is `wirespeed agent` running there?"
-        )),
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-            Error::PeerLost(format!("no answer from {addr} within {:.0} s", timeout.as_secs_f64()))
-        }
-        _ => Error::io(format!("connecting to {addr}"), e),
-    })?;
+    s.connect_timeout(&SockAddr::from(addr), timeout)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Error::PeerLost(format!(
+                "connection refused by {addr}: is `wirespeed agent` running there?"
+            )),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                Error::PeerLost(format!(
+                    "no answer from {addr} within {:.0} s",
+                    timeout.as_secs_f64()
+                ))
+            }
+            _ => Error::io(format!("connecting to {addr}"), e),
+        })?;
     let s: TcpStream = s.into();
     let _ = s.set_nodelay(true);
     let _ = s.set_write_timeout(Some(super::REPLY_TIMEOUT));
@@ -250,12 +295,17 @@ fn authenticate(conn: &mut TcpStream, psk: Option<&[u8]>) -> Result<HostInfo> {
     let proof = psk.map(|k| auth::prove(k, AuthRole::Controller, &nonce, &cnonce));
     frame::write_msg(
         conn,
-        &Msg::Hello { nonce: auth::to_hex(&cnonce), proof, version: crate::VERSION.into() },
+        &Msg::Hello {
+            nonce: auth::to_hex(&cnonce),
+            proof,
+            version: crate::VERSION.into(),
+        },
     )?;
     match expect_msg(conn)? {
         Msg::Welcome { proof, agent } => {
             if let Some(key) = psk {
-                let ok = proof.is_some_and(|p| auth::verify(key, AuthRole::Agent, &nonce, &cnonce, &p));
+                let ok =
+                    proof.is_some_and(|p| auth::verify(key, AuthRole::Agent, &nonce, &cnonce, &p));
                 if !ok {
                     return Err(Error::Auth(
                         "the agent did not prove it holds the key (is it running without --psk-file?)".into(),
@@ -283,10 +333,22 @@ mod tests {
     #[test]
     fn targets() {
         assert_eq!(parse_target("h").unwrap(), ("h".into(), DEFAULT_PORT));
-        assert_eq!(parse_target("198.18.0.2:99").unwrap(), ("198.18.0.2".into(), 99));
-        assert_eq!(parse_target("[2001:2::2]:7").unwrap(), ("2001:2::2".into(), 7));
-        assert_eq!(parse_target("[2001:2::2]").unwrap(), ("2001:2::2".into(), DEFAULT_PORT));
-        assert_eq!(parse_target("2001:2::2").unwrap(), ("2001:2::2".into(), DEFAULT_PORT));
+        assert_eq!(
+            parse_target("198.18.0.2:99").unwrap(),
+            ("198.18.0.2".into(), 99)
+        );
+        assert_eq!(
+            parse_target("[2001:2::2]:7").unwrap(),
+            ("2001:2::2".into(), 7)
+        );
+        assert_eq!(
+            parse_target("[2001:2::2]").unwrap(),
+            ("2001:2::2".into(), DEFAULT_PORT)
+        );
+        assert_eq!(
+            parse_target("2001:2::2").unwrap(),
+            ("2001:2::2".into(), DEFAULT_PORT)
+        );
         assert!(parse_target("h:x").is_err());
         assert!(parse_target(":5").is_err());
         assert!(parse_target("[::1").is_err());

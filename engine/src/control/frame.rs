@@ -23,7 +23,8 @@ pub fn write_preamble(w: &mut impl Write, version: u16) -> Result<()> {
     let mut b = [0u8; 10];
     b[..8].copy_from_slice(&MAGIC);
     b[8..].copy_from_slice(&version.to_be_bytes());
-    w.write_all(&b).map_err(|e| lost("sending the preamble", e))?;
+    w.write_all(&b)
+        .map_err(|e| lost("sending the preamble", e))?;
     w.flush().map_err(|e| lost("sending the preamble", e))
 }
 
@@ -147,7 +148,10 @@ mod tests {
         assert_eq!(read_preamble(&mut &v[..]).unwrap(), 7);
         let e = read_preamble(&mut &b"GET / HTTP/1.1\r\n"[..]).unwrap_err();
         assert!(e.to_string().contains("not a wirespeed endpoint"), "{e}");
-        assert!(check_version(1, 2, "agent").unwrap_err().to_string().contains("v2"));
+        assert!(check_version(1, 2, "agent")
+            .unwrap_err()
+            .to_string()
+            .contains("v2"));
     }
 
     #[test]

@@ -100,7 +100,9 @@ impl Msg {
             E::PeerLost(_) | E::Io { .. } => ErrorKind::Failed,
         };
         let message = match e {
-            E::Refused(m) | E::Invalid(m) | E::Auth(m) | E::Protocol(m) | E::Version(m) => m.clone(),
+            E::Refused(m) | E::Invalid(m) | E::Auth(m) | E::Protocol(m) | E::Version(m) => {
+                m.clone()
+            }
             other => other.to_string(),
         };
         Msg::Error { kind, message }

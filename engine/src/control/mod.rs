@@ -30,13 +30,22 @@ pub fn poll_msg(conn: &mut TcpStream, wait: Duration) -> Result<Option<Msg>> {
         .map_err(|e| Error::io("setting a control read timeout", e))?;
     let mut b = [0u8; 1];
     match conn.peek(&mut b) {
-        Ok(0) => Err(Error::PeerLost("the peer closed the control connection".into())),
+        Ok(0) => Err(Error::PeerLost(
+            "the peer closed the control connection".into(),
+        )),
         Ok(_) => {
             conn.set_read_timeout(Some(REPLY_TIMEOUT))
                 .map_err(|e| Error::io("setting a control read timeout", e))?;
             frame::read_msg(conn).map(Some)
         }
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(Error::PeerLost(format!("control connection: {e}"))),
     }
 }

@@ -48,7 +48,9 @@ impl FlowHeader {
 
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<FlowHeader> {
         if b[..8] != DATA_MAGIC {
-            return Err(Error::Protocol("data connection without wirespeed's header".into()));
+            return Err(Error::Protocol(
+                "data connection without wirespeed's header".into(),
+            ));
         }
         let direction = match b[26] {
             0 => Direction::Send,
@@ -59,7 +61,10 @@ impl FlowHeader {
         cookie.copy_from_slice(&b[8..24]);
         Ok(FlowHeader {
             cookie,
-            id: FlowId { stream: u16::from_be_bytes([b[24], b[25]]), direction },
+            id: FlowId {
+                stream: u16::from_be_bytes([b[24], b[25]]),
+                direction,
+            },
         })
     }
 }
@@ -81,7 +86,11 @@ pub fn check_iface(name: &str) -> Result<()> {
     {
         nix::net::if_::if_nametoindex(name)
             .map(|_| ())
-            .map_err(|_| Error::Invalid(format!("no interface named {name:?} on this host (see `ip link`)")))
+            .map_err(|_| {
+                Error::Invalid(format!(
+                    "no interface named {name:?} on this host (see `ip link`)"
+                ))
+            })
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -92,8 +101,12 @@ pub fn check_iface(name: &str) -> Result<()> {
 }
 
 fn new_socket(addr: &SocketAddr, opts: &SocketOpts) -> Result<Socket> {
-    let sock = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))
-        .ctx(|| "creating a TCP socket".into())?;
+    let sock = Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .ctx(|| "creating a TCP socket".into())?;
     if let Some(b) = opts.sockbuf {
         // Set before connect/listen so the window scale matches the buffer.
         sock.set_send_buffer_size(b as usize)
@@ -133,7 +146,8 @@ pub fn listen(ip: IpAddr, port: u16, opts: &SocketOpts) -> Result<Socket> {
     // Lets a fixed data port be reused across sequential tests (TIME_WAIT);
     // on Windows the same option would let another process steal the port.
     #[cfg(not(windows))]
-    sock.set_reuse_address(true).ctx(|| "setting SO_REUSEADDR".into())?;
+    sock.set_reuse_address(true)
+        .ctx(|| "setting SO_REUSEADDR".into())?;
     sock.bind(&addr.into()).map_err(|e| match e.kind() {
         io::ErrorKind::AddrInUse => Error::Refused(format!(
             "data port {port} on {ip} is in use: choose another --data-port or leave it unset"
@@ -148,7 +162,12 @@ pub fn listen(ip: IpAddr, port: u16, opts: &SocketOpts) -> Result<Socket> {
 }
 
 /// Open one data connection and send its header.
-pub fn connect_flow(to: SocketAddr, opts: &SocketOpts, header: &FlowHeader, timeout: Duration) -> Result<Socket> {
+pub fn connect_flow(
+    to: SocketAddr,
+    opts: &SocketOpts,
+    header: &FlowHeader,
+    timeout: Duration,
+) -> Result<Socket> {
     let sock = new_socket(&to, opts)?;
     if let Some(ip) = opts.local {
         sock.bind(&SocketAddr::new(ip, 0).into())
@@ -156,21 +175,35 @@ pub fn connect_flow(to: SocketAddr, opts: &SocketOpts, header: &FlowHeader, time
     }
     sock.connect_timeout(&SockAddr::from(to), timeout)
         .ctx(|| format!("opening data connection to {to}"))?;
-    sock.set_write_timeout(Some(timeout)).ctx(|| "setting a send timeout".into())?;
-    (&sock).write_all(&header.encode()).ctx(|| format!("sending data header to {to}"))?;
+    sock.set_write_timeout(Some(timeout))
+        .ctx(|| "setting a send timeout".into())?;
+    (&sock)
+        .write_all(&header.encode())
+        .ctx(|| format!("sending data header to {to}"))?;
     Ok(sock)
 }
 
 /// Accept the expected data connections. Connections with a wrong header,
 /// an unknown flow or a duplicate are closed and do not count; if not all
 /// arrive before `timeout`, the test fails with a reason.
-pub fn accept_flows(listener: &Socket, cookie: &Cookie, expected: &[FlowId], timeout: Duration) -> Result<Vec<(FlowId, Socket)>> {
-    listener.set_nonblocking(true).ctx(|| "setting listener non-blocking".into())?;
+pub fn accept_flows(
+    listener: &Socket,
+    cookie: &Cookie,
+    expected: &[FlowId],
+    timeout: Duration,
+) -> Result<Vec<(FlowId, Socket)>> {
+    listener
+        .set_nonblocking(true)
+        .ctx(|| "setting listener non-blocking".into())?;
     let deadline = Instant::now() + timeout;
     let mut got: Vec<(FlowId, Socket)> = Vec::with_capacity(expected.len());
     while got.len() < expected.len() {
         if Instant::now() >= deadline {
-            let port = listener.local_addr().ok().and_then(|a| a.as_socket()).map_or(0, |a| a.port());
+            let port = listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .map_or(0, |a| a.port());
             return Err(Error::PeerLost(format!(
                 "only {} of {} data connections arrived within {:.0} s: is something between controller and agent blocking port {port}?",
                 got.len(),
@@ -180,18 +213,29 @@ pub fn accept_flows(listener: &Socket, cookie: &Cookie, expected: &[FlowId], tim
         }
         let (sock, peer) = match listener.accept() {
             Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
             Err(e) => return Err(Error::io("accepting a data connection", e)),
         };
-        let peer = peer.as_socket().map_or_else(|| "?".into(), |a| a.to_string());
+        let peer = peer
+            .as_socket()
+            .map_or_else(|| "?".into(), |a| a.to_string());
         match read_header(&sock) {
-            Ok(h) if &h.cookie == cookie && expected.contains(&h.id) && !got.iter().any(|(id, _)| *id == h.id) => {
+            Ok(h)
+                if &h.cookie == cookie
+                    && expected.contains(&h.id)
+                    && !got.iter().any(|(id, _)| *id == h.id) =>
+            {
                 got.push((h.id, sock));
             }
-            Ok(h) => tracing::warn!(%peer, ?h.id, "closed a data connection for another test or a duplicate flow"),
+            Ok(h) => {
+                tracing::warn!(%peer, ?h.id, "closed a data connection for another test or a duplicate flow")
+            }
             Err(e) => tracing::warn!(%peer, "closed a bad data connection: {e}"),
         }
     }
@@ -199,8 +243,10 @@ pub fn accept_flows(listener: &Socket, cookie: &Cookie, expected: &[FlowId], tim
 }
 
 fn read_header(sock: &Socket) -> Result<FlowHeader> {
-    sock.set_nonblocking(false).ctx(|| "setting socket blocking".into())?;
-    sock.set_read_timeout(Some(Duration::from_secs(2))).ctx(|| "setting a read timeout".into())?;
+    sock.set_nonblocking(false)
+        .ctx(|| "setting socket blocking".into())?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))
+        .ctx(|| "setting a read timeout".into())?;
     let mut b = [0u8; HEADER_LEN];
     (&*sock)
         .read_exact(&mut b)
@@ -383,7 +429,11 @@ pub struct FlowSet {
 impl FlowSet {
     /// Start every flow at `start`; each thread ends on its own limits or
     /// when `stop` is set.
-    pub fn spawn(flows: Vec<Flow>, start: Instant, stop: &std::sync::Arc<AtomicBool>) -> Result<FlowSet> {
+    pub fn spawn(
+        flows: Vec<Flow>,
+        start: Instant,
+        stop: &std::sync::Arc<AtomicBool>,
+    ) -> Result<FlowSet> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut handles = Vec::with_capacity(flows.len());
         for f in flows {
@@ -397,7 +447,11 @@ impl FlowSet {
                 .ctx(|| "starting a flow thread".into())?;
             handles.push(h);
         }
-        Ok(FlowSet { rx, handles, results: Vec::new() })
+        Ok(FlowSet {
+            rx,
+            handles,
+            results: Vec::new(),
+        })
     }
 
     /// Wait up to `wait` for flows to finish; true once all have.
@@ -417,13 +471,17 @@ impl FlowSet {
         for h in self.handles {
             let _ = h.join();
         }
-        self.results.sort_by_key(|r| (r.direction == Direction::Receive, r.stream));
+        self.results
+            .sort_by_key(|r| (r.direction == Direction::Receive, r.stream));
         self.results
     }
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// The payload every sender writes: byte i of each message is `i mod 251`
@@ -446,7 +504,13 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_rejects() {
-        let h = FlowHeader { cookie: [7; 16], id: FlowId { stream: 300, direction: Direction::Receive } };
+        let h = FlowHeader {
+            cookie: [7; 16],
+            id: FlowId {
+                stream: 300,
+                direction: Direction::Receive,
+            },
+        };
         assert_eq!(FlowHeader::decode(&h.encode()).unwrap(), h);
         let mut bad = h.encode();
         bad[0] = b'X';
@@ -458,8 +522,14 @@ mod tests {
 
     #[test]
     fn roles() {
-        let s = FlowId { stream: 0, direction: Direction::Send };
-        let r = FlowId { stream: 0, direction: Direction::Receive };
+        let s = FlowId {
+            stream: 0,
+            direction: Direction::Send,
+        };
+        let r = FlowId {
+            stream: 0,
+            direction: Direction::Receive,
+        };
         assert_eq!(role_of(s, true), Role::Sender);
         assert_eq!(role_of(s, false), Role::Receiver);
         assert_eq!(role_of(r, true), Role::Receiver);
@@ -471,11 +541,20 @@ mod tests {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let l = listen(lo, 0, &SocketOpts::default()).unwrap();
         let port = l.local_addr().unwrap().as_socket().unwrap().port();
-        let id = FlowId { stream: 0, direction: Direction::Send };
+        let id = FlowId {
+            stream: 0,
+            direction: Direction::Send,
+        };
         let cookie = [1u8; 16];
         let h = FlowHeader { cookie, id };
         let t = std::thread::spawn(move || {
-            connect_flow(SocketAddr::new(lo, port), &SocketOpts::default(), &h, Duration::from_secs(2)).unwrap()
+            connect_flow(
+                SocketAddr::new(lo, port),
+                &SocketOpts::default(),
+                &h,
+                Duration::from_secs(2),
+            )
+            .unwrap()
         });
         let mut acc = accept_flows(&l, &cookie, &[id], Duration::from_secs(5)).unwrap();
         let c = t.join().unwrap();
@@ -488,9 +567,23 @@ mod tests {
         let stop = AtomicBool::new(false);
         let start = Instant::now();
         let (_, rs) = acc.pop().unwrap();
-        let recv = Flow { id, role: Role::Receiver, sock: rs, msg_size: 8192, limits, counter: Counter::default() };
+        let recv = Flow {
+            id,
+            role: Role::Receiver,
+            sock: rs,
+            msg_size: 8192,
+            limits,
+            counter: Counter::default(),
+        };
         let rx = std::thread::spawn(move || recv.run(start, &AtomicBool::new(false)));
-        let send = Flow { id, role: Role::Sender, sock: c, msg_size: 8192, limits, counter: Counter::default() };
+        let send = Flow {
+            id,
+            role: Role::Sender,
+            sock: c,
+            msg_size: 8192,
+            limits,
+            counter: Counter::default(),
+        };
         let s = send.run(start, &stop);
         let r = rx.join().unwrap();
         assert_eq!(s.throughput.bytes, 1_000_003);

@@ -21,7 +21,14 @@ pub struct CpuTimes {
 
 impl CpuTimes {
     fn total(&self) -> u64 {
-        self.user + self.nice + self.system + self.idle + self.iowait + self.irq + self.softirq + self.steal
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
     }
 
     fn delta(&self, before: &CpuTimes) -> CpuTimes {
@@ -62,7 +69,9 @@ pub fn parse_proc_stat(text: &str) -> Option<(CpuTimes, Vec<(usize, CpuTimes)>)>
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
         let Some(name) = it.next() else { continue };
-        let Some(rest) = name.strip_prefix("cpu") else { continue };
+        let Some(rest) = name.strip_prefix("cpu") else {
+            continue;
+        };
         let v: Vec<u64> = it.map_while(|x| x.parse().ok()).collect();
         if v.len() < 4 {
             continue;
@@ -106,7 +115,15 @@ impl CpuSnapshot {
         let at = Instant::now();
         let ncores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (host, cores, detailed, source) = read_host();
-        CpuSnapshot { at, host, cores, process: process_times(), ncores, detailed, source }
+        CpuSnapshot {
+            at,
+            host,
+            cores,
+            process: process_times(),
+            ncores,
+            detailed,
+            source,
+        }
     }
 
     /// Utilization between `self` (earlier) and `later`.
@@ -117,11 +134,21 @@ impl CpuSnapshot {
             .iter()
             .filter_map(|(n, t)| {
                 let before = self.cores.iter().find(|(m, _)| m == n)?;
-                Some(CoreShare { cpu: *n, share: t.delta(&before.1).share(self.detailed) })
+                Some(CoreShare {
+                    cpu: *n,
+                    share: t.delta(&before.1).share(self.detailed),
+                })
             })
             .collect();
-        let (u, s) = (later.process.0 - self.process.0, later.process.1 - self.process.1);
-        let pct = if seconds > 0.0 { (u + s) * 100.0 / seconds } else { 0.0 };
+        let (u, s) = (
+            later.process.0 - self.process.0,
+            later.process.1 - self.process.1,
+        );
+        let pct = if seconds > 0.0 {
+            (u + s) * 100.0 / seconds
+        } else {
+            0.0
+        };
         CpuReport {
             source: self.source.to_string(),
             seconds,
@@ -140,7 +167,9 @@ impl CpuSnapshot {
 
 #[cfg(target_os = "linux")]
 fn read_host() -> (CpuTimes, Vec<(usize, CpuTimes)>, bool, &'static str) {
-    let parsed = std::fs::read_to_string("/proc/stat").ok().and_then(|t| parse_proc_stat(&t));
+    let parsed = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|t| parse_proc_stat(&t));
     match parsed {
         Some((h, c)) => (h, c, true, "/proc/stat"),
         None => (CpuTimes::default(), Vec::new(), true, "unavailable"),
@@ -168,7 +197,10 @@ fn filetime(ft: &windows_sys::Win32::Foundation::FILETIME) -> u64 {
 fn read_host() -> (CpuTimes, Vec<(usize, CpuTimes)>, bool, &'static str) {
     use windows_sys::Win32::Foundation::FILETIME;
     use windows_sys::Win32::System::Threading::GetSystemTimes;
-    let z = || FILETIME { dwLowDateTime: 0, dwHighDateTime: 0 };
+    let z = || FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
     let (mut idle, mut kernel, mut user) = (z(), z(), z());
     // SAFETY: three valid out-pointers to FILETIMEs we own.
     let ok = unsafe { GetSystemTimes(&mut idle, &mut kernel, &mut user) } != 0;
@@ -177,7 +209,12 @@ fn read_host() -> (CpuTimes, Vec<(usize, CpuTimes)>, bool, &'static str) {
     }
     // Kernel time includes idle time on Windows.
     let (i, k, u) = (filetime(&idle), filetime(&kernel), filetime(&user));
-    let t = CpuTimes { user: u, system: k.saturating_sub(i), idle: i, ..Default::default() };
+    let t = CpuTimes {
+        user: u,
+        system: k.saturating_sub(i),
+        idle: i,
+        ..Default::default()
+    };
     (t, Vec::new(), false, "GetSystemTimes")
 }
 
@@ -185,7 +222,10 @@ fn read_host() -> (CpuTimes, Vec<(usize, CpuTimes)>, bool, &'static str) {
 fn process_times() -> (f64, f64) {
     use windows_sys::Win32::Foundation::FILETIME;
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
-    let z = || FILETIME { dwLowDateTime: 0, dwHighDateTime: 0 };
+    let z = || FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
     let (mut c, mut e, mut k, mut u) = (z(), z(), z(), z());
     // SAFETY: the pseudo-handle is always valid; out-pointers are ours.
     let ok = unsafe { GetProcessTimes(GetCurrentProcess(), &mut c, &mut e, &mut k, &mut u) } != 0;

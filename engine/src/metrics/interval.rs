@@ -41,12 +41,22 @@ pub struct Sampler {
 impl Sampler {
     /// Start sampling at `t0`, the test's start.
     pub fn new(t0: Instant) -> Sampler {
-        Sampler { t0, last: t0, probes: Vec::new() }
+        Sampler {
+            t0,
+            last: t0,
+            probes: Vec::new(),
+        }
     }
 
     /// Watch a flow; `sock` (a duplicate handle) lets us read TCP_INFO.
     pub fn watch(&mut self, id: FlowId, counter: Counter, sock: Option<Socket>) {
-        self.probes.push(Probe { id, counter, sock, last_bytes: 0, last_retrans: 0 });
+        self.probes.push(Probe {
+            id,
+            counter,
+            sock,
+            last_bytes: 0,
+            last_retrans: 0,
+        });
     }
 
     /// Seconds since the last sample.
@@ -103,7 +113,14 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Sampler::new(t0);
         let c = Counter::default();
-        s.watch(FlowId { stream: 0, direction: Direction::Send }, c.clone(), None);
+        s.watch(
+            FlowId {
+                stream: 0,
+                direction: Direction::Send,
+            },
+            c.clone(),
+            None,
+        );
         c.add(1000);
         let a = s.sample(t0 + Duration::from_secs(1));
         assert_eq!(a.sum.bytes, 1000);

@@ -11,11 +11,24 @@ pub const HEADER: &str = "row,mode,direction,stream,msg_size,sockbuf,sent_bytes,
 /// Render the whole report.
 pub fn render(r: &RunReport) -> String {
     let e = &r.end;
-    let sockbuf = r.config.test.sockbuf.map_or(String::new(), |b| b.to_string());
-    let cpu = format!("{:.2},{:.2}", e.cpu.local.process.percent_of_core, e.cpu.remote.process.percent_of_core);
+    let sockbuf = r
+        .config
+        .test
+        .sockbuf
+        .map_or(String::new(), |b| b.to_string());
+    let cpu = format!(
+        "{:.2},{:.2}",
+        e.cpu.local.process.percent_of_core, e.cpu.remote.process.percent_of_core
+    );
     let mut out = String::from(HEADER);
     out.push('\n');
-    let mut row = |kind: &str, dir: &str, stream: &str, s: &Throughput, rv: &Throughput, retr: String, rtt: String| {
+    let mut row = |kind: &str,
+                   dir: &str,
+                   stream: &str,
+                   s: &Throughput,
+                   rv: &Throughput,
+                   retr: String,
+                   rtt: String| {
         let _ = writeln!(
             out,
             "{kind},{},{dir},{stream},{},{sockbuf},{},{:.6},{:.0},{},{:.6},{:.0},{retr},{rtt},{cpu}",
@@ -35,9 +48,25 @@ pub fn render(r: &RunReport) -> String {
         );
     }
     for d in &e.directions {
-        row("direction", d.direction.as_str(), "", &d.sent, &d.received, d.retransmits.to_string(), String::new());
+        row(
+            "direction",
+            d.direction.as_str(),
+            "",
+            &d.sent,
+            &d.received,
+            d.retransmits.to_string(),
+            String::new(),
+        );
     }
     let retr: u64 = e.directions.iter().map(|d| d.retransmits).sum();
-    row("total", r.config.test.direction.as_str(), "", &e.sent, &e.received, retr.to_string(), String::new());
+    row(
+        "total",
+        r.config.test.direction.as_str(),
+        "",
+        &e.sent,
+        &e.received,
+        retr.to_string(),
+        String::new(),
+    );
     out
 }

@@ -29,7 +29,11 @@ pub struct Throughput {
 
 impl Throughput {
     pub fn new(bytes: u64, seconds: f64) -> Self {
-        Throughput { bytes, seconds, bits_per_second: bps(bytes, seconds) }
+        Throughput {
+            bytes,
+            seconds,
+            bits_per_second: bps(bytes, seconds),
+        }
     }
 
     /// Aggregate of flows running side by side: bytes add up, the time is
@@ -254,10 +258,18 @@ impl End {
             };
             for (side, f) in [("local", l), ("remote", r)] {
                 if let Some(e) = &f.error {
-                    errors.push(format!("stream {} ({}), {side}: {e}", f.stream, f.direction));
+                    errors.push(format!(
+                        "stream {} ({}), {side}: {e}",
+                        f.stream, f.direction
+                    ));
                 }
             }
-            flows.push(FlowPair { stream: l.stream, direction: l.direction, sender, receiver });
+            flows.push(FlowPair {
+                stream: l.stream,
+                direction: l.direction,
+                sender,
+                receiver,
+            });
         }
         let directions: Vec<DirectionSummary> = [Direction::Send, Direction::Receive]
             .into_iter()
@@ -280,7 +292,10 @@ impl End {
             received: Throughput::sum(flows.iter().map(|f| &f.receiver.throughput)),
             directions,
             flows,
-            cpu: BothCpu { local: local.cpu, remote: remote.cpu },
+            cpu: BothCpu {
+                local: local.cpu,
+                remote: remote.cpu,
+            },
             local_host: local.host,
             remote_host: remote.host,
             errors,
@@ -299,7 +314,10 @@ mod tests {
             role,
             throughput: Throughput::new(bytes, secs),
             sockbuf: SockBufs::default(),
-            tcp: Some(TcpStats { retransmits: 2, ..Default::default() }),
+            tcp: Some(TcpStats {
+                retransmits: 2,
+                ..Default::default()
+            }),
             error: None,
         }
     }

@@ -7,7 +7,10 @@ use std::fmt::Write;
 
 /// Header printed above the interval lines.
 pub fn interval_header() -> String {
-    format!("{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}", "[stream]", "interval", "transfer", "bitrate", "retr", "rtt")
+    format!(
+        "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}",
+        "[stream]", "interval", "transfer", "bitrate", "retr", "rtt"
+    )
 }
 
 /// One interval: a line per flow when there are several, then the sum.
@@ -59,11 +62,20 @@ fn cpu_line(c: &CpuReport) -> String {
 pub fn summary(r: &RunReport) -> String {
     let e = &r.end;
     let mut s = String::new();
-    let _ = writeln!(s, "- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -");
+    let _ = writeln!(
+        s,
+        "- - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - -"
+    );
     let _ = writeln!(
         s,
         "mode {} ({}); to {} ({} {} {} cores, wirespeed {})",
-        e.mode, r.config.mode_reason, r.config.to, e.remote_host.hostname, e.remote_host.os, e.remote_host.cores, e.remote_host.version
+        e.mode,
+        r.config.mode_reason,
+        r.config.to,
+        e.remote_host.hostname,
+        e.remote_host.os,
+        e.remote_host.cores,
+        e.remote_host.version
     );
     for d in &e.directions {
         let (snd, rcv) = match d.direction {
@@ -89,7 +101,11 @@ pub fn summary(r: &RunReport) -> String {
         );
     }
     if let Some(f) = e.flows.first() {
-        let req = r.config.test.sockbuf.map_or("autotuned".into(), |b| format!("{b} requested"));
+        let req = r
+            .config
+            .test
+            .sockbuf
+            .map_or("autotuned".into(), |b| format!("{b} requested"));
         let _ = writeln!(
             s,
             "socket buffers: {req}; granted sender snd {} / receiver rcv {}; message {} B",
