@@ -100,19 +100,31 @@ impl AgentProc {
 
 impl Drop for AgentProc {
     fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        terminate(&mut self.child);
+    }
+}
+
+/// End a child we started, by its pid: SIGTERM, then SIGKILL after 3 s.
+pub fn terminate(child: &mut Child) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    wait_bounded(child, Duration::from_secs(3));
+}
+
+/// Wait for `child` up to `timeout`, killing it after that; None if killed.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -181,20 +193,11 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
     };
     let out = read(child.stdout.take().map(|s| Box::new(s) as _));
     let err = read(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("waiting for a command") {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {timeout:?}; stderr so far:\n{}",
-                err.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_bounded(&mut child, timeout) else {
+        panic!(
+            "{cmd:?} did not finish within {timeout:?}; stderr:\n{}",
+            err.join().unwrap_or_default()
+        );
     };
     Output {
         status,

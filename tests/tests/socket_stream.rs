@@ -245,3 +245,37 @@ fn shaped_link_and_lossy_link() {
         j["end"]
     );
 }
+
+#[test]
+fn concurrent_tests_on_one_agent() {
+    let tb = Testbed::pair();
+    let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
+    let runs: Vec<_> = ["send", "receive", "both"]
+        .into_iter()
+        .map(|dir| {
+            let mut c = tb.cmd(0, &bin());
+            c.args([
+                "run",
+                "--to",
+                &a.addr,
+                "--duration",
+                "2s",
+                "--streams",
+                "2",
+                "--direction",
+                dir,
+                "--json",
+            ]);
+            std::thread::spawn(move || run(c, Duration::from_secs(60)))
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for (r, ndir) in runs.into_iter().zip([1, 1, 2]) {
+        let j = r.join().unwrap().ok().json();
+        check_counts(&j, 2, ndir);
+        ports.push(j["config"]["agent_data_port"].as_u64().unwrap());
+    }
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "each concurrent test has its own data port");
+}

@@ -15,18 +15,16 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wirespeed_tests::process::{run, terminate, wait_bounded};
+use wirespeed_tests::{bin, workspace};
 
 /// How long the first wine start (prefix creation included) may take.
 const AGENT_START: Duration = Duration::from_secs(120);
 /// How long one 2 s controller run may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn windows_dir() -> PathBuf {
     let dir = std::env::var_os("WIRESPEED_WINDOWS_DIR")
@@ -41,18 +39,6 @@ fn windows_dir() -> PathBuf {
         );
     }
     dir
-}
-
-fn linux_bin() -> PathBuf {
-    let p = std::env::var_os("WIRESPEED_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/debug/wirespeed"));
-    assert!(
-        p.is_file(),
-        "{} is missing: build it first (cargo build -p wirespeed-cli) or set WIRESPEED_BIN",
-        p.display()
-    );
-    p
 }
 
 fn in_path(name: &str) -> Option<PathBuf> {
@@ -81,22 +67,6 @@ fn wineserver() -> PathBuf {
                 .find(|p| p.is_file())
         })
         .expect("no wineserver found: install wine64 and wine (scripts/build-windows does)")
-}
-
-/// Wait for `child` up to `timeout`; kill it after that. `None` if killed.
-fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
 }
 
 /// A fresh WINEPREFIX in a unique temporary directory. On drop: `wineserver
@@ -233,10 +203,7 @@ impl WineAgent {
 
 impl Drop for WineAgent {
     fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        wait_bounded(&mut self.child, Duration::from_secs(3));
+        terminate(&mut self.child);
     }
 }
 
@@ -261,37 +228,16 @@ fn run_controller(bin: &Path, addr: SocketAddr, direction: &str, agent: &WineAge
         "--direction",
         direction,
     ])
-    .args(["--duration", "2s", "--json"])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap_or_else(|e| panic!("spawning {c:?}: {e}"));
-    let reader = |r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let mut r = r;
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let status = wait_bounded(&mut child, RUN_TIMEOUT);
-    let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-    let Some(status) = status else {
-        panic!(
-            "{c:?} did not finish within {RUN_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}\nagent:\n{}",
-            agent.log()
-        );
-    };
+    .args(["--duration", "2s", "--json"]);
+    let o = run(c, RUN_TIMEOUT);
     assert!(
-        status.success(),
-        "{direction}: the controller failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}\nagent:\n{}",
+        o.status.success(),
+        "{direction}: the controller failed ({})\nstderr:\n{}\nagent:\n{}",
+        o.status,
+        o.stderr,
         agent.log()
     );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("{direction}: stdout is not JSON ({e}):\n{stdout}\nstderr:\n{stderr}")
-    })
+    o.json()
 }
 
 fn check(direction: &str, j: &Value) {
@@ -346,7 +292,7 @@ fn check(direction: &str, j: &Value) {
 #[test]
 fn windows_agent_under_wine_send_and_receive() {
     let win = windows_dir();
-    let bin = linux_bin();
+    let bin = bin();
     let exe = win.join("wirespeed.exe");
 
     // Dropped last: wineserver -k, then the directory goes.
