@@ -49,3 +49,28 @@ rust_target_ensure() {
 
 # Packages the end-to-end tests and benchmarks use.
 TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps)
+
+# make_pair NS_A NS_B VETH_A VETH_B: two namespaces joined by a veth pair,
+# 198.18.0.1/24 on side a and 198.18.0.2/24 on side b (RFC 2544 range).
+# The caller deletes the namespaces (which deletes the veth) on exit.
+make_pair() {
+    ip netns add "$1"
+    ip netns add "$2"
+    ip link add "$3" netns "$1" type veth peer name "$4" netns "$2"
+    ip -n "$1" addr add 198.18.0.1/24 dev "$3"
+    ip -n "$2" addr add 198.18.0.2/24 dev "$4"
+    ip -n "$1" link set lo up
+    ip -n "$2" link set lo up
+    ip -n "$1" link set "$3" up
+    ip -n "$2" link set "$4" up
+}
+
+# wait_port NS ADDR PORT: until a TCP connect from NS succeeds (5 s at most).
+wait_port() {
+    local _
+    for _ in $(seq 50); do
+        ip netns exec "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nothing listens on $2:$3 after 5 s"
+}
