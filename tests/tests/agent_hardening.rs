@@ -159,7 +159,7 @@ fn malformed_control_messages() {
     // A valid message out of order.
     let mut c = bed.raw(&a);
     handshake(&mut c);
-    frame::write_msg(&mut c, &Msg::Start).unwrap();
+    frame::write_msg(&mut c, &Msg::Start { at_us: None }).unwrap();
     expect_error(&mut c, ErrorKind::Protocol, "expected a test");
     bed.assert_serves(&mut a, &[]);
 

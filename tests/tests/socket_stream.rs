@@ -35,7 +35,16 @@ fn check_counts(j: &Value, streams: usize, directions: usize) {
     }
     assert_eq!(end["sent"]["bytes"], end["received"]["bytes"]);
     assert_eq!(end["directions"].as_array().unwrap().len(), directions);
+    // both sides start together: one host, so the clock offset is tiny too
+    let t = &end["timing"];
+    assert!(t["start_skew_us"].as_i64().unwrap().abs() < 5_000, "{t}");
+    assert!(t["clock_offset_us"].as_i64().unwrap().abs() < 1_000, "{t}");
     for side in ["local", "remote"] {
+        let irq = &end["irq"][side];
+        assert!(
+            !irq["net_rx_softirqs"].as_array().unwrap().is_empty(),
+            "{irq}"
+        );
         let cpu = &end["cpu"][side];
         assert_eq!(cpu["source"], "/proc/stat", "{cpu}");
         assert_eq!(

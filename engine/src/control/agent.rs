@@ -6,9 +6,9 @@
 use super::auth::{self, Role as AuthRole};
 use super::frame::{self, PROTOCOL_VERSION};
 use super::messages::Msg;
-use super::{expect_msg, poll_msg};
+use super::{clock, expect_msg, poll_msg};
 use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
-use crate::metrics::{cpu::CpuSnapshot, host, interval::Counter};
+use crate::metrics::{cpu::CpuSnapshot, host, interval::Counter, irq::IrqSnapshot};
 use crate::report::model::SideReport;
 use crate::spec::{Limit, TestSpec};
 use crate::{Error, Result};
@@ -48,6 +48,11 @@ impl AgentConfig {
         }
     }
 }
+
+/// Clock probes a controller may send before Start.
+const MAX_PINGS: usize = 64;
+/// Furthest ahead a scheduled start may be.
+const MAX_START_DELAY: Duration = Duration::from_secs(10);
 
 /// Open connections beyond this are closed at once, so a flood of idle
 /// connections cannot pile up threads.
@@ -284,6 +289,51 @@ impl Session {
         Ok(slot)
     }
 
+    /// Answer clock probes until Start, then wait for its instant.
+    fn await_start(&mut self) -> Result<Instant> {
+        for _ in 0..MAX_PINGS {
+            match expect_msg(&mut self.conn)? {
+                Msg::Ping { t0 } => {
+                    let t1 = clock::now_us();
+                    frame::write_msg(
+                        &mut self.conn,
+                        &Msg::Pong {
+                            t0,
+                            t1,
+                            t2: clock::now_us(),
+                        },
+                    )?;
+                }
+                Msg::Start { at_us: None } => return Ok(Instant::now()),
+                Msg::Start { at_us: Some(at) } => {
+                    let at = clock::instant_of(at);
+                    let wait = at.saturating_duration_since(Instant::now());
+                    if wait > MAX_START_DELAY {
+                        return Err(Error::Protocol(format!(
+                            "start time is {:.1} s away, more than the {} s allowed",
+                            wait.as_secs_f64(),
+                            MAX_START_DELAY.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(wait);
+                    return Ok(Instant::now().max(at));
+                }
+                Msg::Abort { reason } => {
+                    return Err(Error::PeerLost(format!("controller aborted: {reason}")))
+                }
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "expected start, got {}",
+                        other.name()
+                    )))
+                }
+            }
+        }
+        Err(Error::Protocol(format!(
+            "more than {MAX_PINGS} clock probes before start"
+        )))
+    }
+
     fn run_test(&mut self, spec: &TestSpec) -> Result<()> {
         let local = self
             .conn
@@ -313,20 +363,9 @@ impl Session {
         let socks = sockpath::accept_flows(&listener, &cookie, &expected, self.cfg.data_timeout)?;
         drop(listener);
         frame::write_msg(&mut self.conn, &Msg::Ready)?;
-        match expect_msg(&mut self.conn)? {
-            Msg::Start => {}
-            Msg::Abort { reason } => {
-                return Err(Error::PeerLost(format!("controller aborted: {reason}")))
-            }
-            other => {
-                return Err(Error::Protocol(format!(
-                    "expected start, got {}",
-                    other.name()
-                )))
-            }
-        }
-        let start = Instant::now();
+        let start = self.await_start()?;
         let cpu0 = CpuSnapshot::take();
+        let irq0 = IrqSnapshot::take();
         let hard = match spec.limit {
             Limit::Duration { seconds } => {
                 Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2
@@ -383,7 +422,9 @@ impl Session {
             }
         }
         let flows = set.finish();
+        let end = Instant::now();
         let cpu = cpu0.report(&CpuSnapshot::take());
+        let irq = irq0.report(&IrqSnapshot::take());
         if let Some(e) = lost {
             return Err(e);
         }
@@ -391,6 +432,9 @@ impl Session {
             host: host::info(),
             flows,
             cpu,
+            irq,
+            start_us: clock::us_of(start),
+            end_us: clock::us_of(end),
         };
         frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
     }

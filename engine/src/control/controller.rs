@@ -3,6 +3,7 @@
 //! side, print intervals, and merge its results with the agent's.
 
 use super::auth::{self, Role as AuthRole};
+use super::clock::{self, Estimate, Sample};
 use super::frame::{self, PROTOCOL_VERSION};
 use super::messages::Msg;
 use super::{expect_msg, poll_msg, DEFAULT_PORT};
@@ -13,9 +14,12 @@ use crate::metrics::{
     cpu::CpuSnapshot,
     host,
     interval::{Counter, Sampler},
+    irq::IrqSnapshot,
 };
-use crate::report::model::{End, HostInfo, Interval, RunConfig, RunReport, SideReport, SCHEMA};
-use crate::spec::{Limit, Mode, TestSpec};
+use crate::report::model::{
+    End, HostInfo, Interval, RunConfig, RunReport, SideReport, Timing, SCHEMA,
+};
+use crate::spec::{FlowId, Limit, Mode, TestSpec};
 use crate::{Error, Result};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -94,8 +98,34 @@ pub fn resolve_mode(mode: Mode) -> Result<(&'static str, String)> {
     }
 }
 
-/// Run one test to completion.
+/// Run one test to completion, starting as soon as it is ready.
 pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<RunReport> {
+    let mut p = prepare(opts, &mut on_event)?;
+    p.sync_clock(CLOCK_SAMPLES)?;
+    p.run_at(None, on_event)
+}
+
+/// Clock probes per test: cheap (one round trip each), and the best of a
+/// handful is within microseconds between namespaces.
+pub const CLOCK_SAMPLES: usize = 8;
+
+/// A test that is connected, accepted and ready to start.
+pub struct Prepared {
+    opts: RunOptions,
+    conn: TcpStream,
+    addr: SocketAddr,
+    data_port: u16,
+    mode: &'static str,
+    mode_reason: String,
+    socks: Vec<(FlowId, Socket)>,
+    clock: Estimate,
+    /// The agent's description of itself.
+    pub agent: HostInfo,
+}
+
+/// Connect, authenticate, have the agent accept the test, and open every
+/// data connection; nothing is measured yet.
+pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Prepared> {
     opts.spec.validate()?;
     let (mode, mode_reason) = resolve_mode(opts.mode)?;
     if let Some(i) = &opts.iface {
@@ -153,109 +183,185 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
         Msg::Ready => {}
         other => return Err(unexpected("ready", other)),
     }
-
-    let limits = |stream| FlowLimits {
-        duration: match opts.spec.limit {
-            Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
-            Limit::Bytes { .. } => None,
-        },
-        bytes: opts.spec.bytes_for(stream),
-        idle: opts.idle_timeout,
-        hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
-    };
-    let cpu0 = CpuSnapshot::take();
-    let started_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    frame::write_msg(&mut conn, &Msg::Start)?;
-    let start = Instant::now();
-    let mut sampler = Sampler::new(start);
-    let mut flows = Vec::with_capacity(socks.len());
-    for (id, sock) in socks {
-        let counter = Counter::default();
-        sampler.watch(id, counter.clone(), sock.try_clone().ok());
-        flows.push(Flow {
-            id,
-            role: sockpath::role_of(id, true),
-            sock,
-            msg_size: opts.spec.msg_size as usize,
-            limits: limits(id.stream),
-            counter,
-        });
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut set = FlowSet::spawn(flows, start, &stop)?;
-
-    let mut intervals = Vec::new();
-    let mut remote: Option<SideReport> = None;
-    let mut failure: Option<Error> = None;
-    let mut local_done = false;
-    let mut next_tick = opts.interval.map(|i| start + i);
-    while !(local_done && remote.is_some()) {
-        if !local_done {
-            // Wake at the next tick, so interval edges land on whole seconds.
-            let wait = next_tick.map_or(Duration::from_millis(20), |t| {
-                t.saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(20))
-            });
-            local_done = set.poll(wait);
-            if let (Some(every), Some(tick)) = (opts.interval, next_tick) {
-                let now = Instant::now();
-                // A full interval, or the last partial one (as iperf3 prints it).
-                if now >= tick
-                    || (local_done && sampler.since_last(now) >= every.as_secs_f64() / 10.0)
-                {
-                    let iv = sampler.sample(now);
-                    on_event(Event::Interval(&iv));
-                    intervals.push(iv);
-                    next_tick = Some(tick + every);
-                }
-            }
-        } else {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if remote.is_none() {
-            match poll_msg(&mut conn, Duration::from_millis(1)) {
-                Ok(None) => {}
-                Ok(Some(Msg::Result(r))) => remote = Some(*r),
-                Ok(Some(Msg::Error { kind, message })) => {
-                    failure = Some(Msg::into_error(kind, message))
-                }
-                Ok(Some(other)) => failure = Some(unexpected("result", other)),
-                Err(e) => {
-                    failure = Some(Error::PeerLost(format!("agent went away mid-test ({e})")))
-                }
-            }
-        }
-        if let Some(e) = failure.take() {
-            stop.store(true, Ordering::Relaxed);
-            let _ = set.finish();
-            return Err(e);
-        }
-    }
-    let local_flows = set.finish();
-    let cpu = cpu0.report(&CpuSnapshot::take());
-    let local = SideReport {
-        host: host::info(),
-        flows: local_flows,
-        cpu,
-    };
-    let remote = remote.expect("loop ends with a result");
-    Ok(RunReport {
-        schema: SCHEMA.into(),
-        config: RunConfig {
-            to: addr.to_string(),
-            agent_data_port: data_port,
-            mode: mode.into(),
-            mode_reason,
-            test: opts.spec.clone(),
-            local: opts.local.map(|l| l.to_string()),
-            iface: opts.iface.clone(),
-            started_unix,
-        },
-        intervals,
-        end: End::merge(mode, local, remote),
+    Ok(Prepared {
+        opts: opts.clone(),
+        conn,
+        addr,
+        data_port,
+        mode,
+        mode_reason,
+        socks,
+        clock: Estimate::default(),
+        agent,
     })
+}
+
+impl Prepared {
+    /// Estimate the agent's clock offset from `n` probes; the best is kept.
+    pub fn sync_clock(&mut self, n: usize) -> Result<Estimate> {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t0 = clock::now_us();
+            frame::write_msg(&mut self.conn, &Msg::Ping { t0 })?;
+            match expect_msg(&mut self.conn)? {
+                Msg::Pong { t0: echoed, t1, t2 } if echoed == t0 => samples.push(Sample {
+                    t0,
+                    t1,
+                    t2,
+                    t3: clock::now_us(),
+                }),
+                other => return Err(unexpected("pong", other)),
+            }
+        }
+        self.clock = Estimate::best(&samples).unwrap_or_default();
+        Ok(self.clock)
+    }
+
+    /// The round trip of the best clock probe: a lower bound on how far
+    /// ahead a common start must be scheduled.
+    pub fn clock(&self) -> Estimate {
+        self.clock
+    }
+
+    /// Start both sides at `at` (our clock; None = now), measure, and merge
+    /// both sides' results.
+    pub fn run_at(
+        self,
+        at: Option<Instant>,
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<RunReport> {
+        let Prepared {
+            opts,
+            mut conn,
+            addr,
+            data_port,
+            mode,
+            mode_reason,
+            socks,
+            clock: est,
+            ..
+        } = self;
+        let limits = |stream| FlowLimits {
+            duration: match opts.spec.limit {
+                Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
+                Limit::Bytes { .. } => None,
+            },
+            bytes: opts.spec.bytes_for(stream),
+            idle: opts.idle_timeout,
+            hard: Duration::from_secs_f64(opts.spec.nominal_seconds())
+                + Duration::from_secs(24 * 3600),
+        };
+        let at_us = at.map(|t| est.to_agent(clock::us_of(t)));
+        frame::write_msg(&mut conn, &Msg::Start { at_us })?;
+        if let Some(t) = at {
+            std::thread::sleep(t.saturating_duration_since(Instant::now()));
+        }
+        let cpu0 = CpuSnapshot::take();
+        let irq0 = IrqSnapshot::take();
+        let started_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let start = Instant::now();
+        let mut sampler = Sampler::new(start);
+        let mut flows = Vec::with_capacity(socks.len());
+        for (id, sock) in socks {
+            let counter = Counter::default();
+            sampler.watch(id, counter.clone(), sock.try_clone().ok());
+            flows.push(Flow {
+                id,
+                role: sockpath::role_of(id, true),
+                sock,
+                msg_size: opts.spec.msg_size as usize,
+                limits: limits(id.stream),
+                counter,
+            });
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut set = FlowSet::spawn(flows, start, &stop)?;
+
+        let mut intervals = Vec::new();
+        let mut remote: Option<SideReport> = None;
+        let mut failure: Option<Error> = None;
+        let mut local_done = false;
+        let mut next_tick = opts.interval.map(|i| start + i);
+        while !(local_done && remote.is_some()) {
+            if !local_done {
+                // Wake at the next tick, so interval edges land on whole seconds.
+                let wait = next_tick.map_or(Duration::from_millis(20), |t| {
+                    t.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20))
+                });
+                local_done = set.poll(wait);
+                if let (Some(every), Some(tick)) = (opts.interval, next_tick) {
+                    let now = Instant::now();
+                    // A full interval, or the last partial one (as iperf3 prints it).
+                    if now >= tick
+                        || (local_done && sampler.since_last(now) >= every.as_secs_f64() / 10.0)
+                    {
+                        let iv = sampler.sample(now);
+                        on_event(Event::Interval(&iv));
+                        intervals.push(iv);
+                        next_tick = Some(tick + every);
+                    }
+                }
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if remote.is_none() {
+                match poll_msg(&mut conn, Duration::from_millis(1)) {
+                    Ok(None) => {}
+                    Ok(Some(Msg::Result(r))) => remote = Some(*r),
+                    Ok(Some(Msg::Error { kind, message })) => {
+                        failure = Some(Msg::into_error(kind, message))
+                    }
+                    Ok(Some(other)) => failure = Some(unexpected("result", other)),
+                    Err(e) => {
+                        failure = Some(Error::PeerLost(format!("agent went away mid-test ({e})")))
+                    }
+                }
+            }
+            if let Some(e) = failure.take() {
+                stop.store(true, Ordering::Relaxed);
+                let _ = set.finish();
+                return Err(e);
+            }
+        }
+        let local_flows = set.finish();
+        let end = Instant::now();
+        let cpu = cpu0.report(&CpuSnapshot::take());
+        let irq = irq0.report(&IrqSnapshot::take());
+        let local = SideReport {
+            host: host::info(),
+            flows: local_flows,
+            cpu,
+            irq,
+            start_us: clock::us_of(start),
+            end_us: clock::us_of(end),
+        };
+        let remote = remote.expect("loop ends with a result");
+        let timing = Timing {
+            clock_offset_us: est.offset_us,
+            clock_rtt_us: est.rtt_us,
+            local_start_us: local.start_us,
+            remote_start_us: est.to_controller(remote.start_us),
+            start_skew_us: est.to_controller(remote.start_us) as i64 - local.start_us as i64,
+        };
+        Ok(RunReport {
+            schema: SCHEMA.into(),
+            config: RunConfig {
+                to: addr.to_string(),
+                agent_data_port: data_port,
+                mode: mode.into(),
+                mode_reason,
+                test: opts.spec.clone(),
+                local: opts.local.map(|l| l.to_string()),
+                iface: opts.iface.clone(),
+                started_unix,
+            },
+            intervals,
+            end: End::merge(mode, local, remote, timing),
+        })
+    }
 }
 
 fn connect_control(addr: SocketAddr, opts: &SocketOpts, timeout: Duration) -> Result<TcpStream> {

@@ -164,7 +164,7 @@ mod tests {
 
     #[test]
     fn truncated_and_closed_are_distinct() {
-        let f = encode(&Msg::Start).unwrap();
+        let f = encode(&Msg::Start { at_us: None }).unwrap();
         let e = read_msg(&mut &f[..f.len() - 1]).unwrap_err();
         assert!(e.to_string().contains("truncated"), "{e}");
         let e = read_msg(&mut &b""[..]).unwrap_err();

@@ -13,7 +13,9 @@
 //!             ◄───────────────────── Accepted | Error
 //!   data connections ══════════════►
 //!             ◄───────────────────── Ready | Error
-//!   Start     ─────────────────────►
+//!   Ping      ─────────────────────►                   (clock offset, repeated)
+//!             ◄───────────────────── Pong
+//!   Start{at} ─────────────────────►                   (common start instant)
 //!   ...       (either side may send Abort)
 //!             ◄───────────────────── Result | Error
 //! ```
@@ -49,8 +51,12 @@ pub enum Msg {
     },
     /// All data connections arrived.
     Ready,
-    /// Begin measuring now.
-    Start,
+    /// Clock probe (controller's clock, microseconds).
+    Ping { t0: u64 },
+    /// Clock probe answer: t1 on receipt, t2 on reply (agent's clock).
+    Pong { t0: u64, t1: u64, t2: u64 },
+    /// Begin measuring at `at_us` in the agent's clock, or now.
+    Start { at_us: Option<u64> },
     /// Stop the test early.
     Abort { reason: String },
     /// The agent's own measurements.
@@ -81,7 +87,9 @@ impl Msg {
             Msg::Test(_) => "test",
             Msg::Accepted { .. } => "accepted",
             Msg::Ready => "ready",
-            Msg::Start => "start",
+            Msg::Ping { .. } => "ping",
+            Msg::Pong { .. } => "pong",
+            Msg::Start { .. } => "start",
             Msg::Abort { .. } => "abort",
             Msg::Result(_) => "result",
             Msg::Error { .. } => "error",

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod clock;
 pub mod controller;
 pub mod frame;
 pub mod messages;

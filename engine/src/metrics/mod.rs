@@ -5,4 +5,5 @@
 pub mod cpu;
 pub mod host;
 pub mod interval;
+pub mod irq;
 pub mod tcpinfo;

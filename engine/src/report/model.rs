@@ -2,6 +2,7 @@
 //! Serialized as-is for `--json`; the schema is documented in docs/json.md
 //! and versioned by [`SCHEMA`].
 
+pub use crate::metrics::irq::IrqReport;
 use crate::spec::{Direction, TestSpec};
 use crate::units::bps;
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,13 @@ pub struct SideReport {
     pub host: HostInfo,
     pub flows: Vec<FlowResult>,
     pub cpu: CpuReport,
+    /// Interrupt and softirq work over the test (Linux; empty elsewhere).
+    #[serde(default)]
+    pub irq: IrqReport,
+    /// When this side started and ended its flows, in its own clock
+    /// (microseconds since its process's monotonic epoch).
+    pub start_us: u64,
+    pub end_us: u64,
 }
 
 /// One flow's share of a reporting interval.
@@ -208,6 +216,27 @@ pub struct BothCpu {
     pub remote: CpuReport,
 }
 
+/// Interrupt work on both sides.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BothIrq {
+    pub local: IrqReport,
+    pub remote: IrqReport,
+}
+
+/// When the two sides started, in the controller's clock (microseconds
+/// since its process epoch), and how well the clocks were matched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Agent clock minus controller clock.
+    pub clock_offset_us: i64,
+    /// Round trip of the best clock probe: the offset is good to half of it.
+    pub clock_rtt_us: u64,
+    pub local_start_us: u64,
+    pub remote_start_us: u64,
+    /// Remote start minus local start.
+    pub start_skew_us: i64,
+}
+
 /// The end-of-test summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct End {
@@ -219,10 +248,12 @@ pub struct End {
     pub directions: Vec<DirectionSummary>,
     pub flows: Vec<FlowPair>,
     pub cpu: BothCpu,
+    pub irq: BothIrq,
     pub local_host: HostInfo,
     pub remote_host: HostInfo,
     /// Flow errors from either side; empty on a clean run.
     pub errors: Vec<String>,
+    pub timing: Timing,
 }
 
 /// The whole `--json` document.
@@ -237,7 +268,7 @@ pub struct RunReport {
 impl End {
     /// Merge the two sides' results. A flow one side lost stays visible
     /// as an error rather than vanishing from the totals.
-    pub fn merge(mode: &str, local: SideReport, remote: SideReport) -> End {
+    pub fn merge(mode: &str, local: SideReport, remote: SideReport, timing: Timing) -> End {
         let mut flows = Vec::new();
         let mut errors = Vec::new();
         for l in &local.flows {
@@ -296,9 +327,14 @@ impl End {
                 local: local.cpu,
                 remote: remote.cpu,
             },
+            irq: BothIrq {
+                local: local.irq,
+                remote: remote.irq,
+            },
             local_host: local.host,
             remote_host: remote.host,
             errors,
+            timing,
         }
     }
 }
@@ -340,7 +376,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let end = End::merge("socket", local, remote);
+        let end = End::merge("socket", local, remote, Timing::default());
         assert!(end.errors.is_empty());
         assert_eq!(end.flows.len(), 3);
         assert_eq!(end.sent.bytes, 4500);
@@ -358,7 +394,7 @@ mod tests {
             flows: vec![flow(0, Direction::Send, Role::Sender, 1, 1.0)],
             ..Default::default()
         };
-        let end = End::merge("socket", local, SideReport::default());
+        let end = End::merge("socket", local, SideReport::default(), Timing::default());
         assert_eq!(end.errors.len(), 1);
         assert!(end.errors[0].contains("no result"));
     }

@@ -1,0 +1,135 @@
+//! Clock offset between a controller and an agent, NTP's way: four
+//! timestamps per exchange (controller send t0, agent receive t1, agent
+//! send t2, controller receive t3), several exchanges, and the one with the
+//! shortest round trip kept, since queueing only ever adds delay.
+//!
+//! Each process counts microseconds from its own monotonic epoch, so the
+//! offset says how to turn one side's instants into the other's.
+
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+fn epoch() -> Instant {
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Microseconds since this process's monotonic epoch.
+pub fn now_us() -> u64 {
+    us_of(Instant::now())
+}
+
+/// An instant in this process's microsecond clock.
+pub fn us_of(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_micros() as u64
+}
+
+/// The instant a microsecond timestamp of this process's clock stands for.
+pub fn instant_of(us: u64) -> Instant {
+    epoch() + Duration::from_micros(us)
+}
+
+/// One four-timestamp exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub t0: u64,
+    pub t1: u64,
+    pub t2: u64,
+    pub t3: u64,
+}
+
+impl Sample {
+    /// Agent clock minus controller clock.
+    pub fn offset_us(&self) -> i64 {
+        ((self.t1 as i64 - self.t0 as i64) + (self.t2 as i64 - self.t3 as i64)) / 2
+    }
+
+    /// Round trip minus the agent's own turnaround.
+    pub fn rtt_us(&self) -> u64 {
+        (self.t3.saturating_sub(self.t0)).saturating_sub(self.t2.saturating_sub(self.t1))
+    }
+}
+
+/// The kept estimate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Agent clock minus controller clock, in microseconds.
+    pub offset_us: i64,
+    /// Round trip of the exchange it came from: the offset's error is at
+    /// most half of it.
+    pub rtt_us: u64,
+    pub samples: u32,
+}
+
+impl Estimate {
+    /// The sample with the least round trip.
+    pub fn best(samples: &[Sample]) -> Option<Estimate> {
+        samples.iter().min_by_key(|s| s.rtt_us()).map(|s| Estimate {
+            offset_us: s.offset_us(),
+            rtt_us: s.rtt_us(),
+            samples: samples.len() as u32,
+        })
+    }
+
+    /// A controller timestamp in the agent's clock.
+    pub fn to_agent(&self, controller_us: u64) -> u64 {
+        (controller_us as i64 + self.offset_us).max(0) as u64
+    }
+
+    /// An agent timestamp in the controller's clock.
+    pub fn to_controller(&self, agent_us: u64) -> u64 {
+        (agent_us as i64 - self.offset_us).max(0) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_and_rtt_from_a_symmetric_exchange() {
+        // agent is 1000 us ahead; 50 us each way; 10 us turnaround
+        let s = Sample {
+            t0: 100,
+            t1: 1150,
+            t2: 1160,
+            t3: 210,
+        };
+        assert_eq!(s.offset_us(), 1000);
+        assert_eq!(s.rtt_us(), 100);
+    }
+
+    #[test]
+    fn best_keeps_the_shortest_round_trip() {
+        let queued = Sample {
+            t0: 0,
+            t1: 1900,
+            t2: 1900,
+            t3: 1000,
+        }; // 900 us stuck one way
+        let clean = Sample {
+            t0: 2000,
+            t1: 3010,
+            t2: 3010,
+            t3: 2020,
+        };
+        let e = Estimate::best(&[queued, clean]).unwrap();
+        assert_eq!(e.offset_us, 1000);
+        assert_eq!(e.rtt_us, 20);
+        assert_eq!(e.samples, 2);
+        assert_eq!(e.to_agent(5), 1005);
+        assert_eq!(e.to_controller(1005), 5);
+        assert!(Estimate::best(&[]).is_none());
+    }
+
+    #[test]
+    fn clock_round_trips() {
+        let _ = now_us(); // the epoch is set on first use
+        let t = Instant::now();
+        let us = us_of(t);
+        let back = instant_of(us);
+        assert!(back <= t && t.duration_since(back) < Duration::from_micros(1));
+    }
+}
