@@ -289,7 +289,7 @@ impl Session {
         Ok(slot)
     }
 
-    /// Answer clock probes until Start, then wait for its instant.
+    /// Answer clock probes until Start; return the instant it names.
     fn await_start(&mut self) -> Result<Instant> {
         for _ in 0..MAX_PINGS {
             match expect_msg(&mut self.conn)? {
@@ -315,8 +315,7 @@ impl Session {
                             MAX_START_DELAY.as_secs()
                         )));
                     }
-                    std::thread::sleep(wait);
-                    return Ok(Instant::now().max(at));
+                    return Ok(at);
                 }
                 Msg::Abort { reason } => {
                     return Err(Error::PeerLost(format!("controller aborted: {reason}")))
@@ -363,9 +362,12 @@ impl Session {
         let socks = sockpath::accept_flows(&listener, &cookie, &expected, self.cfg.data_timeout)?;
         drop(listener);
         frame::write_msg(&mut self.conn, &Msg::Ready)?;
-        let start = self.await_start()?;
+        let at = self.await_start()?;
         let cpu0 = CpuSnapshot::take();
         let irq0 = IrqSnapshot::take();
+        // Snapshots first, so reading /proc does not delay the start.
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let start = Instant::now();
         let hard = match spec.limit {
             Limit::Duration { seconds } => {
                 Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2

@@ -101,9 +101,15 @@ pub fn resolve_mode(mode: Mode) -> Result<(&'static str, String)> {
 /// Run one test to completion, starting as soon as it is ready.
 pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<RunReport> {
     let mut p = prepare(opts, &mut on_event)?;
-    p.sync_clock(CLOCK_SAMPLES)?;
-    p.run_at(None, on_event)
+    let clock = p.sync_clock(CLOCK_SAMPLES)?;
+    // Far enough ahead for Start to reach the agent, with margin.
+    let lead = Duration::from_micros(clock.rtt_us * 4) + START_LEAD;
+    p.run_at(Some(Instant::now() + lead), on_event)
 }
+
+/// How far ahead of now a start is scheduled, beyond the round trip:
+/// enough for both sides to read their CPU counters first.
+pub const START_LEAD: Duration = Duration::from_millis(20);
 
 /// Clock probes per test: cheap (one round trip each), and the best of a
 /// handful is within microseconds between namespaces.
@@ -253,11 +259,11 @@ impl Prepared {
         };
         let at_us = at.map(|t| est.to_agent(clock::us_of(t)));
         frame::write_msg(&mut conn, &Msg::Start { at_us })?;
+        let cpu0 = CpuSnapshot::take();
+        let irq0 = IrqSnapshot::take();
         if let Some(t) = at {
             std::thread::sleep(t.saturating_duration_since(Instant::now()));
         }
-        let cpu0 = CpuSnapshot::take();
-        let irq0 = IrqSnapshot::take();
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
