@@ -32,6 +32,40 @@ enum Cmd {
     Agent(AgentArgs),
     /// Run one test against an agent (netperf TCP_STREAM / TCP_MAERTS).
     Run(RunArgs),
+    /// Run a multi-pair plan: sweeps, repetitions, synchronized starts.
+    Plan(PlanArgs),
+    /// Print and redraw the results of an earlier plan.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The plan (docs/plans.md).
+    file: PathBuf,
+    /// Write every result as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a CSV row per pair per repetition here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Draw SVG figures into this directory.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// No per-interval lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A JSON file written by `wirespeed plan --json`.
+    results: PathBuf,
+    /// Draw SVG figures into this directory.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Write the CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -171,6 +205,8 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Agent(a) => agent(a),
         Cmd::Run(r) => run(r),
+        Cmd::Plan(p) => plan_cmd(p),
+        Cmd::Report(r) => report_cmd(r),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -253,6 +289,7 @@ fn run(r: RunArgs) -> Result<()> {
         interval: (!r.interval.is_zero()).then_some(r.interval),
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
+        cancel: None,
     };
     let mut out = std::io::stdout().lock();
     let report = controller::run(&opts, |ev| {
@@ -303,4 +340,153 @@ fn run(r: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Set by SIGINT/SIGTERM: the plan runner stops and saves what it has.
+static CANCEL: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::OnceLock::new();
+
+fn cancel_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    CANCEL.get_or_init(Default::default).clone()
+}
+
+#[cfg(target_os = "linux")]
+fn catch_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    extern "C" fn on_signal(_: nix::libc::c_int) {
+        if let Some(c) = CANCEL.get() {
+            c.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _ = cancel_flag();
+    let act = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &act) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn catch_interrupts() {
+    let _ = cancel_flag();
+}
+
+fn plan_cmd(a: PlanArgs) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use wirespeed::plan::runner::{run_plan, Progress};
+    let plan = wirespeed::plan::Plan::load(&a.file)?;
+    catch_interrupts();
+    let total = plan.points().len() as u64;
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} points {msg}").expect("valid template"),
+    );
+    let quiet = a.quiet;
+    let say = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let report = run_plan(&plan, &cancel_flag(), &|p| match p {
+        Progress::Point {
+            index,
+            total,
+            label,
+        } => {
+            bar.set_position(index as u64);
+            bar.set_message(label.clone());
+            say(format!("== point {}/{total}: {label}", index + 1));
+        }
+        Progress::Interval { pair, interval } if !quiet => say(format!(
+            "   {pair:<10} {:>6.2}-{:<6.2} s {:>14}",
+            interval.start,
+            interval.end,
+            wirespeed::units::fmt_bps(interval.sum.bits_per_second)
+        )),
+        Progress::Interval { .. } => {}
+        Progress::Repetition {
+            label,
+            aggregate_bps,
+            error,
+        } => match (aggregate_bps, error) {
+            (Some(b), _) => say(format!(
+                "   {label}: aggregate {}",
+                wirespeed::units::fmt_bps(b)
+            )),
+            (_, Some(e)) => say(format!("   {label}: failed: {e}")),
+            _ => {}
+        },
+    });
+    bar.finish_and_clear();
+    print!("\n{}", wirespeed::report::plan::table(&report));
+    print!("{}", wirespeed::report::plan::verdicts(&report));
+    save(
+        &report,
+        a.json.as_deref(),
+        a.csv.as_deref(),
+        a.plot.as_deref(),
+    )?;
+    if report.interrupted {
+        anyhow::bail!(
+            "interrupted: {} of {total} points measured and saved",
+            report.points.len()
+        );
+    }
+    let failed: Vec<&str> = report
+        .points
+        .iter()
+        .filter_map(|p| p.error.as_deref())
+        .collect();
+    if let Some(first) = failed.first() {
+        anyhow::bail!("{} point(s) failed; the first: {first}", failed.len());
+    }
+    Ok(())
+}
+
+fn save(
+    report: &wirespeed::report::plan::PlanReport,
+    json: Option<&std::path::Path>,
+    csv_path: Option<&std::path::Path>,
+    plot: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(f) = json {
+        let body = serde_json::to_vec_pretty(report).context("encoding results")?;
+        std::fs::write(f, body).with_context(|| format!("writing {}", f.display()))?;
+        println!("results: {}", f.display());
+    }
+    if let Some(f) = csv_path {
+        std::fs::write(f, wirespeed::report::plan::csv(report))
+            .with_context(|| format!("writing {}", f.display()))?;
+        println!("csv: {}", f.display());
+    }
+    if let Some(d) = plot {
+        for f in wirespeed::report::plot::write_all(report, d)? {
+            println!("figure: {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+fn report_cmd(a: ReportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.results)
+        .with_context(|| format!("reading {}", a.results.display()))?;
+    let report: wirespeed::report::plan::PlanReport =
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a wirespeed plan result (wirespeed plan --json)",
+                a.results.display()
+            )
+        })?;
+    print!("{}", wirespeed::report::plan::table(&report));
+    print!("{}", wirespeed::report::plan::verdicts(&report));
+    save(&report, None, a.csv.as_deref(), a.plot.as_deref())
 }

@@ -9,6 +9,7 @@ pub mod control;
 pub mod datapath;
 pub mod error;
 pub mod metrics;
+pub mod plan;
 pub mod report;
 pub mod spec;
 pub mod units;

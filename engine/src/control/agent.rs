@@ -366,8 +366,7 @@ impl Session {
         let cpu0 = CpuSnapshot::take();
         let irq0 = IrqSnapshot::take();
         // Snapshots first, so reading /proc does not delay the start.
-        std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        let start = Instant::now();
+        let start = clock::wait_until(at);
         let hard = match spec.limit {
             Limit::Duration { seconds } => {
                 Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2

@@ -84,6 +84,44 @@ impl Estimate {
     }
 }
 
+/// Sleep until `at` and return the instant we actually woke.
+///
+/// When several endpoints on one small host start together, the ones that
+/// wake after the first must wait for a CPU (about a scheduler tick). So,
+/// where permitted, the thread waits as SCHED_FIFO and drops back to normal
+/// scheduling right after taking its timestamp: a waiting real-time thread
+/// runs as soon as a CPU frees, and the drop yields to the next. Without
+/// the privilege it is a plain sleep, and the reported skew shows it.
+pub fn wait_until(at: Instant) -> Instant {
+    let boosted = realtime(true);
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let woke = Instant::now();
+    if boosted {
+        realtime(false);
+    }
+    woke
+}
+
+#[cfg(target_os = "linux")]
+fn realtime(on: bool) -> bool {
+    use nix::libc;
+    let (policy, prio) = if on {
+        (libc::SCHED_FIFO, 1)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: prio,
+    };
+    // SAFETY: 0 names the calling thread; param is a valid sched_param.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn realtime(_on: bool) -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

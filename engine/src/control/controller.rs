@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub connect_timeout: Duration,
     /// Local flows give up after this long without progress.
     pub idle_timeout: Duration,
+    /// Set from elsewhere (Ctrl-C) to stop the test; the agent is told.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// What the controller tells its caller while a test runs.
@@ -261,13 +263,10 @@ impl Prepared {
         frame::write_msg(&mut conn, &Msg::Start { at_us })?;
         let cpu0 = CpuSnapshot::take();
         let irq0 = IrqSnapshot::take();
-        if let Some(t) = at {
-            std::thread::sleep(t.saturating_duration_since(Instant::now()));
-        }
+        let start = at.map_or_else(Instant::now, clock::wait_until);
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let start = Instant::now();
         let mut sampler = Sampler::new(start);
         let mut flows = Vec::with_capacity(socks.len());
         for (id, sock) in socks {
@@ -326,8 +325,21 @@ impl Prepared {
                     }
                 }
             }
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                failure = Some(Error::PeerLost("interrupted".into()));
+            }
             if let Some(e) = failure.take() {
                 stop.store(true, Ordering::Relaxed);
+                let _ = frame::write_msg(
+                    &mut conn,
+                    &Msg::Abort {
+                        reason: e.to_string(),
+                    },
+                );
                 let _ = set.finish();
                 return Err(e);
             }

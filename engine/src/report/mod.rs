@@ -2,5 +2,8 @@
 //! terminal text (`text`), and CSV (`csv`). JSON is `model` through serde.
 
 pub mod csv;
+pub mod diagnosis;
 pub mod model;
+pub mod plan;
+pub mod plot;
 pub mod text;

@@ -1,0 +1,547 @@
+//! The plan file: agents, pairs, defaults, a sweep over how many pairs run,
+//! repetitions, and named configurations to compare. Unknown keys, missing
+//! agents, two pairs on one port, zero durations and unparsable speeds are
+//! refused with the file, the line and the fix.
+
+use super::wire::{parse_speed, Framing};
+use crate::spec::{Direction, Limit, Mode, TestSpec};
+use crate::units::{parse_duration, parse_size};
+use crate::{Error, Result};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Test parameters shared by all pairs unless a configuration overrides them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub duration: Option<Spanned<String>>,
+    /// Seconds at the start of each run that are left out of the result.
+    pub warmup: Option<Spanned<String>>,
+    pub msg_size: Option<Spanned<String>>,
+    pub sockbuf: Option<Spanned<String>>,
+    pub mode: Option<Mode>,
+    pub directions: Option<Vec<Direction>>,
+    pub streams: Option<u16>,
+    pub link_speed: Option<Spanned<String>>,
+    pub framing: Option<Framing>,
+    pub mtu: Option<u32>,
+}
+
+/// An agent the controller talks to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDef {
+    pub name: Spanned<String>,
+    /// HOST[:PORT] of its control port.
+    pub address: String,
+    pub psk_file: Option<PathBuf>,
+}
+
+/// One stream pair: the controller's end and an agent's end.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairDef {
+    pub name: Option<String>,
+    pub agent: Spanned<String>,
+    /// Which configuration the pair belongs to (default: "default").
+    pub configuration: Option<String>,
+    /// Controller-side source address and interface.
+    pub local: Option<std::net::IpAddr>,
+    pub iface: Option<String>,
+    /// Agent-side interface.
+    pub remote_iface: Option<String>,
+    pub data_port: Option<Spanned<u16>>,
+    pub link_speed: Option<Spanned<String>>,
+    pub direction: Option<Direction>,
+}
+
+/// A named variant compared side by side with the others.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDef {
+    pub name: String,
+    #[serde(flatten)]
+    pub settings: Settings,
+}
+
+/// How many pairs run, and how often each point repeats.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepDef {
+    /// Pair counts to run; default 1..=pairs of the configuration.
+    pub pairs: Option<Vec<usize>>,
+    /// At least this many repetitions per point.
+    pub repetitions: Option<u32>,
+    /// At most this many; more than `repetitions` turns on early stopping
+    /// once the confidence interval is narrow enough (netperf's -i/-I).
+    pub max_repetitions: Option<u32>,
+    /// Confidence level in percent (95 or 99).
+    pub confidence: Option<u32>,
+    /// Target interval width in percent of the mean (±width/2).
+    pub interval_width: Option<f64>,
+}
+
+/// The file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub defaults: Settings,
+    #[serde(default)]
+    pub sweep: SweepDef,
+    pub agents: Vec<AgentDef>,
+    pub pairs: Vec<PairDef>,
+    #[serde(default)]
+    pub configurations: Vec<ConfigDef>,
+}
+
+/// A resolved pair, ready to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pair {
+    pub name: String,
+    pub agent: String,
+    pub address: String,
+    pub psk_file: Option<PathBuf>,
+    pub local: Option<std::net::IpAddr>,
+    pub iface: Option<String>,
+    pub remote_iface: Option<String>,
+    pub data_port: Option<u16>,
+    /// Declared link speed in bits/s, if any.
+    pub link_bps: Option<f64>,
+    /// Fixed direction for this pair; None = the plan's directions.
+    pub direction: Option<Direction>,
+}
+
+/// A resolved configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Configuration {
+    pub name: String,
+    pub mode: Mode,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub msg_size: u32,
+    pub sockbuf: Option<u32>,
+    pub streams: u16,
+    pub directions: Vec<Direction>,
+    pub framing: Framing,
+    pub mtu: Option<u32>,
+    pub pairs: Vec<Pair>,
+}
+
+/// Repetition policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Repeat {
+    pub min: u32,
+    pub max: u32,
+    pub confidence: u32,
+    pub width_percent: f64,
+}
+
+/// A checked plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub configurations: Vec<Configuration>,
+    pub sweep: Vec<usize>,
+    pub repeat: Repeat,
+}
+
+/// One sweep point: a configuration, a direction and how many pairs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub configuration: usize,
+    pub direction: Direction,
+    pub pairs: usize,
+}
+
+/// Where in the file a problem is, for error messages.
+struct Locator<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn err<T>(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        msg: impl std::fmt::Display,
+    ) -> Result<T> {
+        Err(Error::Invalid(match span {
+            Some(s) => format!("{}:{}: {msg}", self.path, self.line(s.start)),
+            None => format!("{}: {msg}", self.path),
+        }))
+    }
+}
+
+impl Plan {
+    /// Read and check a plan file.
+    pub fn load(path: &Path) -> Result<Plan> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading plan {}", path.display()), e))?;
+        let mut plan = Plan::parse(&text, &path.display().to_string())?;
+        // Key files are relative to the plan.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for c in &mut plan.configurations {
+            for p in &mut c.pairs {
+                if let Some(k) = &p.psk_file {
+                    if k.is_relative() {
+                        p.psk_file = Some(dir.join(k));
+                    }
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Parse and check plan text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Plan> {
+        let loc = Locator { path, text };
+        let f: PlanFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| loc.line(s.start));
+            let msg = e.message().to_string();
+            Error::Invalid(match line {
+                Some(l) => format!("{path}:{l}: {msg}"),
+                None => format!("{path}: {msg}"),
+            })
+        })?;
+        let mut agents = HashMap::new();
+        for a in &f.agents {
+            if agents.insert(a.name.get_ref().clone(), a).is_some() {
+                return loc.err(
+                    Some(a.name.span()),
+                    format!("agent {:?} is defined twice", a.name.get_ref()),
+                );
+            }
+        }
+        if f.pairs.is_empty() {
+            return loc.err(None, "the plan has no [[pairs]]: add at least one");
+        }
+        let mut confs: Vec<ConfigDef> = f.configurations.clone();
+        if confs.is_empty() {
+            confs.push(ConfigDef {
+                name: "default".into(),
+                settings: Settings::default(),
+            });
+        }
+        let mut ports = HashMap::new();
+        let mut configurations = Vec::new();
+        for c in &confs {
+            let s = merge(&f.defaults, &c.settings);
+            let duration = match &s.duration {
+                Some(d) => parse_duration(d.get_ref()).or_else(|e| {
+                    loc.err(Some(d.span()), format!("{e}: use e.g. duration = \"10s\""))
+                })?,
+                None => Duration::from_secs(10),
+            };
+            let warmup = match &s.warmup {
+                Some(d) if d.get_ref().trim_end_matches('s') == "0" => Duration::ZERO,
+                Some(d) => parse_duration(d.get_ref()).or_else(|e| {
+                    loc.err(Some(d.span()), format!("{e}: use e.g. warmup = \"2s\""))
+                })?,
+                None => Duration::ZERO,
+            };
+            let size = |v: &Option<Spanned<String>>, what: &str| -> Result<Option<u32>> {
+                match v {
+                    None => Ok(None),
+                    Some(x) => {
+                        let n = parse_size(x.get_ref()).or_else(|e| loc.err(Some(x.span()), e))?;
+                        u32::try_from(n)
+                            .map(Some)
+                            .or_else(|_| loc.err(Some(x.span()), format!("{what} is too large")))
+                    }
+                }
+            };
+            let msg_size = size(&s.msg_size, "msg_size")?.unwrap_or(8192);
+            let sockbuf = size(&s.sockbuf, "sockbuf")?;
+            let default_speed = match &s.link_speed {
+                Some(x) => Some(parse_speed(x.get_ref()).or_else(|e| loc.err(Some(x.span()), e))?),
+                None => None,
+            };
+            let mut pairs = Vec::new();
+            for (i, p) in f.pairs.iter().enumerate() {
+                if p.configuration.as_deref().unwrap_or(&confs[0].name) != c.name {
+                    continue;
+                }
+                let Some(a) = agents.get(p.agent.get_ref()) else {
+                    let mut known: Vec<&String> = agents.keys().collect();
+                    known.sort();
+                    return loc.err(
+                        Some(p.agent.span()),
+                        format!("pair names agent {:?}, which no [[agents]] entry defines (defined: {known:?})", p.agent.get_ref()),
+                    );
+                };
+                if let Some(port) = &p.data_port {
+                    let key = (a.address.clone(), *port.get_ref(), c.name.clone());
+                    if let Some(prev) = ports.insert(key, i) {
+                        return loc.err(
+                            Some(port.span()),
+                            format!(
+                                "pairs {} and {} both use data port {} on agent {:?}: give each pair its own port",
+                                prev + 1,
+                                i + 1,
+                                port.get_ref(),
+                                a.name.get_ref()
+                            ),
+                        );
+                    }
+                }
+                let link_bps = match &p.link_speed {
+                    Some(x) => {
+                        Some(parse_speed(x.get_ref()).or_else(|e| loc.err(Some(x.span()), e))?)
+                    }
+                    None => default_speed,
+                };
+                pairs.push(Pair {
+                    name: p.name.clone().unwrap_or_else(|| format!("pair{}", i + 1)),
+                    agent: a.name.get_ref().clone(),
+                    address: a.address.clone(),
+                    psk_file: a.psk_file.clone(),
+                    local: p.local,
+                    iface: p.iface.clone(),
+                    remote_iface: p.remote_iface.clone(),
+                    data_port: p.data_port.as_ref().map(|x| *x.get_ref()),
+                    link_bps,
+                    direction: p.direction,
+                });
+            }
+            if pairs.is_empty() {
+                return loc.err(None, format!("configuration {:?} has no pairs: set configuration = {:?} on some [[pairs]]", c.name, c.name));
+            }
+            let conf = Configuration {
+                name: c.name.clone(),
+                mode: s.mode.unwrap_or(Mode::Auto),
+                duration,
+                warmup,
+                msg_size,
+                sockbuf,
+                streams: s.streams.unwrap_or(1),
+                directions: s
+                    .directions
+                    .clone()
+                    .unwrap_or_else(|| vec![Direction::Send, Direction::Receive]),
+                framing: s.framing.unwrap_or_default(),
+                mtu: s.mtu,
+                pairs,
+            };
+            conf.spec(Direction::Send, 1)
+                .validate()
+                .or_else(|e| loc.err(None, format!("configuration {:?}: {e}", c.name)))?;
+            configurations.push(conf);
+        }
+        for p in &f.pairs {
+            let cn = p.configuration.as_deref().unwrap_or(&confs[0].name);
+            if !confs.iter().any(|c| c.name == cn) {
+                return loc.err(Some(p.agent.span()), format!("pair refers to configuration {cn:?}, which [[configurations]] does not define"));
+            }
+        }
+        let most = configurations
+            .iter()
+            .map(|c| c.pairs.len())
+            .max()
+            .unwrap_or(1);
+        let sweep = f
+            .sweep
+            .pairs
+            .clone()
+            .unwrap_or_else(|| (1..=most).collect());
+        if sweep.is_empty() || sweep.iter().any(|&n| n == 0 || n > most) {
+            return loc.err(None, format!("[sweep] pairs = {sweep:?}: each count must be between 1 and {most}, the pairs defined"));
+        }
+        let min = f.sweep.repetitions.unwrap_or(1).max(1);
+        let repeat = Repeat {
+            min,
+            max: f.sweep.max_repetitions.unwrap_or(min).max(min),
+            confidence: f.sweep.confidence.unwrap_or(99),
+            width_percent: f.sweep.interval_width.unwrap_or(5.0),
+        };
+        if ![90, 95, 99].contains(&repeat.confidence) {
+            return loc.err(None, "[sweep] confidence must be 90, 95 or 99");
+        }
+        Ok(Plan {
+            name: f.name.unwrap_or_else(|| "plan".into()),
+            configurations,
+            sweep,
+            repeat,
+        })
+    }
+
+    /// Every point in the order they run: per configuration, per
+    /// direction, the sweep (as the study ran send, then receive).
+    pub fn points(&self) -> Vec<Point> {
+        let mut v = Vec::new();
+        for (ci, c) in self.configurations.iter().enumerate() {
+            for &direction in &c.directions {
+                for &n in &self.sweep {
+                    if n <= c.pairs.len() {
+                        v.push(Point {
+                            configuration: ci,
+                            direction,
+                            pairs: n,
+                        });
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+impl Configuration {
+    /// The test spec one pair of this configuration runs.
+    pub fn spec(&self, direction: Direction, _pairs: usize) -> TestSpec {
+        TestSpec {
+            direction,
+            limit: Limit::Duration {
+                seconds: (self.duration + self.warmup).as_secs_f64(),
+            },
+            msg_size: self.msg_size,
+            sockbuf: self.sockbuf,
+            streams: self.streams,
+            remote_iface: None,
+            data_port: None,
+        }
+    }
+}
+
+fn merge(base: &Settings, over: &Settings) -> Settings {
+    Settings {
+        duration: over.duration.clone().or_else(|| base.duration.clone()),
+        warmup: over.warmup.clone().or_else(|| base.warmup.clone()),
+        msg_size: over.msg_size.clone().or_else(|| base.msg_size.clone()),
+        sockbuf: over.sockbuf.clone().or_else(|| base.sockbuf.clone()),
+        mode: over.mode.or(base.mode),
+        directions: over.directions.clone().or_else(|| base.directions.clone()),
+        streams: over.streams.or(base.streams),
+        link_speed: over.link_speed.clone().or_else(|| base.link_speed.clone()),
+        framing: over.framing.or(base.framing),
+        mtu: over.mtu.or(base.mtu),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "study"
+[defaults]
+duration = "5s"
+msg_size = "8K"
+sockbuf = "64K"
+link_speed = "1G"
+framing = "shaper"
+[sweep]
+pairs = [1, 2]
+repetitions = 2
+max_repetitions = 5
+[[agents]]
+name = "vm1"
+address = "198.18.1.2:5290"
+[[agents]]
+name = "vm2"
+address = "198.18.2.2"
+[[pairs]]
+agent = "vm1"
+local = "198.18.1.1"
+data_port = 7001
+[[pairs]]
+agent = "vm2"
+data_port = 7001
+"#;
+
+    #[test]
+    fn parses_and_expands() {
+        let p = Plan::parse(GOOD, "good.toml").unwrap();
+        assert_eq!(p.name, "study");
+        let c = &p.configurations[0];
+        assert_eq!(c.name, "default");
+        assert_eq!(c.duration, Duration::from_secs(5));
+        assert_eq!(c.sockbuf, Some(65536));
+        assert_eq!(c.pairs.len(), 2);
+        assert_eq!(c.pairs[0].link_bps, Some(1e9));
+        assert_eq!(c.framing, Framing::Shaper);
+        assert_eq!(
+            p.repeat,
+            Repeat {
+                min: 2,
+                max: 5,
+                confidence: 99,
+                width_percent: 5.0
+            }
+        );
+        let pts = p.points();
+        assert_eq!(pts.len(), 4);
+        assert_eq!(
+            pts[0],
+            Point {
+                configuration: 0,
+                direction: Direction::Send,
+                pairs: 1
+            }
+        );
+        assert_eq!(
+            pts[3],
+            Point {
+                configuration: 0,
+                direction: Direction::Receive,
+                pairs: 2
+            }
+        );
+    }
+
+    fn err(text: &str) -> String {
+        Plan::parse(text, "p.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_plans_name_file_line_and_fix() {
+        let e = err(&GOOD.replace("msg_size = \"8K\"", "msg_size = \"8K\"\ncolour = \"blue\""));
+        assert!(e.contains("p.toml:6") && e.contains("colour"), "{e}");
+        let e = err(&GOOD.replace("agent = \"vm2\"", "agent = \"vm9\""));
+        assert!(
+            e.contains("p.toml:24") && e.contains("vm9") && e.contains("no [[agents]]"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("address = \"198.18.2.2\"", "address = \"198.18.1.2:5290\""));
+        assert!(
+            e.contains("p.toml:25") && e.contains("both use data port 7001"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("duration = \"5s\"", "duration = \"0s\""));
+        assert!(e.contains("p.toml:4") && e.contains("positive"), "{e}");
+        let e = err(&GOOD.replace("link_speed = \"1G\"", "link_speed = \"fast\""));
+        assert!(e.contains("p.toml:7") && e.contains("fast"), "{e}");
+        let e = err(&GOOD.replace("pairs = [1, 2]", "pairs = [1, 3]"));
+        assert!(e.contains("between 1 and 2"), "{e}");
+        let e = err("agents = []\npairs = []\n");
+        assert!(e.contains("no [[pairs]]"), "{e}");
+        let e = err("this is not toml");
+        assert!(e.starts_with("invalid parameter: p.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn configurations_split_pairs() {
+        let good = GOOD.replace("pairs = [1, 2]\n", "");
+        let text = format!(
+            "{good}\nconfiguration = \"vm\"\n[[configurations]]\nname = \"native\"\n[[configurations]]\nname = \"vm\"\nmode = \"socket\"\n"
+        );
+        let p = Plan::parse(&text, "p.toml").unwrap();
+        assert_eq!(p.configurations.len(), 2);
+        assert_eq!(p.configurations[0].pairs.len(), 1);
+        assert_eq!(p.configurations[1].pairs[0].agent, "vm2");
+        assert_eq!(p.configurations[1].mode, Mode::Socket);
+        // a 2-pair sweep point exists for no configuration with one pair
+        assert!(p.points().iter().all(|pt| pt.pairs == 1));
+    }
+}

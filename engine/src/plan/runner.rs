@@ -1,0 +1,326 @@
+//! Executes a plan: for each point, prepares every pair concurrently,
+//! matches each agent's clock, starts all pairs at one instant, and turns
+//! their run reports into a point result with wire-speed shares, skew and
+//! a verdict. A point that fails (an unreachable agent, say) records why,
+//! and the sweep goes on.
+
+use super::file::{Configuration, Pair, Plan, Point};
+use super::stats::Summary;
+use super::wire::{best_goodput, iface_facts};
+use crate::control::auth;
+use crate::control::controller::{self, Event, Prepared, RunOptions, CLOCK_SAMPLES};
+use crate::report::diagnosis::{diagnose, HostFigures};
+use crate::report::model::{Interval, RunReport};
+use crate::report::plan::{PairResult, PlanReport, PointResult, Repetition, PLAN_SCHEMA};
+use crate::spec::Direction;
+use crate::{Error, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the runner tells its caller as it goes.
+pub enum Progress<'a> {
+    /// A point begins: its index, how many there are, its description.
+    Point {
+        index: usize,
+        total: usize,
+        label: String,
+    },
+    /// One pair's reporting interval.
+    Interval {
+        pair: &'a str,
+        interval: &'a Interval,
+    },
+    /// A repetition ended (or failed).
+    Repetition {
+        label: String,
+        aggregate_bps: Option<f64>,
+        error: Option<String>,
+    },
+}
+
+/// Margin beyond the clock probes' round trip when scheduling the start.
+const START_MARGIN: Duration = Duration::from_millis(50);
+
+/// Run every point of `plan`. Stops between repetitions, and aborts the one
+/// running, once `cancel` is set; the report then says it was interrupted.
+pub fn run_plan(
+    plan: &Plan,
+    cancel: &Arc<AtomicBool>,
+    on: &(dyn Fn(Progress<'_>) + Sync),
+) -> PlanReport {
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let points = plan.points();
+    let mut out = Vec::new();
+    for (index, point) in points.iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let conf = &plan.configurations[point.configuration];
+        let label = format!("{} {} {} pair(s)", conf.name, point.direction, point.pairs);
+        on(Progress::Point {
+            index,
+            total: points.len(),
+            label: label.clone(),
+        });
+        out.push(run_point(plan, point, &label, cancel, on));
+    }
+    PlanReport {
+        schema: PLAN_SCHEMA.into(),
+        plan: plan.name.clone(),
+        started_unix,
+        interrupted: cancel.load(Ordering::Relaxed),
+        points: out,
+    }
+}
+
+fn run_point(
+    plan: &Plan,
+    point: &Point,
+    label: &str,
+    cancel: &Arc<AtomicBool>,
+    on: &(dyn Fn(Progress<'_>) + Sync),
+) -> PointResult {
+    let conf = &plan.configurations[point.configuration];
+    let pairs = &conf.pairs[..point.pairs];
+    let mut reps: Vec<Repetition> = Vec::new();
+    let mut error = None;
+    while (reps.len() as u32) < plan.repeat.max && !cancel.load(Ordering::Relaxed) {
+        if reps.len() as u32 >= plan.repeat.min {
+            let s = Summary::of(
+                &reps.iter().map(|r| r.aggregate_bps).collect::<Vec<_>>(),
+                plan.repeat.confidence,
+            );
+            if s.within(plan.repeat.width_percent) {
+                break;
+            }
+        }
+        match run_repetition(conf, pairs, point.direction, cancel, on) {
+            Ok(r) => {
+                on(Progress::Repetition {
+                    label: label.into(),
+                    aggregate_bps: Some(r.aggregate_bps),
+                    error: None,
+                });
+                reps.push(r);
+            }
+            Err(e) => {
+                on(Progress::Repetition {
+                    label: label.into(),
+                    aggregate_bps: None,
+                    error: Some(e.to_string()),
+                });
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let aggregate = Summary::of(
+        &reps.iter().map(|r| r.aggregate_bps).collect::<Vec<_>>(),
+        plan.repeat.confidence,
+    );
+    let first = reps.first();
+    let sum_of = |f: fn(&PairResult) -> Option<f64>| -> Option<f64> {
+        first.and_then(|r| r.pairs.iter().map(f).sum::<Option<f64>>())
+    };
+    let link_bps = sum_of(|p| p.link_bps);
+    let best_bps = sum_of(|p| p.best_bps);
+    let closest = reps.iter().min_by(|a, b| {
+        (a.aggregate_bps - aggregate.mean)
+            .abs()
+            .total_cmp(&(b.aggregate_bps - aggregate.mean).abs())
+    });
+    PointResult {
+        configuration: conf.name.clone(),
+        direction: point.direction,
+        pairs: point.pairs,
+        mode: first
+            .and_then(|r| r.pairs.first())
+            .map(|p| p.run.end.mode.clone()),
+        percent_of_link: link_bps
+            .filter(|_| !reps.is_empty())
+            .map(|l| 100.0 * aggregate.mean / l),
+        percent_of_best: best_bps
+            .filter(|_| !reps.is_empty())
+            .map(|b| 100.0 * aggregate.mean / b),
+        max_start_skew_us: reps.iter().map(|r| r.start_skew_us).max().unwrap_or(0),
+        verdict: closest.map(|r| r.verdict.clone()),
+        aggregate,
+        link_bps,
+        best_bps,
+        repetitions: reps,
+        error,
+    }
+}
+
+fn options(
+    conf: &Configuration,
+    pair: &Pair,
+    direction: Direction,
+    cancel: &Arc<AtomicBool>,
+) -> Result<RunOptions> {
+    let mut spec = conf.spec(pair.direction.unwrap_or(direction), 1);
+    spec.remote_iface = pair.remote_iface.clone();
+    spec.data_port = pair.data_port;
+    Ok(RunOptions {
+        to: pair.address.clone(),
+        spec,
+        mode: conf.mode,
+        local: pair.local,
+        iface: pair.iface.clone(),
+        psk: pair.psk_file.as_deref().map(auth::load_key).transpose()?,
+        interval: Some(Duration::from_secs(1)),
+        connect_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(10),
+        cancel: Some(cancel.clone()),
+    })
+}
+
+/// One repetition: all pairs prepared, started at one instant, measured.
+fn run_repetition(
+    conf: &Configuration,
+    pairs: &[Pair],
+    direction: Direction,
+    cancel: &Arc<AtomicBool>,
+    on: &(dyn Fn(Progress<'_>) + Sync),
+) -> Result<Repetition> {
+    let opts = pairs
+        .iter()
+        .map(|p| options(conf, p, direction, cancel))
+        .collect::<Result<Vec<_>>>()?;
+    let named = |i: usize, e: Error| {
+        Error::PeerLost(format!(
+            "pair {} (agent {} at {}): {e}",
+            pairs[i].name, pairs[i].agent, pairs[i].address
+        ))
+    };
+    // Prepare concurrently: connecting to N agents should not take N round trips.
+    let prepared: Vec<Result<Prepared>> = std::thread::scope(|s| {
+        let hs: Vec<_> = opts
+            .iter()
+            .map(|o| {
+                s.spawn(move || {
+                    let mut p = controller::prepare(o, |_| {})?;
+                    p.sync_clock(CLOCK_SAMPLES)?;
+                    Ok(p)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Protocol("pair thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut ready = Vec::with_capacity(prepared.len());
+    for (i, p) in prepared.into_iter().enumerate() {
+        ready.push(p.map_err(|e| named(i, e))?);
+    }
+    let worst_rtt = ready.iter().map(|p| p.clock().rtt_us).max().unwrap_or(0);
+    let at = Instant::now() + Duration::from_micros(worst_rtt * 4) + START_MARGIN;
+    let runs: Vec<Result<RunReport>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ready
+            .into_iter()
+            .zip(pairs)
+            .map(|(p, pair)| {
+                s.spawn(move || {
+                    p.run_at(Some(at), |ev| {
+                        if let Event::Interval(iv) = ev {
+                            on(Progress::Interval {
+                                pair: &pair.name,
+                                interval: iv,
+                            });
+                        }
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Protocol("pair thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut reports = Vec::with_capacity(runs.len());
+    for (i, r) in runs.into_iter().enumerate() {
+        reports.push(r.map_err(|e| named(i, e))?);
+    }
+    Ok(assemble(conf, pairs, reports))
+}
+
+/// Receiver-side goodput after the warm-up: from the intervals when there
+/// is a warm-up to drop, else the end-of-test figure.
+fn goodput(r: &RunReport, warmup: Duration) -> f64 {
+    let w = warmup.as_secs_f64();
+    if w > 0.0 {
+        let kept: Vec<&Interval> = r
+            .intervals
+            .iter()
+            .filter(|iv| iv.start >= w - 1e-3)
+            .collect();
+        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+            let bytes: u64 = kept.iter().map(|iv| iv.sum.bytes).sum();
+            return crate::units::bps(bytes, last.end - first.start);
+        }
+    }
+    r.end.received.bits_per_second
+}
+
+fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Repetition {
+    let starts: Vec<(u64, u64)> = reports
+        .iter()
+        .map(|r| (r.end.timing.local_start_us, r.end.timing.remote_start_us))
+        .collect();
+    let earliest = starts.iter().flat_map(|&(a, b)| [a, b]).min().unwrap_or(0);
+    let latest = starts.iter().flat_map(|&(a, b)| [a, b]).max().unwrap_or(0);
+    let mut hosts = Vec::new();
+    if let Some(r) = reports.first() {
+        hosts.push(HostFigures {
+            name: "controller".into(),
+            controller: true,
+            cpu: r.end.cpu.local.clone(),
+            irq: r.end.irq.local.clone(),
+        });
+    }
+    let mut out = Vec::with_capacity(reports.len());
+    for ((pair, run), (ls, rs)) in pairs.iter().zip(reports).zip(starts) {
+        if !hosts.iter().any(|h| h.name == pair.agent) {
+            hosts.push(HostFigures {
+                name: pair.agent.clone(),
+                controller: false,
+                cpu: run.end.cpu.remote.clone(),
+                irq: run.end.irq.remote.clone(),
+            });
+        }
+        let (sys_speed, sys_mtu) = pair.iface.as_deref().map_or((None, None), iface_facts);
+        let link_bps = pair.link_bps.or(sys_speed);
+        let mtu = conf.mtu.or(sys_mtu).unwrap_or(1500);
+        let best_bps = link_bps.map(|l| best_goodput(l, mtu, conf.framing));
+        let g = goodput(&run, conf.warmup);
+        out.push(PairResult {
+            pair: pair.name.clone(),
+            agent: pair.agent.clone(),
+            goodput_bps: g,
+            link_bps,
+            best_bps,
+            percent_of_link: link_bps.map(|l| 100.0 * g / l),
+            percent_of_best: best_bps.map(|b| 100.0 * g / b),
+            start_offset_us: (ls - earliest, rs - earliest),
+            run,
+        });
+    }
+    let aggregate_bps = out.iter().map(|p| p.goodput_bps).sum();
+    let best: Option<f64> = out.iter().map(|p| p.best_bps).sum();
+    let verdict = diagnose(&hosts, best.map(|b| 100.0 * aggregate_bps / b));
+    Repetition {
+        aggregate_bps,
+        start_skew_us: latest - earliest,
+        pairs: out,
+        hosts,
+        verdict,
+    }
+}
