@@ -424,6 +424,30 @@ impl Session {
         }
         let flows = set.finish();
         let end = Instant::now();
+        // Flows can end "cleanly" because the controller died (its kernel
+        // closed the data connections too): only a live control connection
+        // makes their EOF the test's end.
+        if lost.is_none() {
+            match poll_msg(&mut self.conn, Duration::from_millis(20)) {
+                Ok(None) => {}
+                Ok(Some(Msg::Abort { reason })) => {
+                    lost = Some(Error::PeerLost(format!(
+                        "controller aborted the test: {reason}"
+                    )))
+                }
+                Ok(Some(other)) => {
+                    lost = Some(Error::Protocol(format!(
+                        "unexpected {} during a test",
+                        other.name()
+                    )))
+                }
+                Err(e) => {
+                    lost = Some(Error::PeerLost(format!(
+                        "controller went away mid-test ({e})"
+                    )))
+                }
+            }
+        }
         let cpu = cpu0.report(&CpuSnapshot::take());
         let irq = irq0.report(&IrqSnapshot::take());
         if let Some(e) = lost {
