@@ -36,6 +36,21 @@ enum Cmd {
     Plan(PlanArgs),
     /// Print and redraw the results of an earlier plan.
     Report(ReportArgs),
+    /// The classic study on an embedded namespace testbed (needs root).
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Short runs: done in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Where the plan, results and figures go.
+    #[arg(long, default_value = "wirespeed-demo")]
+    out: PathBuf,
+    /// How many VM hosts, each with its own link (the study: 4).
+    #[arg(long, default_value_t = 4)]
+    vms: usize,
 }
 
 #[derive(Args)]
@@ -207,6 +222,7 @@ fn main() -> ExitCode {
         Cmd::Run(r) => run(r),
         Cmd::Plan(p) => plan_cmd(p),
         Cmd::Report(r) => report_cmd(r),
+        Cmd::Demo(d) => demo_cmd(d),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -489,4 +505,31 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
     print!("{}", wirespeed::report::plan::table(&report));
     print!("{}", wirespeed::report::plan::verdicts(&report));
     save(&report, None, a.csv.as_deref(), a.plot.as_deref())
+}
+
+#[cfg(target_os = "linux")]
+fn demo_cmd(a: DemoArgs) -> Result<()> {
+    // The plan child gets Ctrl-C too, saves what it measured and exits; we
+    // only have to outlive it to tear the testbed down.
+    catch_interrupts();
+    let opts = wirespeed::demo::DemoOptions {
+        quick: a.quick,
+        out: a.out,
+        exe: std::env::current_exe().context("finding the wirespeed binary")?,
+        vms: a.vms,
+    };
+    let status = wirespeed::demo::run(&opts)?;
+    if !status.success() {
+        anyhow::bail!(
+            "the study did not complete ({status}); partial results are in {}",
+            opts.out.display()
+        );
+    }
+    println!("results, CSV and figures: {}", opts.out.display());
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn demo_cmd(_: DemoArgs) -> Result<()> {
+    anyhow::bail!("the demo builds Linux network namespaces: run it on Linux")
 }

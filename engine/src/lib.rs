@@ -7,11 +7,15 @@
 
 pub mod control;
 pub mod datapath;
+#[cfg(target_os = "linux")]
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod spec;
+#[cfg(target_os = "linux")]
+pub mod testbed;
 pub mod units;
 
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use wirespeed::control::messages::{ErrorKind, Msg};
 use wirespeed::spec::{Direction, Limit, TestSpec};
 use wirespeed_tests::bin;
 use wirespeed_tests::process::{run, AgentProc, Output};
-use wirespeed_tests::testbed::Testbed;
+use wirespeed_tests::testbed::{self, Testbed};
 
 struct Bed {
     tb: Testbed,
@@ -20,7 +20,7 @@ struct Bed {
 impl Bed {
     fn new() -> Bed {
         Bed {
-            tb: Testbed::pair(),
+            tb: testbed::pair(),
         }
     }
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::time::Duration;
 use wirespeed_tests::bin;
 use wirespeed_tests::process::{run, AgentProc, Output};
-use wirespeed_tests::testbed::Testbed;
+use wirespeed_tests::testbed::{self, Testbed};
 
 fn agent(tb: &Testbed, listen: &str, extra: &[&str]) -> AgentProc {
     let mut c = tb.cmd(1, &bin());
@@ -66,7 +66,7 @@ fn check_lossy(j: &Value, streams: usize, directions: usize) {
 
 #[test]
 fn matrix_directions_streams_families() {
-    let tb = Testbed::pair();
+    let tb = testbed::pair();
     let l = &tb.links[0];
     let a4 = agent(&tb, &format!("{}:5290", l.v4[1]), &[]);
     let a6 = agent(&tb, &format!("[{}]:5290", l.v6[1]), &[]);
@@ -125,7 +125,7 @@ fn matrix_directions_streams_families() {
 
 #[test]
 fn bytes_mode_moves_exactly_that_many() {
-    let tb = Testbed::pair();
+    let tb = testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
     for dir in ["send", "receive"] {
         let j = ws(
@@ -152,7 +152,7 @@ fn bytes_mode_moves_exactly_that_many() {
 
 #[test]
 fn text_and_csv_outputs() {
-    let tb = Testbed::pair();
+    let tb = testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
     let o = ws(
         &tb,
@@ -198,7 +198,7 @@ fn text_and_csv_outputs() {
 
 #[test]
 fn pinned_to_interfaces_and_source_address() {
-    let tb = Testbed::pair();
+    let tb = testbed::pair();
     let l = &tb.links[0];
     let a = agent(
         &tb,
@@ -229,14 +229,15 @@ fn pinned_to_interfaces_and_source_address() {
 
 #[test]
 fn shaped_link_and_lossy_link() {
-    let tb = Testbed::pair();
+    let tb = testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
     // tbf at 100 Mbit/s on the sender's egress: goodput can not exceed it.
     tb.qdisc(
         0,
         0,
         &["tbf", "rate", "100mbit", "burst", "64kb", "latency", "20ms"],
-    );
+    )
+    .unwrap();
     let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"])
         .ok()
         .json();
@@ -247,7 +248,7 @@ fn shaped_link_and_lossy_link() {
         "goodput {bps} through a 100 Mbit/s shaper"
     );
     // 2% loss into the receiver: TCP retransmits, every byte still arrives, TCP_INFO shows it.
-    tb.ingress_loss(0, 1, 2.0);
+    tb.ingress_loss(0, 1, 2.0).unwrap();
     let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"])
         .ok()
         .json();
@@ -262,7 +263,7 @@ fn shaped_link_and_lossy_link() {
 
 #[test]
 fn concurrent_tests_on_one_agent() {
-    let tb = Testbed::pair();
+    let tb = testbed::pair();
     let a = agent(&tb, &format!("{}:5290", tb.links[0].v4[1]), &[]);
     let runs: Vec<_> = ["send", "receive", "both"]
         .into_iter()
