@@ -48,7 +48,7 @@ rust_target_ensure() {
 }
 
 # Packages the end-to-end tests and benchmarks use.
-TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps)
+TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps ethtool)
 
 # make_pair NS_A NS_B VETH_A VETH_B: two namespaces joined by a veth pair,
 # 198.18.0.1/24 on side a and 198.18.0.2/24 on side b (RFC 2544 range).

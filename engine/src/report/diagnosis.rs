@@ -166,6 +166,14 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
     }
     // 4. No CPU limit: the link, or something below the stack.
     match percent_of_best {
+        Some(p) if p > 105.0 => verdict(
+            "none-visible",
+            None,
+            None,
+            "low",
+            format!("goodput is {p:.0}% of the best the stated link speed allows, so that speed is no limit here (virtual NICs such as veth report a nominal one), and no CPU or interrupt limit is visible"),
+            "declare the real link_speed in the plan, or shape the link",
+        ),
         Some(p) if p >= 95.0 => verdict(
             "link",
             None,

@@ -1,0 +1,300 @@
+//! Plans end to end: a sweep across three namespaces (a controller and two
+//! agents on their own links), the demo on its shaped links, and a verdict
+//! that names the CPU all receive softirq work was pinned to.
+
+use serde_json::Value;
+use std::time::Duration;
+use wirespeed_tests::bin;
+use wirespeed_tests::process::{run, AgentProc};
+use wirespeed_tests::testbed::{testbed, Testbed};
+
+fn agents(tb: &Testbed, taskset: Option<&str>) -> Vec<AgentProc> {
+    tb.links
+        .iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let mut c = match taskset {
+                Some(cpus) => {
+                    let mut c = std::process::Command::new("ip");
+                    c.args(["netns", "exec", tb.ns(k + 1), "taskset", "-c", cpus])
+                        .arg(bin());
+                    c
+                }
+                None => tb.cmd(k + 1, &bin()),
+            };
+            c.args(["agent", "--listen", &format!("{}:5290", l.v4[1])]);
+            AgentProc::start(c)
+        })
+        .collect()
+}
+
+fn plan_for(tb: &Testbed, extra: &str) -> String {
+    let duration = if extra.contains("duration") {
+        ""
+    } else {
+        "duration = \"1s\"\n"
+    };
+    let mut s = format!("name = \"e2e\"\n[defaults]\n{duration}mode = \"socket\"\n{extra}\n");
+    for (k, l) in tb.links.iter().enumerate() {
+        s += &format!(
+            "[[agents]]\nname = \"a{k}\"\naddress = \"{}:5290\"\n",
+            l.v4[1]
+        );
+    }
+    for (k, l) in tb.links.iter().enumerate() {
+        s += &format!(
+            "[[pairs]]\nagent = \"a{k}\"\nlocal = \"{}\"\niface = \"{}\"\n",
+            l.v4[0], l.ifname[0]
+        );
+    }
+    s
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ws-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn two_point_sweep_across_three_namespaces() {
+    let tb = testbed(3, &[(0, 1), (0, 2)]);
+    let _agents = agents(&tb, None);
+    let dir = tempdir("sweep");
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        plan_for(
+            &tb,
+            "directions = [\"send\"]\nlink_speed = \"10G\"\n[sweep]\npairs = [1, 2]",
+        ),
+    )
+    .unwrap();
+    let mut c = tb.cmd(0, &bin());
+    c.arg("plan")
+        .arg(&plan)
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--csv")
+        .arg(dir.join("r.csv"));
+    let o = run(c, Duration::from_secs(60)).ok();
+    assert!(
+        o.stdout.contains("default      send         2"),
+        "{}",
+        o.stdout
+    );
+    let j: Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(j["schema"], "wirespeed.plan/1");
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for (p, n) in points.iter().zip([1usize, 2]) {
+        assert_eq!(p["pairs"], n);
+        assert!(p["error"].is_null(), "{}", p["error"]);
+        let rep = &p["repetitions"][0];
+        let pairs = rep["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), n, "every pair present");
+        let sum: f64 = pairs
+            .iter()
+            .map(|x| x["goodput_bps"].as_f64().unwrap())
+            .sum();
+        let agg = rep["aggregate_bps"].as_f64().unwrap();
+        assert!(
+            (agg - sum).abs() < 1e-6 * sum.max(1.0),
+            "aggregate {agg} != sum of pairs {sum}"
+        );
+        assert!(agg > 0.0);
+        for x in pairs {
+            let end = &x["run"]["end"];
+            assert_eq!(end["sent"]["bytes"], end["received"]["bytes"], "{end}");
+            assert!(
+                x["best_bps"].as_f64().unwrap() > 9e9,
+                "declared 10G link: {}",
+                x["best_bps"]
+            );
+        }
+        // the start skew across every end of every pair, measured and small
+        let skew = rep["start_skew_us"].as_u64().unwrap();
+        assert!(skew < 1000, "start skew {skew} us over {n} pair(s)");
+        // CPU and IRQ figures for the controller and every agent
+        let hosts = rep["hosts"].as_array().unwrap();
+        assert_eq!(hosts.len(), n + 1);
+        for h in hosts {
+            assert!(
+                !h["cpu"]["per_core"].as_array().unwrap().is_empty(),
+                "{}",
+                h["name"]
+            );
+            assert!(
+                h["irq"]["net_rx_softirqs"]
+                    .as_array()
+                    .is_some_and(|v| !v.is_empty()),
+                "{}",
+                h["name"]
+            );
+        }
+        assert!(rep["verdict"]["limit"].is_string());
+    }
+    let csv = std::fs::read_to_string(dir.join("r.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 1 + 2, "{csv}");
+    // report redraws from the saved JSON
+    let mut c = std::process::Command::new(bin());
+    c.arg("report")
+        .arg(dir.join("r.json"))
+        .arg("--plot")
+        .arg(dir.join("fig"));
+    run(c, Duration::from_secs(30)).ok();
+    assert!(dir.join("fig/throughput-send.svg").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unreachable_agent_fails_its_points_and_the_sweep_goes_on() {
+    let tb = testbed(3, &[(0, 1), (0, 2)]);
+    let mut a = agents(&tb, None);
+    drop(a.pop()); // the second agent is gone
+    let dir = tempdir("unreach");
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        plan_for(
+            &tb,
+            "directions = [\"send\", \"receive\"]\n[sweep]\npairs = [1, 2]",
+        ),
+    )
+    .unwrap();
+    let mut c = tb.cmd(0, &bin());
+    c.arg("plan")
+        .arg(&plan)
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--quiet");
+    let o = run(c, Duration::from_secs(60));
+    let o = o.fails_with("2 point(s) failed");
+    assert!(
+        o.stderr.contains("agent a1 at 198.18.1.2:5290"),
+        "{}",
+        o.stderr
+    );
+    let j: Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+    let pts = j["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 4, "every point attempted");
+    assert!(pts[0]["error"].is_null() && pts[2]["error"].is_null());
+    assert!(
+        pts[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{}",
+        pts[1]["error"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_plans_are_refused_before_anything_starts() {
+    let dir = tempdir("badplan");
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, "[defaults]\nduration = \"0s\"\n[[agents]]\nname = \"a\"\naddress = \"198.18.0.2\"\n[[pairs]]\nagent = \"a\"\n").unwrap();
+    let mut c = std::process::Command::new(bin());
+    c.arg("plan").arg(&p);
+    run(c, Duration::from_secs(10))
+        .fails_with("bad.toml:2: invalid parameter: duration \"0s\" must be positive");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn verdict_names_the_cpu_that_takes_all_softirq_work() {
+    let tb = testbed(2, &[(0, 1)]);
+    let l = &tb.links[0];
+    // All receive processing on the link (data on the agent's side, ACKs on
+    // the controller's) goes to CPU0 with RPS, with offloads off so it is
+    // per packet; the controller and the agent themselves run on CPU1.
+    for side in 0..2 {
+        let (ns, dev) = (tb.ns(side), &l.ifname[side]);
+        let rps = format!("echo 1 > /sys/class/net/{dev}/queues/rx-0/rps_cpus");
+        wirespeed::testbed::sh("ip", &["netns", "exec", ns, "sh", "-c", &rps]).unwrap();
+        wirespeed::testbed::sh(
+            "ip",
+            &[
+                "netns", "exec", ns, "ethtool", "-K", dev, "gso", "off", "tso", "off", "gro", "off",
+            ],
+        )
+        .unwrap();
+    }
+    let _agents = agents(&tb, Some("1"));
+    let dir = tempdir("verdict");
+    let plan = dir.join("plan.toml");
+    std::fs::write(
+        &plan,
+        plan_for(
+            &tb,
+            "duration = \"2s\"\ndirections = [\"send\"]\nmsg_size = \"64K\"",
+        ),
+    )
+    .unwrap();
+    let mut c = std::process::Command::new("ip");
+    c.args(["netns", "exec", tb.ns(0), "taskset", "-c", "1"])
+        .arg(bin());
+    c.arg("plan")
+        .arg(&plan)
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--quiet");
+    let o = run(c, Duration::from_secs(60)).ok();
+    let j: Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+    let v = &j["points"][0]["verdict"];
+    assert_eq!(v["limit"], "interrupt-cpu", "{v}\n{}", o.stdout);
+    assert_eq!(v["cpu"], 0, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("CPU0"), "{v}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn demo_reaches_wire_speed_and_draws_its_figures() {
+    wirespeed_tests::require_root();
+    let dir = tempdir("demo");
+    let mut c = std::process::Command::new(bin());
+    c.args(["demo", "--quick", "--out"]).arg(&dir);
+    let o = run(c, Duration::from_secs(120)).ok();
+    assert!(o.stdout.contains("testbed torn down"), "{}", o.stdout);
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let pts = j["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 8, "1-4 pairs, send and receive");
+    for p in pts {
+        let best = p["percent_of_best"].as_f64().unwrap();
+        assert!(
+            best >= 97.0,
+            "{} {} pairs: {best:.1}% of the best TCP goodput",
+            p["direction"],
+            p["pairs"]
+        );
+    }
+    for d in ["send", "receive"] {
+        let svg = std::fs::read_to_string(dir.join(format!("figures/throughput-{d}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).expect("the figure is well-formed SVG");
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect();
+        assert!(
+            texts.iter().any(|t| t.trim() == "native"),
+            "no series for configuration native: {texts:?}"
+        );
+        assert!(texts.iter().any(|t| t.contains("wire speed")), "{texts:?}");
+        let lines = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .count();
+        assert!(
+            lines >= 2,
+            "a series and the wire-speed line: {lines} polylines"
+        );
+    }
+    // nothing left behind
+    let ns = wirespeed::testbed::sh("ip", &["netns", "list"]).unwrap();
+    assert!(!ns.contains("wsdemo-"), "{ns}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
