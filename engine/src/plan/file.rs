@@ -17,6 +17,8 @@ use toml::Spanned;
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// A configuration's name (only in [[configurations]]).
+    pub name: Option<String>,
     pub duration: Option<Spanned<String>>,
     /// Seconds at the start of each run that are left out of the result.
     pub warmup: Option<Spanned<String>>,
@@ -58,15 +60,6 @@ pub struct PairDef {
     pub direction: Option<Direction>,
 }
 
-/// A named variant compared side by side with the others.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigDef {
-    pub name: String,
-    #[serde(flatten)]
-    pub settings: Settings,
-}
-
 /// How many pairs run, and how often each point repeats.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,8 +88,10 @@ pub struct PlanFile {
     pub sweep: SweepDef,
     pub agents: Vec<AgentDef>,
     pub pairs: Vec<PairDef>,
+    /// Named variants compared side by side: a name plus any setting
+    /// of [defaults] to override.
     #[serde(default)]
-    pub configurations: Vec<ConfigDef>,
+    pub configurations: Vec<Settings>,
 }
 
 /// A resolved pair, ready to run.
@@ -227,17 +222,33 @@ impl Plan {
         if f.pairs.is_empty() {
             return loc.err(None, "the plan has no [[pairs]]: add at least one");
         }
-        let mut confs: Vec<ConfigDef> = f.configurations.clone();
+        if f.defaults.name.is_some() {
+            return loc.err(
+                None,
+                "[defaults] has a name: names belong to [[configurations]]",
+            );
+        }
+        let mut confs: Vec<Settings> = f.configurations.clone();
         if confs.is_empty() {
-            confs.push(ConfigDef {
-                name: "default".into(),
-                settings: Settings::default(),
+            confs.push(Settings {
+                name: Some("default".into()),
+                ..Settings::default()
             });
+        }
+        let mut names = Vec::new();
+        for c in &confs {
+            match &c.name {
+                None => return loc.err(None, "every [[configurations]] entry needs a name"),
+                Some(n) if names.contains(n) => {
+                    return loc.err(None, format!("configuration {n:?} is defined twice"))
+                }
+                Some(n) => names.push(n.clone()),
+            }
         }
         let mut ports = HashMap::new();
         let mut configurations = Vec::new();
-        for c in &confs {
-            let s = merge(&f.defaults, &c.settings);
+        for (c, cname) in confs.iter().zip(&names) {
+            let s = merge(&f.defaults, c);
             let duration = match &s.duration {
                 Some(d) => parse_duration(d.get_ref()).or_else(|e| {
                     loc.err(Some(d.span()), format!("{e}: use e.g. duration = \"10s\""))
@@ -270,7 +281,7 @@ impl Plan {
             };
             let mut pairs = Vec::new();
             for (i, p) in f.pairs.iter().enumerate() {
-                if p.configuration.as_deref().unwrap_or(&confs[0].name) != c.name {
+                if p.configuration.as_deref().unwrap_or(&names[0]) != cname {
                     continue;
                 }
                 let Some(a) = agents.get(p.agent.get_ref()) else {
@@ -282,7 +293,7 @@ impl Plan {
                     );
                 };
                 if let Some(port) = &p.data_port {
-                    let key = (a.address.clone(), *port.get_ref(), c.name.clone());
+                    let key = (a.address.clone(), *port.get_ref(), cname.clone());
                     if let Some(prev) = ports.insert(key, i) {
                         return loc.err(
                             Some(port.span()),
@@ -316,10 +327,10 @@ impl Plan {
                 });
             }
             if pairs.is_empty() {
-                return loc.err(None, format!("configuration {:?} has no pairs: set configuration = {:?} on some [[pairs]]", c.name, c.name));
+                return loc.err(None, format!("configuration {cname:?} has no pairs: set configuration = {cname:?} on some [[pairs]]"));
             }
             let conf = Configuration {
-                name: c.name.clone(),
+                name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
                 duration,
                 warmup,
@@ -336,12 +347,12 @@ impl Plan {
             };
             conf.spec(Direction::Send, 1)
                 .validate()
-                .or_else(|e| loc.err(None, format!("configuration {:?}: {e}", c.name)))?;
+                .or_else(|e| loc.err(None, format!("configuration {cname:?}: {e}")))?;
             configurations.push(conf);
         }
         for p in &f.pairs {
-            let cn = p.configuration.as_deref().unwrap_or(&confs[0].name);
-            if !confs.iter().any(|c| c.name == cn) {
+            let cn = p.configuration.as_deref().unwrap_or(&names[0]);
+            if !names.iter().any(|n| n == cn) {
                 return loc.err(Some(p.agent.span()), format!("pair refers to configuration {cn:?}, which [[configurations]] does not define"));
             }
         }
@@ -416,6 +427,7 @@ impl Configuration {
 
 fn merge(base: &Settings, over: &Settings) -> Settings {
     Settings {
+        name: over.name.clone(),
         duration: over.duration.clone().or_else(|| base.duration.clone()),
         warmup: over.warmup.clone().or_else(|| base.warmup.clone()),
         msg_size: over.msg_size.clone().or_else(|| base.msg_size.clone()),
@@ -543,5 +555,19 @@ data_port = 7001
         assert_eq!(p.configurations[1].mode, Mode::Socket);
         // a 2-pair sweep point exists for no configuration with one pair
         assert!(p.points().iter().all(|pt| pt.pairs == 1));
+    }
+
+    #[test]
+    fn shipped_examples_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                Plan::load(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 2, "examples/ holds {n} plans");
     }
 }
