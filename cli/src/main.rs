@@ -452,10 +452,8 @@ fn plan_cmd(a: PlanArgs) -> Result<()> {
         a.plot.as_deref(),
     )?;
     if report.interrupted {
-        anyhow::bail!(
-            "interrupted: {} of {total} points measured and saved",
-            report.points.len()
-        );
+        let done = report.points.iter().filter(|p| p.error.is_none()).count();
+        anyhow::bail!("interrupted: {done} of {total} points measured and saved");
     }
     let failed: Vec<&str> = report
         .points

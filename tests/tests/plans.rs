@@ -298,3 +298,48 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
     assert!(!ns.contains("wsdemo-"), "{ns}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ctrl_c_mid_sweep_saves_points_and_tears_down() {
+    use std::os::unix::process::CommandExt;
+    wirespeed_tests::require_root();
+    let dir = tempdir("ctrlc");
+    let log = dir.join("out.log");
+    let mut c = std::process::Command::new(bin());
+    c.args(["demo", "--quick", "--vms", "2", "--out"]).arg(&dir);
+    c.stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null());
+    c.process_group(0); // its own group, so the signal reaches it all, as a terminal's Ctrl-C does
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).unwrap().contains("point 3/4") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo never reached point 3"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pgid = nix::unistd::Pid::from_raw(-(child.id() as i32));
+    nix::sys::signal::kill(pgid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = wirespeed_tests::process::wait_bounded(&mut child, Duration::from_secs(30))
+        .expect("the demo ended");
+    assert!(!status.success());
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(out.contains("testbed torn down"), "{out}");
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(j["interrupted"], true);
+    let measured = j["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["error"].is_null())
+        .count();
+    assert!(
+        measured >= 2,
+        "the points before Ctrl-C are saved: {measured}"
+    );
+    let ns = wirespeed::testbed::sh("ip", &["netns", "list"]).unwrap();
+    assert!(!ns.contains("wsdemo-"), "{ns}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -108,10 +108,18 @@ pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<(
     best.dedup_by(|a, b| a.0 == b.0);
     if !best.is_empty() {
         chart
-            .draw_series(LineSeries::new(best, BLACK.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                best,
+                RGBColor(170, 170, 170).stroke_width(6),
+            ))
             .map_err(draw_err)?
             .label("best TCP goodput (wire speed)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+            .legend(|(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 20, y)],
+                    RGBColor(170, 170, 170).stroke_width(6),
+                )
+            });
     }
     for (i, c) in configs.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
