@@ -31,14 +31,18 @@ pub fn parse_size(s: &str) -> Result<u64> {
         .ok_or_else(|| Error::Invalid(format!("size {s:?} is too large")))
 }
 
+/// Split `"2.5G"` into the number and the unit that follows it.
+pub fn split_number(t: &str) -> (&str, &str) {
+    let at = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    t.split_at(at)
+}
+
 /// Parse a duration: a number with a unit `ms`, `s`, `m` or `h`; a bare
 /// number is seconds (as netperf's `-l`).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = split_number(s.trim());
     let v: f64 = num.parse().map_err(|_| {
         Error::Invalid(format!(
             "duration {s:?} is not a number with a unit (10s, 500ms)"

@@ -289,6 +289,24 @@ impl Session {
         Ok(slot)
     }
 
+    /// Whether the controller, within `wait`, aborted the test, sent
+    /// something out of turn, or went away: the reason, if so.
+    fn stop_requested(&mut self, wait: Duration) -> Option<Error> {
+        match poll_msg(&mut self.conn, wait) {
+            Ok(None) => None,
+            Ok(Some(Msg::Abort { reason })) => Some(Error::PeerLost(format!(
+                "controller aborted the test: {reason}"
+            ))),
+            Ok(Some(other)) => Some(Error::Protocol(format!(
+                "unexpected {} during a test",
+                other.name()
+            ))),
+            Err(e) => Some(Error::PeerLost(format!(
+                "controller went away mid-test ({e})"
+            ))),
+        }
+    }
+
     /// Answer clock probes until Start; return the instant it names.
     fn await_start(&mut self) -> Result<Instant> {
         for _ in 0..MAX_PINGS {
@@ -396,30 +414,11 @@ impl Session {
         let mut set = FlowSet::spawn(flows, start, &stop)?;
         let mut lost = None;
         while !set.poll(Duration::from_millis(50)) {
-            if lost.is_some() {
-                continue;
-            }
-            match poll_msg(&mut self.conn, Duration::from_millis(1)) {
-                Ok(None) => {}
-                Ok(Some(Msg::Abort { reason })) => {
-                    lost = Some(Error::PeerLost(format!(
-                        "controller aborted the test: {reason}"
-                    )))
+            if lost.is_none() {
+                lost = self.stop_requested(Duration::from_millis(1));
+                if lost.is_some() {
+                    stop.store(true, Ordering::Relaxed);
                 }
-                Ok(Some(other)) => {
-                    lost = Some(Error::Protocol(format!(
-                        "unexpected {} during a test",
-                        other.name()
-                    )))
-                }
-                Err(e) => {
-                    lost = Some(Error::PeerLost(format!(
-                        "controller went away mid-test ({e})"
-                    )))
-                }
-            }
-            if lost.is_some() {
-                stop.store(true, Ordering::Relaxed);
             }
         }
         let flows = set.finish();
@@ -428,25 +427,7 @@ impl Session {
         // closed the data connections too): only a live control connection
         // makes their EOF the test's end.
         if lost.is_none() {
-            match poll_msg(&mut self.conn, Duration::from_millis(20)) {
-                Ok(None) => {}
-                Ok(Some(Msg::Abort { reason })) => {
-                    lost = Some(Error::PeerLost(format!(
-                        "controller aborted the test: {reason}"
-                    )))
-                }
-                Ok(Some(other)) => {
-                    lost = Some(Error::Protocol(format!(
-                        "unexpected {} during a test",
-                        other.name()
-                    )))
-                }
-                Err(e) => {
-                    lost = Some(Error::PeerLost(format!(
-                        "controller went away mid-test ({e})"
-                    )))
-                }
-            }
+            lost = self.stop_requested(Duration::from_millis(20));
         }
         let cpu = cpu0.report(&CpuSnapshot::take());
         let irq = irq0.report(&IrqSnapshot::take());

@@ -208,12 +208,7 @@ fn run_repetition(
                 })
             })
             .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Protocol("pair thread panicked".into())))
-            })
-            .collect()
+        join_all(hs)
     });
     let mut ready = Vec::with_capacity(prepared.len());
     for (i, p) in prepared.into_iter().enumerate() {
@@ -238,18 +233,23 @@ fn run_repetition(
                 })
             })
             .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Protocol("pair thread panicked".into())))
-            })
-            .collect()
+        join_all(hs)
     });
     let mut reports = Vec::with_capacity(runs.len());
     for (i, r) in runs.into_iter().enumerate() {
         reports.push(r.map_err(|e| named(i, e))?);
     }
     Ok(assemble(conf, pairs, reports))
+}
+
+/// Wait for every pair's thread; a panicked one becomes that pair's error.
+fn join_all<T>(hs: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Vec<Result<T>> {
+    hs.into_iter()
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Protocol("pair thread panicked".into())))
+        })
+        .collect()
 }
 
 /// Receiver-side goodput after the warm-up: from the intervals when there

@@ -48,10 +48,7 @@ pub fn parse_speed(s: &str) -> Result<f64> {
         .trim_end_matches("bps")
         .trim_end_matches("bit")
         .trim_end_matches("b/s");
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = crate::units::split_number(t);
     let v: f64 = num.parse().map_err(|_| {
         Error::Invalid(format!(
             "link speed {s:?} does not parse: use e.g. \"1G\", \"10G\", \"100M\""
