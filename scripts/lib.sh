@@ -47,8 +47,12 @@ rust_target_ensure() {
     rustup target list --installed | grep -qx "$1" || { say "rustup target add $1"; rustup target add "$1" >/dev/null; }
 }
 
+# Packages building wirespeed needs: clang compiles the XDP program, and
+# xsk-rs builds libxdp from source (libbpf-dev, libelf-dev, zlib1g-dev, m4).
+BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev m4 pkg-config make gcc linux-libc-dev)
+
 # Packages the end-to-end tests and benchmarks use.
-TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps ethtool)
+TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps ethtool iputils-ping)
 
 # make_pair NS_A NS_B VETH_A VETH_B: two namespaces joined by a veth pair,
 # 198.18.0.1/24 on side a and 198.18.0.2/24 on side b (RFC 2544 range).

@@ -38,6 +38,28 @@ enum Cmd {
     Report(ReportArgs),
     /// The classic study on an embedded namespace testbed (needs root).
     Demo(DemoArgs),
+    /// What this host's NICs can do, and the mode to use.
+    Doctor(DoctorArgs),
+    /// Detach XDP programs an older wirespeed left attached.
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Look at this interface only, and probe XDP and AF_XDP on it for real
+    /// (attaching briefly: some NICs blip while their rings are rebuilt).
+    #[arg(long)]
+    iface: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CleanupArgs {
+    /// Only this interface.
+    #[arg(long)]
+    iface: Option<String>,
 }
 
 #[derive(Args)]
@@ -223,6 +245,8 @@ fn main() -> ExitCode {
         Cmd::Plan(p) => plan_cmd(p),
         Cmd::Report(r) => report_cmd(r),
         Cmd::Demo(d) => demo_cmd(d),
+        Cmd::Doctor(d) => doctor_cmd(d),
+        Cmd::Cleanup(c) => cleanup_cmd(c),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -530,4 +554,100 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn demo_cmd(_: DemoArgs) -> Result<()> {
     anyhow::bail!("the demo builds Linux network namespaces: run it on Linux")
+}
+
+#[cfg(target_os = "linux")]
+fn doctor_cmd(a: DoctorArgs) -> Result<()> {
+    use wirespeed::datapath::xdp::probe;
+    let names = match &a.iface {
+        Some(i) => vec![i.clone()],
+        None => probe::interfaces(),
+    };
+    let reports = names
+        .iter()
+        .map(|n| probe::inspect(n, a.iface.is_some()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reports).context("encoding JSON")?
+        );
+        return Ok(());
+    }
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    for r in &reports {
+        println!("{}", r.name);
+        println!("  driver        {}", opt(&r.driver));
+        println!(
+            "  link          {}, MTU {}",
+            r.speed_bps
+                .map_or("speed unknown".into(), wirespeed::units::fmt_bps),
+            r.mtu.map_or("-".into(), |m| m.to_string())
+        );
+        println!(
+            "  queues        rx {} tx {}{}",
+            r.rx_queues,
+            r.tx_queues,
+            r.channels
+                .map_or(String::new(), |c| format!(" (ethtool channels {c})"))
+        );
+        if let Some((name, id)) = &r.xdp_program {
+            println!("  xdp program   {name:?} id {id} attached");
+        }
+        println!(
+            "  native XDP    {}",
+            r.native_xdp
+                .clone()
+                .unwrap_or_else(|| "not probed (use --iface)".into())
+        );
+        println!(
+            "  AF_XDP        {}",
+            r.af_xdp
+                .clone()
+                .unwrap_or_else(|| "not probed (use --iface)".into())
+        );
+        let b = &r.busy_poll;
+        let n = |v: Option<u64>| v.map_or("-".into(), |v| v.to_string());
+        println!(
+            "  busy poll     busy_poll {} us, busy_read {} us, napi_defer_hard_irqs {}, gro_flush_timeout {} ns",
+            n(b.busy_poll_us),
+            n(b.busy_read_us),
+            n(b.napi_defer_hard_irqs),
+            n(b.gro_flush_timeout_ns)
+        );
+        if r.irqs.is_empty() {
+            println!(
+                "  irqs          none of its own (virtual NIC, or its IRQs are not named for it)"
+            );
+        }
+        for q in &r.irqs {
+            println!("  irq {:<9} {} -> CPUs {}", q.irq, q.name, opt(&q.affinity));
+        }
+        println!("  auto mode     {}: {}", r.auto_mode, r.auto_reason);
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn cleanup_cmd(a: CleanupArgs) -> Result<()> {
+    let lines = wirespeed::datapath::xdp::probe::cleanup(a.iface.as_deref())?;
+    if lines.is_empty() {
+        println!("nothing attached by wirespeed");
+    }
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn doctor_cmd(_: DoctorArgs) -> Result<()> {
+    anyhow::bail!(
+        "doctor inspects Linux NICs (XDP, AF_XDP): on this system only --mode socket runs"
+    )
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cleanup_cmd(_: CleanupArgs) -> Result<()> {
+    anyhow::bail!("there is no XDP on this system, so nothing to clean up")
 }

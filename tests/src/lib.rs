@@ -36,3 +36,15 @@ pub fn bin() -> PathBuf {
     );
     p
 }
+
+/// Run `f` with this thread inside namespace `ns`, then return to ours.
+/// Sockets and XDP attachments made inside stay in that namespace.
+pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
+    use nix::sched::{setns, CloneFlags};
+    let here = std::fs::File::open("/proc/thread-self/ns/net").expect("our namespace");
+    let there = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("the test namespace");
+    setns(&there, CloneFlags::CLONE_NEWNET).expect("entering the namespace");
+    let r = f();
+    setns(&here, CloneFlags::CLONE_NEWNET).expect("returning to our namespace");
+    r
+}

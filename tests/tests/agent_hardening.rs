@@ -9,9 +9,9 @@ use std::time::Duration;
 use wirespeed::control::frame::{self, PROTOCOL_VERSION};
 use wirespeed::control::messages::{ErrorKind, Msg};
 use wirespeed::spec::{Direction, Limit, TestSpec};
-use wirespeed_tests::bin;
 use wirespeed_tests::process::{run, AgentProc, Output};
 use wirespeed_tests::testbed::{self, Testbed};
+use wirespeed_tests::{bin, in_netns};
 
 struct Bed {
     tb: Testbed,
@@ -59,17 +59,6 @@ impl Bed {
         c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         c
     }
-}
-
-/// Run `f` with this thread inside a namespace, then return to ours.
-fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
-    use nix::sched::{setns, CloneFlags};
-    let here = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
-    let there = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
-    setns(&there, CloneFlags::CLONE_NEWNET).expect("entering the namespace");
-    let r = f();
-    setns(&here, CloneFlags::CLONE_NEWNET).expect("returning to our namespace");
-    r
 }
 
 /// Exchange preambles and pass the (keyless) handshake.

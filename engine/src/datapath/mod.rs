@@ -2,3 +2,5 @@
 //! kernel-TCP path; the AF_XDP path will sit beside it.
 
 pub mod socket;
+#[cfg(target_os = "linux")]
+pub mod xdp;

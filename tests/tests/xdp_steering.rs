@@ -1,0 +1,244 @@
+//! The XDP steering program on a real veth: it takes only the test flows
+//! and passes everything else (ping, TCP, the control connection) to the
+//! kernel; a killed owner leaves nothing attached; a program already on the
+//! interface is refused, never replaced; `doctor` probes veth correctly;
+//! `cleanup` removes only what an older wirespeed left.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use wirespeed::datapath::xdp::loader::{attached_program, FlowMatch, Steering};
+use wirespeed::datapath::xdp::xsk;
+use wirespeed_tests::process::{run, AgentProc};
+use wirespeed_tests::testbed::{pair, Testbed};
+use wirespeed_tests::{bin, in_netns};
+
+const PORT: u16 = 9000;
+
+fn ws(tb: &Testbed, host: usize, args: &[&str]) -> wirespeed_tests::process::Output {
+    let mut c = tb.cmd(host, &bin());
+    c.args(args);
+    run(c, Duration::from_secs(60))
+}
+
+fn udp_burst(tb: &Testbed, n: usize) {
+    let to = format!("{}:{PORT}", tb.links[0].v4[1]);
+    in_netns(tb.ns(0), || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..n {
+            s.send_to(&(i as u32).to_be_bytes(), &to).unwrap();
+        }
+    });
+}
+
+#[test]
+fn doctor_probes_veth_and_leaves_nothing() {
+    let tb = pair();
+    let l = &tb.links[0];
+    let o = ws(&tb, 0, &["doctor", "--iface", &l.ifname[0], "--json"]).ok();
+    let j: Value = serde_json::from_str(&o.stdout).unwrap();
+    let r = &j[0];
+    assert_eq!(r["driver"], "veth", "{r}");
+    assert_eq!(r["native_xdp"], "native", "{r}");
+    assert!(
+        r["af_xdp"].as_str().unwrap().starts_with("copy"),
+        "veth has no zero-copy AF_XDP: {r}"
+    );
+    assert!(
+        r["auto_reason"].as_str().unwrap().contains("xdp-copy"),
+        "{r}"
+    );
+    assert_eq!(r["rx_queues"], 1);
+    assert!(
+        in_netns(tb.ns(0), || attached_program(&l.ifname[0])).is_none(),
+        "the probe left XDP attached"
+    );
+    // without --iface: every interface, nothing probed
+    let o = ws(&tb, 0, &["doctor"]).ok();
+    assert!(
+        o.stdout.contains(&l.ifname[0]) && o.stdout.contains("not probed"),
+        "{}",
+        o.stdout
+    );
+    ws(&tb, 0, &["doctor", "--iface", "nosuch0"]).fails_with("no interface named \"nosuch0\"");
+}
+
+#[test]
+fn steering_takes_only_test_flows() {
+    let tb = pair();
+    let l = &tb.links[0];
+    let flow = FlowMatch {
+        proto: 17,
+        addr: Some(l.v4[1].into()),
+        ports: (PORT, PORT),
+    };
+    let mut steer =
+        in_netns(tb.ns(1), || Steering::attach(&l.ifname[1], &[flow], false)).expect("attaching");
+    assert_eq!(steer.mode.as_str(), "native", "veth runs XDP natively");
+
+    // Everything else reaches the kernel: ping, and a TCP test to an agent.
+    let o = run(
+        {
+            let mut c = Command::new("ip");
+            c.args([
+                "netns",
+                "exec",
+                tb.ns(0),
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+            ])
+            .arg(l.v4[1].to_string());
+            c
+        },
+        Duration::from_secs(20),
+    );
+    assert!(
+        o.status.success(),
+        "ping failed with steering attached:\n{}{}",
+        o.stdout,
+        o.stderr
+    );
+    let mut c = tb.cmd(1, &bin());
+    c.args(["agent", "--listen", &format!("{}:5290", l.v4[1])]);
+    let agent = AgentProc::start(c);
+    let j = ws(
+        &tb,
+        0,
+        &["run", "--to", &agent.addr, "--bytes", "4M", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(j["end"]["received"]["bytes"], 4u64 << 20);
+
+    // A test flow with no AF_XDP socket on its queue still reaches the kernel.
+    let udp = in_netns(tb.ns(1), || UdpSocket::bind((l.v4[1], PORT))).unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    udp_burst(&tb, 5);
+    let mut b = [0u8; 16];
+    assert!(
+        udp.recv(&mut b).is_ok(),
+        "matched flow without a socket must pass to the kernel"
+    );
+    let c0 = steer.counters().unwrap();
+    assert!(c0.passed > 0 && c0.seen >= c0.passed, "{c0:?}");
+    assert!(c0.no_socket >= 5, "{c0:?}");
+    assert_eq!(c0.redirected, 0, "{c0:?}");
+
+    // With an AF_XDP socket on queue 0 the flow goes there, not to the kernel.
+    let mut q =
+        in_netns(tb.ns(1), || xsk::open(&l.ifname[1], 0, 256, false)).expect("AF_XDP socket");
+    assert_eq!(q.mode.as_str(), "copy");
+    steer.register(0, q.rx.fd()).unwrap();
+    // SAFETY: these frames are ours and idle.
+    unsafe { q.fill.produce(&q.descs[..128]) };
+    while udp.recv(&mut b).is_ok() {} // drain what the kernel already had
+    udp.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    udp_burst(&tb, 20);
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut rx = q.descs[128..].to_vec();
+    while got < 20 && Instant::now() < deadline {
+        // SAFETY: rx descriptors are ours to fill.
+        got += unsafe { q.rx.poll_and_consume(&mut rx, 100).unwrap() };
+    }
+    assert_eq!(
+        got, 20,
+        "every test-flow datagram arrives on the AF_XDP socket"
+    );
+    assert!(
+        udp.recv(&mut b).is_err(),
+        "the kernel socket got a redirected datagram"
+    );
+    let c1 = steer.counters().unwrap();
+    assert!(c1.redirected >= 20, "{c1:?}");
+    drop(q);
+    drop(steer);
+    assert!(in_netns(tb.ns(1), || attached_program(&l.ifname[1])).is_none());
+    drop(agent);
+}
+
+#[test]
+fn kill_9_leaves_nothing_and_cleanup_spares_live_owners() {
+    let tb = pair();
+    let l = &tb.links[0];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hold-steering"))
+        .args([tb.ns(0), &l.ifname[0]])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.map(|l| l.contains("attached")).unwrap_or(false)),
+        "helper did not attach"
+    );
+    assert!(in_netns(tb.ns(0), || attached_program(&l.ifname[0])).is_some());
+    // a live owner's program is not cleanup's to remove
+    let o = ws(&tb, 0, &["cleanup", "--iface", &l.ifname[0]]).ok();
+    assert!(
+        o.stdout.contains("held by a running wirespeed"),
+        "{}",
+        o.stdout
+    );
+    assert!(in_netns(tb.ns(0), || attached_program(&l.ifname[0])).is_some());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_netns(tb.ns(0), || attached_program(&l.ifname[0])).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "kill -9 left the XDP program attached"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn foreign_program_is_refused_and_old_ones_cleaned_up() {
+    let tb = pair();
+    let l = &tb.links[0];
+    // A netlink-attached program, as an older tool (or run) would leave it.
+    let obj = std::env::temp_dir().join(format!("ws-steer-{}.o", std::process::id()));
+    std::fs::write(&obj, wirespeed::datapath::xdp::loader::program_object()).unwrap();
+    let obj_s = obj.to_str().unwrap();
+    wirespeed::testbed::sh(
+        "ip",
+        &[
+            "-n",
+            tb.ns(0),
+            "link",
+            "set",
+            "dev",
+            &l.ifname[0],
+            "xdpgeneric",
+            "obj",
+            obj_s,
+            "sec",
+            "xdp",
+        ],
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(&obj);
+    let e = in_netns(tb.ns(0), || Steering::attach(&l.ifname[0], &[], false))
+        .err()
+        .expect("must refuse");
+    assert!(e.to_string().contains("already has an XDP program"), "{e}");
+    let o = ws(&tb, 0, &["cleanup"]).ok();
+    assert!(
+        o.stdout.contains("detached wirespeed's XDP program"),
+        "{}",
+        o.stdout
+    );
+    assert!(in_netns(tb.ns(0), || attached_program(&l.ifname[0])).is_none());
+    let s = in_netns(tb.ns(0), || Steering::attach(&l.ifname[0], &[], false))
+        .expect("attaches once the old one is gone");
+    drop(s);
+}
