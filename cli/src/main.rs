@@ -188,6 +188,17 @@ struct RunArgs {
     /// Prove this pre-shared key to the agent and require its proof back.
     #[arg(long)]
     psk_file: Option<PathBuf>,
+    /// Raw frames over AF_XDP (with --mode xdp): Ethernet/IPv4/UDP test
+    /// frames counted for loss and order; needs --iface and --remote-iface.
+    #[arg(long)]
+    raw: bool,
+    /// Raw frame size in bytes without the FCS (60 = 64 on the wire).
+    #[arg(long, default_value_t = 60, requires = "raw")]
+    frame_size: u16,
+    /// Raw pace: frames per second (`500k`, `1Mpps`) or bits per second at
+    /// L1 (`1G`, `100M`); unset = as fast as it goes.
+    #[arg(long, requires = "raw")]
+    rate: Option<String>,
     /// Seconds between progress lines (0 = none).
     #[arg(long, default_value = "1s", value_parser = duration_or_zero)]
     interval: Duration,
@@ -212,6 +223,27 @@ fn duration_or_zero(s: &str) -> Result<Duration, String> {
 
 fn size(s: &str) -> Result<u64, String> {
     parse_size(s).map_err(|e| e.to_string())
+}
+
+/// `--rate`: frames per second with a `pps` unit (`500kpps`, `1Mpps`), or
+/// an L1 bit rate (`1G`) turned into frames per second at this frame size.
+fn parse_rate(s: &str, frame_size: u16) -> Result<f64> {
+    let t = s.trim().to_ascii_lowercase();
+    if let Some(n) = t.strip_suffix("pps") {
+        let (num, unit) = wirespeed::units::split_number(n);
+        let mult = match unit {
+            "" => 1.0,
+            "k" => 1e3,
+            "m" => 1e6,
+            _ => anyhow::bail!("--rate {s:?}: use e.g. 500kpps, 1Mpps or 1G"),
+        };
+        let v: f64 = num
+            .parse()
+            .with_context(|| format!("--rate {s:?} is not a number"))?;
+        return Ok(v * mult);
+    }
+    let bps = wirespeed::plan::wire::parse_speed(s)?;
+    Ok(bps / ((f64::from(frame_size) + 24.0) * 8.0))
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -313,6 +345,7 @@ fn run(r: RunArgs) -> Result<()> {
         streams: r.streams,
         remote_iface: r.remote_iface,
         data_port: r.data_port,
+        raw: None, // filled in by the controller once its AF_XDP end is open
     };
     let quiet = r.json || r.csv;
     let opts = RunOptions {
@@ -330,6 +363,17 @@ fn run(r: RunArgs) -> Result<()> {
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
         cancel: None,
+        raw: match r.raw {
+            true => Some(controller::RawOptions {
+                frame_size: r.frame_size,
+                rate_pps: r
+                    .rate
+                    .as_deref()
+                    .map(|x| parse_rate(x, r.frame_size))
+                    .transpose()?,
+            }),
+            false => None,
+        },
     };
     let mut out = std::io::stdout().lock();
     let report = controller::run(&opts, |ev| {
@@ -344,7 +388,7 @@ fn run(r: RunArgs) -> Result<()> {
             } => {
                 let _ = writeln!(
                     out,
-                    "wirespeed {}: {} {} to {addr} (agent {} on {}, data port {data_port}), {} stream(s), {} B messages",
+                    "wirespeed {}: {} {} to {addr} (agent {} on {}, data port {data_port}), {} stream(s), {} B {}",
                     wirespeed::VERSION,
                     opts.spec.direction,
                     match opts.spec.limit {
@@ -354,9 +398,12 @@ fn run(r: RunArgs) -> Result<()> {
                     agent.version,
                     agent.hostname,
                     opts.spec.streams,
-                    opts.spec.msg_size
+                    opts.raw.map_or(opts.spec.msg_size, |r| u32::from(r.frame_size)),
+                    if opts.raw.is_some() { "raw frames" } else { "messages" }
                 );
-                let _ = writeln!(out, "{}", text::interval_header());
+                if opts.raw.is_none() {
+                    let _ = writeln!(out, "{}", text::interval_header());
+                }
             }
             Event::Interval(iv) => {
                 let _ = write!(out, "{}", text::interval_lines(iv));

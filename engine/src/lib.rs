@@ -17,6 +17,7 @@ pub mod spec;
 #[cfg(target_os = "linux")]
 pub mod testbed;
 pub mod units;
+pub mod wire;
 
 pub use error::{Error, Result};
 

@@ -79,7 +79,29 @@ pub struct TestSpec {
     pub remote_iface: Option<String>,
     /// Data port on the agent; None = any free port.
     pub data_port: Option<u16>,
+    /// Raw frames over AF_XDP instead of a TCP stream.
+    #[serde(default)]
+    pub raw: Option<RawSpec>,
 }
+
+/// A raw-mode test: UDP test frames between two AF_XDP endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RawSpec {
+    /// Frame size in bytes without the FCS (60 = a 64-byte frame on the wire).
+    pub frame_size: u16,
+    /// Frames per second; None = as fast as it goes.
+    pub rate_pps: Option<f64>,
+    /// The controller's end: its NIC's MAC, IPv4 address and UDP port.
+    pub controller_mac: [u8; 6],
+    pub controller_ip: std::net::Ipv4Addr,
+    pub controller_port: u16,
+    /// Tags every frame of this test.
+    pub tag: u32,
+}
+
+/// Largest raw frame: one 4 KiB UMEM frame less XDP's headroom, as veth
+/// allows at an MTU of at most 3498.
+pub const MAX_RAW_FRAME: u16 = 3512;
 
 /// Hard bounds that hold whatever an agent's own caps say.
 pub const MAX_MSG_SIZE: u32 = 16 << 20;
@@ -120,6 +142,32 @@ impl TestSpec {
                 )))
             }
             _ => {}
+        }
+        if let Some(r) = &self.raw {
+            if !(60..=MAX_RAW_FRAME).contains(&r.frame_size) {
+                return Err(Error::Invalid(format!(
+                    "--frame-size {} must be between 60 (64 on the wire) and {MAX_RAW_FRAME}",
+                    r.frame_size
+                )));
+            }
+            if r.rate_pps.is_some_and(|p| !(p > 0.0 && p.is_finite())) {
+                return Err(Error::Invalid("--rate must be positive".into()));
+            }
+            if self.direction == Direction::Both || self.streams != 1 {
+                return Err(Error::Invalid(
+                    "raw mode runs one direction from one queue (--direction send or receive, --streams 1)".into(),
+                ));
+            }
+            if self.remote_iface.is_none() {
+                return Err(Error::Invalid(
+                    "raw mode needs the agent's interface: --remote-iface IF".into(),
+                ));
+            }
+            if matches!(self.limit, Limit::Bytes { .. }) {
+                return Err(Error::Invalid(
+                    "raw mode runs for a --duration, not --bytes".into(),
+                ));
+            }
         }
         if let Some(i) = &self.remote_iface {
             if i.is_empty() || i.len() > 15 || i.contains(['/', '\0']) {
@@ -184,6 +232,7 @@ mod tests {
             streams: 4,
             remote_iface: None,
             data_port: None,
+            raw: None,
         }
     }
 

@@ -242,6 +242,7 @@ fn data_connections_never_arrive() {
         streams: 2,
         remote_iface: None,
         data_port: None,
+        raw: None,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec))).unwrap();
     assert!(matches!(

@@ -351,7 +351,100 @@ impl Session {
         )))
     }
 
+    /// A raw-frame test over AF_XDP on the agent's `--remote-iface`.
+    #[cfg(target_os = "linux")]
+    fn run_raw(&mut self, spec: &TestSpec, raw: crate::spec::RawSpec) -> Result<()> {
+        use crate::datapath::xdp::session::{fmt_mac, Peer, RawEnd, RawRun, RawWork};
+        let iface = spec
+            .remote_iface
+            .as_deref()
+            .expect("validated: raw tests name the agent's interface");
+        let std::net::IpAddr::V4(local) = self
+            .conn
+            .local_addr()
+            .map_err(|e| Error::io("reading local address", e))?
+            .ip()
+        else {
+            return Err(Error::Invalid(
+                "raw mode runs over IPv4 only: reach the agent at an IPv4 address".into(),
+            ));
+        };
+        let end = RawEnd::open(iface, local, spec.data_port, raw.frame_size)?;
+        frame::write_msg(
+            &mut self.conn,
+            &Msg::Accepted {
+                data_port: end.port,
+                cookie: String::new(),
+                mode: end.mode.into(),
+                mac: Some(fmt_mac(&end.mac)),
+            },
+        )?;
+        frame::write_msg(&mut self.conn, &Msg::Ready)?;
+        let at = self.await_start()?;
+        let cpu0 = CpuSnapshot::take();
+        let irq0 = IrqSnapshot::take();
+        let start = clock::wait_until(at);
+        let stop = Arc::new(AtomicBool::new(false));
+        let peer = Peer {
+            mac: raw.controller_mac,
+            ip: raw.controller_ip,
+            port: raw.controller_port,
+        };
+        let role = sockpath::role_of(
+            crate::spec::FlowId {
+                stream: 0,
+                direction: spec.direction,
+            },
+            false,
+        );
+        let duration = Duration::from_secs_f64(spec.nominal_seconds());
+        let run = RawRun {
+            role,
+            direction: spec.direction,
+            peer,
+            raw,
+            duration,
+            start,
+        };
+        let mut work = RawWork::spawn(end, run, &stop)?;
+        let mut lost = None;
+        while !work.poll(Duration::from_millis(20)) {
+            if lost.is_none() {
+                lost = self.stop_requested(Duration::from_millis(1));
+                if lost.is_some() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        let flows = work.finish();
+        let end = Instant::now();
+        let cpu = cpu0.report(&CpuSnapshot::take());
+        let irq = irq0.report(&IrqSnapshot::take());
+        if let Some(e) = lost {
+            return Err(e);
+        }
+        let report = SideReport {
+            host: host::info(),
+            flows,
+            cpu,
+            irq,
+            start_us: clock::us_of(start),
+            end_us: clock::us_of(end),
+        };
+        frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn run_raw(&mut self, _spec: &TestSpec, _raw: crate::spec::RawSpec) -> Result<()> {
+        Err(Error::Refused(
+            "raw mode needs Linux AF_XDP; this agent runs on another system".into(),
+        ))
+    }
+
     fn run_test(&mut self, spec: &TestSpec) -> Result<()> {
+        if let Some(raw) = spec.raw {
+            return self.run_raw(spec, raw);
+        }
         let local = self
             .conn
             .local_addr()
@@ -374,6 +467,7 @@ impl Session {
                 data_port,
                 cookie: auth::to_hex(&cookie),
                 mode: "socket".into(),
+                mac: None,
             },
         )?;
         let expected = spec.flows();

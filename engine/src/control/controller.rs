@@ -44,6 +44,51 @@ pub struct RunOptions {
     pub idle_timeout: Duration,
     /// Set from elsewhere (Ctrl-C) to stop the test; the agent is told.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Raw frames over AF_XDP (`--mode xdp --raw`) instead of TCP.
+    pub raw: Option<RawOptions>,
+}
+
+/// Raw-mode choices of `wirespeed run`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RawOptions {
+    pub frame_size: u16,
+    pub rate_pps: Option<f64>,
+}
+
+/// The controller's raw endpoint and what the agent's is.
+#[cfg(target_os = "linux")]
+struct RawPrep {
+    end: crate::datapath::xdp::session::RawEnd,
+    peer: crate::datapath::xdp::session::Peer,
+    spec: crate::spec::RawSpec,
+}
+
+#[cfg(not(target_os = "linux"))]
+enum RawPrep {}
+
+/// What this side runs while the test goes.
+enum LocalWork {
+    Flows(FlowSet),
+    #[cfg(target_os = "linux")]
+    Raw(crate::datapath::xdp::session::RawWork),
+}
+
+impl LocalWork {
+    fn poll(&mut self, wait: Duration) -> bool {
+        match self {
+            LocalWork::Flows(s) => s.poll(wait),
+            #[cfg(target_os = "linux")]
+            LocalWork::Raw(r) => r.poll(wait),
+        }
+    }
+
+    fn finish(self) -> Vec<crate::report::model::FlowResult> {
+        match self {
+            LocalWork::Flows(s) => s.finish(),
+            #[cfg(target_os = "linux")]
+            LocalWork::Raw(r) => r.finish(),
+        }
+    }
 }
 
 /// What the controller tells its caller while a test runs.
@@ -86,18 +131,62 @@ pub fn parse_target(s: &str) -> Result<(String, u16)> {
     }
 }
 
-/// Choose the data path for `--mode`, with the reason that goes in the report.
-pub fn resolve_mode(mode: Mode) -> Result<(&'static str, String)> {
-    match mode {
-        Mode::Socket => Ok(("socket", "requested with --mode socket".into())),
-        Mode::Auto => Ok((
+/// Choose the data path for `--mode` (and `--raw`), with the reason that
+/// goes in the report; the xdp variant that ran is known once attached.
+pub fn resolve_mode(mode: Mode, raw: bool) -> Result<(&'static str, String)> {
+    match (mode, raw) {
+        (Mode::Socket, false) => Ok(("socket", "requested with --mode socket".into())),
+        (Mode::Auto, false) => Ok((
             "socket",
-            "auto: this build has no AF_XDP data path yet, so kernel sockets".into(),
+            "auto: TCP over AF_XDP (TCP-lite) is not built yet, so kernel sockets".into(),
         )),
-        Mode::Xdp => Err(Error::Invalid(
-            "this build has no AF_XDP data path yet: use --mode socket (or auto)".into(),
+        (Mode::Xdp | Mode::Auto, true) => Ok(("xdp", "raw frames over AF_XDP (--raw)".into())),
+        (Mode::Socket, true) => Err(Error::Invalid("--raw sends frames over AF_XDP: use --mode xdp".into())),
+        (Mode::Xdp, false) => Err(Error::Invalid(
+            "TCP over AF_XDP (TCP-lite) is not built yet: use --raw for raw frames, or --mode socket".into(),
         )),
     }
+}
+
+/// The controller's raw endpoint on its `--iface`, at the control
+/// connection's local IPv4 address.
+#[cfg(target_os = "linux")]
+fn open_raw(
+    opts: &RunOptions,
+    conn: &TcpStream,
+    r: RawOptions,
+) -> Result<(crate::datapath::xdp::session::RawEnd, crate::spec::RawSpec)> {
+    let iface = opts.iface.as_deref().ok_or_else(|| {
+        Error::Invalid("raw mode needs the interface to send and receive on: --iface IF".into())
+    })?;
+    let local = conn
+        .local_addr()
+        .map_err(|e| Error::io("reading local address", e))?;
+    let std::net::IpAddr::V4(ip) = local.ip() else {
+        return Err(Error::Invalid(
+            "raw mode runs over IPv4 only: use an IPv4 agent address".into(),
+        ));
+    };
+    let end = crate::datapath::xdp::session::RawEnd::open(iface, ip, None, r.frame_size)?;
+    let tag = u32::from_be_bytes(auth::nonce()[..4].try_into().expect("4 bytes"));
+    let spec = crate::spec::RawSpec {
+        frame_size: r.frame_size,
+        rate_pps: r.rate_pps,
+        controller_mac: end.mac,
+        controller_ip: ip,
+        controller_port: end.port,
+        tag,
+    };
+    Ok((end, spec))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_raw(
+    _: &RunOptions,
+    _: &TcpStream,
+    _: RawOptions,
+) -> Result<(std::convert::Infallible, crate::spec::RawSpec)> {
+    Err(Error::Invalid("raw mode needs Linux AF_XDP".into()))
 }
 
 /// Run one test to completion, starting as soon as it is ready.
@@ -126,6 +215,7 @@ pub struct Prepared {
     mode: &'static str,
     mode_reason: String,
     socks: Vec<(FlowId, Socket)>,
+    raw: Option<RawPrep>,
     clock: Estimate,
     /// The agent's description of itself.
     pub agent: HostInfo,
@@ -134,8 +224,8 @@ pub struct Prepared {
 /// Connect, authenticate, have the agent accept the test, and open every
 /// data connection; nothing is measured yet.
 pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Prepared> {
-    opts.spec.validate()?;
-    let (mode, mode_reason) = resolve_mode(opts.mode)?;
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let (mut mode, mode_reason) = resolve_mode(opts.mode, opts.raw.is_some())?;
     if let Some(i) = &opts.iface {
         sockpath::check_iface(i)?;
     }
@@ -162,30 +252,69 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     frame::check_version(PROTOCOL_VERSION, theirs, &format!("the agent at {addr}"))?;
     let agent = authenticate(&mut conn, opts.psk.as_deref())?;
 
-    frame::write_msg(&mut conn, &Msg::Test(Box::new(opts.spec.clone())))?;
-    let (data_port, cookie) = match expect_msg(&mut conn)? {
+    let mut spec = opts.spec.clone();
+    let raw_end = match opts.raw {
+        Some(r) => {
+            let (end, rs) = open_raw(opts, &conn, r)?;
+            spec.raw = Some(rs);
+            Some(end)
+        }
+        None => None,
+    };
+    spec.validate()?;
+    frame::write_msg(&mut conn, &Msg::Test(Box::new(spec.clone())))?;
+    let (data_port, cookie, agent_mac) = match expect_msg(&mut conn)? {
         Msg::Accepted {
-            data_port, cookie, ..
-        } => (data_port, cookie),
+            data_port,
+            cookie,
+            mac,
+            ..
+        } => (data_port, cookie, mac),
         other => return Err(unexpected("accepted", other)),
     };
-    let cookie: [u8; 16] = auth::from_hex(&cookie)
-        .and_then(|c| c.try_into().ok())
-        .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
     on_event(Event::Accepted {
         agent: &agent,
         addr,
         data_port,
     });
 
-    let data_addr = SocketAddr::new(addr.ip(), data_port);
     let mut socks = Vec::new();
-    for id in opts.spec.flows() {
-        let h = FlowHeader { cookie, id };
-        socks.push((
-            id,
-            sockpath::connect_flow(data_addr, &data_opts, &h, opts.connect_timeout)?,
-        ));
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut raw = None;
+    #[cfg(target_os = "linux")]
+    if let (Some(end), Some(rs)) = (raw_end, spec.raw) {
+        use crate::datapath::xdp::session::{parse_mac, Peer};
+        let mac = agent_mac.as_deref().and_then(parse_mac).ok_or_else(|| {
+            Error::Protocol("the agent sent no MAC address for a raw test".into())
+        })?;
+        let std::net::IpAddr::V4(ip) = addr.ip() else {
+            return Err(Error::Invalid("raw mode runs over IPv4 only".into()));
+        };
+        mode = end.mode;
+        raw = Some(RawPrep {
+            end,
+            peer: Peer {
+                mac,
+                ip,
+                port: data_port,
+            },
+            spec: rs,
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (raw_end, agent_mac);
+    if raw.is_none() {
+        let cookie: [u8; 16] = auth::from_hex(&cookie)
+            .and_then(|c| c.try_into().ok())
+            .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
+        let data_addr = SocketAddr::new(addr.ip(), data_port);
+        for id in opts.spec.flows() {
+            let h = FlowHeader { cookie, id };
+            socks.push((
+                id,
+                sockpath::connect_flow(data_addr, &data_opts, &h, opts.connect_timeout)?,
+            ));
+        }
     }
     match expect_msg(&mut conn)? {
         Msg::Ready => {}
@@ -199,6 +328,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         mode,
         mode_reason,
         socks,
+        raw,
         clock: Estimate::default(),
         agent,
     })
@@ -246,6 +376,7 @@ impl Prepared {
             mode,
             mode_reason,
             socks,
+            raw,
             clock: est,
             ..
         } = self;
@@ -282,13 +413,42 @@ impl Prepared {
             });
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let mut set = FlowSet::spawn(flows, start, &stop)?;
+        let mut set = match raw {
+            #[cfg(target_os = "linux")]
+            Some(RawPrep { end, peer, spec }) => {
+                let id = FlowId {
+                    stream: 0,
+                    direction: opts.spec.direction,
+                };
+                let duration = Duration::from_secs_f64(opts.spec.nominal_seconds());
+                let run = crate::datapath::xdp::session::RawRun {
+                    role: sockpath::role_of(id, true),
+                    direction: id.direction,
+                    peer,
+                    raw: spec,
+                    duration,
+                    start,
+                };
+                LocalWork::Raw(crate::datapath::xdp::session::RawWork::spawn(
+                    end, run, &stop,
+                )?)
+            }
+            #[cfg(not(target_os = "linux"))]
+            Some(never) => match never {},
+            None => LocalWork::Flows(FlowSet::spawn(flows, start, &stop)?),
+        };
+        // Raw tests have no per-second counters yet.
+        let interval = if matches!(set, LocalWork::Flows(_)) {
+            opts.interval
+        } else {
+            None
+        };
 
         let mut intervals = Vec::new();
         let mut remote: Option<SideReport> = None;
         let mut failure: Option<Error> = None;
         let mut local_done = false;
-        let mut next_tick = opts.interval.map(|i| start + i);
+        let mut next_tick = interval.map(|i| start + i);
         while !(local_done && remote.is_some()) {
             if !local_done {
                 // Wake at the next tick, so interval edges land on whole seconds.
@@ -297,7 +457,7 @@ impl Prepared {
                         .min(Duration::from_millis(20))
                 });
                 local_done = set.poll(wait);
-                if let (Some(every), Some(tick)) = (opts.interval, next_tick) {
+                if let (Some(every), Some(tick)) = (interval, next_tick) {
                     let now = Instant::now();
                     // A full interval, or the last partial one (as iperf3 prints it).
                     if now >= tick
@@ -481,7 +641,9 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(resolve_mode(Mode::Auto).unwrap().0, "socket");
-        assert!(resolve_mode(Mode::Xdp).is_err());
+        assert_eq!(resolve_mode(Mode::Auto, false).unwrap().0, "socket");
+        assert!(resolve_mode(Mode::Xdp, false).is_err());
+        assert_eq!(resolve_mode(Mode::Xdp, true).unwrap().0, "xdp");
+        assert!(resolve_mode(Mode::Socket, true).is_err());
     }
 }

@@ -48,6 +48,9 @@ pub enum Msg {
         data_port: u16,
         cookie: String,
         mode: String,
+        /// The agent NIC's MAC, for raw tests.
+        #[serde(default)]
+        mac: Option<String>,
     },
     /// All data connections arrived.
     Ready,

@@ -299,6 +299,7 @@ impl Flow {
             sockbuf,
             tcp: tcpinfo::read(&self.sock),
             error,
+            raw: None,
         }
     }
 

@@ -421,6 +421,7 @@ impl Configuration {
             streams: self.streams,
             remote_iface: None,
             data_port: None,
+            raw: None,
         }
     }
 }

@@ -175,6 +175,7 @@ fn options(
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
         cancel: Some(cancel.clone()),
+        raw: None,
     })
 }
 

@@ -74,6 +74,48 @@ pub struct TcpStats {
     pub pmtu: u32,
 }
 
+/// What one raw-mode worker did (AF_XDP, `--raw`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawCount {
+    pub frames: u64,
+    /// L2 bytes: the frames as built, without the FCS the NIC appends.
+    pub bytes: u64,
+    pub gaps: u64,
+    pub reorders: u64,
+    pub malformed: u64,
+}
+
+/// Raw-mode figures of one flow end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawStats {
+    #[serde(flatten)]
+    pub count: RawCount,
+    pub frame_size: u32,
+    pub frames_per_second: f64,
+    /// L2 rate: frame bytes (no FCS).
+    pub l2_bits_per_second: f64,
+    /// L1 rate: plus FCS (4), preamble (8) and inter-frame gap (12): what a
+    /// link's speed counts.
+    pub l1_bits_per_second: f64,
+}
+
+impl RawStats {
+    pub fn new(count: RawCount, frame_size: u32, seconds: f64) -> RawStats {
+        let pps = if seconds > 0.0 {
+            count.frames as f64 / seconds
+        } else {
+            0.0
+        };
+        RawStats {
+            count,
+            frame_size,
+            frames_per_second: pps,
+            l2_bits_per_second: pps * f64::from(frame_size) * 8.0,
+            l1_bits_per_second: pps * f64::from(frame_size + 24) * 8.0,
+        }
+    }
+}
+
 /// One side's measurement of one flow.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowResult {
@@ -86,6 +128,9 @@ pub struct FlowResult {
     pub tcp: Option<TcpStats>,
     /// Set when the flow ended abnormally; its bytes still count.
     pub error: Option<String>,
+    /// Raw-mode figures (frames, gaps, L1/L2 rates); None for TCP flows.
+    #[serde(default)]
+    pub raw: Option<RawStats>,
 }
 
 /// CPU time shares in percent over the test, for a core or the host.
@@ -355,6 +400,7 @@ mod tests {
                 ..Default::default()
             }),
             error: None,
+            raw: None,
         }
     }
 

@@ -100,7 +100,37 @@ pub fn summary(r: &RunReport) -> String {
             fmt_bps(d.received.bits_per_second)
         );
     }
-    if let Some(f) = e.flows.first() {
+    for f in &e.flows {
+        if let (Some(sr), Some(rr)) = (f.sender.raw, f.receiver.raw) {
+            let lost = sr.count.frames.saturating_sub(rr.count.frames);
+            let pct = if sr.count.frames > 0 {
+                100.0 * lost as f64 / sr.count.frames as f64
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                s,
+                "raw {} B frames: sent {} ({:.3} Mpps), received {} ({:.3} Mpps), lost {lost} ({pct:.3}%), gaps {}, reordered {}, malformed {}",
+                sr.frame_size,
+                sr.count.frames,
+                sr.frames_per_second / 1e6,
+                rr.count.frames,
+                rr.frames_per_second / 1e6,
+                rr.count.gaps,
+                rr.count.reorders,
+                rr.count.malformed
+            );
+            let _ = writeln!(
+                s,
+                "raw rates: L2 {} sent / {} received; L1 (with preamble, FCS, gap) {} / {}",
+                fmt_bps(sr.l2_bits_per_second),
+                fmt_bps(rr.l2_bits_per_second),
+                fmt_bps(sr.l1_bits_per_second),
+                fmt_bps(rr.l1_bits_per_second)
+            );
+        }
+    }
+    if let Some(f) = e.flows.first().filter(|f| f.sender.raw.is_none()) {
         let req = r
             .config
             .test

@@ -3,4 +3,6 @@
 
 pub mod loader;
 pub mod probe;
+pub mod raw;
+pub mod session;
 pub mod xsk;

@@ -1,0 +1,212 @@
+//! Raw mode over AF_XDP: a sender that transmits test frames from one
+//! queue at full speed or at a set pace, and a receiver that counts frames,
+//! bytes, sequence gaps, reorderings and malformed frames. What xdpsock's
+//! txonly/rxdrop and pktgen give, inside wirespeed's tests.
+//!
+//! Both loops busy-poll while there is work and back off to `poll()` when
+//! idle, so two busy workers on a small machine leave the kernel's own
+//! NAPI work room to run.
+
+use super::xsk::XskQueue;
+use crate::wire::raw_frame::{self, Endpoints, SeqTracker};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Frames submitted or reaped per ring operation.
+const BATCH: usize = 64;
+/// Empty polls before a worker sleeps in `poll()`.
+const SPINS: u32 = 256;
+
+pub use crate::report::model::RawCount;
+
+/// A sender's parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct SendSpec {
+    pub ep: Endpoints,
+    pub frame_size: usize,
+    pub tag: u32,
+    pub queue: u16,
+    /// Frames per second; None = as fast as the ring takes them.
+    pub rate_pps: Option<f64>,
+    pub duration: Duration,
+}
+
+/// Transmit for the duration (or until `stop`); returns the frames the
+/// kernel completed and the seconds spent sending.
+pub fn send(q: &mut XskQueue, spec: &SendSpec, stop: &AtomicBool) -> (RawCount, f64) {
+    let len = spec.frame_size;
+    let mut template = vec![0u8; len];
+    raw_frame::build(&mut template, len, &spec.ep, spec.tag, spec.queue, 0);
+    // Every frame holds the template once; per send only the sequence changes.
+    let mut free = std::mem::take(&mut q.descs);
+    for d in &mut free {
+        // SAFETY: these frames are ours: none is on any ring yet.
+        let mut data = unsafe { q.umem.data_mut(d) };
+        let _ = data.cursor().write_all(&template);
+    }
+    let mut reaped = vec![xsk_rs::FrameDesc::default(); BATCH];
+    let start = Instant::now();
+    let deadline = start + spec.duration;
+    let (mut seq, mut done, mut spins) = (0u64, 0u64, 0u32);
+    loop {
+        // SAFETY: the completion ring returns frames of this UMEM.
+        let n = unsafe { q.comp.consume(&mut reaped) };
+        done += n as u64;
+        free.extend_from_slice(&reaped[..n]);
+        let now = Instant::now();
+        if now >= deadline || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let allowed = match spec.rate_pps {
+            Some(r) => (((now - start).as_secs_f64() * r) as u64).saturating_sub(seq),
+            None => u64::MAX,
+        };
+        let want = free
+            .len()
+            .min(BATCH)
+            .min(allowed.min(BATCH as u64) as usize);
+        let room = q.tx.nb_free(want as u32) as usize;
+        let batch = want.min(room);
+        if batch == 0 {
+            spins += 1;
+            if spins > SPINS {
+                if q.tx.needs_wakeup() {
+                    let _ = q.tx.wakeup();
+                }
+                std::thread::sleep(Duration::from_micros(50));
+                spins = 0;
+            }
+            continue;
+        }
+        spins = 0;
+        let at = free.len() - batch;
+        for d in &mut free[at..] {
+            // SAFETY: free frames are ours until produced.
+            let mut data = unsafe { q.umem.data_mut(d) };
+            data.cursor().set_pos(len);
+            raw_frame::set_seq(data.contents_mut(), seq);
+            seq += 1;
+        }
+        // SAFETY: these frames are on no other ring.
+        let sent = unsafe { q.tx.produce_and_wakeup(&free[at..]) }.unwrap_or(0);
+        // produce is all or nothing
+        if sent == batch {
+            free.truncate(at);
+        } else {
+            seq -= batch as u64;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // Let what is on the ring go out, bounded.
+    let drain = Instant::now() + Duration::from_millis(500);
+    while done < seq && Instant::now() < drain {
+        if q.tx.needs_wakeup() {
+            let _ = q.tx.wakeup();
+        }
+        // SAFETY: as above.
+        let n = unsafe { q.comp.consume(&mut reaped) };
+        done += n as u64;
+        free.extend_from_slice(&reaped[..n]);
+        if n == 0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    q.descs = free;
+    (
+        RawCount {
+            frames: done,
+            bytes: done * len as u64,
+            ..Default::default()
+        },
+        seconds,
+    )
+}
+
+/// A receiver's parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct RecvSpec {
+    pub tag: u32,
+    pub dst_port: u16,
+    /// Stop this long after the start, or at `stop`.
+    pub duration: Duration,
+    /// Stop once this long passes with nothing received, after the first frame.
+    pub idle: Duration,
+}
+
+/// Count test frames until the duration, idle time, or `stop`; returns the
+/// count and the seconds from `start` to the last frame.
+pub fn receive(
+    q: &mut XskQueue,
+    spec: &RecvSpec,
+    start: Instant,
+    stop: &AtomicBool,
+) -> (RawCount, f64) {
+    // The fill ring was stocked when the socket was set up (RawEnd::open).
+    let mut rx = vec![xsk_rs::FrameDesc::default(); BATCH];
+    let mut trackers: Vec<SeqTracker> = Vec::new();
+    let mut c = RawCount::default();
+    let mut last = None::<Instant>;
+    let mut spins = 0u32;
+    loop {
+        // SAFETY: the receive ring returns frames of this UMEM.
+        let n = unsafe { q.rx.consume(&mut rx) };
+        let now = Instant::now();
+        if n == 0 {
+            if now - start >= spec.duration
+                || stop.load(Ordering::Relaxed)
+                || last.is_some_and(|t| now - t >= spec.idle)
+            {
+                break;
+            }
+            spins += 1;
+            if spins > SPINS {
+                let _ = q.rx.poll(1);
+                spins = 0;
+            }
+            continue;
+        }
+        spins = 0;
+        last = Some(now);
+        for d in &rx[..n] {
+            // SAFETY: a received frame, ours until we hand it back.
+            let data = unsafe { q.umem.data(d) };
+            let f = data.contents();
+            match raw_frame::parse(f, spec.tag, spec.dst_port) {
+                Some(m) => {
+                    let i = usize::from(m.queue);
+                    if i < 1024 {
+                        if trackers.len() <= i {
+                            trackers.resize(i + 1, SeqTracker::default());
+                        }
+                        trackers[i].see(m.seq);
+                        c.bytes += f.len() as u64;
+                    } else {
+                        c.malformed += 1;
+                    }
+                }
+                None => c.malformed += 1,
+            }
+        }
+        // Hand the frames back; the kernel freed a fill slot for each
+        // frame it delivered, so this fits (bounded all the same).
+        for _ in 0..1000 {
+            // SAFETY: handing consumed frames of this UMEM back to the kernel.
+            if unsafe { q.fill.produce(&rx[..n]) } == n {
+                break;
+            }
+            if q.fill.needs_wakeup() {
+                let _ = q.fill.wakeup(q.rx.fd_mut(), 0);
+            }
+        }
+    }
+    for t in &trackers {
+        c.frames += t.received;
+        c.gaps += t.gaps;
+        c.reorders += t.reorders;
+    }
+    (
+        c,
+        last.map_or(0.0, |t| t.saturating_duration_since(start).as_secs_f64()),
+    )
+}
