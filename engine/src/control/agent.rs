@@ -407,31 +407,9 @@ impl Session {
             start,
         };
         let mut work = RawWork::spawn(end, run, &stop)?;
-        let mut lost = None;
-        while !work.poll(Duration::from_millis(20)) {
-            if lost.is_none() {
-                lost = self.stop_requested(Duration::from_millis(1));
-                if lost.is_some() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
-        }
+        let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
         let flows = work.finish();
-        let end = Instant::now();
-        let cpu = cpu0.report(&CpuSnapshot::take());
-        let irq = irq0.report(&IrqSnapshot::take());
-        if let Some(e) = lost {
-            return Err(e);
-        }
-        let report = SideReport {
-            host: host::info(),
-            flows,
-            cpu,
-            irq,
-            start_us: clock::us_of(start),
-            end_us: clock::us_of(end),
-        };
-        frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
+        self.send_result(lost, flows, (cpu0, irq0), start)
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -506,8 +484,17 @@ impl Session {
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let mut set = FlowSet::spawn(flows, start, &stop)?;
+        let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop);
+        let flows = set.finish();
+        self.send_result(lost, flows, (cpu0, irq0), start)
+    }
+
+    /// Watch the control connection until `done` says the local work has
+    /// ended; a stop request (abort, or the controller gone) sets `stop`
+    /// and is returned.
+    fn watch(&mut self, mut done: impl FnMut() -> bool, stop: &AtomicBool) -> Option<Error> {
         let mut lost = None;
-        while !set.poll(Duration::from_millis(50)) {
+        while !done() {
             if lost.is_none() {
                 lost = self.stop_requested(Duration::from_millis(1));
                 if lost.is_some() {
@@ -515,14 +502,21 @@ impl Session {
                 }
             }
         }
-        let flows = set.finish();
-        let end = Instant::now();
-        // Flows can end "cleanly" because the controller died (its kernel
+        // Work can end "cleanly" because the controller died (its kernel
         // closed the data connections too): only a live control connection
-        // makes their EOF the test's end.
-        if lost.is_none() {
-            lost = self.stop_requested(Duration::from_millis(20));
-        }
+        // makes that the test's end.
+        lost.or_else(|| self.stop_requested(Duration::from_millis(20)))
+    }
+
+    /// Report this side's results, or the reason the test stopped.
+    fn send_result(
+        &mut self,
+        lost: Option<Error>,
+        flows: Vec<crate::report::model::FlowResult>,
+        (cpu0, irq0): (CpuSnapshot, IrqSnapshot),
+        start: Instant,
+    ) -> Result<()> {
+        let end = Instant::now();
         let cpu = cpu0.report(&CpuSnapshot::take());
         let irq = irq0.report(&IrqSnapshot::take());
         if let Some(e) = lost {
