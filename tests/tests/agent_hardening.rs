@@ -244,7 +244,7 @@ fn data_connections_never_arrive() {
         data_port: None,
         raw: None,
     };
-    frame::write_msg(&mut c, &Msg::Test(Box::new(spec))).unwrap();
+    frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(
         frame::read_msg(&mut c).unwrap(),
         Msg::Accepted { .. }
@@ -253,6 +253,29 @@ fn data_connections_never_arrive() {
         &mut c,
         ErrorKind::Failed,
         "only 0 of 2 data connections arrived",
+    );
+    bed.assert_serves(&mut a, &[]);
+
+    // A raw test whose frames would go to some other host is refused.
+    let mut c = bed.raw(&a);
+    handshake(&mut c);
+    let mut raw = spec;
+    raw.direction = Direction::Receive;
+    raw.streams = 1;
+    raw.remote_iface = Some(bed.tb.links[0].ifname[1].clone());
+    raw.raw = Some(wirespeed::spec::RawSpec {
+        frame_size: 60,
+        rate_pps: None,
+        controller_mac: [2, 0, 0, 0, 0, 1],
+        controller_ip: "198.18.0.99".parse().unwrap(),
+        controller_port: 9,
+        tag: 1,
+    });
+    frame::write_msg(&mut c, &Msg::Test(Box::new(raw))).unwrap();
+    expect_error(
+        &mut c,
+        ErrorKind::Refused,
+        "raw frames may go only to the controller itself",
     );
     bed.assert_serves(&mut a, &[]);
 }
@@ -277,6 +300,19 @@ fn interfaces_ports_and_privileges() {
     ])
     .fails_with("no interface named \"nosuch0\"");
     bed.assert_serves(&mut a, &[]);
+    // A test that would make the agent allocate gigabytes of buffers.
+    bed.ws(&[
+        "run",
+        "--to",
+        &a.addr,
+        "--streams",
+        "100",
+        "--msg-size",
+        "16M",
+        "--bytes",
+        "100M",
+    ])
+    .fails_with("MiB of buffers");
 
     // The agent's control port in use: a second agent refuses to start.
     let mut c = bed.tb.cmd(1, &bin());

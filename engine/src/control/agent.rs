@@ -49,6 +49,9 @@ impl AgentConfig {
     }
 }
 
+/// Most message-buffer memory one test may make the agent allocate.
+const MAX_TEST_BUFFERS: u64 = 1 << 30;
+
 /// Clock probes a controller may send before Start.
 const MAX_PINGS: usize = 64;
 /// Furthest ahead a scheduled start may be.
@@ -115,11 +118,13 @@ impl Agent {
                 tracing::warn!(%peer, "refused: {MAX_CONNECTIONS} control connections already open");
                 continue;
             }
-            let (cfg, tests, conns) = (self.cfg.clone(), self.tests.clone(), self.conns.clone());
+            // The slot exists before the thread, so a failed spawn frees it too.
+            let slot = Slot(self.conns.clone());
+            let (cfg, tests) = (self.cfg.clone(), self.tests.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("ctl-{peer}"))
                 .spawn(move || {
-                    let _slot = Slot(conns);
+                    let _slot = slot;
                     match Session::new(conn, peer, cfg, tests).run() {
                         Ok(()) => tracing::info!(%peer, "test done"),
                         Err(e) => tracing::warn!(%peer, "{e}"),
@@ -259,6 +264,26 @@ impl Session {
                 )));
             }
         }
+        let buffers = u64::from(spec.msg_size) * spec.flows().len() as u64;
+        if buffers > MAX_TEST_BUFFERS {
+            return Err(Error::Refused(format!(
+                "{} flows of {} B messages need {} MiB of buffers, over this agent's {} MiB: use fewer streams or smaller messages",
+                spec.flows().len(),
+                spec.msg_size,
+                buffers >> 20,
+                MAX_TEST_BUFFERS >> 20
+            )));
+        }
+        if let Some(raw) = &spec.raw {
+            // Raw frames go only to the controller that asked for them.
+            if std::net::IpAddr::V4(raw.controller_ip) != self.peer.ip() {
+                return Err(Error::Refused(format!(
+                    "raw frames may go only to the controller itself ({}), not to {}",
+                    self.peer.ip(),
+                    raw.controller_ip
+                )));
+            }
+        }
         if spec.streams > cfg.max_streams {
             return Err(Error::Refused(format!(
                 "{} streams exceed this agent's cap of {} (--max-streams)",
@@ -292,7 +317,7 @@ impl Session {
     /// Whether the controller, within `wait`, aborted the test, sent
     /// something out of turn, or went away: the reason, if so.
     fn stop_requested(&mut self, wait: Duration) -> Option<Error> {
-        match poll_msg(&mut self.conn, wait) {
+        match poll_msg(&mut self.conn, wait, frame::MAX_FRAME) {
             Ok(None) => None,
             Ok(Some(Msg::Abort { reason })) => Some(Error::PeerLost(format!(
                 "controller aborted the test: {reason}"

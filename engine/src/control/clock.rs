@@ -41,9 +41,18 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Agent clock minus controller clock.
+    /// Agent clock minus controller clock (i128 inside: the agent's
+    /// timestamps are untrusted input).
     pub fn offset_us(&self) -> i64 {
-        ((self.t1 as i64 - self.t0 as i64) + (self.t2 as i64 - self.t3 as i64)) / 2
+        let d = (i128::from(self.t1) - i128::from(self.t0))
+            + (i128::from(self.t2) - i128::from(self.t3));
+        (d / 2).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    }
+
+    /// Whether the timestamps can be true: the agent replied after it
+    /// received, and took no longer than the whole round trip.
+    pub fn plausible(&self) -> bool {
+        self.t2 >= self.t1 && self.t3 >= self.t0 && self.t2 - self.t1 <= self.t3 - self.t0
     }
 
     /// Round trip minus the agent's own turnaround.
@@ -66,21 +75,26 @@ pub struct Estimate {
 impl Estimate {
     /// The sample with the least round trip.
     pub fn best(samples: &[Sample]) -> Option<Estimate> {
-        samples.iter().min_by_key(|s| s.rtt_us()).map(|s| Estimate {
-            offset_us: s.offset_us(),
-            rtt_us: s.rtt_us(),
-            samples: samples.len() as u32,
-        })
+        samples
+            .iter()
+            .filter(|s| s.plausible())
+            .min_by_key(|s| s.rtt_us())
+            .map(|s| Estimate {
+                offset_us: s.offset_us(),
+                rtt_us: s.rtt_us(),
+                samples: samples.len() as u32,
+            })
     }
 
     /// A controller timestamp in the agent's clock.
     pub fn to_agent(&self, controller_us: u64) -> u64 {
-        (controller_us as i64 + self.offset_us).max(0) as u64
+        (i128::from(controller_us) + i128::from(self.offset_us)).clamp(0, i128::from(u64::MAX))
+            as u64
     }
 
     /// An agent timestamp in the controller's clock.
     pub fn to_controller(&self, agent_us: u64) -> u64 {
-        (agent_us as i64 - self.offset_us).max(0) as u64
+        (i128::from(agent_us) - i128::from(self.offset_us)).clamp(0, i128::from(u64::MAX)) as u64
     }
 }
 
@@ -160,6 +174,15 @@ mod tests {
         assert_eq!(e.to_agent(5), 1005);
         assert_eq!(e.to_controller(1005), 5);
         assert!(Estimate::best(&[]).is_none());
+        let forged = Sample {
+            t0: 0,
+            t1: u64::MAX,
+            t2: 0,
+            t3: 10,
+        };
+        assert!(!forged.plausible());
+        assert!(Estimate::best(&[forged]).is_none());
+        let _ = forged.offset_us(); // no overflow
     }
 
     #[test]

@@ -448,6 +448,7 @@ impl Prepared {
         let mut remote: Option<SideReport> = None;
         let mut failure: Option<Error> = None;
         let mut local_done = false;
+        let mut local_end: Option<Instant> = None;
         let mut next_tick = interval.map(|i| start + i);
         while !(local_done && remote.is_some()) {
             if !local_done {
@@ -466,14 +467,27 @@ impl Prepared {
                         let iv = sampler.sample(now);
                         on_event(Event::Interval(&iv));
                         intervals.push(iv);
-                        next_tick = Some(tick + every);
+                        // Skip ticks a late wake-up already passed.
+                        let mut next = tick + every;
+                        while next <= now {
+                            next += every;
+                        }
+                        next_tick = Some(next);
                     }
                 }
             } else {
+                // Our side is done: the agent's result must follow soon.
+                let since = *local_end.get_or_insert_with(Instant::now);
+                if since.elapsed() > opts.idle_timeout * 2 + super::REPLY_TIMEOUT {
+                    failure = Some(Error::PeerLost(format!(
+                        "the agent sent no result within {:.0} s of the test's end",
+                        (opts.idle_timeout * 2 + super::REPLY_TIMEOUT).as_secs_f64()
+                    )));
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             if remote.is_none() {
-                match poll_msg(&mut conn, Duration::from_millis(1)) {
+                match poll_msg(&mut conn, Duration::from_millis(1), frame::MAX_REPORT) {
                     Ok(None) => {}
                     Ok(Some(Msg::Result(r))) => remote = Some(*r),
                     Ok(Some(Msg::Error { kind, message })) => {

@@ -15,8 +15,11 @@ use std::io::{self, Read, Write};
 pub const MAGIC: [u8; 8] = *b"WIRESPD\0";
 /// Version of the control protocol spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
-/// Largest message either side accepts.
+/// Largest message an agent accepts from a controller.
 pub const MAX_FRAME: usize = 64 * 1024;
+/// Largest message a controller accepts from an agent: a result with many
+/// flows, cores and interrupt lines is far bigger than any request.
+pub const MAX_REPORT: usize = 16 * 1024 * 1024;
 
 /// Send our preamble.
 pub fn write_preamble(w: &mut impl Write, version: u16) -> Result<()> {
@@ -55,9 +58,9 @@ pub fn check_version(ours: u16, theirs: u16, peer: &str) -> Result<()> {
 /// Encode one message into a frame.
 pub fn encode(msg: &Msg) -> Result<Vec<u8>> {
     let body = serde_json::to_vec(msg).map_err(|e| Error::Protocol(e.to_string()))?;
-    if body.len() > MAX_FRAME {
+    if body.len() > MAX_REPORT {
         return Err(Error::Protocol(format!(
-            "message of {} bytes exceeds the {MAX_FRAME}-byte cap",
+            "message of {} bytes exceeds the {MAX_REPORT}-byte cap",
             body.len()
         )));
     }
@@ -75,14 +78,19 @@ pub fn write_msg(w: &mut impl Write, msg: &Msg) -> Result<()> {
         .map_err(|e| lost("sending a control message", e))
 }
 
-/// Read one message; a length over the cap is refused before reading it.
+/// Read one message of at most [`MAX_FRAME`] bytes.
 pub fn read_msg(r: &mut impl Read) -> Result<Msg> {
+    read_msg_capped(r, MAX_FRAME)
+}
+
+/// Read one message; a length over `cap` is refused before reading it.
+pub fn read_msg_capped(r: &mut impl Read, cap: usize) -> Result<Msg> {
     let mut len = [0u8; 4];
     read_full(r, &mut len, "message length")?;
     let len = u32::from_be_bytes(len) as usize;
-    if len == 0 || len > MAX_FRAME {
+    if len == 0 || len > cap {
         return Err(Error::Protocol(format!(
-            "message length {len} is outside 1..={MAX_FRAME} bytes"
+            "message length {len} is outside 1..={cap} bytes"
         )));
     }
     let mut body = vec![0u8; len];

@@ -26,7 +26,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Wait up to `wait` for a control message without losing a partial one:
 /// peek first, then read the whole frame. `Ok(None)` means nothing came;
 /// a closed connection is an error.
-pub fn poll_msg(conn: &mut TcpStream, wait: Duration) -> Result<Option<Msg>> {
+pub fn poll_msg(conn: &mut TcpStream, wait: Duration, cap: usize) -> Result<Option<Msg>> {
     conn.set_read_timeout(Some(wait))
         .map_err(|e| Error::io("setting a control read timeout", e))?;
     let mut b = [0u8; 1];
@@ -37,7 +37,7 @@ pub fn poll_msg(conn: &mut TcpStream, wait: Duration) -> Result<Option<Msg>> {
         Ok(_) => {
             conn.set_read_timeout(Some(REPLY_TIMEOUT))
                 .map_err(|e| Error::io("setting a control read timeout", e))?;
-            frame::read_msg(conn).map(Some)
+            frame::read_msg_capped(conn, cap).map(Some)
         }
         Err(e)
             if matches!(
@@ -51,7 +51,7 @@ pub fn poll_msg(conn: &mut TcpStream, wait: Duration) -> Result<Option<Msg>> {
     }
 }
 
-/// Read the next message, waiting at most [`REPLY_TIMEOUT`].
+/// Read the next message, waiting at most [`REPLY_TIMEOUT`] per read.
 pub fn expect_msg(conn: &mut TcpStream) -> Result<Msg> {
     conn.set_read_timeout(Some(REPLY_TIMEOUT))
         .map_err(|e| Error::io("setting a control read timeout", e))?;

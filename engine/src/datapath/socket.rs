@@ -458,9 +458,14 @@ impl FlowSet {
     /// Wait up to `wait` for flows to finish; true once all have.
     pub fn poll(&mut self, wait: Duration) -> bool {
         if self.results.len() < self.handles.len() {
-            if let Ok(r) = self.rx.recv_timeout(wait) {
-                self.results.push(r);
-                self.results.extend(self.rx.try_iter());
+            match self.rx.recv_timeout(wait) {
+                Ok(r) => {
+                    self.results.push(r);
+                    self.results.extend(self.rx.try_iter());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: a flow thread died without a result.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return true,
             }
         }
         self.results.len() == self.handles.len()

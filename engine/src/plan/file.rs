@@ -329,6 +329,9 @@ impl Plan {
             if pairs.is_empty() {
                 return loc.err(None, format!("configuration {cname:?} has no pairs: set configuration = {cname:?} on some [[pairs]]"));
             }
+            if s.mode == Some(Mode::Xdp) {
+                return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP over AF_XDP (TCP-lite), which is not built yet: use \"socket\" or \"auto\""));
+            }
             let conf = Configuration {
                 name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
@@ -539,6 +542,8 @@ data_port = 7001
         assert!(e.contains("between 1 and 2"), "{e}");
         let e = err("agents = []\npairs = []\n");
         assert!(e.contains("no [[pairs]]"), "{e}");
+        let e = err(&GOOD.replace("sockbuf = \"64K\"", "sockbuf = \"64K\"\nmode = \"xdp\""));
+        assert!(e.contains("TCP-lite") && e.contains("not built yet"), "{e}");
         let e = err("this is not toml");
         assert!(e.starts_with("invalid parameter: p.toml:1"), "{e}");
     }

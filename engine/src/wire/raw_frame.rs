@@ -114,17 +114,27 @@ pub struct SeqTracker {
     pub reorders: u64,
 }
 
+/// A sequence number this far past the expected one is not loss but a
+/// stray or forged frame: it is refused rather than counted as gaps.
+pub const MAX_JUMP: u64 = 1 << 32;
+
 impl SeqTracker {
-    pub fn see(&mut self, seq: u64) {
-        self.received += 1;
+    /// Account for `seq`; false (and nothing counted) for an implausible one.
+    pub fn see(&mut self, seq: u64) -> bool {
         if seq >= self.next {
-            self.gaps += seq - self.next;
-            self.next = seq + 1;
+            let jump = seq - self.next;
+            if jump > MAX_JUMP {
+                return false;
+            }
+            self.gaps += jump;
+            self.next = seq.saturating_add(1);
         } else {
             // a late frame fills a gap counted before
             self.reorders += 1;
             self.gaps = self.gaps.saturating_sub(1);
         }
+        self.received += 1;
+        true
     }
 }
 
@@ -177,8 +187,9 @@ mod tests {
     fn gaps_and_reorders() {
         let mut t = SeqTracker::default();
         for s in [0, 1, 3, 2, 4, 7] {
-            t.see(s);
+            assert!(t.see(s));
         }
+        assert!(!t.see(u64::MAX), "a forged sequence number is refused");
         assert_eq!(t.received, 6);
         assert_eq!(t.reorders, 1);
         assert_eq!(t.gaps, 2, "5 and 6 never came");

@@ -88,8 +88,12 @@ pub fn send(q: &mut XskQueue, spec: &SendSpec, stop: &AtomicBool) -> (RawCount, 
             raw_frame::set_seq(data.contents_mut(), seq);
             seq += 1;
         }
-        // SAFETY: these frames are on no other ring.
-        let sent = unsafe { q.tx.produce_and_wakeup(&free[at..]) }.unwrap_or(0);
+        // SAFETY: these frames are on no other ring. produce's count is
+        // the truth; a failed wakeup only delays them.
+        let sent = unsafe { q.tx.produce(&free[at..]) };
+        if sent > 0 && q.tx.needs_wakeup() {
+            let _ = q.tx.wakeup();
+        }
         // produce is all or nothing
         if sent == batch {
             free.truncate(at);
@@ -130,6 +134,8 @@ pub struct RecvSpec {
     pub dst_port: u16,
     /// Stop this long after the start, or at `stop`.
     pub duration: Duration,
+    /// When the sender stops; idleness counts only after it.
+    pub sender_end: Duration,
     /// Stop once this long passes with nothing received, after the first frame.
     pub idle: Duration,
 }
@@ -152,11 +158,14 @@ pub fn receive(
         // SAFETY: the receive ring returns frames of this UMEM.
         let n = unsafe { q.rx.consume(&mut rx) };
         let now = Instant::now();
+        // Checked every pass: a stream of stray frames must not keep a
+        // receiver past its time or an abort.
+        if now - start >= spec.duration || stop.load(Ordering::Relaxed) {
+            break;
+        }
         if n == 0 {
-            if now - start >= spec.duration
-                || stop.load(Ordering::Relaxed)
-                || last.is_some_and(|t| now - t >= spec.idle)
-            {
+            // Idle ends the test only once the sender's time is up.
+            if now - start >= spec.sender_end && last.is_some_and(|t| now - t >= spec.idle) {
                 break;
             }
             spins += 1;
@@ -173,19 +182,18 @@ pub fn receive(
             let data = unsafe { q.umem.data(d) };
             let f = data.contents();
             match raw_frame::parse(f, spec.tag, spec.dst_port) {
-                Some(m) => {
+                Some(m) if usize::from(m.queue) < 1024 => {
                     let i = usize::from(m.queue);
-                    if i < 1024 {
-                        if trackers.len() <= i {
-                            trackers.resize(i + 1, SeqTracker::default());
-                        }
-                        trackers[i].see(m.seq);
+                    if trackers.len() <= i {
+                        trackers.resize(i + 1, SeqTracker::default());
+                    }
+                    if trackers[i].see(m.seq) {
                         c.bytes += f.len() as u64;
                     } else {
                         c.malformed += 1;
                     }
                 }
-                None => c.malformed += 1,
+                _ => c.malformed += 1,
             }
         }
         // Hand the frames back; the kernel freed a fill slot for each

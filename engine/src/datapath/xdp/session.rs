@@ -186,6 +186,7 @@ impl RawWork {
                             tag: raw.tag,
                             dst_port: end.port,
                             duration: duration + Duration::from_secs(2),
+                            sender_end: duration,
                             idle: Duration::from_millis(500),
                         };
                         raw::receive(&mut end.q, &spec, start, &stop)
