@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod datapath;
+pub mod deadline;
 #[cfg(target_os = "linux")]
 pub mod demo;
 pub mod error;

@@ -494,3 +494,42 @@ fn agent_vanishes_mid_test() {
     );
     o.fails_with("agent went away mid-test");
 }
+
+#[test]
+fn a_dripping_controller_is_cut_off() {
+    // One byte every second and a half keeps every single read under the
+    // reply timeout; the whole preamble must still arrive within it.
+    let bed = Bed::new();
+    let mut a = bed.agent(&[]);
+    let mut c = bed.raw(&a);
+    assert_eq!(frame::read_preamble(&mut c).unwrap(), PROTOCOL_VERSION);
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for b in b"WIRESPD\0\0\x01".iter().take(9) {
+        if c.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        if a.count("timed out") > 0 {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "the agent kept a dripping connection for {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(13),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        a.wait_log("timed out reading preamble", Duration::from_secs(3)),
+        "{}",
+        a.log_text()
+    );
+    bed.assert_serves(&mut a, &[]);
+}

@@ -189,7 +189,10 @@ impl Session {
             .set_read_timeout(Some(super::REPLY_TIMEOUT))
             .map_err(|e| Error::io("setting a read timeout", e))?;
         frame::write_preamble(&mut self.conn, PROTOCOL_VERSION)?;
-        let theirs = frame::read_preamble(&mut self.conn)?;
+        let theirs = frame::read_preamble(&mut crate::deadline::Deadline::new(
+            &self.conn,
+            super::REPLY_TIMEOUT,
+        ))?;
         frame::check_version(PROTOCOL_VERSION, theirs, "controller")?;
         *speaks_v1 = true;
         self.authenticate()?;

@@ -248,7 +248,10 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     let mut conn = connect_control(addr, &data_opts, opts.connect_timeout)?;
 
     frame::write_preamble(&mut conn, PROTOCOL_VERSION)?;
-    let theirs = frame::read_preamble(&mut conn)?;
+    let theirs = frame::read_preamble(&mut crate::deadline::Deadline::new(
+        &conn,
+        super::REPLY_TIMEOUT,
+    ))?;
     frame::check_version(PROTOCOL_VERSION, theirs, &format!("the agent at {addr}"))?;
     let agent = authenticate(&mut conn, opts.psk.as_deref())?;
 

@@ -14,6 +14,7 @@ pub mod messages;
 /// Default control port of `wirespeed agent`.
 pub const DEFAULT_PORT: u16 = 5290;
 
+use crate::deadline::Deadline;
 use crate::{Error, Result};
 use messages::Msg;
 use std::io;
@@ -34,11 +35,7 @@ pub fn poll_msg(conn: &mut TcpStream, wait: Duration, cap: usize) -> Result<Opti
         Ok(0) => Err(Error::PeerLost(
             "the peer closed the control connection".into(),
         )),
-        Ok(_) => {
-            conn.set_read_timeout(Some(REPLY_TIMEOUT))
-                .map_err(|e| Error::io("setting a control read timeout", e))?;
-            frame::read_msg_capped(conn, cap).map(Some)
-        }
+        Ok(_) => frame::read_msg_capped(&mut Deadline::new(&*conn, REPLY_TIMEOUT), cap).map(Some),
         Err(e)
             if matches!(
                 e.kind(),
@@ -51,9 +48,7 @@ pub fn poll_msg(conn: &mut TcpStream, wait: Duration, cap: usize) -> Result<Opti
     }
 }
 
-/// Read the next message, waiting at most [`REPLY_TIMEOUT`] per read.
+/// Read the next message, which must arrive whole within [`REPLY_TIMEOUT`].
 pub fn expect_msg(conn: &mut TcpStream) -> Result<Msg> {
-    conn.set_read_timeout(Some(REPLY_TIMEOUT))
-        .map_err(|e| Error::io("setting a control read timeout", e))?;
-    frame::read_msg(conn)
+    frame::read_msg(&mut Deadline::new(&*conn, REPLY_TIMEOUT))
 }

@@ -245,10 +245,8 @@ pub fn accept_flows(
 fn read_header(sock: &Socket) -> Result<FlowHeader> {
     sock.set_nonblocking(false)
         .ctx(|| "setting socket blocking".into())?;
-    sock.set_read_timeout(Some(Duration::from_secs(2)))
-        .ctx(|| "setting a read timeout".into())?;
     let mut b = [0u8; HEADER_LEN];
-    (&*sock)
+    crate::deadline::Deadline::new(sock, Duration::from_secs(2))
         .read_exact(&mut b)
         .map_err(|e| Error::Protocol(format!("no complete data header within 2 s: {e}")))?;
     FlowHeader::decode(&b)
