@@ -104,29 +104,7 @@ impl Drop for AgentProc {
     }
 }
 
-/// End a child we started, by its pid: SIGTERM, then SIGKILL after 3 s.
-pub fn terminate(child: &mut Child) {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-    wait_bounded(child, Duration::from_secs(3));
-}
-
-/// Wait for `child` up to `timeout`, killing it after that; None if killed.
-pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(st)) => return Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
+pub use wirespeed::testbed::{terminate, wait_bounded};
 
 /// What a bounded command run produced.
 #[derive(Debug)]

@@ -14,3 +14,22 @@ pub fn testbed(n: usize, links: &[(usize, usize)]) -> Testbed {
 pub fn pair() -> Testbed {
     testbed(2, &[(0, 1)])
 }
+
+/// Three pings from host `from` to `to`, bounded; the output says how it went.
+pub fn ping(tb: &Testbed, from: usize, to: std::net::IpAddr) -> crate::process::Output {
+    let mut c = std::process::Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        tb.ns(from),
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+    ])
+    .arg(to.to_string());
+    crate::process::run(c, std::time::Duration::from_secs(20))
+}

@@ -5,11 +5,10 @@
 //! parameters get a one-line reason.
 
 use serde_json::Value;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use wirespeed::datapath::xdp::loader::attached_program;
 use wirespeed_tests::process::{run, AgentProc, Output};
-use wirespeed_tests::testbed::{pair, Testbed};
+use wirespeed_tests::testbed::{pair, ping, Testbed};
 use wirespeed_tests::{bin, in_netns};
 
 fn agent(tb: &Testbed) -> AgentProc {
@@ -142,21 +141,7 @@ fn kernel_traffic_flows_during_a_raw_test() {
     c.args(&args);
     let raw = std::thread::spawn(move || run(c, Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(800));
-    let mut p = Command::new("ip");
-    p.args([
-        "netns",
-        "exec",
-        tb.ns(0),
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-    ])
-    .arg(l.v4[1].to_string());
-    let ping = run(p, Duration::from_secs(20));
+    let ping = ping(&tb, 0, l.v4[1].into());
     assert!(
         ping.status.success(),
         "ping during a raw test:\n{}{}",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use wirespeed::datapath::xdp::loader::{attached_program, FlowMatch, Steering};
 use wirespeed::datapath::xdp::xsk;
 use wirespeed_tests::process::{run, AgentProc};
-use wirespeed_tests::testbed::{pair, Testbed};
+use wirespeed_tests::testbed::{pair, ping, Testbed};
 use wirespeed_tests::{bin, in_netns};
 
 const PORT: u16 = 9000;
@@ -79,26 +79,7 @@ fn steering_takes_only_test_flows() {
     assert_eq!(steer.mode.as_str(), "native", "veth runs XDP natively");
 
     // Everything else reaches the kernel: ping, and a TCP test to an agent.
-    let o = run(
-        {
-            let mut c = Command::new("ip");
-            c.args([
-                "netns",
-                "exec",
-                tb.ns(0),
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-            ])
-            .arg(l.v4[1].to_string());
-            c
-        },
-        Duration::from_secs(20),
-    );
+    let o = ping(&tb, 0, l.v4[1].into());
     assert!(
         o.status.success(),
         "ping failed with steering attached:\n{}{}",

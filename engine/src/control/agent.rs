@@ -267,11 +267,12 @@ impl Session {
                 )));
             }
         }
-        let buffers = u64::from(spec.msg_size) * spec.flows().len() as u64;
+        let nflows = spec.flows().len();
+        let buffers = u64::from(spec.msg_size) * nflows as u64;
         if buffers > MAX_TEST_BUFFERS {
             return Err(Error::Refused(format!(
                 "{} flows of {} B messages need {} MiB of buffers, over this agent's {} MiB: use fewer streams or smaller messages",
-                spec.flows().len(),
+                nflows,
                 spec.msg_size,
                 buffers >> 20,
                 MAX_TEST_BUFFERS >> 20
