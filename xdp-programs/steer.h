@@ -6,7 +6,7 @@
 #include <linux/types.h>
 
 /* Queues an XskMap can hold, and test flows one program matches. */
-#define WS_MAX_QUEUES 64
+#define WS_MAX_QUEUES 256
 #define WS_MAX_FLOWS 8
 
 /* One test flow, matched on arriving packets: IP protocol, the local

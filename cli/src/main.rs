@@ -199,6 +199,20 @@ struct RunArgs {
     /// L1 (`1G`, `100M`); unset = as fast as it goes.
     #[arg(long, requires = "raw")]
     rate: Option<String>,
+    /// Raw: this end's NIC queues, one AF_XDP socket and worker each
+    /// (`0`, `0-3`, `0,2`, or `all`, the default).
+    #[arg(long, default_value = "all", requires = "raw")]
+    queues: String,
+    /// Raw: the agent's queues (default: as --queues).
+    #[arg(long, requires = "raw")]
+    remote_queues: Option<String>,
+    /// Raw: CPUs to pin this end's workers to, in queue order (`1`, `0-3`);
+    /// default unpinned.
+    #[arg(long, requires = "raw")]
+    cpus: Option<String>,
+    /// Raw: CPUs for the agent's workers; default unpinned.
+    #[arg(long, requires = "raw")]
+    remote_cpus: Option<String>,
     /// Seconds between progress lines (0 = none).
     #[arg(long, default_value = "1s", value_parser = duration_or_zero)]
     interval: Duration,
@@ -244,6 +258,26 @@ fn parse_rate(s: &str, frame_size: u16) -> Result<f64> {
     }
     let bps = wirespeed::plan::wire::parse_speed(s)?;
     Ok(bps / ((f64::from(frame_size) + 24.0) * 8.0))
+}
+
+/// `--queues`: `all` (None) or an index list.
+fn parse_queues(s: &str) -> Result<Option<Vec<u16>>> {
+    if s.trim().eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    let mut q = wirespeed::units::parse_index_list(s, wirespeed::spec::MAX_QUEUES)
+        .with_context(|| format!("--queues {s:?}"))?;
+    q.sort_unstable();
+    q.dedup();
+    Ok(Some(q))
+}
+
+/// `--cpus`: an index list; unset = unpinned.
+fn parse_cpus(s: Option<&str>) -> Result<Vec<u16>> {
+    s.map_or(Ok(Vec::new()), |s| {
+        wirespeed::units::parse_index_list(s, wirespeed::spec::MAX_QUEUES)
+            .with_context(|| format!("--cpus {s:?}"))
+    })
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -371,6 +405,10 @@ fn run(r: RunArgs) -> Result<()> {
                     .as_deref()
                     .map(|x| parse_rate(x, r.frame_size))
                     .transpose()?,
+                queues: parse_queues(&r.queues)?,
+                cpus: parse_cpus(r.cpus.as_deref())?,
+                remote_queues: parse_queues(r.remote_queues.as_deref().unwrap_or(&r.queues))?,
+                remote_cpus: parse_cpus(r.remote_cpus.as_deref())?,
             }),
             false => None,
         },
@@ -398,15 +436,23 @@ fn run(r: RunArgs) -> Result<()> {
                     agent.version,
                     agent.hostname,
                     opts.spec.streams,
-                    opts.raw.map_or(opts.spec.msg_size, |r| u32::from(r.frame_size)),
+                    opts.raw.as_ref().map_or(opts.spec.msg_size, |r| u32::from(r.frame_size)),
                     if opts.raw.is_some() { "raw frames" } else { "messages" }
                 );
-                if opts.raw.is_none() {
-                    let _ = writeln!(out, "{}", text::interval_header());
-                }
+                let _ = match &opts.raw {
+                    None => writeln!(out, "{}", text::interval_header()),
+                    Some(_) => writeln!(out, "{}", text::raw_interval_header()),
+                };
             }
             Event::Interval(iv) => {
-                let _ = write!(out, "{}", text::interval_lines(iv));
+                let _ = match &opts.raw {
+                    None => write!(out, "{}", text::interval_lines(iv)),
+                    Some(r) => write!(
+                        out,
+                        "{}",
+                        text::raw_interval_lines(iv, u32::from(r.frame_size))
+                    ),
+                };
                 let _ = out.flush();
             }
         }

@@ -85,7 +85,7 @@ pub struct TestSpec {
 }
 
 /// A raw-mode test: UDP test frames between two AF_XDP endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RawSpec {
     /// Frame size in bytes without the FCS (60 = a 64-byte frame on the wire).
     pub frame_size: u16,
@@ -97,7 +97,16 @@ pub struct RawSpec {
     pub controller_port: u16,
     /// Tags every frame of this test.
     pub tag: u32,
+    /// The agent's queues, one AF_XDP socket and worker each; None = all.
+    #[serde(default)]
+    pub queues: Option<Vec<u16>>,
+    /// CPUs the agent pins its workers to, in queue order; empty = unpinned.
+    #[serde(default)]
+    pub cpus: Vec<u16>,
 }
+
+/// Most queues one raw end opens.
+pub const MAX_QUEUES: usize = 256;
 
 /// Largest raw frame: one 4 KiB UMEM frame less XDP's headroom, as veth
 /// allows at an MTU of at most 3498.
@@ -155,8 +164,17 @@ impl TestSpec {
             }
             if self.direction == Direction::Both || self.streams != 1 {
                 return Err(Error::Invalid(
-                    "raw mode runs one direction from one queue (--direction send or receive, --streams 1)".into(),
+                    "raw mode runs one direction (--direction send or receive) with --streams 1; use --queues for parallel workers".into(),
                 ));
+            }
+            if r.queues
+                .as_ref()
+                .is_some_and(|q| q.is_empty() || q.len() > MAX_QUEUES)
+                || r.cpus.len() > MAX_QUEUES
+            {
+                return Err(Error::Invalid(format!(
+                    "raw mode takes 1 to {MAX_QUEUES} queues and at most {MAX_QUEUES} CPUs"
+                )));
             }
             if self.remote_iface.is_none() {
                 return Err(Error::Invalid(

@@ -105,6 +105,31 @@ pub fn bps(bytes: u64, seconds: f64) -> f64 {
     }
 }
 
+/// A list of indexes as `taskset` and `ethtool` users write them:
+/// `0,2,4-7`, in the order written (a CPU list's order is meaningful);
+/// at most `max` entries.
+pub fn parse_index_list(s: &str, max: usize) -> Result<Vec<u16>> {
+    let bad = || Error::Invalid(format!("{s:?} is not a list of indexes (e.g. 0,2,4-7)"));
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let a: u16 = a.parse().map_err(|_| bad())?;
+        let b: u16 = b.parse().map_err(|_| bad())?;
+        if a > b || v.len() + usize::from(b - a) >= max {
+            return Err(if a > b {
+                bad()
+            } else {
+                Error::Invalid(format!("{s:?} names more than {max} indexes"))
+            });
+        }
+        v.extend(a..=b);
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +164,16 @@ mod tests {
         assert_eq!(fmt_bps(941e6), "941.00 Mb/s");
         assert_eq!(bps(125, 1.0), 1000.0);
         assert_eq!(bps(1, 0.0), 0.0);
+    }
+
+    #[test]
+    fn index_lists() {
+        assert_eq!(parse_index_list("0", 8).unwrap(), vec![0]);
+        assert_eq!(parse_index_list("3,0-2,2", 8).unwrap(), vec![3, 0, 1, 2, 2]);
+        assert_eq!(parse_index_list(" 4 - 5 ", 8).unwrap(), vec![4, 5]);
+        assert!(parse_index_list("2-1", 8).is_err());
+        assert!(parse_index_list("a", 8).is_err());
+        assert!(parse_index_list("", 8).is_err());
+        assert!(parse_index_list("0-65535", 1024).is_err());
     }
 }

@@ -270,6 +270,8 @@ fn data_connections_never_arrive() {
         controller_ip: "198.18.0.99".parse().unwrap(),
         controller_port: 9,
         tag: 1,
+        queues: None,
+        cpus: Vec::new(),
     });
     frame::write_msg(&mut c, &Msg::Test(Box::new(raw))).unwrap();
     expect_error(

@@ -398,7 +398,14 @@ impl Session {
                 "raw mode runs over IPv4 only: reach the agent at an IPv4 address".into(),
             ));
         };
-        let end = RawEnd::open(iface, local, spec.data_port, raw.frame_size)?;
+        crate::datapath::xdp::session::check_cpus(&raw.cpus)?;
+        let end = RawEnd::open(
+            iface,
+            local,
+            spec.data_port,
+            raw.frame_size,
+            raw.queues.as_deref(),
+        )?;
         frame::write_msg(
             &mut self.conn,
             &Msg::Accepted {
@@ -431,11 +438,12 @@ impl Session {
             role,
             direction: spec.direction,
             peer,
+            cpus: raw.cpus.clone(),
             raw,
             duration,
             start,
         };
-        let mut work = RawWork::spawn(end, run, &stop)?;
+        let mut work = RawWork::spawn(end, run, &stop, &Counter::default())?;
         let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
         let flows = work.finish();
         self.send_result(lost, flows, (cpu0, irq0), start)
@@ -449,7 +457,7 @@ impl Session {
     }
 
     fn run_test(&mut self, spec: &TestSpec) -> Result<()> {
-        if let Some(raw) = spec.raw {
+        if let Some(raw) = spec.raw.clone() {
             return self.run_raw(spec, raw);
         }
         let local = self

@@ -49,10 +49,16 @@ pub struct RunOptions {
 }
 
 /// Raw-mode choices of `wirespeed run`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RawOptions {
     pub frame_size: u16,
     pub rate_pps: Option<f64>,
+    /// This end's queues (None = all) and the CPUs its workers are pinned to.
+    pub queues: Option<Vec<u16>>,
+    pub cpus: Vec<u16>,
+    /// The agent's.
+    pub remote_queues: Option<Vec<u16>>,
+    pub remote_cpus: Vec<u16>,
 }
 
 /// The controller's raw endpoint and what the agent's is.
@@ -154,7 +160,7 @@ pub fn resolve_mode(mode: Mode, raw: bool) -> Result<(&'static str, String)> {
 fn open_raw(
     opts: &RunOptions,
     conn: &TcpStream,
-    r: RawOptions,
+    r: &RawOptions,
 ) -> Result<(crate::datapath::xdp::session::RawEnd, crate::spec::RawSpec)> {
     let iface = opts.iface.as_deref().ok_or_else(|| {
         Error::Invalid("raw mode needs the interface to send and receive on: --iface IF".into())
@@ -167,7 +173,14 @@ fn open_raw(
             "raw mode runs over IPv4 only: use an IPv4 agent address".into(),
         ));
     };
-    let end = crate::datapath::xdp::session::RawEnd::open(iface, ip, None, r.frame_size)?;
+    crate::datapath::xdp::session::check_cpus(&r.cpus)?;
+    let end = crate::datapath::xdp::session::RawEnd::open(
+        iface,
+        ip,
+        None,
+        r.frame_size,
+        r.queues.as_deref(),
+    )?;
     let tag = u32::from_be_bytes(auth::nonce()[..4].try_into().expect("4 bytes"));
     let spec = crate::spec::RawSpec {
         frame_size: r.frame_size,
@@ -176,6 +189,8 @@ fn open_raw(
         controller_ip: ip,
         controller_port: end.port,
         tag,
+        queues: r.remote_queues.clone(),
+        cpus: r.remote_cpus.clone(),
     };
     Ok((end, spec))
 }
@@ -184,7 +199,7 @@ fn open_raw(
 fn open_raw(
     _: &RunOptions,
     _: &TcpStream,
-    _: RawOptions,
+    _: &RawOptions,
 ) -> Result<(std::convert::Infallible, crate::spec::RawSpec)> {
     Err(Error::Invalid("raw mode needs Linux AF_XDP".into()))
 }
@@ -256,7 +271,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     let agent = authenticate(&mut conn, opts.psk.as_deref())?;
 
     let mut spec = opts.spec.clone();
-    let raw_end = match opts.raw {
+    let raw_end = match &opts.raw {
         Some(r) => {
             let (end, rs) = open_raw(opts, &conn, r)?;
             spec.raw = Some(rs);
@@ -285,7 +300,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut raw = None;
     #[cfg(target_os = "linux")]
-    if let (Some(end), Some(rs)) = (raw_end, spec.raw) {
+    if let (Some(end), Some(rs)) = (raw_end, spec.raw.clone()) {
         use crate::datapath::xdp::session::{parse_mac, Peer};
         let mac = agent_mac.as_deref().and_then(parse_mac).ok_or_else(|| {
             Error::Protocol("the agent sent no MAC address for a raw test".into())
@@ -423,7 +438,14 @@ impl Prepared {
                     stream: 0,
                     direction: opts.spec.direction,
                 };
+                let live = Counter::default();
+                sampler.watch(id, live.clone(), None);
                 let duration = Duration::from_secs_f64(opts.spec.nominal_seconds());
+                let cpus = opts
+                    .raw
+                    .as_ref()
+                    .map(|r| r.cpus.clone())
+                    .unwrap_or_default();
                 let run = crate::datapath::xdp::session::RawRun {
                     role: sockpath::role_of(id, true),
                     direction: id.direction,
@@ -431,21 +453,17 @@ impl Prepared {
                     raw: spec,
                     duration,
                     start,
+                    cpus,
                 };
                 LocalWork::Raw(crate::datapath::xdp::session::RawWork::spawn(
-                    end, run, &stop,
+                    end, run, &stop, &live,
                 )?)
             }
             #[cfg(not(target_os = "linux"))]
             Some(never) => match never {},
             None => LocalWork::Flows(FlowSet::spawn(flows, start, &stop)?),
         };
-        // Raw tests have no per-second counters yet.
-        let interval = if matches!(set, LocalWork::Flows(_)) {
-            opts.interval
-        } else {
-            None
-        };
+        let interval = opts.interval;
 
         let mut intervals = Vec::new();
         let mut remote: Option<SideReport> = None;

@@ -83,10 +83,43 @@ pub struct RawCount {
     pub gaps: u64,
     pub reorders: u64,
     pub malformed: u64,
+    /// Frames the kernel dropped before the receiving socket saw them
+    /// (its rx ring full, its fill ring empty, or invalid): loss that is the
+    /// receiver's own, not the path's.
+    #[serde(default)]
+    pub kernel_dropped: u64,
+}
+
+impl RawCount {
+    /// Add another worker's counts.
+    pub fn add(&mut self, o: &RawCount) {
+        self.frames += o.frames;
+        self.bytes += o.bytes;
+        self.gaps += o.gaps;
+        self.reorders += o.reorders;
+        self.malformed += o.malformed;
+        self.kernel_dropped += o.kernel_dropped;
+    }
+}
+
+/// What one queue's worker did in a raw test.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueRaw {
+    pub queue: u16,
+    /// The CPU the worker was pinned to (`--cpus`); None = unpinned.
+    pub cpu_pinned: Option<u16>,
+    /// The CPU the worker ran on when it finished.
+    pub cpu: Option<u16>,
+    /// Whether the socket took SO_PREFER_BUSY_POLL and SO_BUSY_POLL_BUDGET.
+    pub busy_poll: bool,
+    #[serde(flatten)]
+    pub count: RawCount,
+    pub seconds: f64,
+    pub frames_per_second: f64,
 }
 
 /// Raw-mode figures of one flow end.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RawStats {
     #[serde(flatten)]
     pub count: RawCount,
@@ -97,21 +130,46 @@ pub struct RawStats {
     /// L1 rate: plus FCS (4), preamble (8) and inter-frame gap (12): what a
     /// link's speed counts.
     pub l1_bits_per_second: f64,
+    /// Per queue, in queue order.
+    #[serde(default)]
+    pub queues: Vec<QueueRaw>,
+}
+
+/// Frames per second, zero when no time passed.
+fn rate(frames: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        frames as f64 / seconds
+    } else {
+        0.0
+    }
 }
 
 impl RawStats {
     pub fn new(count: RawCount, frame_size: u32, seconds: f64) -> RawStats {
-        let pps = if seconds > 0.0 {
-            count.frames as f64 / seconds
-        } else {
-            0.0
-        };
+        let pps = rate(count.frames, seconds);
         RawStats {
             count,
             frame_size,
             frames_per_second: pps,
             l2_bits_per_second: pps * f64::from(frame_size) * 8.0,
             l1_bits_per_second: pps * f64::from(frame_size + 24) * 8.0,
+            queues: Vec::new(),
+        }
+    }
+
+    /// The totals of several queues' workers, which ran side by side: the
+    /// counts add up, the time is the longest worker's.
+    pub fn from_queues(frame_size: u32, mut queues: Vec<QueueRaw>) -> RawStats {
+        let mut count = RawCount::default();
+        let mut seconds = 0.0f64;
+        for q in &mut queues {
+            q.frames_per_second = rate(q.count.frames, q.seconds);
+            count.add(&q.count);
+            seconds = seconds.max(q.seconds);
+        }
+        RawStats {
+            queues,
+            ..RawStats::new(count, frame_size, seconds)
         }
     }
 }

@@ -42,6 +42,44 @@ pub fn interval_lines(iv: &Interval) -> String {
     s
 }
 
+/// The raw-mode header: frames as well as bits.
+pub fn raw_interval_header() -> String {
+    format!(
+        "{:<14} {:>13} {:>12} {:>14} {:>12}",
+        "[end]", "interval", "transfer", "L2 bitrate", "frames/s"
+    )
+}
+
+/// One raw interval of this end's workers together; `frame_size` turns
+/// bytes back into frames.
+pub fn raw_interval_lines(iv: &Interval, frame_size: u32) -> String {
+    let mut s = String::new();
+    let span = format!("{:.2}-{:.2} s", iv.start, iv.end);
+    for f in &iv.flows {
+        let secs = (iv.end - iv.start).max(1e-9);
+        let pps = f.bytes as f64 / f64::from(frame_size.max(1)) / secs;
+        let _ = writeln!(
+            s,
+            "{:<14} {:>13} {:>12} {:>14} {:>12}",
+            format!("[{}]", f.direction),
+            span,
+            fmt_bytes(f.bytes),
+            fmt_bps(f.bits_per_second),
+            fmt_pps(pps),
+        );
+    }
+    s
+}
+
+/// Frames per second, as pktgen and MoonGen print them.
+fn fmt_pps(pps: f64) -> String {
+    if pps >= 1e6 {
+        format!("{:.3} Mpps", pps / 1e6)
+    } else {
+        format!("{:.1} kpps", pps / 1e3)
+    }
+}
+
 fn cpu_line(c: &CpuReport) -> String {
     let host = &c.host;
     let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
@@ -101,7 +139,7 @@ pub fn summary(r: &RunReport) -> String {
         );
     }
     for f in &e.flows {
-        if let (Some(sr), Some(rr)) = (f.sender.raw, f.receiver.raw) {
+        if let (Some(sr), Some(rr)) = (&f.sender.raw, &f.receiver.raw) {
             let lost = sr.count.frames.saturating_sub(rr.count.frames);
             let pct = if sr.count.frames > 0 {
                 100.0 * lost as f64 / sr.count.frames as f64
@@ -110,12 +148,13 @@ pub fn summary(r: &RunReport) -> String {
             };
             let _ = writeln!(
                 s,
-                "raw {} B frames: sent {} ({:.3} Mpps), received {} ({:.3} Mpps), lost {lost} ({pct:.3}%), gaps {}, reordered {}, malformed {}",
+                "raw {} B frames: sent {} ({}), received {} ({}), lost {lost} ({pct:.3}%; {} dropped by the receiving host's kernel before its sockets), gaps {}, reordered {}, malformed {}",
                 sr.frame_size,
                 sr.count.frames,
-                sr.frames_per_second / 1e6,
+                fmt_pps(sr.frames_per_second),
                 rr.count.frames,
-                rr.frames_per_second / 1e6,
+                fmt_pps(rr.frames_per_second),
+                rr.count.kernel_dropped,
                 rr.count.gaps,
                 rr.count.reorders,
                 rr.count.malformed
@@ -128,6 +167,21 @@ pub fn summary(r: &RunReport) -> String {
                 fmt_bps(sr.l1_bits_per_second),
                 fmt_bps(rr.l1_bits_per_second)
             );
+            for (who, st) in [("sender", sr), ("receiver", rr)] {
+                for q in &st.queues {
+                    let _ = writeln!(
+                        s,
+                        "  {who:<8} queue {:>3}: {:>10} frames {:>12} in {:>6.2} s, cpu {}{}, busy-poll {}",
+                        q.queue,
+                        q.count.frames,
+                        fmt_pps(q.frames_per_second),
+                        q.seconds,
+                        q.cpu.map_or("?".into(), |c| c.to_string()),
+                        q.cpu_pinned.map_or(" (unpinned)".into(), |c| format!(" (pinned to {c})")),
+                        if q.busy_poll { "on" } else { "off" }
+                    );
+                }
+            }
         }
     }
     if let Some(f) = e.flows.first().filter(|f| f.sender.raw.is_none()) {

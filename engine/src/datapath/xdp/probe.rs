@@ -162,6 +162,19 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
     )
 }
 
+/// The queues an AF_XDP socket can bind to on `name`: the kernel's live
+/// receive queues (what bind checks), which is what `ethtool -l` reports
+/// as combined plus rx channels on drivers that report channels.
+pub fn queue_count(name: &str) -> u32 {
+    let live = count_dir(&format!("/sys/class/net/{name}/queues"), "rx-");
+    match ethtool(name).1 {
+        Some(ch) if live > 0 => ch.min(live),
+        Some(ch) => ch,
+        None => live,
+    }
+    .max(1)
+}
+
 /// Driver name and channel count from the ethtool ioctl.
 fn ethtool(name: &str) -> (Option<String>, Option<u32>) {
     use nix::libc;

@@ -8,6 +8,7 @@
 //! NAPI work room to run.
 
 use super::xsk::XskQueue;
+use crate::metrics::interval::Counter;
 use crate::wire::raw_frame::{self, Endpoints, SeqTracker};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +34,14 @@ pub struct SendSpec {
 }
 
 /// Transmit for the duration (or until `stop`); returns the frames the
-/// kernel completed and the seconds spent sending.
-pub fn send(q: &mut XskQueue, spec: &SendSpec, stop: &AtomicBool) -> (RawCount, f64) {
+/// kernel completed and the seconds spent sending. Completed bytes are
+/// added to `live` as they complete, for per-interval figures.
+pub fn send(
+    q: &mut XskQueue,
+    spec: &SendSpec,
+    stop: &AtomicBool,
+    live: &Counter,
+) -> (RawCount, f64) {
     let len = spec.frame_size;
     let mut template = vec![0u8; len];
     raw_frame::build(&mut template, len, &spec.ep, spec.tag, spec.queue, 0);
@@ -53,6 +60,9 @@ pub fn send(q: &mut XskQueue, spec: &SendSpec, stop: &AtomicBool) -> (RawCount, 
         // SAFETY: the completion ring returns frames of this UMEM.
         let n = unsafe { q.comp.consume(&mut reaped) };
         done += n as u64;
+        if n > 0 {
+            live.add((n * len) as u64);
+        }
         free.extend_from_slice(&reaped[..n]);
         let now = Instant::now();
         if now >= deadline || stop.load(Ordering::Relaxed) {
@@ -91,7 +101,7 @@ pub fn send(q: &mut XskQueue, spec: &SendSpec, stop: &AtomicBool) -> (RawCount, 
         // SAFETY: these frames are on no other ring. produce's count is
         // the truth; a failed wakeup only delays them.
         let sent = unsafe { q.tx.produce(&free[at..]) };
-        if sent > 0 && q.tx.needs_wakeup() {
+        if sent > 0 && (q.busy_poll || q.tx.needs_wakeup()) {
             let _ = q.tx.wakeup();
         }
         // produce is all or nothing
@@ -111,6 +121,7 @@ pub fn send(q: &mut XskQueue, spec: &SendSpec, stop: &AtomicBool) -> (RawCount, 
         // SAFETY: as above.
         let n = unsafe { q.comp.consume(&mut reaped) };
         done += n as u64;
+        live.add((n * len) as u64);
         free.extend_from_slice(&reaped[..n]);
         if n == 0 {
             std::thread::sleep(Duration::from_micros(100));
@@ -136,17 +147,20 @@ pub struct RecvSpec {
     pub duration: Duration,
     /// When the sender stops; idleness counts only after it.
     pub sender_end: Duration,
-    /// Stop once this long passes with nothing received, after the first frame.
+    /// Once the sender's time is up, stop after this long with nothing
+    /// received (a queue that got no frame at all stops then too).
     pub idle: Duration,
 }
 
 /// Count test frames until the duration, idle time, or `stop`; returns the
-/// count and the seconds from `start` to the last frame.
+/// count and the seconds from `start` to the last frame. Received bytes
+/// are added to `live` per batch.
 pub fn receive(
     q: &mut XskQueue,
     spec: &RecvSpec,
     start: Instant,
     stop: &AtomicBool,
+    live: &Counter,
 ) -> (RawCount, f64) {
     // The fill ring was stocked when the socket was set up (RawEnd::open).
     let mut rx = vec![xsk_rs::FrameDesc::default(); BATCH];
@@ -165,18 +179,22 @@ pub fn receive(
         }
         if n == 0 {
             // Idle ends the test only once the sender's time is up.
-            if now - start >= spec.sender_end && last.is_some_and(|t| now - t >= spec.idle) {
+            let quiet = now.saturating_duration_since(last.unwrap_or(start + spec.sender_end));
+            if now - start >= spec.sender_end && quiet >= spec.idle {
                 break;
             }
             spins += 1;
             if spins > SPINS {
                 let _ = q.rx.poll(1);
                 spins = 0;
+            } else if q.busy_poll || q.fill.needs_wakeup() {
+                q.kick_rx();
             }
             continue;
         }
         spins = 0;
         last = Some(now);
+        let before = c.bytes;
         for d in &rx[..n] {
             // SAFETY: a received frame, ours until we hand it back.
             let data = unsafe { q.umem.data(d) };
@@ -196,6 +214,7 @@ pub fn receive(
                 _ => c.malformed += 1,
             }
         }
+        live.add(c.bytes - before);
         // Hand the frames back; the kernel freed a fill slot for each
         // frame it delivered, so this fits (bounded all the same).
         for _ in 0..1000 {
@@ -213,6 +232,7 @@ pub fn receive(
         c.gaps += t.gaps;
         c.reorders += t.reorders;
     }
+    c.kernel_dropped = q.kernel_dropped();
     (
         c,
         last.map_or(0.0, |t| t.saturating_duration_since(start).as_secs_f64()),

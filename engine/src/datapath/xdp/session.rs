@@ -1,12 +1,14 @@
 //! One end of a raw-mode test: the UDP port reserved in the kernel (so the
 //! number is ours and nothing answers it with ICMP), the steering program
-//! sending that port's frames to an AF_XDP socket on queue 0, and the
-//! worker that sends or receives. Dropping it detaches everything.
+//! sending that port's frames to the AF_XDP socket of the queue they
+//! arrive on, and one worker per queue, optionally pinned to a CPU, that
+//! sends or receives. Dropping it detaches everything.
 
 use super::loader::{AttachMode, FlowMatch, Steering};
 use super::raw::{self, RecvSpec, SendSpec};
 use super::xsk::{self, XskMode, XskQueue};
-use crate::report::model::{FlowResult, RawStats, Role, SockBufs, Throughput};
+use crate::metrics::interval::Counter;
+use crate::report::model::{FlowResult, QueueRaw, RawStats, Role, SockBufs, Throughput};
 use crate::spec::{Direction, RawSpec};
 use crate::wire::raw_frame::Endpoints;
 use crate::{Error, Result};
@@ -15,18 +17,19 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// UMEM frames per socket: half stock the fill ring, half the rest.
+/// UMEM frames per socket (16 MiB of UMEM): half stock the fill ring, half
+/// are the sender's.
 const FRAMES: u32 = 4096;
 
-/// An attached, bound raw endpoint.
+/// An attached, bound raw endpoint: one AF_XDP socket per queue.
 pub struct RawEnd {
-    pub q: XskQueue,
+    pub queues: Vec<XskQueue>,
     _steering: Steering,
     _reserved: UdpSocket,
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
     pub port: u16,
-    /// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`.
+    /// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`: the slowest any queue got.
     pub mode: &'static str,
 }
 
@@ -58,15 +61,33 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
 
 impl RawEnd {
     /// Reserve `port` (None = any) on `ip`, attach steering for it on
-    /// `iface`, open the AF_XDP socket; the frame size is checked against
-    /// the MTU first, with the fix in the error.
-    pub fn open(iface: &str, ip: Ipv4Addr, port: Option<u16>, frame_size: u16) -> Result<RawEnd> {
+    /// `iface`, and open an AF_XDP socket on each of `queues` (None = all
+    /// the NIC's queues). The frame size and the queue indexes are checked
+    /// first, with the fix in the error.
+    pub fn open(
+        iface: &str,
+        ip: Ipv4Addr,
+        port: Option<u16>,
+        frame_size: u16,
+        queues: Option<&[u16]>,
+    ) -> Result<RawEnd> {
         crate::datapath::socket::check_iface(iface)?;
         let mtu = crate::plan::wire::iface_facts(iface).1.unwrap_or(1500);
         if u32::from(frame_size) > mtu + 14 {
             return Err(Error::Invalid(format!(
                 "a {frame_size}-byte frame needs an MTU of at least {} on {iface}, which has {mtu}: use a smaller --frame-size, or raise the MTU (ip link set {iface} mtu ...)",
                 frame_size - 14
+            )));
+        }
+        let have = super::probe::queue_count(iface);
+        let want: Vec<u16> = match queues {
+            Some(q) => q.to_vec(),
+            None => (0..have.min(crate::spec::MAX_QUEUES as u32) as u16).collect(),
+        };
+        if let Some(bad) = want.iter().find(|&&q| u32::from(q) >= have) {
+            return Err(Error::Invalid(format!(
+                "queue {bad} is out of range: {iface} has {have} queue(s), 0 to {}: choose with --queues",
+                have - 1
             )));
         }
         let reserved = UdpSocket::bind((ip, port.unwrap_or(0))).map_err(|e| match e.kind() {
@@ -90,27 +111,31 @@ impl RawEnd {
             ports: (port, port),
         };
         let mut steering = Steering::attach(iface, &[flow], false)?;
-        let mut q = xsk::open(iface, 0, FRAMES, false)?;
-        // Stock the fill ring before any frame can arrive: half the frames
-        // wait there; the sender (if this end sends) uses the other half.
-        let rest = q.descs.split_off(q.descs.len() / 2);
-        // SAFETY: these frames are ours and on no ring.
-        let stocked = unsafe { q.fill.produce(&q.descs) };
-        if stocked != q.descs.len() {
-            return Err(Error::Invalid(format!(
-                "the fill ring took {stocked} of {} frames",
-                q.descs.len()
-            )));
+        let mut socks = Vec::with_capacity(want.len());
+        for &qi in &want {
+            let mut q = xsk::open(iface, u32::from(qi), FRAMES, false)?;
+            // Stock the fill ring before any frame can arrive: half the
+            // frames wait there; the sender (if this end sends) uses the rest.
+            let rest = q.descs.split_off(q.descs.len() / 2);
+            // SAFETY: these frames are ours and on no ring.
+            let stocked = unsafe { q.fill.produce(&q.descs) };
+            if stocked != q.descs.len() {
+                return Err(Error::Invalid(format!(
+                    "queue {qi}: the fill ring took {stocked} of {} frames",
+                    q.descs.len()
+                )));
+            }
+            q.descs = rest;
+            steering.register(u32::from(qi), q.rx.fd())?;
+            socks.push(q);
         }
-        q.descs = rest;
-        steering.register(0, q.rx.fd())?;
-        let mode = match (steering.mode, q.mode) {
-            (AttachMode::Generic, _) => "xdp-generic",
-            (_, XskMode::ZeroCopy) => "xdp-zerocopy",
+        let mode = match steering.mode {
+            AttachMode::Generic => "xdp-generic",
+            _ if socks.iter().all(|q| q.mode == XskMode::ZeroCopy) => "xdp-zerocopy",
             _ => "xdp-copy",
         };
         Ok(RawEnd {
-            q,
+            queues: socks,
             _steering: steering,
             _reserved: reserved,
             mac,
@@ -129,8 +154,8 @@ pub struct Peer {
     pub port: u16,
 }
 
-/// What a raw worker is to do.
-#[derive(Clone, Copy, Debug)]
+/// What a raw end's workers are to do.
+#[derive(Clone, Debug)]
 pub struct RawRun {
     pub role: Role,
     pub direction: Direction,
@@ -139,89 +164,175 @@ pub struct RawRun {
     pub duration: Duration,
     /// The test's common start (receivers count time to the last frame from it).
     pub start: Instant,
+    /// CPUs to pin the workers to, in queue order (wrapping); empty = unpinned.
+    pub cpus: Vec<u16>,
 }
 
-/// A raw worker running on its own thread.
+/// A worker's socket back, and what it did.
+type Done = (XskQueue, QueueRaw);
+
+/// One raw worker per queue, each on its own thread.
 pub struct RawWork {
-    handle: std::thread::JoinHandle<(RawEnd, FlowResult)>,
+    handles: Vec<std::thread::JoinHandle<Done>>,
+    _end: RawEndShell,
+    frame_size: u32,
+    direction: Direction,
+    role: Role,
+}
+
+/// What of a [`RawEnd`] outlives its sockets' hand-off to the workers: the
+/// steering program and the reserved port, detached and freed on drop.
+struct RawEndShell {
+    _steering: Steering,
+    _reserved: UdpSocket,
+}
+
+/// Refuse CPUs this process may not run on, before anything starts.
+pub fn check_cpus(cpus: &[u16]) -> Result<()> {
+    let ours: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    match cpus.iter().find(|&&c| !ours.contains(&usize::from(c))) {
+        Some(c) => Err(Error::Invalid(format!(
+            "CPU {c} is not one this process may run on (allowed: {ours:?}): choose with --cpus / --remote-cpus"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Pin the calling thread to `cpu`; false if the kernel refused.
+fn pin(cpu: u16) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId {
+        id: usize::from(cpu),
+    })
 }
 
 impl RawWork {
-    /// Start sending to, or receiving from, the peer.
-    pub fn spawn(mut end: RawEnd, run: RawRun, stop: &Arc<AtomicBool>) -> Result<RawWork> {
-        let RawRun {
-            role,
-            direction,
-            peer,
-            raw,
-            duration,
-            start,
-        } = run;
-        let stop = stop.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("raw-{}", direction))
-            .spawn(move || {
-                let (count, seconds) = match role {
-                    Role::Sender => {
-                        let spec = SendSpec {
-                            ep: Endpoints {
-                                src_mac: end.mac,
-                                dst_mac: peer.mac,
-                                src_ip: end.ip,
-                                dst_ip: peer.ip,
-                                src_port: end.port,
-                                dst_port: peer.port,
-                            },
-                            frame_size: usize::from(raw.frame_size),
-                            tag: raw.tag,
-                            queue: 0,
-                            rate_pps: raw.rate_pps,
-                            duration,
-                        };
-                        raw::send(&mut end.q, &spec, &stop)
-                    }
-                    Role::Receiver => {
-                        // A little past the sender's end, for frames in flight.
-                        let spec = RecvSpec {
-                            tag: raw.tag,
-                            dst_port: end.port,
-                            duration: duration + Duration::from_secs(2),
-                            sender_end: duration,
-                            idle: Duration::from_millis(500),
-                        };
-                        raw::receive(&mut end.q, &spec, start, &stop)
-                    }
-                };
-                let result = FlowResult {
-                    stream: 0,
-                    direction,
-                    role,
-                    throughput: Throughput::new(count.bytes, seconds),
-                    sockbuf: SockBufs::default(),
-                    tcp: None,
-                    error: None,
-                    raw: Some(RawStats::new(count, u32::from(raw.frame_size), seconds)),
-                };
-                (end, result)
-            })
-            .map_err(|e| Error::io("starting the raw worker", e))?;
-        Ok(RawWork { handle })
+    /// Start one worker per queue, sending to or receiving from the peer.
+    /// Bytes moved are added to `live` as they go, for intervals. A sender
+    /// splits `--rate` evenly over its queues.
+    pub fn spawn(
+        end: RawEnd,
+        run: RawRun,
+        stop: &Arc<AtomicBool>,
+        live: &Counter,
+    ) -> Result<RawWork> {
+        let RawEnd {
+            queues,
+            _steering,
+            _reserved,
+            mac,
+            ip,
+            port,
+            ..
+        } = end;
+        let n = queues.len().max(1);
+        let mut handles = Vec::with_capacity(queues.len());
+        for (i, mut q) in queues.into_iter().enumerate() {
+            let stop = stop.clone();
+            let live = live.clone();
+            let run = run.clone();
+            let cpu = (!run.cpus.is_empty()).then(|| run.cpus[i % run.cpus.len()]);
+            let h = std::thread::Builder::new()
+                .name(format!("raw-q{}", q.queue))
+                .spawn(move || {
+                    let pinned = cpu.filter(|&c| pin(c));
+                    let qi = q.queue as u16;
+                    let (count, seconds) = match run.role {
+                        Role::Sender => {
+                            let spec = SendSpec {
+                                ep: Endpoints {
+                                    src_mac: mac,
+                                    dst_mac: run.peer.mac,
+                                    src_ip: ip,
+                                    dst_ip: run.peer.ip,
+                                    // A source port per queue, so a receiving
+                                    // NIC's RSS can spread the queues' flows.
+                                    src_port: port.wrapping_add(i as u16).max(1),
+                                    dst_port: run.peer.port,
+                                },
+                                frame_size: usize::from(run.raw.frame_size),
+                                tag: run.raw.tag,
+                                queue: qi,
+                                rate_pps: run.raw.rate_pps.map(|r| r / n as f64),
+                                duration: run.duration,
+                            };
+                            raw::send(&mut q, &spec, &stop, &live)
+                        }
+                        Role::Receiver => {
+                            // A little past the sender's end, for frames in flight.
+                            let spec = RecvSpec {
+                                tag: run.raw.tag,
+                                dst_port: port,
+                                duration: run.duration + Duration::from_secs(2),
+                                sender_end: run.duration,
+                                idle: Duration::from_millis(500),
+                            };
+                            raw::receive(&mut q, &spec, run.start, &stop, &live)
+                        }
+                    };
+                    let stats = QueueRaw {
+                        queue: qi,
+                        cpu_pinned: pinned,
+                        cpu: nix::sched::sched_getcpu().ok().map(|c| c as u16),
+                        busy_poll: q.busy_poll,
+                        count,
+                        seconds,
+                        frames_per_second: 0.0,
+                    };
+                    (q, stats)
+                })
+                .map_err(|e| Error::io("starting a raw worker", e))?;
+            handles.push(h);
+        }
+        Ok(RawWork {
+            handles,
+            _end: RawEndShell {
+                _steering,
+                _reserved,
+            },
+            frame_size: u32::from(run.raw.frame_size),
+            direction: run.direction,
+            role: run.role,
+        })
     }
 
-    /// Wait up to `wait`; true once the worker is done.
+    /// Wait up to `wait`; true once every worker is done.
     pub fn poll(&mut self, wait: Duration) -> bool {
-        if !self.handle.is_finished() {
+        let done = |w: &RawWork| w.handles.iter().all(|h| h.is_finished());
+        if !done(self) {
             std::thread::sleep(wait);
         }
-        self.handle.is_finished()
+        done(self)
     }
 
-    /// The worker's result (waits for it); its endpoint is dropped here,
-    /// which detaches the steering program.
+    /// The workers' results as one flow with per-queue figures (waits for
+    /// them); the sockets close and the steering program detaches here.
     pub fn finish(self) -> Vec<FlowResult> {
-        match self.handle.join() {
-            Ok((_end, r)) => vec![r],
-            Err(_) => Vec::new(),
+        let mut queues = Vec::new();
+        let mut error = None;
+        for h in self.handles {
+            match h.join() {
+                Ok((_sock, q)) => queues.push(q),
+                Err(_) => error = Some("a raw worker panicked".to_string()),
+            }
         }
+        queues.sort_by_key(|q| q.queue);
+        let stats = RawStats::from_queues(self.frame_size, queues);
+        vec![FlowResult {
+            stream: 0,
+            direction: self.direction,
+            role: self.role,
+            throughput: Throughput::new(
+                stats.count.bytes,
+                stats.queues.iter().map(|q| q.seconds).fold(0.0, f64::max),
+            ),
+            sockbuf: SockBufs::default(),
+            tcp: None,
+            error,
+            raw: Some(stats),
+        }]
     }
 }

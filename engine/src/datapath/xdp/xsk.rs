@@ -32,6 +32,72 @@ pub struct XskQueue {
     pub fill: FillQueue,
     pub comp: CompQueue,
     pub mode: XskMode,
+    /// The queue this socket is bound to.
+    pub queue: u32,
+    /// SO_PREFER_BUSY_POLL and SO_BUSY_POLL_BUDGET took: the worker then
+    /// drives the NIC's NAPI itself with each non-blocking recvfrom/sendto.
+    pub busy_poll: bool,
+}
+
+/// Busy-poll budget: frames the kernel's NAPI may handle per poll we drive.
+const BUSY_POLL_BUDGET: i32 = 64;
+/// How long one busy-poll call may spin in the kernel, in microseconds.
+const BUSY_POLL_US: i32 = 20;
+
+/// Ask the kernel to let this socket's own polls drive its queue's NAPI
+/// (SO_PREFER_BUSY_POLL, Linux 5.11), with a budget per poll. False where
+/// the kernel lacks them or refuses (the budget needs CAP_NET_ADMIN).
+fn prefer_busy_poll(fd: std::os::fd::RawFd) -> bool {
+    use nix::libc;
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    [
+        (SO_PREFER_BUSY_POLL, 1),
+        (libc::SO_BUSY_POLL, BUSY_POLL_US),
+        (SO_BUSY_POLL_BUDGET, BUSY_POLL_BUDGET),
+    ]
+    .into_iter()
+    .all(|(opt, v)| {
+        // SAFETY: an int option on a socket this process owns.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+        }
+    })
+}
+
+impl XskQueue {
+    /// Frames the kernel dropped on their way to this socket, from
+    /// XDP_STATISTICS: no fill-ring buffer or too long (rx_dropped), or the
+    /// rx ring full. (The fill-ring-empty count is part of rx_dropped.)
+    pub fn kernel_dropped(&self) -> u64 {
+        self.rx
+            .fd()
+            .xdp_statistics()
+            .map_or(0, |s| s.rx_dropped() + s.rx_ring_full())
+    }
+
+    /// One non-blocking receive call: with busy polling on it runs the
+    /// queue's NAPI here, and in need_wakeup mode it wakes the kernel.
+    pub fn kick_rx(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zero-length, non-blocking recvfrom on our own socket.
+        unsafe {
+            nix::libc::recvfrom(
+                self.rx.fd().as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                nix::libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+        }
+    }
 }
 
 fn config(flags: BindFlags) -> SocketConfig {
@@ -64,7 +130,11 @@ pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result
         // SAFETY: a fresh UMEM, not shared with any other socket.
         match unsafe { Socket::new(config(flags), &umem, &ifname, queue) } {
             Ok((tx, rx, Some((fill, comp)))) => {
+                use std::os::fd::AsRawFd;
+                let busy_poll = prefer_busy_poll(rx.fd().as_raw_fd());
                 return Ok(XskQueue {
+                    queue,
+                    busy_poll,
                     umem,
                     descs,
                     tx,
@@ -72,7 +142,7 @@ pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result
                     fill,
                     comp,
                     mode,
-                })
+                });
             }
             Ok(_) => {
                 return Err(Error::Invalid(
