@@ -54,6 +54,17 @@ impl Testbed {
     /// link k uses 198.18.k.0/24 and 2001:2:0:k::/64, `.1`/`::1` on side a
     /// and `.2`/`::2` on side b.
     pub fn new(prefix: &str, n: usize, links: &[(usize, usize)]) -> Result<Testbed> {
+        Testbed::with_queues(prefix, n, links, 1)
+    }
+
+    /// As [`Testbed::new`], with `queues` receive and transmit queues on
+    /// every veth (for multi-queue AF_XDP workers).
+    pub fn with_queues(
+        prefix: &str,
+        n: usize,
+        links: &[(usize, usize)],
+        queues: u16,
+    ) -> Result<Testbed> {
         if !is_root() {
             return Err(Error::Privilege(
                 "a testbed builds network namespaces and needs root: run as root (sudo)".into(),
@@ -90,23 +101,22 @@ impl Testbed {
                     ifname[0]
                 )));
             }
-            sh(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &ifname[0],
-                    "netns",
-                    &tb.hosts[a],
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &ifname[1],
-                    "netns",
-                    &tb.hosts[b],
-                ],
-            )?;
+            let q = queues.max(1).to_string();
+            let qs = ["numtxqueues", q.as_str(), "numrxqueues", q.as_str()];
+            let mut args = vec!["link", "add", &ifname[0]];
+            args.extend(qs);
+            args.extend([
+                "netns",
+                &tb.hosts[a],
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &ifname[1],
+            ]);
+            args.extend(qs);
+            args.extend(["netns", &tb.hosts[b]]);
+            sh("ip", &args)?;
             let v4 = [
                 Ipv4Addr::new(198, 18, k as u8, 1),
                 Ipv4Addr::new(198, 18, k as u8, 2),

@@ -2,19 +2,23 @@
  * xdp_loop.c - minimal AF_XDP UDP sender/receiver built on libxdp, used as an
  * independent reference beside wirespeed's raw mode on the same veth pair.
  *
- * Build (Debian 12: libxdp-dev, libbpf-dev; dynamic linking needs nothing else):
+ * Build (Debian 12: libxdp-dev, libbpf-dev; a dynamic link needs no more):
  *   cc -O2 -Wall -Wextra -o xdp_loop xdp_loop.c -lxdp -lbpf
- * (a static link would also need -lelf -lz)
+ * (`-static` also needs `-lelf -lz`). Run as root. rx loads
+ * /usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog_5.3.o (package libxdp1).
  *
  * Usage:
  *   xdp_loop tx IFACE QUEUE FRAME_SIZE SECONDS SRC_MAC DST_MAC SRC_IP DST_IP SRC_PORT DST_PORT
  *   xdp_loop rx IFACE QUEUE SECONDS DST_PORT
+ * On a veth, frames sent on queue Q arrive on the peer's rx queue Q (veths
+ * here get one queue per CPU), so give tx and rx the same QUEUE (0).
  *
  * Output: one JSON line on stdout at the end.
  *   {"role":"tx","frames":N,"bytes":N,"seconds":S,"pps":X,"mode":"copy"|"zerocopy"}
  *     frames = completions reaped (always <= frames put on the TX ring, which
- *     is asserted); bytes = frames * FRAME_SIZE (no FCS); seconds = first
- *     submit to last completion reaped.
+ *     is asserted; a completion means the kernel consumed the frame, not
+ *     that the peer got it: compare with rx); bytes = frames * FRAME_SIZE
+ *     (no FCS); seconds = first submit to last completion reaped.
  *   {"role":"rx","frames":N,"bytes":N,"seconds":S,"pps":X,"gaps":N,"other":N}
  *     frames/bytes = frames whose UDP destination port is DST_PORT; seconds =
  *     first to last such frame; gaps = sequence discontinuities (a received
@@ -25,9 +29,10 @@
  *   libxdp/libbpf messages and the socket's XDP_STATISTICS on stderr;
  *   otherwise the last library message is folded into the error line.
  *
- * tx: one AF_XDP socket, XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD (no XDP program
- *   is attached on the sending side), XDP_USE_NEED_WAKEUP, XDP_ZEROCOPY tried
- *   first then XDP_COPY. UMEM 4096 frames x 4096 bytes; every frame is built
+ * tx: FRAME_SIZE must be 50..4096 and at most IFACE's MTU + 14 (1514 at MTU
+ *   1500). One AF_XDP socket, XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD (no XDP
+ *   program is attached on the sending side), XDP_USE_NEED_WAKEUP,
+ *   XDP_ZEROCOPY tried first then XDP_COPY. UMEM 4096 frames x 4096 bytes; every frame is built
  *   once as Ethernet/IPv4/UDP (IPv4 checksum valid, UDP checksum 0) and only
  *   the 8-byte big-endian sequence number at the start of the UDP payload is
  *   rewritten per send. Batches of 64; a frame is reused only after its
@@ -36,6 +41,10 @@
  *   completion ring for at most 500 ms (still kicking, since in copy mode the
  *   kernel only transmits inside sendto()). In copy mode one sendto() moves at
  *   most 32 descriptors, so it kicks every loop while the ring needs wakeup.
+ *   Pitfall fixed here: xsk_umem__create() leaves the completion ring's
+ *   cached_prod/cached_cons as they were in the caller's struct; an
+ *   uninitialised struct made the first peek return 4096 bogus completions
+ *   before anything was sent (completed > sent). All ring structs are zeroed.
  *
  * rx: one AF_XDP socket with libxdp's default program (xsk_def_xdp_prog: it
  *   redirects the whole queue into the XSKMAP, so it also swallows ARP/ND;
@@ -79,6 +88,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -133,9 +143,11 @@ static void die(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	char lib[sizeof(g_libmsg)];
+	memcpy(lib, g_libmsg, sizeof(lib)); /* before teardown's own chatter */
 	teardown();
-	if (g_libmsg[0] && !g_debug)
-		fprintf(stderr, "xdp_loop: %s (last library message: %s)\n", buf, g_libmsg);
+	if (lib[0] && !g_debug)
+		fprintf(stderr, "xdp_loop: %s (last library message: %s)\n", buf, lib);
 	else
 		fprintf(stderr, "xdp_loop: %s\n", buf);
 	exit(1);
@@ -385,6 +397,22 @@ static void debug_stats(const char *role)
 		(unsigned long long)st.tx_ring_empty_descs);
 }
 
+static unsigned if_mtu(const char *ifname)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	unsigned mtu = 0;
+
+	if (fd < 0)
+		return 0;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	if (ioctl(fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
+		mtu = (unsigned)ifr.ifr_mtu;
+	close(fd);
+	return mtu;
+}
+
 static void kick_tx(struct xsk_socket *xsk)
 {
 	if (sendto(xsk_socket__fd(xsk), NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0)
@@ -412,6 +440,10 @@ static int run_tx(int argc, char **argv)
 	uint16_t dport = (uint16_t)parse_ul(argv[11], "DST_PORT", 1, 65535);
 	if (!if_nametoindex(ifname))
 		die("no interface '%s'", ifname);
+	/* Oversized frames are dropped by the veth yet still complete: refuse. */
+	unsigned mtu = if_mtu(ifname);
+	if (mtu && fsize > mtu + 14)
+		die("FRAME_SIZE %u exceeds MTU %u + 14 of %s", fsize, mtu, ifname);
 
 	struct xsk_ring_prod fill = { 0 }, tx = { 0 };
 	struct xsk_ring_cons comp = { 0 };

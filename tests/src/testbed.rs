@@ -10,6 +10,13 @@ pub fn testbed(n: usize, links: &[(usize, usize)]) -> Testbed {
     Testbed::new("wst", n, links).unwrap_or_else(|e| panic!("building the testbed: {e}"))
 }
 
+/// Two hosts and one link with `queues` queues on each end.
+pub fn pair_with_queues(queues: u16) -> Testbed {
+    crate::require_root();
+    Testbed::with_queues("wst", 2, &[(0, 1)], queues)
+        .unwrap_or_else(|e| panic!("building the testbed: {e}"))
+}
+
 /// Two hosts and one link: the common case.
 pub fn pair() -> Testbed {
     testbed(2, &[(0, 1)])

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use wirespeed::datapath::xdp::loader::attached_program;
 use wirespeed_tests::process::{run, AgentProc, Output};
-use wirespeed_tests::testbed::{pair, ping, Testbed};
+use wirespeed_tests::testbed::{pair, pair_with_queues, ping, Testbed};
 use wirespeed_tests::{bin, in_netns};
 
 fn agent(tb: &Testbed) -> AgentProc {
@@ -127,6 +127,111 @@ fn unpaced_raw_counts_and_text() {
     let (sent, got) = (s["frames"].as_u64().unwrap(), r["frames"].as_u64().unwrap());
     assert!(got > 0 && got <= sent, "received {got} of {sent}");
     assert_eq!(r["malformed"], 0);
+    accounted(s, r);
+    no_xdp_left(&tb);
+}
+
+/// Every frame sent is received or dropped at a counted place: what the
+/// steering program redirected is what the sockets got plus what the
+/// kernel dropped on their way, and nothing more than was sent.
+fn accounted(s: &Value, r: &Value) {
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let (sent, got) = (n(s, "frames"), n(r, "frames"));
+    let (steered, dropped) = (n(r, "steered"), n(r, "kernel_dropped"));
+    assert_eq!(
+        steered,
+        got + dropped,
+        "steered {steered} = received {got} + dropped {dropped}"
+    );
+    assert!(
+        steered + n(r, "no_socket") <= sent,
+        "steered {steered} of {sent} sent"
+    );
+    assert!(
+        n(r, "gaps") <= sent - got,
+        "gaps are lost frames (a lost tail is no gap)"
+    );
+}
+
+#[test]
+fn two_queues_pinned_workers_and_loss_accounting() {
+    let tb = pair_with_queues(2);
+    let a = agent(&tb);
+    for dir in ["send", "receive"] {
+        let mut args = raw_args(&tb, &a);
+        args.extend([
+            "--direction",
+            dir,
+            "--duration",
+            "2s",
+            "--queues",
+            "0-1",
+            "--cpus",
+            "0,1",
+            "--remote-cpus",
+            "1,0",
+            "--json",
+        ]);
+        let j = ws(&tb, &args).ok().json();
+        let (s, r) = raw_of(&j["end"]);
+        accounted(s, r);
+        // --cpus pins the local end, --remote-cpus the agent's.
+        let (local, remote) = if dir == "send" { (s, r) } else { (r, s) };
+        for (end, cpus) in [(local, [0, 1]), (remote, [1, 0])] {
+            let qs = end["queues"].as_array().expect("per-queue figures");
+            assert_eq!(qs.len(), 2, "a worker per queue: {end}");
+            let mut sum = 0;
+            for (i, q) in qs.iter().enumerate() {
+                assert_eq!(q["queue"], i);
+                assert!(
+                    q["frames"].as_u64().unwrap() > 0,
+                    "{dir}: queue {i} idle: {q}"
+                );
+                assert_eq!(q["cpu_pinned"], cpus[i], "{dir}: queue {i}: {q}");
+                assert_eq!(q["cpu"], cpus[i], "{dir}: pinned workers stay put: {q}");
+                assert!(q["busy_poll"].is_boolean());
+                sum += q["frames"].as_u64().unwrap();
+            }
+            assert_eq!(end["frames"].as_u64().unwrap(), sum, "totals add up");
+        }
+    }
+    // The agent listens on queue 1 only; veth delivers queue 0's frames to
+    // queue 0, where no socket is: all are counted there, none received.
+    let mut args = raw_args(&tb, &a);
+    args.extend([
+        "--duration",
+        "1s",
+        "--rate",
+        "20kpps",
+        "--queues",
+        "0",
+        "--remote-queues",
+        "1",
+        "--json",
+    ]);
+    let j = ws(&tb, &args).ok().json();
+    let (s, r) = raw_of(&j["end"]);
+    assert_eq!(r["frames"], 0);
+    assert_eq!(r["no_socket"], s["frames"], "{r}");
+    // Out of range, here and at the agent, and a CPU that does not exist.
+    for (flag, val, why) in [
+        ("--queues", "2", "queue 2 is out of range"),
+        ("--remote-queues", "3", "queue 3 is out of range"),
+        (
+            "--cpus",
+            "4000",
+            "CPU 4000 is not one this process may run on",
+        ),
+        (
+            "--remote-cpus",
+            "4000",
+            "CPU 4000 is not one this process may run on",
+        ),
+    ] {
+        let mut args = raw_args(&tb, &a);
+        args.extend(["--duration", "1s", flag, val]);
+        ws(&tb, &args).fails_with(why);
+    }
     no_xdp_left(&tb);
 }
 

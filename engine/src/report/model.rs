@@ -133,6 +133,16 @@ pub struct RawStats {
     /// Per queue, in queue order.
     #[serde(default)]
     pub queues: Vec<QueueRaw>,
+    /// Receiver: frames of the test flow that the steering program
+    /// redirected to a socket. Sent minus this is lost before the
+    /// receiver's XDP hook (the link, the driver's ring); this minus
+    /// received is `kernel_dropped`.
+    #[serde(default)]
+    pub steered: Option<u64>,
+    /// Receiver: frames of the test flow that arrived on a queue without a
+    /// socket (choose the queues the NIC's RSS uses with --queues).
+    #[serde(default)]
+    pub no_socket: Option<u64>,
 }
 
 /// Frames per second, zero when no time passed.
@@ -154,6 +164,8 @@ impl RawStats {
             l2_bits_per_second: pps * f64::from(frame_size) * 8.0,
             l1_bits_per_second: pps * f64::from(frame_size + 24) * 8.0,
             queues: Vec::new(),
+            steered: None,
+            no_socket: None,
         }
     }
 

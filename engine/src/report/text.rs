@@ -148,13 +148,12 @@ pub fn summary(r: &RunReport) -> String {
             };
             let _ = writeln!(
                 s,
-                "raw {} B frames: sent {} ({}), received {} ({}), lost {lost} ({pct:.3}%; {} dropped by the receiving host's kernel before its sockets), gaps {}, reordered {}, malformed {}",
+                "raw {} B frames: sent {} ({}), received {} ({}), lost {lost} ({pct:.3}%), gaps {}, reordered {}, malformed {}",
                 sr.frame_size,
                 sr.count.frames,
                 fmt_pps(sr.frames_per_second),
                 rr.count.frames,
                 fmt_pps(rr.frames_per_second),
-                rr.count.kernel_dropped,
                 rr.count.gaps,
                 rr.count.reorders,
                 rr.count.malformed
@@ -167,6 +166,15 @@ pub fn summary(r: &RunReport) -> String {
                 fmt_bps(sr.l1_bits_per_second),
                 fmt_bps(rr.l1_bits_per_second)
             );
+            if let Some(steered) = rr.steered {
+                let _ = writeln!(
+                    s,
+                    "raw loss, where: {} before the receiver's XDP hook (link, driver rings), {} between XDP and the receiving sockets (rx ring full, no fill buffer), {} on queues without a socket",
+                    sr.count.frames.saturating_sub(steered + rr.no_socket.unwrap_or(0)),
+                    rr.count.kernel_dropped,
+                    rr.no_socket.unwrap_or(0)
+                );
+            }
             for (who, st) in [("sender", sr), ("receiver", rr)] {
                 for q in &st.queues {
                     let _ = writeln!(

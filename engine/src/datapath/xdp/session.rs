@@ -320,7 +320,14 @@ impl RawWork {
             }
         }
         queues.sort_by_key(|q| q.queue);
-        let stats = RawStats::from_queues(self.frame_size, queues);
+        let mut stats = RawStats::from_queues(self.frame_size, queues);
+        if self.role == Role::Receiver {
+            // Only this test's flow matches, so these count its frames.
+            if let Ok(c) = self._end._steering.counters() {
+                stats.steered = Some(c.redirected);
+                stats.no_socket = Some(c.no_socket);
+            }
+        }
         vec![FlowResult {
             stream: 0,
             direction: self.direction,
