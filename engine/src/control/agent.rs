@@ -406,6 +406,13 @@ impl Session {
             raw.frame_size,
             raw.queues.as_deref(),
         )?;
+        // As the controller does: the neighbour table, else the MAC it sent.
+        let peer = Peer {
+            mac: crate::datapath::xdp::neigh::resolve(iface, local, raw.controller_ip)
+                .unwrap_or(raw.controller_mac),
+            ip: raw.controller_ip,
+            port: raw.controller_port,
+        };
         frame::write_msg(
             &mut self.conn,
             &Msg::Accepted {
@@ -421,11 +428,6 @@ impl Session {
         let irq0 = IrqSnapshot::take();
         let start = clock::wait_until(at);
         let stop = Arc::new(AtomicBool::new(false));
-        let peer = Peer {
-            mac: raw.controller_mac,
-            ip: raw.controller_ip,
-            port: raw.controller_port,
-        };
         let role = sockpath::role_of(
             crate::spec::FlowId {
                 stream: 0,

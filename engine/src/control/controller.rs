@@ -301,12 +301,22 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     let mut raw = None;
     #[cfg(target_os = "linux")]
     if let (Some(end), Some(rs)) = (raw_end, spec.raw.clone()) {
-        use crate::datapath::xdp::session::{parse_mac, Peer};
-        let mac = agent_mac.as_deref().and_then(parse_mac).ok_or_else(|| {
-            Error::Protocol("the agent sent no MAC address for a raw test".into())
-        })?;
+        use crate::datapath::xdp::{
+            neigh,
+            session::{parse_mac, Peer},
+        };
         let std::net::IpAddr::V4(ip) = addr.ip() else {
             return Err(Error::Invalid("raw mode runs over IPv4 only".into()));
+        };
+        // The kernel's neighbour table first, as the kernel would address
+        // the frames (a gateway's MAC when routed); the agent's own MAC
+        // only when that cannot be resolved.
+        let iface = opts.iface.as_deref().unwrap_or_default();
+        let mac = match neigh::resolve(iface, end.ip, ip) {
+            Ok(m) => m,
+            Err(e) => agent_mac.as_deref().and_then(parse_mac).ok_or_else(|| {
+                Error::Protocol(format!("{e}; and the agent sent no MAC address"))
+            })?,
         };
         mode = end.mode;
         raw = Some(RawPrep {

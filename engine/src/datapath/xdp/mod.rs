@@ -1,7 +1,9 @@
 //! The kernel-bypass data path: the XDP steering program (`loader`),
-//! AF_XDP sockets (`xsk`), and what an interface can do (`probe`).
+//! AF_XDP sockets (`xsk`), raw-frame workers (`raw`, `session`), the next
+//! hop's MAC (`neigh`), and what an interface can do (`probe`).
 
 pub mod loader;
+pub mod neigh;
 pub mod probe;
 pub mod raw;
 pub mod session;
