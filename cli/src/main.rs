@@ -12,7 +12,7 @@ use wirespeed::control::agent::{Agent, AgentConfig};
 use wirespeed::control::controller::{self, Event, RunOptions};
 use wirespeed::control::{auth, DEFAULT_PORT};
 use wirespeed::report::{csv, text};
-use wirespeed::spec::{Direction, Limit, Mode, TestSpec};
+use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec};
 use wirespeed::units::{parse_duration, parse_size};
 
 #[derive(Parser)]
@@ -140,6 +140,14 @@ enum ModeArg {
     Socket,
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum TestArg {
+    /// Bulk transfer (netperf TCP_STREAM/TCP_MAERTS).
+    Stream,
+    /// Request/response transactions with latency percentiles (TCP_RR).
+    Rr,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DirArg {
     Send,
@@ -155,9 +163,22 @@ struct RunArgs {
     /// Data path.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     mode: ModeArg,
+    /// stream: bulk transfer; rr: request/response latency.
+    #[arg(long, value_enum, default_value_t = TestArg::Stream)]
+    test: TestArg,
     /// send: we send, the agent receives; receive: the agent sends; both.
+    /// For rr: send = we are the client, receive = the agent is.
     #[arg(long, value_enum, default_value_t = DirArg::Send)]
     direction: DirArg,
+    /// rr: request size (netperf's default: 1 byte).
+    #[arg(long, default_value = "1", value_parser = size)]
+    request_size: u64,
+    /// rr: response size.
+    #[arg(long, default_value = "1", value_parser = size)]
+    response_size: u64,
+    /// rr: transactions in flight per stream.
+    #[arg(long, default_value_t = 1)]
+    burst: u32,
     /// How long to send (10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = duration, conflicts_with = "bytes")]
     duration: Duration,
@@ -380,6 +401,14 @@ fn run(r: RunArgs) -> Result<()> {
         remote_iface: r.remote_iface,
         data_port: r.data_port,
         raw: None, // filled in by the controller once its AF_XDP end is open
+        test: match r.test {
+            TestArg::Stream => TestKind::Stream,
+            TestArg::Rr => TestKind::Rr {
+                request: u32::try_from(r.request_size).context("--request-size is too large")?,
+                response: u32::try_from(r.response_size).context("--response-size is too large")?,
+                burst: r.burst,
+            },
+        },
     };
     let quiet = r.json || r.csv;
     let opts = RunOptions {
@@ -424,11 +453,22 @@ fn run(r: RunArgs) -> Result<()> {
                 addr,
                 data_port,
             } => {
+                let what = match (&opts.raw, opts.spec.test) {
+                    (Some(r), _) => format!("{} B raw frames", r.frame_size),
+                    (None, TestKind::Rr { request, response, burst }) => format!(
+                        "rr: {request} B requests, {response} B responses, {burst} in flight per stream"
+                    ),
+                    _ => format!("{} B messages", opts.spec.msg_size),
+                };
                 let _ = writeln!(
                     out,
-                    "wirespeed {}: {} {} to {addr} (agent {} on {}, data port {data_port}), {} stream(s), {} B {}",
+                    "wirespeed {}: {} {} to {addr} (agent {} on {}, data port {data_port}), {} stream(s), {what}",
                     wirespeed::VERSION,
-                    opts.spec.direction,
+                    if matches!(opts.spec.test, TestKind::Rr { .. }) {
+                        format!("{} (client: {})", opts.spec.direction, if opts.spec.direction == Direction::Send { "this end" } else { "the agent" })
+                    } else {
+                        opts.spec.direction.to_string()
+                    },
                     match opts.spec.limit {
                         Limit::Duration { seconds } => format!("for {seconds} s"),
                         Limit::Bytes { bytes } => format!("{bytes} bytes"),
@@ -436,16 +476,19 @@ fn run(r: RunArgs) -> Result<()> {
                     agent.version,
                     agent.hostname,
                     opts.spec.streams,
-                    opts.raw.as_ref().map_or(opts.spec.msg_size, |r| u32::from(r.frame_size)),
-                    if opts.raw.is_some() { "raw frames" } else { "messages" }
                 );
+                let rr = matches!(opts.spec.test, wirespeed::spec::TestKind::Rr { .. });
                 let _ = match &opts.raw {
+                    None if rr => writeln!(out, "{}", text::rr_interval_header()),
                     None => writeln!(out, "{}", text::interval_header()),
                     Some(_) => writeln!(out, "{}", text::raw_interval_header()),
                 };
             }
             Event::Interval(iv) => {
                 let _ = match &opts.raw {
+                    None if iv.flows.iter().any(|f| f.rr.is_some()) => {
+                        write!(out, "{}", text::rr_interval_lines(iv))
+                    }
                     None => write!(out, "{}", text::interval_lines(iv)),
                     Some(r) => write!(
                         out,

@@ -82,7 +82,32 @@ pub struct TestSpec {
     /// Raw frames over AF_XDP instead of a TCP stream.
     #[serde(default)]
     pub raw: Option<RawSpec>,
+    /// A bulk stream (the default) or request/response transactions.
+    #[serde(default)]
+    pub test: TestKind,
 }
+
+/// What each flow does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TestKind {
+    /// Bulk transfer (netperf TCP_STREAM / TCP_MAERTS).
+    #[default]
+    Stream,
+    /// Request/response (netperf TCP_RR): the side that would send in a
+    /// stream test is the client; it keeps `burst` requests in flight and
+    /// times each from its request's send to its response's last byte.
+    Rr {
+        request: u32,
+        response: u32,
+        burst: u32,
+    },
+}
+
+/// Largest request or response of an rr test.
+pub const MAX_RR_SIZE: u32 = 1 << 20;
+/// Most transactions in flight per rr stream.
+pub const MAX_BURST: u32 = 1024;
 
 /// A raw-mode test: UDP test frames between two AF_XDP endpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,6 +212,33 @@ impl TestSpec {
                 ));
             }
         }
+        if let TestKind::Rr {
+            request,
+            response,
+            burst,
+        } = self.test
+        {
+            if !(1..=MAX_RR_SIZE).contains(&request) || !(1..=MAX_RR_SIZE).contains(&response) {
+                return Err(Error::Invalid(format!(
+                    "request and response sizes must be between 1 byte and {MAX_RR_SIZE}"
+                )));
+            }
+            if !(1..=MAX_BURST).contains(&burst) {
+                return Err(Error::Invalid(format!(
+                    "--burst {burst} must be between 1 and {MAX_BURST}"
+                )));
+            }
+            if self.direction == Direction::Both || self.raw.is_some() {
+                return Err(Error::Invalid(
+                    "an rr test has one client side (--direction send: this end; receive: the agent) and runs over TCP, not --raw".into(),
+                ));
+            }
+            if matches!(self.limit, Limit::Bytes { .. }) {
+                return Err(Error::Invalid(
+                    "an rr test runs for a --duration, not --bytes".into(),
+                ));
+            }
+        }
         if let Some(i) = &self.remote_iface {
             if i.is_empty() || i.len() > 15 || i.contains(['/', '\0']) {
                 return Err(Error::Invalid(format!(
@@ -251,6 +303,7 @@ mod tests {
             remote_iface: None,
             data_port: None,
             raw: None,
+            test: TestKind::Stream,
         }
     }
 

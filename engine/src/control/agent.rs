@@ -508,6 +508,8 @@ impl Session {
                 id,
                 role: sockpath::role_of(id, false),
                 sock,
+                test: spec.test,
+                interval_latency: None,
                 msg_size: spec.msg_size as usize,
                 limits: FlowLimits {
                     duration: match spec.limit {

@@ -430,14 +430,26 @@ impl Prepared {
         let mut flows = Vec::with_capacity(socks.len());
         for (id, sock) in socks {
             let counter = Counter::default();
-            sampler.watch(id, counter.clone(), sock.try_clone().ok());
+            let role = sockpath::role_of(id, true);
+            // rr clients on this side report interval percentiles.
+            let interval_latency = (matches!(opts.spec.test, crate::spec::TestKind::Rr { .. })
+                && role == crate::report::model::Role::Sender)
+                .then(crate::metrics::latency::shared);
+            sampler.watch_rr(
+                id,
+                counter.clone(),
+                sock.try_clone().ok(),
+                interval_latency.clone(),
+            );
             flows.push(Flow {
                 id,
-                role: sockpath::role_of(id, true),
+                role,
                 sock,
                 msg_size: opts.spec.msg_size as usize,
                 limits: limits(id.stream),
                 counter,
+                test: opts.spec.test,
+                interval_latency,
             });
         }
         let stop = Arc::new(AtomicBool::new(false));

@@ -4,9 +4,9 @@
 //! Linux-only.
 
 use crate::error::IoContext;
-use crate::metrics::{interval::Counter, tcpinfo};
-use crate::report::model::{FlowResult, Role, SockBufs, Throughput};
-use crate::spec::{Direction, FlowId};
+use crate::metrics::{interval::Counter, latency, tcpinfo};
+use crate::report::model::{FlowResult, Role, RrStats, SockBufs, Throughput};
+use crate::spec::{Direction, FlowId, TestKind};
 use crate::{Error, Result};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
@@ -272,7 +272,12 @@ pub struct Flow {
     pub sock: Socket,
     pub msg_size: usize,
     pub limits: FlowLimits,
+    /// Bytes moved (stream) or transactions done (rr), for intervals.
     pub counter: Counter,
+    /// Stream or request/response.
+    pub test: TestKind,
+    /// rr clients record each latency here too, for interval percentiles.
+    pub interval_latency: Option<latency::Shared>,
 }
 
 impl Flow {
@@ -285,9 +290,15 @@ impl Flow {
         };
         let _ = self.sock.set_read_timeout(Some(POLL));
         let _ = self.sock.set_write_timeout(Some(POLL));
-        let (bytes, seconds, error) = match self.role {
-            Role::Sender => self.send(start, stop),
-            Role::Receiver => self.receive(start, stop),
+        let mut rr = None;
+        let (bytes, seconds, error) = match (self.test, self.role) {
+            (TestKind::Stream, Role::Sender) => self.send(start, stop),
+            (TestKind::Stream, Role::Receiver) => self.receive(start, stop),
+            (TestKind::Rr { .. }, _) => {
+                let (b, secs, err, stats) = self.rr(start, stop);
+                rr = Some(stats);
+                (b, secs, err)
+            }
         };
         FlowResult {
             stream: self.id.stream,
@@ -298,6 +309,7 @@ impl Flow {
             tcp: tcpinfo::read(&self.sock),
             error,
             raw: None,
+            rr,
         }
     }
 
@@ -415,6 +427,169 @@ impl Flow {
         // not keep the connection open and leave the sender waiting.
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
         (got, seconds, error)
+    }
+}
+
+/// Why an rr exchange stopped early.
+enum Stall {
+    Stop,
+    Closed,
+    Idle,
+    Failed(io::Error),
+}
+
+impl Flow {
+    /// One request/response flow: the client (this flow's Sender role)
+    /// keeps `burst` requests in flight and times each transaction; the
+    /// server answers every complete request. Both count transactions.
+    fn rr(&self, start: Instant, stop: &AtomicBool) -> (u64, f64, Option<String>, RrStats) {
+        let TestKind::Rr {
+            request,
+            response,
+            burst,
+        } = self.test
+        else {
+            unreachable!("rr flows only")
+        };
+        let _ = self.sock.set_nodelay(true);
+        let (mine, theirs) = match self.role {
+            Role::Sender => (request as usize, response as usize),
+            Role::Receiver => (response as usize, request as usize),
+        };
+        let out = pattern(mine);
+        let mut inb = vec![0u8; theirs];
+        let mut hist = latency::new_histogram();
+        let mut inflight = std::collections::VecDeque::with_capacity(burst as usize);
+        let deadline = start + self.limits.duration.unwrap_or(self.limits.hard);
+        let (mut done, mut sent, mut last) = (0u64, 0u64, start);
+        let mut error = None;
+        let client = self.role == Role::Sender;
+        if client {
+            for _ in 0..burst {
+                // Stamped before the write: the answer can come back
+                // before the write call returns.
+                inflight.push_back(Instant::now());
+                if let Err(e) = self.put(&out, start, stop) {
+                    error = Some(self.stall_text(e, "sending a request"));
+                    break;
+                }
+                sent += out.len() as u64;
+            }
+        }
+        while error.is_none() && (!client || !inflight.is_empty()) {
+            match self.get(&mut inb, start, stop) {
+                Ok(()) => {}
+                // The client closing after its last response ends a server cleanly.
+                Err(Stall::Closed) if !client => break,
+                Err(e) => {
+                    error = Some(self.stall_text(e, "waiting for the peer"));
+                    break;
+                }
+            }
+            let now = Instant::now();
+            done += 1;
+            last = now;
+            self.counter.add(1);
+            if let Some(t0) = inflight.pop_front() {
+                let ns = now.duration_since(t0).as_nanos() as u64;
+                latency::record(&mut hist, ns);
+                if let Some(h) = &self.interval_latency {
+                    if let Ok(mut h) = h.lock() {
+                        latency::record(&mut h, ns);
+                    }
+                }
+            }
+            if !client || now < deadline {
+                if client {
+                    inflight.push_back(Instant::now());
+                }
+                if let Err(e) = self.put(&out, start, stop) {
+                    error = Some(self.stall_text(e, "answering"));
+                    break;
+                }
+                sent += out.len() as u64;
+            }
+        }
+        let seconds = last.duration_since(start).as_secs_f64();
+        if client {
+            // Half-close: the server's EOF in return says it saw the end.
+            let _ = self.sock.shutdown(std::net::Shutdown::Write);
+            if error.is_none() {
+                error = self.drain(start, stop).err();
+            }
+        } else {
+            let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        }
+        let stats = RrStats {
+            transactions: done,
+            transactions_per_second: if seconds > 0.0 {
+                done as f64 / seconds
+            } else {
+                0.0
+            },
+            latency: client.then(|| latency::percentiles(&hist)),
+            histogram: client.then(|| latency::encode(&hist)),
+        };
+        (sent, seconds, error, stats)
+    }
+
+    fn stall_text(&self, s: Stall, doing: &str) -> String {
+        match s {
+            Stall::Stop => "aborted".into(),
+            Stall::Closed => format!("{doing}: the peer closed the connection"),
+            Stall::Idle => format!(
+                "{doing}: nothing for {:.0} s: the peer stalled or vanished",
+                self.limits.idle.as_secs_f64()
+            ),
+            Stall::Failed(e) => format!("{doing}: {e}"),
+        }
+    }
+
+    /// Fill `buf` from the socket, bounded by the stop flag and the limits.
+    fn get(&self, buf: &mut [u8], start: Instant, stop: &AtomicBool) -> Result<(), Stall> {
+        let mut got = 0;
+        let mut progress = Instant::now();
+        while got < buf.len() {
+            match (&self.sock).read(&mut buf[got..]) {
+                Ok(0) => return Err(Stall::Closed),
+                Ok(k) => {
+                    got += k;
+                    progress = Instant::now();
+                }
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Stall::Failed(e)),
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(Stall::Stop);
+            }
+            if progress.elapsed() >= self.limits.idle || start.elapsed() >= self.limits.hard {
+                return Err(Stall::Idle);
+            }
+        }
+        Ok(())
+    }
+
+    /// Write all of `buf`, bounded as [`Flow::get`] is.
+    fn put(&self, buf: &[u8], start: Instant, stop: &AtomicBool) -> Result<(), Stall> {
+        let mut put = 0;
+        let mut progress = Instant::now();
+        while put < buf.len() {
+            match (&self.sock).write(&buf[put..]) {
+                Ok(k) => {
+                    put += k;
+                    progress = Instant::now();
+                }
+                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Stall::Failed(e)),
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Err(Stall::Stop);
+            }
+            if progress.elapsed() >= self.limits.idle || start.elapsed() >= self.limits.hard {
+                return Err(Stall::Idle);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -578,6 +753,8 @@ mod tests {
             msg_size: 8192,
             limits,
             counter: Counter::default(),
+            test: TestKind::Stream,
+            interval_latency: None,
         };
         let rx = std::thread::spawn(move || recv.run(start, &AtomicBool::new(false)));
         let send = Flow {
@@ -587,6 +764,8 @@ mod tests {
             msg_size: 8192,
             limits,
             counter: Counter::default(),
+            test: TestKind::Stream,
+            interval_latency: None,
         };
         let s = send.run(start, &stop);
         let r = rx.join().unwrap();

@@ -2,8 +2,8 @@
 //! another thread turns counter deltas (and, on Linux, TCP_INFO) into one
 //! [`Interval`] per tick, as iperf3 prints them.
 
-use crate::metrics::tcpinfo;
-use crate::report::model::{Interval, IntervalFlow, Throughput};
+use crate::metrics::{latency, tcpinfo};
+use crate::report::model::{Interval, IntervalFlow, IntervalRr, Throughput};
 use crate::spec::FlowId;
 use socket2::Socket;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +27,9 @@ struct Probe {
     id: FlowId,
     counter: Counter,
     sock: Option<Socket>,
+    /// rr flows: the counter counts transactions, and this holds the
+    /// interval's latencies (taken and reset at each sample).
+    latency: Option<latency::Shared>,
     last_bytes: u64,
     last_retrans: u32,
 }
@@ -50,10 +53,23 @@ impl Sampler {
 
     /// Watch a flow; `sock` (a duplicate handle) lets us read TCP_INFO.
     pub fn watch(&mut self, id: FlowId, counter: Counter, sock: Option<Socket>) {
+        self.watch_rr(id, counter, sock, None);
+    }
+
+    /// Watch a flow that may be an rr client: with `latency`, its counter
+    /// counts transactions and the interval reports their percentiles.
+    pub fn watch_rr(
+        &mut self,
+        id: FlowId,
+        counter: Counter,
+        sock: Option<Socket>,
+        latency: Option<latency::Shared>,
+    ) {
         self.probes.push(Probe {
             id,
             counter,
             sock,
+            latency,
             last_bytes: 0,
             last_retrans: 0,
         });
@@ -80,13 +96,32 @@ impl Sampler {
                     p.last_retrans = t.retransmits;
                     d
                 });
+                let rr = p.latency.as_ref().map(|h| {
+                    let pct = h
+                        .lock()
+                        .map(|mut h| {
+                            let pct = latency::percentiles(&h);
+                            h.reset();
+                            pct
+                        })
+                        .unwrap_or_default();
+                    IntervalRr {
+                        transactions: delta,
+                        transactions_per_second: if secs > 0.0 { delta as f64 / secs } else { 0.0 },
+                        p50_us: pct.p50_us,
+                        p99_us: pct.p99_us,
+                        max_us: pct.max_us,
+                    }
+                });
+                let bytes = if rr.is_some() { 0 } else { delta };
                 IntervalFlow {
                     stream: p.id.stream,
                     direction: p.id.direction,
-                    bytes: delta,
-                    bits_per_second: crate::units::bps(delta, secs),
+                    bytes,
+                    bits_per_second: crate::units::bps(bytes, secs),
                     retransmits,
                     rtt_us: tcp.map(|t| t.rtt_us),
+                    rr,
                 }
             })
             .collect();

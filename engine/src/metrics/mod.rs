@@ -1,9 +1,10 @@
 //! Measurement readers: CPU time (per core and per process), TCP_INFO, host
-//! facts, and the per-interval sampler. Parsers are pure functions over
+//! facts, latency histograms, and the per-interval sampler. Parsers are pure functions over
 //! text so they are tested without a live system.
 
 pub mod cpu;
 pub mod host;
 pub mod interval;
 pub mod irq;
+pub mod latency;
 pub mod tcpinfo;

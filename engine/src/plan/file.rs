@@ -425,6 +425,7 @@ impl Configuration {
             remote_iface: None,
             data_port: None,
             raw: None,
+            test: crate::spec::TestKind::Stream,
         }
     }
 }

@@ -201,6 +201,21 @@ pub struct FlowResult {
     /// Raw-mode figures (frames, gaps, L1/L2 rates); None for TCP flows.
     #[serde(default)]
     pub raw: Option<RawStats>,
+    /// Request/response figures; None for stream tests.
+    #[serde(default)]
+    pub rr: Option<RrStats>,
+}
+
+/// What one end of an rr flow counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RrStats {
+    /// Complete transactions: responses received (client) or sent (server).
+    pub transactions: u64,
+    pub transactions_per_second: f64,
+    /// The client's latency percentiles; None on the server.
+    pub latency: Option<crate::metrics::latency::Percentiles>,
+    /// The client's HdrHistogram of nanoseconds (V2 deflate, base64).
+    pub histogram: Option<String>,
 }
 
 /// CPU time shares in percent over the test, for a core or the host.
@@ -279,6 +294,19 @@ pub struct IntervalFlow {
     pub bits_per_second: f64,
     pub retransmits: Option<u32>,
     pub rtt_us: Option<u32>,
+    /// rr tests: this interval's transactions and latency (client side).
+    #[serde(default)]
+    pub rr: Option<IntervalRr>,
+}
+
+/// One interval of an rr flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalRr {
+    pub transactions: u64,
+    pub transactions_per_second: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
 }
 
 /// One reporting interval, measured on the controller.
@@ -369,6 +397,20 @@ pub struct End {
     /// Flow errors from either side; empty on a clean run.
     pub errors: Vec<String>,
     pub timing: Timing,
+    /// rr tests: every client flow's histogram merged.
+    #[serde(default)]
+    pub latency: Option<RrSummary>,
+}
+
+/// An rr test's totals.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RrSummary {
+    /// As the clients and as the servers counted them.
+    pub client_transactions: u64,
+    pub server_transactions: u64,
+    pub transactions_per_second: f64,
+    pub latency: crate::metrics::latency::Percentiles,
+    pub histogram: String,
 }
 
 /// The whole `--json` document.
@@ -432,7 +474,9 @@ impl End {
                 }
             })
             .collect();
+        let latency = rr_summary(&flows);
         End {
+            latency,
             mode: mode.to_string(),
             sent: Throughput::sum(flows.iter().map(|f| &f.sender.throughput)),
             received: Throughput::sum(flows.iter().map(|f| &f.receiver.throughput)),
@@ -452,6 +496,28 @@ impl End {
             timing,
         }
     }
+}
+
+/// Merge the rr flows' histograms (None for stream tests).
+fn rr_summary(flows: &[FlowPair]) -> Option<RrSummary> {
+    use crate::metrics::latency;
+    let clients: Vec<&RrStats> = flows.iter().filter_map(|f| f.sender.rr.as_ref()).collect();
+    if clients.is_empty() {
+        return None;
+    }
+    let h = latency::merge(clients.iter().filter_map(|c| c.histogram.as_deref()))
+        .unwrap_or_else(|_| latency::new_histogram());
+    Some(RrSummary {
+        client_transactions: clients.iter().map(|c| c.transactions).sum(),
+        server_transactions: flows
+            .iter()
+            .filter_map(|f| f.receiver.rr.as_ref())
+            .map(|r| r.transactions)
+            .sum(),
+        transactions_per_second: clients.iter().map(|c| c.transactions_per_second).sum(),
+        latency: latency::percentiles(&h),
+        histogram: latency::encode(&h),
+    })
 }
 
 #[cfg(test)]

@@ -42,6 +42,46 @@ pub fn interval_lines(iv: &Interval) -> String {
     s
 }
 
+/// The rr header: transactions and this interval's latency.
+pub fn rr_interval_header() -> String {
+    format!(
+        "{:<14} {:>13} {:>12} {:>12} {:>11} {:>11} {:>11}",
+        "[stream]", "interval", "trans", "trans/s", "p50", "p99", "max"
+    )
+}
+
+/// One rr interval: a line per client flow.
+pub fn rr_interval_lines(iv: &Interval) -> String {
+    let mut s = String::new();
+    let span = format!("{:.2}-{:.2} s", iv.start, iv.end);
+    for f in &iv.flows {
+        let Some(r) = &f.rr else { continue };
+        let _ = writeln!(
+            s,
+            "{:<14} {:>13} {:>12} {:>12.0} {:>11} {:>11} {:>11}",
+            format!("[{} {}]", f.stream, f.direction),
+            span,
+            r.transactions,
+            r.transactions_per_second,
+            fmt_us(r.p50_us),
+            fmt_us(r.p99_us),
+            fmt_us(r.max_us),
+        );
+    }
+    s
+}
+
+/// Microseconds, with a unit that keeps three figures readable.
+pub fn fmt_us(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.1} us")
+    }
+}
+
 /// The raw-mode header: frames as well as bits.
 pub fn raw_interval_header() -> String {
     format!(
@@ -115,7 +155,27 @@ pub fn summary(r: &RunReport) -> String {
         e.remote_host.cores,
         e.remote_host.version
     );
-    for d in &e.directions {
+    if let Some(l) = &e.latency {
+        let p = &l.latency;
+        let _ = writeln!(
+            s,
+            "rr: {} transactions ({:.0}/s) as the clients counted them, {} as the servers did",
+            l.client_transactions, l.transactions_per_second, l.server_transactions
+        );
+        let _ = writeln!(
+            s,
+            "latency: min {} mean {} p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
+            fmt_us(p.min_us),
+            fmt_us(p.mean_us),
+            fmt_us(p.p50_us),
+            fmt_us(p.p90_us),
+            fmt_us(p.p99_us),
+            fmt_us(p.p999_us),
+            fmt_us(p.p9999_us),
+            fmt_us(p.max_us)
+        );
+    }
+    for d in e.directions.iter().filter(|_| e.latency.is_none()) {
         let (snd, rcv) = match d.direction {
             crate::spec::Direction::Send => ("local", "agent"),
             _ => ("agent", "local"),
@@ -192,7 +252,11 @@ pub fn summary(r: &RunReport) -> String {
             }
         }
     }
-    if let Some(f) = e.flows.first().filter(|f| f.sender.raw.is_none()) {
+    if let Some(f) = e
+        .flows
+        .first()
+        .filter(|f| f.sender.raw.is_none() && f.sender.rr.is_none())
+    {
         let req = r
             .config
             .test

@@ -340,6 +340,7 @@ impl RawWork {
             tcp: None,
             error,
             raw: Some(stats),
+            rr: None,
         }]
     }
 }

@@ -1,0 +1,130 @@
+//! Transaction latency in an HdrHistogram (3 significant digits, 1 ns to
+//! 100 s), its percentile summary, and its standard portable form: the V2
+//! deflate encoding in base64, which HdrHistogram's own tools read, so
+//! histograms from several runs and hosts can be merged exactly.
+
+use crate::{Error, Result};
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+
+/// Longest latency recorded exactly; longer ones are clamped to it.
+pub const MAX_NS: u64 = 100_000_000_000;
+
+/// A histogram of nanoseconds.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("valid bounds")
+}
+
+/// An interval's histogram, shared by a flow (which records) and the
+/// sampler (which takes and resets it each tick).
+pub type Shared = Arc<Mutex<Histogram<u64>>>;
+
+/// A fresh shared histogram.
+pub fn shared() -> Shared {
+    Arc::new(Mutex::new(new_histogram()))
+}
+
+/// The figures users read, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min_us: f64,
+    pub mean_us: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub p9999_us: f64,
+    pub max_us: f64,
+}
+
+/// The percentiles of `h` (all zero when empty).
+pub fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let q = |p: f64| us(h.value_at_quantile(p));
+    Percentiles {
+        count: h.len(),
+        min_us: us(h.min()),
+        mean_us: h.mean() / 1000.0,
+        p50_us: q(0.5),
+        p90_us: q(0.9),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+        p9999_us: q(0.9999),
+        max_us: us(h.max()),
+    }
+}
+
+/// `h` as base64 of its V2 deflate encoding.
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serializing to memory");
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Read what [`encode`] wrote (or any HdrHistogram V2 base64 form).
+pub fn decode(s: &str) -> Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| Error::Invalid(format!("latency histogram is not base64: {e}")))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| Error::Invalid(format!("latency histogram does not decode: {e:?}")))
+}
+
+/// Several encoded histograms added into one (runs, hosts, streams).
+pub fn merge<'a>(encoded: impl IntoIterator<Item = &'a str>) -> Result<Histogram<u64>> {
+    let mut all = new_histogram();
+    for e in encoded {
+        all.add(decode(e)?)
+            .map_err(|e| Error::Invalid(format!("adding histograms: {e:?}")))?;
+    }
+    Ok(all)
+}
+
+/// Record one latency, clamped to the histogram's range.
+pub fn record(h: &mut Histogram<u64>, ns: u64) {
+    let _ = h.record(ns.clamp(1, MAX_NS));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_ordered_and_near_the_truth() {
+        let mut h = new_histogram();
+        for v in 1..=10_000u64 {
+            record(&mut h, v * 1000); // 1 us .. 10 ms
+        }
+        let p = percentiles(&h);
+        assert_eq!(p.count, 10_000);
+        assert!((p.p50_us - 5000.0).abs() / 5000.0 < 0.002, "{p:?}");
+        assert!((p.p99_us - 9900.0).abs() / 9900.0 < 0.002, "{p:?}");
+        assert!(p.min_us <= p.p50_us && p.p50_us <= p.p90_us && p.p90_us <= p.p99_us);
+        assert!(p.p99_us <= p.p999_us && p.p999_us <= p.p9999_us && p.p9999_us <= p.max_us);
+        assert_eq!(percentiles(&new_histogram()), Percentiles::default());
+    }
+
+    #[test]
+    fn encoding_round_trips_and_merges() {
+        let mut a = new_histogram();
+        let mut b = new_histogram();
+        record(&mut a, 1_000);
+        record(&mut b, 2_000_000);
+        record(&mut b, 0); // clamped, not lost
+        let m = merge([encode(&a).as_str(), encode(&b).as_str()]).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(decode(&encode(&a)).unwrap(), a);
+        assert!(decode("not base64!").is_err());
+        assert!(decode("AAAA").is_err());
+    }
+}
