@@ -243,6 +243,7 @@ fn data_connections_never_arrive() {
         remote_iface: None,
         data_port: None,
         raw: None,
+        test: wirespeed::spec::TestKind::Stream,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

@@ -537,7 +537,60 @@ mod tests {
             }),
             error: None,
             raw: None,
+            rr: None,
         }
+    }
+
+    #[test]
+    fn rr_latency_merges_every_client_histogram() {
+        use crate::metrics::latency;
+        let client = |us: &[u64]| {
+            let mut h = latency::new_histogram();
+            for &u in us {
+                latency::record(&mut h, u * 1000);
+            }
+            RrStats {
+                transactions: us.len() as u64,
+                transactions_per_second: us.len() as f64,
+                latency: Some(latency::percentiles(&h)),
+                histogram: Some(latency::encode(&h)),
+            }
+        };
+        let server = |n| RrStats {
+            transactions: n,
+            ..Default::default()
+        };
+        let pair = |stream, c: RrStats, n| FlowPair {
+            stream,
+            direction: Direction::Send,
+            sender: FlowResult {
+                rr: Some(c),
+                ..flow(stream, Direction::Send, Role::Sender, 1, 1.0)
+            },
+            receiver: FlowResult {
+                rr: Some(server(n)),
+                ..flow(stream, Direction::Send, Role::Receiver, 1, 1.0)
+            },
+        };
+        let flows = [
+            pair(0, client(&[10, 20]), 2),
+            pair(1, client(&[30, 40, 1000]), 3),
+        ];
+        let s = rr_summary(&flows).expect("an rr test");
+        assert_eq!((s.client_transactions, s.server_transactions), (5, 5));
+        assert_eq!(s.latency.count, 5);
+        assert!((s.latency.min_us - 10.0).abs() < 0.1 && (s.latency.max_us - 1000.0).abs() < 1.0);
+        assert_eq!(latency::decode(&s.histogram).unwrap().len(), 5);
+        let stream = [FlowPair {
+            stream: 0,
+            direction: Direction::Send,
+            sender: flow(0, Direction::Send, Role::Sender, 1, 1.0),
+            receiver: flow(0, Direction::Send, Role::Receiver, 1, 1.0),
+        }];
+        assert!(
+            rr_summary(&stream).is_none(),
+            "stream tests have no latency"
+        );
     }
 
     #[test]
