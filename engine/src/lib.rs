@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod spec;
+pub mod tcplite;
 #[cfg(target_os = "linux")]
 pub mod testbed;
 pub mod units;
