@@ -203,6 +203,9 @@ pub struct Connection {
 
     // persist (zero window)
     persist_at: Option<Instant>,
+    /// Probes since the window closed: the persist interval backs off.
+    persist_backoff: u32,
+    /// Probes in a row without any ACK: the connection fails past the limit.
     probes: u32,
     probe_pending: bool,
 
@@ -290,6 +293,7 @@ impl Connection {
             syn_pending: true,
             rexmit_one: false,
             persist_at: None,
+            persist_backoff: 0,
             probes: 0,
             probe_pending: false,
             time_wait_at: None,
@@ -505,7 +509,7 @@ impl Connection {
             // (receiver-side silly window avoidance, 3.8.6.2.2)
             let edge = self.rcv_nxt + self.advertised_window();
             let moved = edge.diff(self.rcv_adv).max(0) as usize;
-            if moved >= (self.recv.capacity() / 2).min(usize::from(self.cfg.mss)) {
+            if moved >= self.window_step() {
                 self.ack_now = true;
             }
         }
@@ -518,10 +522,13 @@ impl Connection {
     }
 
     /// Orderly close of our sending side: a FIN follows the queued data.
+    /// Before the handshake completes the FIN waits for it (RFC 9293
+    /// 3.10.4); a SYN-SENT connection with nothing queued just closes.
     pub fn close(&mut self) {
         match self.state {
-            State::SynSent => self.state = State::Closed,
-            State::SynReceived | State::Established => {
+            State::SynSent if self.send.is_empty() => self.enter_closed(),
+            State::SynSent | State::SynReceived => self.fin_queued = true,
+            State::Established => {
                 self.fin_queued = true;
                 self.state = State::FinWait1;
             }
@@ -653,6 +660,11 @@ impl Connection {
 
     // ---- receiving ----
 
+    /// How far the right edge must be able to move before we move it.
+    fn window_step(&self) -> usize {
+        (self.recv.capacity() / 2).min(usize::from(self.cfg.mss))
+    }
+
     /// The window to advertise: receiver silly window avoidance
     /// (3.8.6.2.2) keeps the right edge where it was until it can move by
     /// min(buffer / 2, MSS); it never moves left.
@@ -663,8 +675,11 @@ impl Connection {
         } else {
             0
         };
-        let step = (self.recv.capacity() / 2).min(usize::from(self.cfg.mss));
-        let w = if free >= cur + step { free } else { cur };
+        let w = if free >= cur + self.window_step() {
+            free
+        } else {
+            cur
+        };
         (w >> self.rcv_wscale).min(0xffff) << self.rcv_wscale
     }
 
@@ -715,6 +730,10 @@ impl Connection {
         };
         // with a zero window, ACK and RST are still processed (3.10.7.4)
         let zero_window_ack = !acceptable && wnd == 0 && seq == self.rcv_nxt;
+        if zero_window_ack && seg_len > 0 {
+            // a window probe: the ACK we send tells the window
+            self.ack_now = true;
+        }
         if !acceptable && !zero_window_ack {
             if !f.rst() {
                 self.ack_now = true;
@@ -756,7 +775,7 @@ impl Connection {
         }
         if self.state == State::SynReceived {
             if seg.ack_number > self.snd_una && seg.ack_number <= self.snd_max {
-                self.state = State::Established;
+                self.state = self.established_state();
                 self.snd_wnd = usize::from(seg.window_len) << self.snd_wscale;
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
                 self.snd_wl1 = seq;
@@ -847,7 +866,7 @@ impl Connection {
             self.snd_nxt = self.snd_nxt.max(self.snd_una);
             self.rexmit_at = None;
             self.retries = 0;
-            self.state = State::Established;
+            self.state = self.established_state();
             self.syn_pending = false;
             self.ack_now = true;
         } else {
@@ -895,6 +914,7 @@ impl Connection {
             if seg_wnd > 0 {
                 self.persist_at = None;
                 self.probes = 0;
+                self.persist_backoff = 0;
             }
         }
         // any ACK shows the peer alive while we probe
@@ -902,6 +922,16 @@ impl Connection {
             self.probes = 0;
         }
         true
+    }
+
+    /// The state a completed handshake leads to: FIN-WAIT-1 if the
+    /// application closed meanwhile.
+    fn established_state(&self) -> State {
+        if self.fin_queued {
+            State::FinWait1
+        } else {
+            State::Established
+        }
     }
 
     fn fin_seq(&self) -> Option<SeqNum> {
@@ -1045,10 +1075,13 @@ impl Connection {
                 self.stats.bytes_received += adv as u64;
                 self.rcv_mss = self.rcv_mss.max(data.len());
                 self.unacked_bytes += adv;
+                // at once: a hole filled, every second full segment, or
+                // the window (nearly) closed, so the sender learns it now
                 if had_gaps
                     || self.cfg.delayed_ack == 0
                     || self.unacked_bytes >= 2 * self.rcv_mss
                     || skip > 0
+                    || self.recv.free() < self.window_step()
                 {
                     self.ack_now = true;
                 } else if self.delack_at.is_none() {
@@ -1139,6 +1172,7 @@ impl Connection {
             if self.probe_pending {
                 self.probe_pending = false;
                 self.stats.window_probes += 1;
+                self.persist_backoff += 1;
                 // one byte beyond the closed window; snd_nxt stays (3.8.6.1)
                 if let Some(t) = self.send_data(now, buf, self.snd_nxt, 1, true) {
                     self.persist_at = Some(now + self.persist_interval());
@@ -1156,7 +1190,7 @@ impl Connection {
 
     fn persist_interval(&self) -> u64 {
         let base = self.rto.max(self.cfg.min_rto);
-        (base << self.probes.min(16)).min(self.cfg.max_rto)
+        (base << self.persist_backoff.min(16)).min(self.cfg.max_rto)
     }
 
     fn arm_persist(&mut self, now: Instant) {
@@ -1353,11 +1387,11 @@ impl Connection {
             self.ack_now = false;
             self.delack_at = None;
             self.unacked_bytes = 0;
-            if !repr.flags.syn() {
-                let edge = self.rcv_nxt + (usize::from(repr.window_len) << self.rcv_wscale);
-                if edge > self.rcv_adv {
-                    self.rcv_adv = edge;
-                }
+            // a SYN's window is not scaled (RFC 7323 2.2)
+            let shift = if repr.flags.syn() { 0 } else { self.rcv_wscale };
+            let edge = self.rcv_nxt + (usize::from(repr.window_len) << shift);
+            if edge > self.rcv_adv {
+                self.rcv_adv = edge;
             }
         }
         self.stats.segments_sent += 1;
