@@ -269,6 +269,12 @@ impl Pair {
         )
     }
 
+    /// Change a direction's impairments mid-run (0: client to server,
+    /// 1: server to client); frames already in flight keep their fate.
+    pub fn link_config_mut(&mut self, direction: usize) -> &mut LinkConfig {
+        &mut self.links[direction.min(1)].cfg
+    }
+
     pub fn link_stats(&self) -> [LinkStats; 2] {
         [self.links[0].stats, self.links[1].stats]
     }

@@ -474,8 +474,9 @@ fn zero_window_probe_recovers_when_the_reader_drains() {
 
 #[test]
 fn lost_window_update_is_recovered_by_a_probe() {
-    // the reader drains while every server->client segment is lost for a
-    // while: only a probe can find out that the window opened
+    // the reader drains while every server->client segment is lost: the
+    // window update never arrives, only a later probe can find the window
+    // open
     let scfg = Config {
         recv_buffer: 4 * 1024,
         ..Config::default()
@@ -490,8 +491,103 @@ fn lost_window_update_is_recovered_by_a_probe() {
         pattern(50_000),
         4,
     );
+    p.server_reads = false;
+    assert!(p.run_until(100_000, 600 * SEC, |p| p.client.stats().window_probes >= 1));
+    p.link_config_mut(1).loss = 1.0;
+    p.server_reads = true;
+    let probes = p.client.stats().window_probes;
+    assert!(
+        p.run_until(100_000, 600 * SEC, |p| p.client.stats().window_probes
+            >= probes + 2)
+    );
+    assert!(
+        p.client.error().is_none(),
+        "unanswered probes, but below the limit"
+    );
+    p.link_config_mut(1).loss = 0.0;
     assert_eq!(p.run(1_000_000, 3600 * SEC), Outcome::Completed);
     assert!(p.received == p.data);
+}
+
+#[test]
+fn a_peer_that_stops_answering_probes_times_out() {
+    let scfg = Config {
+        recv_buffer: 4 * 1024,
+        ..Config::default()
+    };
+    let ccfg = Config {
+        max_retries: 4,
+        ..Config::default()
+    };
+    let mut p = Pair::new(
+        ccfg,
+        scfg,
+        LinkConfig::default(),
+        LinkConfig::default(),
+        1,
+        2,
+        pattern(50_000),
+        4,
+    );
+    p.server_reads = false;
+    assert!(p.run_until(100_000, 600 * SEC, |p| p.client.stats().window_probes >= 1));
+    p.link_config_mut(1).loss = 1.0;
+    let o = p.run(1_000_000, 3600 * SEC);
+    assert!(
+        matches!(
+            o,
+            Outcome::Failed {
+                client: Some(ConnectionError::TimedOut),
+                ..
+            }
+        ),
+        "{o:?}"
+    );
+    assert!(p.now < 600 * SEC, "bounded: {} s", p.now / SEC);
+}
+
+#[test]
+fn ipv6_frames_carry_a_connection() {
+    use super::frame::{parse_frame, poll_transmit_frame, LinkAddrs, HEADROOM_V6};
+    use crate::wire::ethernet::MacAddr;
+    let a: SocketAddr = "[fd00::1]:40000".parse().unwrap();
+    let b: SocketAddr = "[fd00::2]:5001".parse().unwrap();
+    let la = LinkAddrs {
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: MacAddr([2, 0, 0, 0, 0, 2]),
+    };
+    let lb = LinkAddrs {
+        src: la.dst,
+        dst: la.src,
+    };
+    let mut buf = vec![0u8; 1600];
+    let mut c = Connection::connect(Config::default(), a, b, u32::MAX, 0);
+    let (n, t) = poll_transmit_frame(&mut c, 0, &la, &mut buf).unwrap();
+    assert_eq!(n, HEADROOM_V6 + t.size);
+    let f = parse_frame(&buf[..n]).unwrap();
+    assert_eq!((f.src, f.dst), (a.ip(), b.ip()));
+    assert_eq!(f.dst_mac, la.dst);
+    let mut s = Connection::accept(Config::default(), b, f.src, &f.segment, 77, 0).unwrap();
+    let mut sbuf = vec![0u8; 1600];
+    let (n, _) = poll_transmit_frame(&mut s, 10, &lb, &mut sbuf).unwrap();
+    c.handle_segment(20, &parse_frame(&sbuf[..n]).unwrap().segment);
+    assert!(c.is_established());
+    c.write(b"over IPv6");
+    while let Some((n, _)) = poll_transmit_frame(&mut c, 30, &la, &mut buf) {
+        s.handle_segment(40, &parse_frame(&buf[..n]).unwrap().segment);
+    }
+    let mut out = [0u8; 16];
+    assert_eq!(s.read(&mut out), 9);
+    assert_eq!(&out[..9], b"over IPv6");
+    // damage anywhere is refused by a checksum or a length check
+    for i in 14..n {
+        let mut bad = buf[..n].to_vec();
+        bad[i] ^= 0x40;
+        if let Ok(f) = parse_frame(&bad) {
+            // only fields no checksum covers may change (traffic class, flow, hop limit)
+            assert!((14..18).contains(&i) || i == 21, "byte {i} changed: {f:?}");
+        }
+    }
 }
 
 #[test]
@@ -717,5 +813,93 @@ proptest! {
             o => prop_assert!(false, "{:?} after {} steps at {} us: client {:?} {:?} server {:?}",
                 o, p.steps, p.now, p.client.state(), p.client.stats(), p.server.as_ref().map(|s| s.state())),
         }
+    }
+}
+
+/// A segment from the network, with the connection's ports but any
+/// sequence numbers, flags, window, options and payload.
+/// (seq, ack, flags, window, window scale, timestamps, payload, near)
+type RawSegment = (
+    u32,
+    u32,
+    u8,
+    u16,
+    Option<u8>,
+    Option<(u32, u32)>,
+    Vec<u8>,
+    bool,
+);
+
+fn arbitrary_segment() -> impl Strategy<Value = RawSegment> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u8>(),
+        any::<u16>(),
+        proptest::option::of(any::<u8>()),
+        proptest::option::of(any::<(u32, u32)>()),
+        proptest::collection::vec(any::<u8>(), 0..3000),
+        any::<bool>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Hostile or garbled segments, near the connection's own sequence
+    /// numbers or anywhere, never panic it and never break its accounting.
+    #[test]
+    fn arbitrary_segments_never_panic(
+        segs in proptest::collection::vec(arbitrary_segment(), 1..40),
+        c_iss in iss_strategy(),
+        s_iss in iss_strategy(),
+        close_first in any::<bool>(),
+    ) {
+        let (mut c, _s) = established(Config::default(), Config::default(), c_iss, s_iss);
+        c.write(&pattern(20_000));
+        if close_first {
+            c.close();
+        }
+        let (a, b) = addrs();
+        let mut now = 10_000;
+        let mut buf = vec![0u8; 2000];
+        for (seq, ack, flags, win, ws, ts, payload, near) in segs {
+            // half of them close to what the connection expects
+            let (seq, ack) = if near {
+                (s_iss.wrapping_add(1).wrapping_add(seq % 40_000), c_iss.wrapping_add(ack % 40_000))
+            } else {
+                (seq, ack)
+            };
+            let mut r = TcpSegment::new(b.port(), a.port(), SeqNum(seq), SeqNum(ack), TcpFlags(flags));
+            r.window_len = win;
+            r.window_scale = ws;
+            r.timestamp = ts;
+            r.payload = &payload;
+            c.handle_segment(now, &r);
+            while let Some(t) = c.poll_transmit(now, &mut buf) {
+                prop_assert!(t.size <= buf.len());
+            }
+            if let Some(t) = c.poll_timeout() {
+                now = now.max(t.min(now + 50_000));
+                c.on_timeout(now);
+            }
+            let mut rd = [0u8; 4096];
+            let _ = c.read(&mut rd);
+            prop_assert!(c.send_queue() <= 256 * 1024);
+            prop_assert!(c.recv_queue() <= 256 * 1024);
+            now += 1_000;
+        }
+    }
+
+    /// Arbitrary bytes as a frame never panic the parser.
+    #[test]
+    fn arbitrary_frames_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), kind in 0u8..3) {
+        let mut b = b;
+        if b.len() > 14 {
+            let (t, v) = [(0x0800u16, 0x45u8), (0x86dd, 0x60), (0x0806, 0)][usize::from(kind)];
+            b[12..14].copy_from_slice(&t.to_be_bytes());
+            b[14] = v | (b[14] & 0x0f);
+        }
+        let _ = super::frame::parse_frame(&b);
     }
 }
