@@ -810,7 +810,7 @@ impl Connection {
         // eighth: FIN (possibly beyond a hole: remembered until it fills)
         if f.fin() {
             let fin_seq = seq + seg.payload.len();
-            if fin_seq >= self.rcv_nxt {
+            if fin_seq >= self.rcv_nxt && fin_seq.since(self.rcv_nxt) <= self.recv.free() {
                 self.peer_fin = Some(fin_seq);
             } else {
                 self.ack_now = true;
