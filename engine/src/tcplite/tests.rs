@@ -759,8 +759,6 @@ fn iss_strategy() -> impl Strategy<Value = u32> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     /// Whatever the impairments, the receiver reads exactly a prefix of
     /// what was sent, all of it when both sides close in order; or the
     /// run ends with a reported failure. Never a panic, never a hang.
@@ -805,10 +803,17 @@ proptest! {
         match o {
             Outcome::Completed => prop_assert!(p.received == p.data),
             Outcome::Failed { client, server } => {
-                prop_assert!(
-                    client == Some(ConnectionError::TimedOut) || server == Some(ConnectionError::TimedOut),
-                    "a failure starts with a timeout: {:?} {:?}", client, server
-                );
+                // a side gave up; or the client's TIME-WAIT ran out while the
+                // server still retransmitted its FIN, and the closed client
+                // answered it with a RST (RFC 9293 behaviour: 2 MSL is
+                // shorter than a FIN's whole retry span)
+                let timed_out = client == Some(ConnectionError::TimedOut)
+                    || server == Some(ConnectionError::TimedOut);
+                let late_reset = p.received == p.data
+                    && client.is_none()
+                    && server == Some(ConnectionError::Reset)
+                    && p.client.is_closed();
+                prop_assert!(timed_out || late_reset, "unexpected failure: {:?} {:?}", client, server);
             }
             o => prop_assert!(false, "{:?} after {} steps at {} us: client {:?} {:?} server {:?}",
                 o, p.steps, p.now, p.client.state(), p.client.stats(), p.server.as_ref().map(|s| s.state())),
@@ -844,8 +849,6 @@ fn arbitrary_segment() -> impl Strategy<Value = RawSegment> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
     /// Hostile or garbled segments, near the connection's own sequence
     /// numbers or anywhere, never panic it and never break its accounting.
     #[test]
