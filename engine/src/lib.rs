@@ -1,7 +1,8 @@
 //! wirespeed's engine: everything but argument parsing.
 //!
 //! Pure logic (the test spec, units, the control protocol's messages and
-//! framing, reports) is kept apart from I/O (`datapath`, the agent and
+//! framing, reports, packet formats in `wire` and the sans-IO TCP-lite
+//! state machine in `tcplite`) is kept apart from I/O (`datapath`, the agent and
 //! controller drivers in `control`, and `metrics` readers) so it can be
 //! unit-tested without sockets.
 
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod spec;
+pub mod tcplite;
 #[cfg(target_os = "linux")]
 pub mod testbed;
 pub mod units;

@@ -1,0 +1,259 @@
+//! The two byte rings of a connection, allocated once at open so the
+//! steady state does not allocate: the send ring keeps every byte from the
+//! oldest unacknowledged one on (retransmission reads it again), and the
+//! receive ring keeps in-order bytes for the application plus
+//! out-of-order bytes already placed at their final position, tracked by a
+//! fixed number of ranges.
+
+/// Bytes written by the application and not yet acknowledged by the peer.
+#[derive(Debug)]
+pub struct SendBuffer {
+    buf: Box<[u8]>,
+    head: usize,
+    len: usize,
+}
+
+impl SendBuffer {
+    pub fn new(capacity: usize) -> Self {
+        SendBuffer {
+            buf: vec![0; capacity.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// Append as much of `data` as fits; returns how much.
+    pub fn write(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(self.free());
+        let cap = self.capacity();
+        let start = (self.head + self.len) % cap;
+        let first = n.min(cap - start);
+        self.buf[start..start + first].copy_from_slice(&data[..first]);
+        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        self.len += n;
+        n
+    }
+
+    /// Copy bytes from `offset` (from the oldest byte) into `dst`; returns
+    /// how many there were.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> usize {
+        if offset >= self.len {
+            return 0;
+        }
+        let n = dst.len().min(self.len - offset);
+        let cap = self.capacity();
+        let start = (self.head + offset) % cap;
+        let first = n.min(cap - start);
+        dst[..first].copy_from_slice(&self.buf[start..start + first]);
+        dst[first..n].copy_from_slice(&self.buf[..n - first]);
+        n
+    }
+
+    /// Drop the `n` oldest bytes (acknowledged).
+    pub fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head = (self.head + n) % self.capacity();
+        self.len -= n;
+    }
+}
+
+/// Received bytes: `len` in-order bytes from `head`, then free space in
+/// which out-of-order data sits at its offset from the in-order end.
+#[derive(Debug)]
+pub struct RecvBuffer {
+    buf: Box<[u8]>,
+    head: usize,
+    len: usize,
+    /// Out-of-order ranges as [start, end) offsets from the in-order end,
+    /// sorted, disjoint and not touching; never longer than its capacity.
+    ranges: Vec<(usize, usize)>,
+    max_ranges: usize,
+}
+
+impl RecvBuffer {
+    pub fn new(capacity: usize, max_ranges: usize) -> Self {
+        RecvBuffer {
+            buf: vec![0; capacity.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+            ranges: Vec::with_capacity(max_ranges),
+            max_ranges,
+        }
+    }
+
+    /// In-order bytes the application can read.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The receive window: room after the in-order bytes.
+    pub fn free(&self) -> usize {
+        self.capacity() - self.len
+    }
+
+    /// Out-of-order data is held.
+    pub fn has_gaps(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+
+    fn copy_in(&mut self, offset: usize, data: &[u8]) {
+        let cap = self.capacity();
+        let start = (self.head + self.len + offset) % cap;
+        let first = data.len().min(cap - start);
+        self.buf[start..start + first].copy_from_slice(&data[..first]);
+        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+    }
+
+    /// Place `data` at `offset` past the in-order end; the caller has cut
+    /// it to the window (`offset + data.len() <= free()`). Returns how far
+    /// the in-order end advanced, or None if the data was out of order and
+    /// every range slot was taken (dropped: the sender will retransmit).
+    pub fn write_at(&mut self, offset: usize, data: &[u8]) -> Option<usize> {
+        let end = offset + data.len();
+        debug_assert!(end <= self.free());
+        if data.is_empty() {
+            return Some(0);
+        }
+        if offset > 0 {
+            // merge with every range it overlaps or touches
+            let first = self.ranges.iter().position(|r| r.1 >= offset);
+            let last = self.ranges.iter().rposition(|r| r.0 <= end);
+            match (first, last) {
+                (Some(f), Some(l)) if f <= l => {
+                    let s = self.ranges[f].0.min(offset);
+                    let e = self.ranges[l].1.max(end);
+                    self.ranges.drain(f + 1..=l);
+                    self.ranges[f] = (s, e);
+                }
+                _ => {
+                    if self.ranges.len() >= self.max_ranges {
+                        return None;
+                    }
+                    let at = first.unwrap_or(self.ranges.len());
+                    self.ranges.insert(at, (offset, end));
+                }
+            }
+            self.copy_in(offset, data);
+            return Some(0);
+        }
+        self.copy_in(0, data);
+        let mut advance = end;
+        let mut done = 0;
+        for r in &self.ranges {
+            if r.0 > advance {
+                break;
+            }
+            advance = advance.max(r.1);
+            done += 1;
+        }
+        self.ranges.drain(..done);
+        for r in &mut self.ranges {
+            r.0 -= advance;
+            r.1 -= advance;
+        }
+        self.len += advance;
+        Some(advance)
+    }
+
+    /// Copy out in-order bytes.
+    pub fn read(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len);
+        let cap = self.capacity();
+        let first = n.min(cap - self.head);
+        dst[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
+        dst[first..n].copy_from_slice(&self.buf[..n - first]);
+        self.head = (self.head + n) % cap;
+        self.len -= n;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn send_ring_wraps() {
+        let mut s = SendBuffer::new(8);
+        assert_eq!(s.write(b"abcdef"), 6);
+        s.consume(4);
+        assert_eq!(s.write(b"ghijklmn"), 6);
+        let mut d = [0; 8];
+        assert_eq!(s.read_at(0, &mut d), 8);
+        assert_eq!(&d, b"efghijkl");
+        assert_eq!(s.read_at(5, &mut d), 3);
+        assert_eq!(&d[..3], b"jkl");
+        assert_eq!(s.read_at(8, &mut d), 0);
+    }
+
+    #[test]
+    fn out_of_order_fills_in() {
+        let mut r = RecvBuffer::new(16, 2);
+        assert_eq!(r.write_at(4, b"efgh"), Some(0));
+        assert_eq!(r.write_at(10, b"kl"), Some(0));
+        assert_eq!(r.write_at(13, b"n"), None, "third range: no slot");
+        assert_eq!(r.write_at(8, b"ij"), Some(0), "touches both: merges");
+        assert_eq!(r.write_at(0, b"abcd"), Some(12));
+        assert!(!r.has_gaps());
+        let mut d = [0; 16];
+        assert_eq!(r.read(&mut d), 12);
+        assert_eq!(&d[..12], b"abcdefghijkl");
+    }
+
+    proptest! {
+        /// Any arrival order of any chunks of a stream yields the stream.
+        #[test]
+        fn reassembles_any_order(len in 1usize..200, cuts in proptest::collection::vec(any::<u16>(), 0..20),
+                                 order in proptest::collection::vec(any::<u16>(), 0..40), cap in 1usize..64) {
+            let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| usize::from(*c) % len).collect();
+            bounds.extend([0, len]);
+            bounds.sort();
+            bounds.dedup();
+            let chunks: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+            let mut r = RecvBuffer::new(256, 4);
+            let mut nxt = 0;
+            let mut out = Vec::new();
+            let mut sched: Vec<usize> = order.iter().map(|o| usize::from(*o) % chunks.len()).collect();
+            sched.extend(0..chunks.len()); // in the end every chunk once in order
+            for i in sched {
+                let (s, e) = chunks[i];
+                if e <= nxt { continue; }
+                let s2 = s.max(nxt);
+                if let Some(a) = r.write_at(s2 - nxt, &data[s2..e]) { nxt += a; }
+                let mut d = vec![0; cap];
+                let n = r.read(&mut d);
+                out.extend_from_slice(&d[..n]);
+            }
+            let mut d = vec![0; 256];
+            let n = r.read(&mut d);
+            out.extend_from_slice(&d[..n]);
+            prop_assert_eq!(out, data);
+        }
+    }
+}
