@@ -158,8 +158,20 @@ enum DirArg {
 #[derive(Args)]
 struct RunArgs {
     /// The agent: HOST, HOST:PORT or [IPV6]:PORT.
-    #[arg(long)]
-    to: String,
+    #[arg(long, required_unless_present = "plain")]
+    to: Option<String>,
+    /// TCP over AF_XDP (TCP-lite) to or from a plain TCP server that runs
+    /// no wirespeed (a sink for --direction send, a source for receive);
+    /// needs --mode xdp and --iface.
+    #[arg(long, conflicts_with_all = ["to", "raw"])]
+    plain: Option<SocketAddr>,
+    /// With --plain: SHA-256 of every byte sent and received.
+    #[arg(long, requires = "plain")]
+    verify: bool,
+    /// With --plain: a fixed congestion window in bytes (for a dedicated
+    /// link) instead of NewReno.
+    #[arg(long, value_parser = size, requires = "plain")]
+    window: Option<u64>,
     /// Data path.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
     mode: ModeArg,
@@ -217,19 +229,20 @@ struct RunArgs {
     #[arg(long, default_value_t = 60, requires = "raw")]
     frame_size: u16,
     /// Raw pace: frames per second (`500k`, `1Mpps`) or bits per second at
-    /// L1 (`1G`, `100M`); unset = as fast as it goes.
-    #[arg(long, requires = "raw")]
+    /// L1 (`1G`, `100M`); with --plain, TCP-lite's pacing rate in bits per
+    /// second of payload. Unset = as fast as it goes.
+    #[arg(long)]
     rate: Option<String>,
-    /// Raw: this end's NIC queues, one AF_XDP socket and worker each
+    /// Raw and --plain: this end's NIC queues, one AF_XDP socket each
     /// (`0`, `0-3`, `0,2`, or `all`, the default).
-    #[arg(long, default_value = "all", requires = "raw")]
+    #[arg(long, default_value = "all")]
     queues: String,
     /// Raw: the agent's queues (default: as --queues).
     #[arg(long, requires = "raw")]
     remote_queues: Option<String>,
-    /// Raw: CPUs to pin this end's workers to, in queue order (`1`, `0-3`);
-    /// default unpinned.
-    #[arg(long, requires = "raw")]
+    /// Raw and --plain: CPUs to pin this end's workers to, in queue order
+    /// (`1`, `0-3`); default unpinned.
+    #[arg(long)]
     cpus: Option<String>,
     /// Raw: CPUs for the agent's workers; default unpinned.
     #[arg(long, requires = "raw")]
@@ -379,6 +392,12 @@ fn agent(a: AgentArgs) -> Result<()> {
 }
 
 fn run(r: RunArgs) -> Result<()> {
+    if let Some(peer) = r.plain {
+        return run_plain(r, peer);
+    }
+    if !r.raw && (r.rate.is_some() || r.cpus.is_some() || r.queues != "all") {
+        anyhow::bail!("--rate, --queues and --cpus apply to --raw and --plain tests");
+    }
     let spec = TestSpec {
         direction: match r.direction {
             DirArg::Send => Direction::Send,
@@ -412,7 +431,7 @@ fn run(r: RunArgs) -> Result<()> {
     };
     let quiet = r.json || r.csv;
     let opts = RunOptions {
-        to: r.to,
+        to: r.to.clone().unwrap_or_default(),
         spec,
         mode: match r.mode {
             ModeArg::Auto => Mode::Auto,
@@ -516,6 +535,67 @@ fn run(r: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `run --plain`: TCP-lite over AF_XDP with a plain TCP peer.
+#[cfg(target_os = "linux")]
+fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
+    use wirespeed::datapath::xdp::stream::{self, Flow, PlainOptions};
+    if !matches!(r.mode, ModeArg::Xdp) {
+        anyhow::bail!("--plain runs TCP over AF_XDP: add --mode xdp (a plain peer over kernel sockets is iperf3's job)");
+    }
+    let iface = r
+        .iface
+        .clone()
+        .context("--plain needs the interface to run on: --iface IF")?;
+    let flow = match r.direction {
+        DirArg::Send => Flow::Send,
+        DirArg::Receive => Flow::Receive,
+        DirArg::Both => anyhow::bail!("--plain runs one direction: send or receive"),
+    };
+    let local = match r.local {
+        Some(IpAddr::V4(a)) => Some(a),
+        Some(IpAddr::V6(_)) => anyhow::bail!("--plain runs over IPv4 in this build"),
+        None => None,
+    };
+    let streams = r.streams.max(1);
+    let opts = PlainOptions {
+        iface,
+        local,
+        peer,
+        flow,
+        streams,
+        duration: r.bytes.is_none().then_some(r.duration),
+        bytes: r.bytes.map(|b| b.div_ceil(u64::from(streams))),
+        verify: r.verify,
+        window: r.window.map(|w| w as usize),
+        pacing_bps: r
+            .rate
+            .as_deref()
+            .map(wirespeed::plan::wire::parse_speed)
+            .transpose()?
+            .map(|b| b as u64),
+        queues: parse_queues(&r.queues)?,
+        cpu: parse_cpus(r.cpus.as_deref())?.first().copied(),
+    };
+    catch_interrupts();
+    let rep = stream::run_plain(&opts, &cancel_flag())?;
+    let mut out = std::io::stdout().lock();
+    if r.json {
+        serde_json::to_writer_pretty(&mut out, &rep).context("writing JSON")?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", text::plain_summary(&rep))?;
+    }
+    if let Some(e) = rep.streams.iter().find_map(|s| s.error.as_deref()) {
+        anyhow::bail!("a stream failed: {e}");
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_plain(_: RunArgs, _: SocketAddr) -> Result<()> {
+    anyhow::bail!("--plain runs TCP over AF_XDP, which needs Linux")
 }
 
 /// Set by SIGINT/SIGTERM: the plan runner stops and saves what it has.

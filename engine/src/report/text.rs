@@ -275,3 +275,55 @@ pub fn summary(r: &RunReport) -> String {
     }
     s
 }
+
+/// The summary of a TCP-lite test against a plain peer.
+#[cfg(target_os = "linux")]
+pub fn plain_summary(r: &crate::datapath::xdp::stream::PlainReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "mode {} (TCP-lite over AF_XDP); {} {} plain TCP peer {}",
+        r.mode,
+        r.local,
+        match r.flow {
+            crate::datapath::xdp::stream::Flow::Send => "sending to",
+            crate::datapath::xdp::stream::Flow::Receive => "receiving from",
+        },
+        r.peer
+    );
+    for st in &r.streams {
+        let _ = writeln!(
+            s,
+            "[{:>5}] {:>12} in {:>6.2} s = {:>14}   retrans {} B, timeouts {}, fast retransmits {}, srtt {} us{}{}",
+            st.local_port,
+            fmt_bytes(st.bytes),
+            st.seconds,
+            fmt_bps(st.bits_per_second),
+            st.retransmitted_bytes,
+            st.timeouts,
+            st.fast_retransmits,
+            st.srtt_us,
+            st.sha256
+                .as_deref()
+                .map_or(String::new(), |h| format!(", sha256 {h}")),
+            st.error
+                .as_deref()
+                .map_or(String::new(), |e| format!(", error: {e}")),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "[  SUM] {:>12} in {:>6.2} s = {:>14}   worker on cpu {}{}, {} stray frames, {} dropped by the kernel",
+        fmt_bytes(r.total.bytes),
+        r.total.seconds,
+        fmt_bps(r.total.bits_per_second),
+        r.worker.cpu.map_or("?".into(), |c| c.to_string()),
+        r.worker
+            .cpu_pinned
+            .map_or(" (unpinned)".into(), |c| format!(" (pinned to {c})")),
+        r.worker.stray_frames,
+        r.worker.kernel_dropped
+    );
+    let _ = writeln!(s, "cpu: {}", cpu_line(&r.cpu));
+    s
+}

@@ -7,4 +7,5 @@ pub mod neigh;
 pub mod probe;
 pub mod raw;
 pub mod session;
+pub mod stream;
 pub mod xsk;

@@ -71,25 +71,8 @@ impl RawEnd {
         frame_size: u16,
         queues: Option<&[u16]>,
     ) -> Result<RawEnd> {
-        crate::datapath::socket::check_iface(iface)?;
-        let mtu = crate::plan::wire::iface_facts(iface).1.unwrap_or(1500);
-        if u32::from(frame_size) > mtu + 14 {
-            return Err(Error::Invalid(format!(
-                "a {frame_size}-byte frame needs an MTU of at least {} on {iface}, which has {mtu}: use a smaller --frame-size, or raise the MTU (ip link set {iface} mtu ...)",
-                frame_size - 14
-            )));
-        }
-        let have = super::probe::queue_count(iface);
-        let want: Vec<u16> = match queues {
-            Some(q) => q.to_vec(),
-            None => (0..have.min(crate::spec::MAX_QUEUES as u32) as u16).collect(),
-        };
-        if let Some(bad) = want.iter().find(|&&q| u32::from(q) >= have) {
-            return Err(Error::Invalid(format!(
-                "queue {bad} is out of range: {iface} has {have} queue(s), 0 to {}: choose with --queues",
-                have - 1
-            )));
-        }
+        check_frame_fits(iface, frame_size)?;
+        let want = select_queues(iface, queues)?;
         let reserved = UdpSocket::bind((ip, port.unwrap_or(0))).map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => Error::Refused(format!(
                 "UDP port {} on {ip} is in use: choose another --data-port",
@@ -111,29 +94,8 @@ impl RawEnd {
             ports: (port, port),
         };
         let mut steering = Steering::attach(iface, &[flow], false)?;
-        let mut socks = Vec::with_capacity(want.len());
-        for &qi in &want {
-            let mut q = xsk::open(iface, u32::from(qi), FRAMES, false)?;
-            // Stock the fill ring before any frame can arrive: half the
-            // frames wait there; the sender (if this end sends) uses the rest.
-            let rest = q.descs.split_off(q.descs.len() / 2);
-            // SAFETY: these frames are ours and on no ring.
-            let stocked = unsafe { q.fill.produce(&q.descs) };
-            if stocked != q.descs.len() {
-                return Err(Error::Invalid(format!(
-                    "queue {qi}: the fill ring took {stocked} of {} frames",
-                    q.descs.len()
-                )));
-            }
-            q.descs = rest;
-            steering.register(u32::from(qi), q.rx.fd())?;
-            socks.push(q);
-        }
-        let mode = match steering.mode {
-            AttachMode::Generic => "xdp-generic",
-            _ if socks.iter().all(|q| q.mode == XskMode::ZeroCopy) => "xdp-zerocopy",
-            _ => "xdp-copy",
-        };
+        let socks = open_sockets(iface, &mut steering, &want)?;
+        let mode = mode_of(&steering, &socks);
         Ok(RawEnd {
             queues: socks,
             _steering: steering,
@@ -143,6 +105,68 @@ impl RawEnd {
             port,
             mode,
         })
+    }
+}
+
+/// Refuse a frame size the interface's MTU cannot carry, with the fix.
+pub fn check_frame_fits(iface: &str, frame_size: u16) -> Result<()> {
+    crate::datapath::socket::check_iface(iface)?;
+    let mtu = crate::plan::wire::iface_facts(iface).1.unwrap_or(1500);
+    if u32::from(frame_size) > mtu + 14 {
+        return Err(Error::Invalid(format!(
+            "a {frame_size}-byte frame needs an MTU of at least {} on {iface}, which has {mtu}: use a smaller --frame-size, or raise the MTU (ip link set {iface} mtu ...)",
+            frame_size - 14
+        )));
+    }
+    Ok(())
+}
+
+/// The queues to open on `iface`: those named (each checked against the
+/// NIC's count, with the fix in the error), or all of them.
+pub fn select_queues(iface: &str, queues: Option<&[u16]>) -> Result<Vec<u16>> {
+    let have = super::probe::queue_count(iface);
+    let want: Vec<u16> = match queues {
+        Some(q) => q.to_vec(),
+        None => (0..have.min(crate::spec::MAX_QUEUES as u32) as u16).collect(),
+    };
+    if let Some(bad) = want.iter().find(|&&q| u32::from(q) >= have) {
+        return Err(Error::Invalid(format!(
+            "queue {bad} is out of range: {iface} has {have} queue(s), 0 to {}: choose with --queues",
+            have - 1
+        )));
+    }
+    Ok(want)
+}
+
+/// An AF_XDP socket on each queue, registered with the steering program.
+/// Half of each socket's frames stock its fill ring before any frame can
+/// arrive; the other half are the sender's.
+pub fn open_sockets(iface: &str, steering: &mut Steering, want: &[u16]) -> Result<Vec<XskQueue>> {
+    let mut socks = Vec::with_capacity(want.len());
+    for &qi in want {
+        let mut q = xsk::open(iface, u32::from(qi), FRAMES, false)?;
+        let rest = q.descs.split_off(q.descs.len() / 2);
+        // SAFETY: these frames are ours and on no ring.
+        let stocked = unsafe { q.fill.produce(&q.descs) };
+        if stocked != q.descs.len() {
+            return Err(Error::Invalid(format!(
+                "queue {qi}: the fill ring took {stocked} of {} frames",
+                q.descs.len()
+            )));
+        }
+        q.descs = rest;
+        steering.register(u32::from(qi), q.rx.fd())?;
+        socks.push(q);
+    }
+    Ok(socks)
+}
+
+/// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`: the slowest any socket got.
+pub fn mode_of(steering: &Steering, socks: &[XskQueue]) -> &'static str {
+    match steering.mode {
+        AttachMode::Generic => "xdp-generic",
+        _ if socks.iter().all(|q| q.mode == XskMode::ZeroCopy) => "xdp-zerocopy",
+        _ => "xdp-copy",
     }
 }
 

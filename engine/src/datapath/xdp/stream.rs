@@ -1,0 +1,758 @@
+//! TCP streams over AF_XDP: TCP-lite connections whose frames go straight
+//! between a worker and the NIC's rings. The steering program hands this
+//! end's TCP ports to its AF_XDP sockets; everything else (ARP, the
+//! control connection) stays with the kernel. The peer may be another
+//! wirespeed, a wirespeed agent on kernel sockets, or any plain TCP
+//! server or client: it is real TCP on the wire.
+//!
+//! One worker thread runs every connection of the end: it busy-polls the
+//! receive rings of all its queues, feeds segments to their connections,
+//! moves application bytes, fires timers, and builds outgoing frames in
+//! place in UMEM frames. When nothing happens for a while it sleeps in
+//! `poll()` until the next timer, so a small machine's kernel keeps a core.
+
+use super::loader::{FlowMatch, Steering};
+use super::session::{check_frame_fits, mode_of, open_sockets, select_queues};
+use super::xsk::XskQueue;
+use crate::tcplite::{
+    frame::{parse_frame, poll_transmit_frame, LinkAddrs},
+    Config, Congestion, Connection, State,
+};
+use crate::wire::ethernet::MacAddr;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Ports one end may steer: the program's flow table holds this many.
+pub const MAX_PORTS: usize = 8;
+/// Frames taken from a ring per pass.
+const BATCH: usize = 64;
+/// Idle passes before the worker sleeps in `poll()`.
+const SPINS: u32 = 2000;
+/// The payload pattern's period: byte k of a stream is `k % 251`.
+pub const PATTERN_PERIOD: usize = 251;
+
+/// An end's TCP ports, reserved in the kernel so no kernel socket takes
+/// them, and steered to its AF_XDP sockets.
+pub struct StreamEnd {
+    queues: Vec<XskQueue>,
+    steering: Steering,
+    _reserved: Vec<socket2::Socket>,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub ports: Vec<u16>,
+    /// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`.
+    pub mode: &'static str,
+    mtu: u32,
+}
+
+/// Bind a TCP socket without listening: the port is ours, and the kernel
+/// never sees its frames (the steering program takes them first).
+fn reserve(ip: Ipv4Addr, port: u16) -> Result<(socket2::Socket, u16)> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| Error::io("reserving a TCP port", e))?;
+    s.bind(&SocketAddr::new(ip.into(), port).into())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => Error::Refused(format!(
+                "TCP port {port} on {ip} is in use: choose another port"
+            )),
+            _ => Error::io(
+                format!("reserving a TCP port on {ip} (is it the interface's address?)"),
+                e,
+            ),
+        })?;
+    let got = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(port, |a| a.port());
+    Ok((s, got))
+}
+
+impl StreamEnd {
+    /// Reserve `ports` on `ip` (0 = any free port; at most [`MAX_PORTS`]),
+    /// steer them on `iface` and open a socket per queue.
+    pub fn open(
+        iface: &str,
+        ip: Ipv4Addr,
+        ports: &[u16],
+        queues: Option<&[u16]>,
+    ) -> Result<StreamEnd> {
+        if ports.is_empty() || ports.len() > MAX_PORTS {
+            return Err(Error::Invalid(format!(
+                "TCP over AF_XDP runs 1 to {MAX_PORTS} streams per end in this build"
+            )));
+        }
+        check_frame_fits(iface, 60)?;
+        let mtu = crate::plan::wire::iface_facts(iface).1.unwrap_or(1500);
+        let want = select_queues(iface, queues)?;
+        let mut reserved = Vec::new();
+        let mut got = Vec::new();
+        for &p in ports {
+            let (s, p) = reserve(ip, p)?;
+            reserved.push(s);
+            got.push(p);
+        }
+        let flows: Vec<FlowMatch> = got
+            .iter()
+            .map(|&p| FlowMatch {
+                proto: 6,
+                addr: Some(ip.into()),
+                ports: (p, p),
+            })
+            .collect();
+        let mut steering = Steering::attach(iface, &flows, false)?;
+        let queues = open_sockets(iface, &mut steering, &want)?;
+        let mode = mode_of(&steering, &queues);
+        Ok(StreamEnd {
+            queues,
+            steering,
+            _reserved: reserved,
+            mac: MacAddr(super::session::mac_of(iface)?),
+            ip,
+            ports: got,
+            mode,
+            mtu,
+        })
+    }
+
+    /// The MSS this end announces: the MTU less IPv4 and TCP headers, and
+    /// no more than a UMEM frame holds.
+    pub fn mss(&self) -> u16 {
+        (self.mtu.min(3498) - 40) as u16
+    }
+}
+
+/// Which way a connection's bytes go, seen from this end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flow {
+    Send,
+    Receive,
+}
+
+/// How a connection opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// From our port `local` to `remote`.
+    Connect { local: u16, remote: SocketAddr },
+    /// The next SYN to our port `local`.
+    Accept { local: u16 },
+}
+
+/// One connection to run.
+#[derive(Clone, Debug)]
+pub struct StreamPlan {
+    pub open: Open,
+    pub flow: Flow,
+    /// Bytes to send before the payload (a data header); none for a plain peer.
+    pub prefix: Vec<u8>,
+}
+
+/// What every connection of a run shares.
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub streams: Vec<StreamPlan>,
+    pub peer_mac: MacAddr,
+    /// Senders stop writing after this long, or after `bytes` each.
+    pub duration: Option<Duration>,
+    pub bytes: Option<u64>,
+    /// Hash what is sent and received (SHA-256).
+    pub verify: bool,
+    pub config: Config,
+    /// No progress for this long fails a connection; nothing runs past `hard`.
+    pub idle: Duration,
+    pub hard: Duration,
+    pub cpu: Option<u16>,
+}
+
+impl RunPlan {
+    /// A TCP-lite configuration for a LAN test: the MSS of the link,
+    /// buffers that cover a few milliseconds at 10 Gb/s, delayed ACKs.
+    pub fn lan_config(mss: u16, window: Option<usize>) -> Config {
+        Config {
+            mss,
+            send_buffer: 4 << 20,
+            recv_buffer: 4 << 20,
+            congestion: window.map_or(Congestion::NewReno, Congestion::Fixed),
+            max_retries: 8,
+            time_wait: 0,
+            ..Config::default()
+        }
+    }
+}
+
+/// One connection's outcome.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamResult {
+    pub local_port: u16,
+    pub remote: String,
+    pub flow: Option<Flow>,
+    /// Payload bytes (prefix excluded): acknowledged (sender) or read (receiver).
+    pub bytes: u64,
+    /// From the start to the last byte acknowledged or read.
+    pub seconds: f64,
+    pub bits_per_second: f64,
+    pub sha256: Option<String>,
+    pub retransmitted_bytes: u64,
+    pub timeouts: u64,
+    pub fast_retransmits: u64,
+    pub srtt_us: u64,
+    pub error: Option<String>,
+}
+
+/// What the worker ran on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub mode: String,
+    pub cpu_pinned: Option<u16>,
+    pub cpu: Option<u16>,
+    /// Frames on our ports that were not TCP for us or did not parse.
+    pub stray_frames: u64,
+    /// Frames dropped by the kernel before our sockets (XDP_STATISTICS).
+    pub kernel_dropped: u64,
+}
+
+struct Live {
+    plan: StreamPlan,
+    conn: Option<Connection>,
+    queue: usize,
+    prefix_left: usize,
+    /// Payload bytes handed to the connection (sender) or read (receiver).
+    moved: u64,
+    hash: Option<Sha256>,
+    last_progress: Instant,
+    last_byte: Instant,
+    /// Bytes acknowledged when last looked at (senders).
+    acked: u64,
+    closed_write: bool,
+    error: Option<String>,
+    done: bool,
+}
+
+/// The payload: `PATTERN_PERIOD` repeated, long enough for any write.
+fn pattern_source() -> Vec<u8> {
+    (0..PATTERN_PERIOD * 512)
+        .map(|i| (i % PATTERN_PERIOD) as u8)
+        .collect()
+}
+
+/// Run the plan's connections to their end on this thread.
+pub fn run(
+    end: StreamEnd,
+    plan: &RunPlan,
+    start: Instant,
+    stop: &AtomicBool,
+) -> (Vec<StreamResult>, WorkerReport) {
+    let StreamEnd {
+        mut queues,
+        steering: _steering,
+        _reserved,
+        mac,
+        ip,
+        mode,
+        ..
+    } = end;
+    let pinned = plan
+        .cpu
+        .filter(|&c| core_affinity::set_for_current(core_affinity::CoreId { id: usize::from(c) }));
+    let link = LinkAddrs {
+        src: mac,
+        dst: plan.peer_mac,
+    };
+    let t0 = start;
+    let us = |t: Instant| t.saturating_duration_since(t0).as_micros() as u64;
+    let src = pattern_source();
+    let mut scratch = vec![0u8; 256 * 1024];
+    let mut report = WorkerReport {
+        mode: mode.into(),
+        cpu_pinned: pinned,
+        ..Default::default()
+    };
+    let nq = queues.len().max(1);
+    let mut live: Vec<Live> = plan
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Live {
+            conn: match p.open {
+                Open::Connect { local, remote } => {
+                    let iss = u32::from_be_bytes(
+                        crate::control::auth::nonce()[..4].try_into().expect("4"),
+                    );
+                    Some(Connection::connect(
+                        plan.config.clone(),
+                        SocketAddr::new(ip.into(), local),
+                        remote,
+                        iss,
+                        us(Instant::now()),
+                    ))
+                }
+                Open::Accept { .. } => None,
+            },
+            queue: i % nq,
+            prefix_left: p.prefix.len(),
+            plan: p.clone(),
+            moved: 0,
+            hash: plan.verify.then(Sha256::new),
+            last_progress: Instant::now(),
+            last_byte: start,
+            acked: 0,
+            closed_write: false,
+            error: None,
+            done: false,
+        })
+        .collect();
+    let mut rx = vec![xsk_rs::FrameDesc::default(); BATCH];
+    let mut done_descs = vec![xsk_rs::FrameDesc::default(); BATCH];
+    let mut spins = 0u32;
+    let limit_at = plan.duration.map(|d| start + d);
+    loop {
+        let now_i = Instant::now();
+        let now = us(now_i);
+        let mut busy = false;
+        if stop.load(Ordering::Relaxed) {
+            for l in live.iter_mut().filter(|l| !l.done) {
+                l.error = Some("aborted".into());
+                if let Some(c) = &mut l.conn {
+                    c.abort();
+                }
+            }
+        }
+        // Receive: every queue, parsed and handed to its connection.
+        for (qi, q) in queues.iter_mut().enumerate() {
+            // SAFETY: the completion ring returns frames of this UMEM.
+            let n = unsafe { q.comp.consume(&mut done_descs) };
+            q.descs.extend_from_slice(&done_descs[..n]);
+            // SAFETY: the receive ring returns frames of this UMEM.
+            let n = unsafe { q.rx.consume(&mut rx) };
+            if n == 0 {
+                continue;
+            }
+            busy = true;
+            for d in &rx[..n] {
+                // SAFETY: a received frame, ours until handed back.
+                let data = unsafe { q.umem.data(d) };
+                let Ok(f) = parse_frame(data.contents()) else {
+                    report.stray_frames += 1;
+                    continue;
+                };
+                let seg = &f.segment;
+                let target = live.iter_mut().position(|l| match (&l.conn, l.plan.open) {
+                    (Some(c), _) => {
+                        c.local().port() == seg.dst_port
+                            && c.remote().port() == seg.src_port
+                            && c.remote().ip() == f.src
+                    }
+                    (None, Open::Accept { local }) => {
+                        local == seg.dst_port && seg.flags.syn() && !seg.flags.ack()
+                    }
+                    _ => false,
+                });
+                let Some(i) = target else {
+                    report.stray_frames += 1;
+                    continue;
+                };
+                let l = &mut live[i];
+                match &mut l.conn {
+                    Some(c) => c.handle_segment(now, seg),
+                    None => {
+                        let Open::Accept { local } = l.plan.open else {
+                            unreachable!()
+                        };
+                        let iss = u32::from_be_bytes(
+                            crate::control::auth::nonce()[..4].try_into().expect("4"),
+                        );
+                        l.conn = Connection::accept(
+                            plan.config.clone(),
+                            SocketAddr::new(IpAddr::V4(ip), local),
+                            f.src,
+                            seg,
+                            iss,
+                            now,
+                        );
+                        l.queue = qi;
+                    }
+                }
+                l.last_progress = now_i;
+            }
+            // SAFETY: handing consumed frames of this UMEM back to the kernel.
+            for _ in 0..1000 {
+                if unsafe { q.fill.produce(&rx[..n]) } == n {
+                    break;
+                }
+                q.kick_rx();
+            }
+        }
+        // Application bytes and timers.
+        for l in live.iter_mut().filter(|l| !l.done) {
+            let Some(c) = &mut l.conn else { continue };
+            if c.poll_timeout().is_some_and(|t| t <= now) {
+                c.on_timeout(now);
+                busy = true;
+            }
+            if c.is_established() {
+                match l.plan.flow {
+                    Flow::Send => {
+                        if l.prefix_left > 0 {
+                            let at = l.plan.prefix.len() - l.prefix_left;
+                            let k = c.write(&l.plan.prefix[at..]);
+                            l.prefix_left -= k;
+                        }
+                        let out_of_time = limit_at.is_some_and(|t| now_i >= t);
+                        let left = plan.bytes.map_or(u64::MAX, |b| b - l.moved);
+                        if l.prefix_left == 0 && !out_of_time && left > 0 {
+                            let off = (l.moved % PATTERN_PERIOD as u64) as usize;
+                            let want = c
+                                .send_capacity()
+                                .min(src.len() - off)
+                                .min(left.min(usize::MAX as u64) as usize);
+                            if want > 0 {
+                                let k = c.write(&src[off..off + want]);
+                                if let Some(h) = &mut l.hash {
+                                    h.update(&src[off..off + k]);
+                                }
+                                l.moved += k as u64;
+                                busy |= k > 0;
+                            }
+                        } else if l.prefix_left == 0 && !l.closed_write {
+                            c.close();
+                            l.closed_write = true;
+                        }
+                    }
+                    Flow::Receive => loop {
+                        let k = c.read(&mut scratch);
+                        if k == 0 {
+                            break;
+                        }
+                        busy = true;
+                        if let Some(h) = &mut l.hash {
+                            h.update(&scratch[..k]);
+                        }
+                        l.moved += k as u64;
+                        l.last_byte = now_i;
+                        l.last_progress = now_i;
+                    },
+                }
+            }
+            if l.plan.flow == Flow::Receive && c.read_finished() && !l.closed_write {
+                c.close();
+                l.closed_write = true;
+            }
+        }
+        // Transmit: build frames in place, as many as the ring has room for.
+        for (qi, q) in queues.iter_mut().enumerate() {
+            let mut batch: Vec<xsk_rs::FrameDesc> = Vec::new();
+            let room = q.tx.nb_free(BATCH as u32) as usize;
+            for l in live.iter_mut().filter(|l| l.queue == qi) {
+                let Some(c) = &mut l.conn else { continue };
+                while batch.len() < room {
+                    let Some(mut d) = q.descs.pop() else { break };
+                    // SAFETY: a free frame of this UMEM, on no ring.
+                    let mut data = unsafe { q.umem.data_mut(&mut d) };
+                    data.cursor().set_pos(usize::MAX);
+                    match poll_transmit_frame(c, now, &link, data.contents_mut()) {
+                        Some((len, _)) => {
+                            data.cursor().set_pos(len);
+                            batch.push(d);
+                        }
+                        None => {
+                            q.descs.push(d);
+                            break;
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                busy = true;
+                // SAFETY: these frames are on no other ring; room was checked.
+                let sent = unsafe { q.tx.produce(&batch) };
+                if sent == 0 {
+                    q.descs.extend_from_slice(&batch);
+                }
+                if q.busy_poll || q.tx.needs_wakeup() {
+                    let _ = q.tx.wakeup();
+                }
+            }
+        }
+        // Progress, ends and failures.
+        for l in live.iter_mut().filter(|l| !l.done) {
+            let idle = now_i.duration_since(l.last_progress) >= plan.idle;
+            if idle
+                && l.conn
+                    .as_ref()
+                    .is_some_and(|c| !matches!(c.state(), State::Closed | State::TimeWait))
+            {
+                l.error = Some(format!(
+                    "no progress for {:.0} s: the peer stalled or vanished",
+                    plan.idle.as_secs_f64()
+                ));
+                if let Some(c) = &mut l.conn {
+                    c.abort();
+                }
+                l.done = true;
+                continue;
+            }
+            match &l.conn {
+                Some(c) => {
+                    if let Some(e) = c.error() {
+                        l.error.get_or_insert_with(|| e.to_string());
+                        l.done = true;
+                    } else if matches!(c.state(), State::Closed | State::TimeWait) {
+                        l.done = true;
+                    }
+                    let acked = c.stats().bytes_acked;
+                    if l.plan.flow == Flow::Send && acked > l.acked {
+                        l.acked = acked;
+                        l.last_byte = now_i;
+                        l.last_progress = now_i;
+                    }
+                }
+                None if idle => {
+                    l.error = Some(format!(
+                        "no connection arrived in {:.0} s",
+                        plan.idle.as_secs_f64()
+                    ));
+                    l.done = true;
+                }
+                None => {}
+            }
+            if !l.done && (now_i.duration_since(start) >= plan.hard) {
+                l.error = Some("the test ran past its time limit".into());
+                l.done = true;
+            }
+            if l.error.is_some() && stop.load(Ordering::Relaxed) {
+                l.done = true;
+            }
+        }
+        if live.iter().all(|l| l.done) {
+            break;
+        }
+        if busy {
+            spins = 0;
+        } else {
+            spins += 1;
+            if spins > SPINS {
+                spins = 0;
+                let next = live
+                    .iter()
+                    .filter_map(|l| l.conn.as_ref()?.poll_timeout())
+                    .min()
+                    .map_or(1000, |t| t.saturating_sub(us(Instant::now())));
+                let wait = Duration::from_micros(next.min(1000));
+                if let Some(q) = queues.first_mut() {
+                    let _ = q.rx.poll(wait.as_millis().max(1) as i32);
+                } else {
+                    std::thread::sleep(wait);
+                }
+            } else if spins % 64 == 0 {
+                for q in &queues {
+                    if q.busy_poll || q.fill.needs_wakeup() {
+                        q.kick_rx();
+                    }
+                }
+            }
+        }
+    }
+    // Let the last frames (final ACKs, FINs) leave, bounded.
+    let drain = Instant::now() + Duration::from_millis(50);
+    while Instant::now() < drain {
+        for q in &mut queues {
+            if q.tx.needs_wakeup() {
+                let _ = q.tx.wakeup();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    report.cpu = nix::sched::sched_getcpu().ok().map(|c| c as u16);
+    report.kernel_dropped = queues.iter().map(|q| q.kernel_dropped()).sum();
+    let results = live
+        .into_iter()
+        .map(|l| {
+            let st = l.conn.as_ref().map(|c| c.stats()).unwrap_or_default();
+            let bytes = match l.plan.flow {
+                // what the peer acknowledged, less the prefix
+                Flow::Send => st
+                    .bytes_acked
+                    .saturating_sub(l.plan.prefix.len() as u64)
+                    .min(l.moved),
+                Flow::Receive => l.moved,
+            };
+            let seconds = l.last_byte.saturating_duration_since(start).as_secs_f64();
+            StreamResult {
+                local_port: l.conn.as_ref().map_or(0, |c| c.local().port()),
+                remote: l
+                    .conn
+                    .as_ref()
+                    .map_or(String::new(), |c| c.remote().to_string()),
+                flow: Some(l.plan.flow),
+                bytes,
+                seconds,
+                bits_per_second: crate::units::bps(bytes, seconds),
+                sha256: l.hash.map(|h| hex(&h.finalize())),
+                retransmitted_bytes: st.bytes_retransmitted,
+                timeouts: st.rto_count,
+                fast_retransmits: st.fast_retransmits,
+                srtt_us: st.srtt,
+                error: l.error,
+            }
+        })
+        .collect();
+    (results, report)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The SHA-256 of the first `n` bytes of the payload pattern: what a
+/// plain receiver of a wirespeed sender should hold.
+pub fn pattern_sha256(n: u64) -> String {
+    let src = pattern_source();
+    let mut h = Sha256::new();
+    let mut left = n;
+    let mut off = 0usize;
+    while left > 0 {
+        let k = (src.len() - off).min(left as usize);
+        h.update(&src[off..off + k]);
+        left -= k as u64;
+        off = (off + k) % PATTERN_PERIOD;
+    }
+    hex(&h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_hash_matches_a_direct_hash() {
+        let n = 1_000_003u64;
+        let direct: Vec<u8> = (0..n).map(|k| (k % PATTERN_PERIOD as u64) as u8).collect();
+        assert_eq!(pattern_sha256(n), hex(&Sha256::digest(&direct)));
+        assert_eq!(pattern_sha256(0), hex(&Sha256::digest(b"")));
+    }
+}
+
+/// A TCP-lite test against a plain TCP peer that runs no wirespeed
+/// (`wirespeed run --mode xdp --plain HOST:PORT`).
+#[derive(Clone, Debug)]
+pub struct PlainOptions {
+    pub iface: String,
+    /// This end's address; None = the interface's first IPv4 address.
+    pub local: Option<Ipv4Addr>,
+    pub peer: SocketAddr,
+    pub flow: Flow,
+    pub streams: u16,
+    pub duration: Option<Duration>,
+    /// Bytes per stream.
+    pub bytes: Option<u64>,
+    pub verify: bool,
+    pub window: Option<usize>,
+    pub pacing_bps: Option<u64>,
+    pub queues: Option<Vec<u16>>,
+    pub cpu: Option<u16>,
+}
+
+/// What a plain-peer test measured (`--json`: schema `wirespeed.plain/1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlainReport {
+    pub schema: String,
+    pub mode: String,
+    pub local: String,
+    pub peer: String,
+    pub flow: Flow,
+    pub streams: Vec<StreamResult>,
+    pub worker: WorkerReport,
+    pub total: crate::report::model::Throughput,
+    pub cpu: crate::report::model::CpuReport,
+}
+
+/// The first IPv4 address of `iface`.
+pub fn ipv4_of(iface: &str) -> Result<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .map_err(|e| Error::Invalid(format!("listing addresses: {e}")))?
+        .filter(|a| a.interface_name == iface)
+        .find_map(|a| a.address?.as_sockaddr_in().map(|s| Ipv4Addr::from(s.ip())))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{iface} has no IPv4 address: TCP over AF_XDP runs over IPv4 here (add one, or name it with --local)"
+            ))
+        })
+}
+
+/// Run TCP-lite streams to or from a plain TCP peer.
+pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
+    let IpAddr::V4(peer_ip) = o.peer.ip() else {
+        return Err(Error::Invalid(
+            "--plain takes an IPv4 peer in this build".into(),
+        ));
+    };
+    crate::datapath::socket::check_iface(&o.iface)?;
+    let local = match o.local {
+        Some(l) => l,
+        None => ipv4_of(&o.iface)?,
+    };
+    if o.duration.is_none() && o.bytes.is_none() && o.flow == Flow::Send {
+        return Err(Error::Invalid(
+            "a sender needs --duration or --bytes".into(),
+        ));
+    }
+    let end = StreamEnd::open(
+        &o.iface,
+        local,
+        &vec![0; usize::from(o.streams.max(1))],
+        o.queues.as_deref(),
+    )?;
+    let peer_mac = MacAddr(super::neigh::resolve(&o.iface, local, peer_ip)?);
+    let mut config = RunPlan::lan_config(end.mss(), o.window);
+    config.pacing_rate = o.pacing_bps.map(|b| b / 8 / u64::from(o.streams.max(1)));
+    let plan = RunPlan {
+        streams: end
+            .ports
+            .iter()
+            .map(|&p| StreamPlan {
+                open: Open::Connect {
+                    local: p,
+                    remote: o.peer,
+                },
+                flow: o.flow,
+                prefix: Vec::new(),
+            })
+            .collect(),
+        peer_mac,
+        duration: o.duration,
+        bytes: o.bytes,
+        verify: o.verify,
+        config,
+        idle: Duration::from_secs(10),
+        hard: o.duration.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30),
+        cpu: o.cpu,
+    };
+    let mode = end.mode.to_string();
+    let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
+    let start = Instant::now();
+    let (streams, worker) = run(end, &plan, start, stop);
+    let cpu = cpu0.report(&crate::metrics::cpu::CpuSnapshot::take());
+    let total = crate::report::model::Throughput::sum(
+        streams
+            .iter()
+            .map(|s| crate::report::model::Throughput::new(s.bytes, s.seconds))
+            .collect::<Vec<_>>()
+            .iter(),
+    );
+    Ok(PlainReport {
+        schema: "wirespeed.plain/1".into(),
+        mode,
+        local: local.to_string(),
+        peer: o.peer.to_string(),
+        flow: o.flow,
+        streams,
+        worker,
+        total,
+        cpu,
+    })
+}
