@@ -212,6 +212,8 @@ pub struct WorkerReport {
     pub cpu: Option<u16>,
     /// Frames on our ports that were not TCP for us or did not parse.
     pub stray_frames: u64,
+    /// Of those, frames whose IPv4 or TCP checksum was wrong.
+    pub bad_checksum: u64,
     /// Frames dropped by the kernel before our sockets (XDP_STATISTICS).
     pub kernel_dropped: u64,
 }
@@ -336,9 +338,13 @@ pub fn run(
             for d in &rx[..n] {
                 // SAFETY: a received frame, ours until handed back.
                 let data = unsafe { q.umem.data(d) };
-                let Ok(f) = parse_frame(data.contents()) else {
-                    report.stray_frames += 1;
-                    continue;
+                let f = match parse_frame(data.contents()) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        report.stray_frames += 1;
+                        report.bad_checksum += u64::from(e == crate::wire::Error::Checksum);
+                        continue;
+                    }
                 };
                 let seg = &f.segment;
                 let target = live.iter_mut().position(|l| match (&l.conn, l.plan.open) {
@@ -735,7 +741,15 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
     let mode = end.mode.to_string();
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
     let start = Instant::now();
-    let (streams, worker) = run(end, &plan, start, stop);
+    let (mut streams, worker) = run(end, &plan, start, stop);
+    if worker.bad_checksum > 0 {
+        for e in streams.iter_mut().filter_map(|s| s.error.as_mut()) {
+            e.push_str(&format!(
+                " ({} frames arrived with bad checksums: a peer on veth or a virtual NIC may leave them to offload; turn that off on the peer's interface: ethtool -K IF tx off)",
+                worker.bad_checksum
+            ));
+        }
+    }
     let cpu = cpu0.report(&crate::metrics::cpu::CpuSnapshot::take());
     let total = crate::report::model::Throughput::sum(
         streams
