@@ -1,0 +1,334 @@
+//! Real guests end to end: `vm-images/build` makes the guest image (cached
+//! by a hash of its inputs), `vm-images/launch` boots two of them under
+//! qemu (TCG here: nested KVM does not boot guests on these machines), each
+//! with its own tap and subnet in a namespace of the launcher's, and
+//! `wirespeed plan` sweeps one and two guests, send and receive, from the
+//! host side. Then nothing may be left: no qemu, no namespace, no tap.
+//!
+//! Needs root, qemu-system-x86 and the Debian archive (apt) for the kernel
+//! package; scripts/test installs what is missing. Fails with the reason,
+//! never skips.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wirespeed_tests::{bin, require_root, workspace};
+
+const GUESTS: usize = 2;
+
+/// The launcher as a child; on drop (a panic included) it is asked to stop
+/// (SIGTERM: its trap stops its guests and removes its namespace), and
+/// anything it listed that is still there is removed by pid and by name.
+struct Launch {
+    child: Option<Child>,
+    netns: String,
+    logs: PathBuf,
+}
+
+impl Launch {
+    fn wait(&mut self, timeout: Duration) -> (bool, String, String) {
+        let mut child = self.child.take().expect("running");
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let o = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let e = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if start.elapsed() > timeout {
+                stop(&mut child);
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let (o, e) = (o.join().unwrap(), e.join().unwrap());
+        match status {
+            None => panic!(
+                "vm-images/launch did not finish within {timeout:?}; stderr:\n{e}\nguest logs: {}",
+                self.logs.display()
+            ),
+            Some(s) => (s.success(), o, e),
+        }
+    }
+}
+
+/// SIGTERM, 30 s to clean up, then SIGKILL.
+fn stop(child: &mut Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for Launch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c);
+        }
+        for pid in qemu_pids(&self.logs) {
+            if is_qemu(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if netns_exists(&self.netns) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.netns])
+                .status();
+        }
+    }
+}
+
+/// The qemu pids the launcher recorded in LOGS/guests.txt.
+fn qemu_pids(logs: &Path) -> Vec<i32> {
+    std::fs::read_to_string(logs.join("guests.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(" pid ").nth(1))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+fn is_qemu(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
+        .unwrap_or(false)
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/var/run/netns").join(name).exists()
+}
+
+/// Processes whose command line mentions `needle` (our namespace or logs).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if !e
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+        {
+            continue;
+        }
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                v.push(format!("{}: {c}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    v
+}
+
+fn plan(dir: &Path) -> PathBuf {
+    let mut s = String::from(
+        "name = \"vm-e2e\"\n[defaults]\nduration = \"2s\"\nmsg_size = \"8K\"\nsockbuf = \"64K\"\n\
+         mode = \"auto\"\ndirections = [\"send\", \"receive\"]\nlink_speed = \"1G\"\n\
+         [sweep]\npairs = [1, 2]\n[[configurations]]\nname = \"vm-tcg\"\n",
+    );
+    for k in 1..=GUESTS {
+        s += &format!(
+            "[[agents]]\nname = \"vm{k}\"\naddress = \"198.18.{}.2:5290\"\n",
+            10 + k
+        );
+    }
+    for k in 1..=GUESTS {
+        s += &format!(
+            "[[pairs]]\nname = \"tap{k}\"\nagent = \"vm{k}\"\nlocal = \"198.18.{}.1\"\niface = \"tap{k}\"\nconfiguration = \"vm-tcg\"\n",
+            10 + k
+        );
+    }
+    let p = dir.join("plan.toml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+#[test]
+fn two_guests_sweep_send_and_receive_then_nothing_left() {
+    require_root();
+    let dir = std::env::temp_dir().join(format!("ws-vm-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = workspace();
+    let agent = bin();
+
+    // The image: built once per set of inputs, then cached.
+    let t = Instant::now();
+    let o = wirespeed_tests::process::run(
+        {
+            let mut c = Command::new("bash");
+            c.arg(root.join("vm-images/build"))
+                .arg("--agent")
+                .arg(&agent)
+                .arg("--print-dir");
+            c
+        },
+        Duration::from_secs(900),
+    );
+    assert!(
+        o.status.success(),
+        "vm-images/build failed (it needs root, apt for busybox-static, kmod, cpio, e2fsprogs, qemu-utils, and the Debian archive for the kernel package):\n{}",
+        o.stderr
+    );
+    let image = PathBuf::from(o.stdout.trim());
+    for f in ["vmlinuz", "initrd.img", "disk.qcow2", "manifest.txt"] {
+        assert!(image.join(f).is_file(), "{} has no {f}", image.display());
+    }
+    eprintln!("image {} ready in {:?}", image.display(), t.elapsed());
+
+    // Boot two guests and run the sweep from the host side.
+    let netns = format!("wsvm-t{}", std::process::id());
+    let logs = dir.join("logs");
+    let json = dir.join("results.json");
+    let mut launch = Launch {
+        child: None,
+        netns: netns.clone(),
+        logs: logs.clone(),
+    };
+    let mut c = Command::new("bash");
+    c.arg(root.join("vm-images/launch"))
+        .args([
+            "-n",
+            &GUESTS.to_string(),
+            "--mem",
+            "256M",
+            "--timeout",
+            "300",
+        ])
+        .arg("--image")
+        .arg(&image)
+        .args(["--netns", &netns])
+        .arg("--logs")
+        .arg(&logs)
+        .arg("--")
+        .arg(&agent)
+        .arg("plan")
+        .arg(plan(&dir))
+        .arg("--json")
+        .arg(&json)
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    launch.child = Some(c.spawn().expect("running vm-images/launch"));
+    let (ok, stdout, stderr) = launch.wait(Duration::from_secs(600));
+    let serial = |k: usize| {
+        std::fs::read_to_string(logs.join(format!("vm{k}.serial.log"))).unwrap_or_default()
+    };
+    assert!(
+        ok,
+        "the launch or the plan failed:\n{stderr}\n{stdout}\nvm1 serial:\n{}",
+        serial(1)
+    );
+    eprintln!("{stderr}\n{stdout}");
+    let accel = stderr
+        .lines()
+        .find_map(|l| l.split("accelerator: ").nth(1))
+        .unwrap_or_else(|| panic!("the launcher did not say which accelerator ran:\n{stderr}"));
+    assert!(
+        accel.starts_with("tcg") || accel.starts_with("kvm"),
+        "{accel}"
+    );
+    for k in 1..=GUESTS {
+        let s = serial(k);
+        assert!(
+            s.contains(&format!("addr 198.18.{}.2/24 up", 10 + k)),
+            "vm{k} serial log does not show its NIC up:\n{s}"
+        );
+        assert!(s.contains("driver virtio_net"), "vm{k}: {s}");
+        assert!(s.contains("listening on"), "vm{k}: {s}");
+    }
+
+    // The results: every guest present, bytes equal on both sides, mode reported.
+    let j: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(j["schema"], "wirespeed.plan/1");
+    let points = j["points"].as_array().unwrap();
+    let shape: Vec<(String, u64)> = points
+        .iter()
+        .map(|p| {
+            (
+                p["direction"].as_str().unwrap().to_string(),
+                p["pairs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [("send", 1), ("send", 2), ("receive", 1), ("receive", 2)]
+            .map(|(d, n)| (d.to_string(), n))
+            .to_vec()
+    );
+    for p in points {
+        let n = p["pairs"].as_u64().unwrap() as usize;
+        assert!(p["error"].is_null(), "{}", p["error"]);
+        assert_eq!(p["configuration"], "vm-tcg");
+        let rep = &p["repetitions"][0];
+        let pairs = rep["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), n, "every pair present: {rep}");
+        let mut guests = BTreeSet::new();
+        for x in pairs {
+            let run = &x["run"];
+            let end = &run["end"];
+            assert_eq!(end["mode"], "socket", "{end}");
+            assert!(
+                run["config"]["mode_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("auto")),
+                "{}",
+                run["config"]
+            );
+            let sent = end["sent"]["bytes"].as_u64().unwrap();
+            assert!(sent > 0, "{end}");
+            assert_eq!(end["sent"]["bytes"], end["received"]["bytes"], "{end}");
+            assert!(end["errors"].as_array().unwrap().is_empty(), "{end}");
+            guests.insert(end["remote_host"]["hostname"].as_str().unwrap().to_string());
+        }
+        let want: BTreeSet<String> = (1..=n).map(|k| format!("vm{k}")).collect();
+        assert_eq!(guests, want, "each pair ran against its own guest");
+        assert_eq!(rep["hosts"].as_array().unwrap().len(), n + 1);
+    }
+
+    // Nothing left: the launcher stopped its qemu processes and removed its
+    // namespace, and with it the taps.
+    let pids = qemu_pids(&logs);
+    assert_eq!(pids.len(), GUESTS, "guests.txt lists every guest's qemu");
+    for pid in pids {
+        assert!(!is_qemu(pid), "qemu pid {pid} is still running");
+    }
+    assert!(!netns_exists(&netns), "namespace {netns} is left behind");
+    let left = processes_mentioning(&netns);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let left = processes_mentioning(&logs.to_string_lossy());
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let taps: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("tap") && n[3..].parse::<u32>().is_ok())
+        .collect();
+    assert!(taps.is_empty(), "taps left in the root namespace: {taps:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
