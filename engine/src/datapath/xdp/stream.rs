@@ -554,7 +554,7 @@ pub fn run(
                 } else {
                     std::thread::sleep(wait);
                 }
-            } else if spins % 64 == 0 {
+            } else if spins.is_multiple_of(64) {
                 for q in &queues {
                     if q.busy_poll || q.fill.needs_wakeup() {
                         q.kick_rx();
@@ -682,7 +682,7 @@ pub fn ipv4_of(iface: &str) -> Result<Ipv4Addr> {
     nix::ifaddrs::getifaddrs()
         .map_err(|e| Error::Invalid(format!("listing addresses: {e}")))?
         .filter(|a| a.interface_name == iface)
-        .find_map(|a| a.address?.as_sockaddr_in().map(|s| Ipv4Addr::from(s.ip())))
+        .find_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
         .ok_or_else(|| {
             Error::Invalid(format!(
                 "{iface} has no IPv4 address: TCP over AF_XDP runs over IPv4 here (add one, or name it with --local)"
