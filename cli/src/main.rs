@@ -31,7 +31,7 @@ enum Cmd {
     /// Serve tests to controllers (the netserver of wirespeed).
     Agent(AgentArgs),
     /// Run one test against an agent (netperf TCP_STREAM / TCP_MAERTS).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a multi-pair plan: sweeps, repetitions, synchronized starts.
     Plan(PlanArgs),
     /// Print and redraw the results of an earlier plan.
@@ -341,7 +341,7 @@ fn main() -> ExitCode {
         .init();
     let r = match cli.cmd {
         Cmd::Agent(a) => agent(a),
-        Cmd::Run(r) => run(r),
+        Cmd::Run(r) => run(*r),
         Cmd::Plan(p) => plan_cmd(p),
         Cmd::Report(r) => report_cmd(r),
         Cmd::Demo(d) => demo_cmd(d),
