@@ -126,3 +126,87 @@ fn kernel_tcp_peer_through_loss_duplication_and_reordering() {
     });
     both_ways(&p.tb, &p.ifname[0], 4 << 20);
 }
+
+#[test]
+fn tshark_decodes_tcp_lite_without_complaint() {
+    let p = ImpairedPair::new(Impairment::default());
+    let pcap =
+        std::env::temp_dir().join(format!("wirespeed-tcplite-{}.pcapng", std::process::id()));
+    let mut cap = std::process::Command::new("ip");
+    cap.args([
+        "netns",
+        "exec",
+        p.tb.ns(1),
+        "tshark",
+        "-q",
+        "-i",
+        &p.ifname[1],
+        "-a",
+        "duration:6",
+        "-w",
+    ])
+    .arg(&pcap)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let mut cap = cap
+        .spawn()
+        .expect("tshark (apt-get install tshark; scripts/test installs it)");
+    // tshark says "Capturing on ..." once it is.
+    let mut err = cap.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut b = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Capturing on") {
+        let n = err.read(&mut b).expect("tshark's stderr");
+        assert!(n > 0, "tshark ended: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&b[..n]);
+    }
+    let sink = kernel_sink(&p.tb, "198.18.0.2:9000");
+    plain(
+        &p.tb,
+        &p.ifname[0],
+        &["--plain", "198.18.0.2:9000", "--bytes", "1M"],
+    )
+    .ok();
+    assert_eq!(sink.join().unwrap().0, 1 << 20);
+    let st = wirespeed::testbed::wait_bounded(&mut cap, Duration::from_secs(20));
+    assert!(st.is_some_and(|s| s.success()), "tshark capture failed");
+    let count = |filter: &str| -> usize {
+        let out = std::process::Command::new("tshark")
+            .args(["-r"])
+            .arg(&pcap)
+            .args([
+                "-o",
+                "tcp.check_checksum:TRUE",
+                "-o",
+                "ip.check_checksum:TRUE",
+                "-Y",
+                filter,
+            ])
+            .output()
+            .expect("tshark reads the capture");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let ours = "ip.src == 198.18.0.1 && tcp";
+    let total = count(ours);
+    assert!(total > 700, "TCP-lite's segments were captured: {total}");
+    assert_eq!(
+        count(&format!(
+            "({ours}) && tcp.checksum.status == 1 && ip.checksum.status == 1"
+        )),
+        total,
+        "tshark verified every checksum as good"
+    );
+    let bad = count(&format!(
+        "({ours}) && (_ws.malformed || tcp.checksum.status == 0 || ip.checksum.status == 0 || _ws.expert.severity >= error)"
+    ));
+    let _ = std::fs::remove_file(&pcap);
+    assert_eq!(
+        bad, 0,
+        "segments tshark finds malformed or with bad checksums"
+    );
+}
