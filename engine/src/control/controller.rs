@@ -77,6 +77,59 @@ enum LocalWork {
     Flows(FlowSet),
     #[cfg(target_os = "linux")]
     Raw(crate::datapath::xdp::session::RawWork),
+    #[cfg(target_os = "linux")]
+    Stream(crate::datapath::xdp::stream::StreamWork, Vec<FlowId>),
+}
+
+/// The controller's TCP-lite end (`--mode xdp`): its worker runs from
+/// `prepare` on (connections open and send their data headers) and sends
+/// payload once the gate holds the start.
+#[cfg(target_os = "linux")]
+struct XdpPrep {
+    work: crate::datapath::xdp::stream::StreamWork,
+    gate: crate::datapath::xdp::stream::Gate,
+    stop: Arc<AtomicBool>,
+    counters: Vec<Counter>,
+    ids: Vec<FlowId>,
+}
+
+#[cfg(not(target_os = "linux"))]
+enum XdpPrep {}
+
+/// TCP-lite's results as the report's flows.
+#[cfg(target_os = "linux")]
+fn stream_flows(
+    ids: &[FlowId],
+    (results, worker): (
+        Vec<crate::datapath::xdp::stream::StreamResult>,
+        crate::datapath::xdp::stream::WorkerReport,
+    ),
+) -> Vec<crate::report::model::FlowResult> {
+    use crate::report::model::{FlowResult, SockBufs, TcpStats, Throughput};
+    ids.iter()
+        .zip(results)
+        .map(|(&id, r)| FlowResult {
+            stream: id.stream,
+            direction: id.direction,
+            role: sockpath::role_of(id, true),
+            throughput: Throughput::new(r.bytes, r.seconds),
+            sockbuf: SockBufs::default(),
+            tcp: Some(TcpStats {
+                retransmits: r.retransmits as u32,
+                rtt_us: r.srtt_us as u32,
+                ..Default::default()
+            }),
+            error: r.error.map(|e| {
+                if worker.bad_checksum > 0 {
+                    format!("{e} ({} frames with bad checksums arrived: on veth or a virtual NIC turn the peer's checksum offload off: ethtool -K IF tx off)", worker.bad_checksum)
+                } else {
+                    e
+                }
+            }),
+            raw: None,
+            rr: None,
+        })
+        .collect()
 }
 
 impl LocalWork {
@@ -85,6 +138,8 @@ impl LocalWork {
             LocalWork::Flows(s) => s.poll(wait),
             #[cfg(target_os = "linux")]
             LocalWork::Raw(r) => r.poll(wait),
+            #[cfg(target_os = "linux")]
+            LocalWork::Stream(w, _) => w.poll(wait),
         }
     }
 
@@ -93,6 +148,8 @@ impl LocalWork {
             LocalWork::Flows(s) => s.finish(),
             #[cfg(target_os = "linux")]
             LocalWork::Raw(r) => r.finish(),
+            #[cfg(target_os = "linux")]
+            LocalWork::Stream(w, ids) => stream_flows(&ids, w.finish()),
         }
     }
 }
@@ -147,9 +204,12 @@ pub fn resolve_mode(mode: Mode, raw: bool) -> Result<(&'static str, String)> {
             "auto: TCP over AF_XDP (TCP-lite) is not built yet, so kernel sockets".into(),
         )),
         (Mode::Xdp | Mode::Auto, true) => Ok(("xdp", "raw frames over AF_XDP (--raw)".into())),
-        (Mode::Socket, true) => Err(Error::Invalid("--raw sends frames over AF_XDP: use --mode xdp".into())),
-        (Mode::Xdp, false) => Err(Error::Invalid(
-            "TCP over AF_XDP (TCP-lite) is not built yet: use --raw for raw frames, or --mode socket".into(),
+        (Mode::Socket, true) => Err(Error::Invalid(
+            "--raw sends frames over AF_XDP: use --mode xdp".into(),
+        )),
+        (Mode::Xdp, false) => Ok((
+            "xdp",
+            "TCP-lite over AF_XDP on this end, requested with --mode xdp".into(),
         )),
     }
 }
@@ -231,6 +291,7 @@ pub struct Prepared {
     mode_reason: String,
     socks: Vec<(FlowId, Socket)>,
     raw: Option<RawPrep>,
+    xdp: Option<XdpPrep>,
     clock: Estimate,
     /// The agent's description of itself.
     pub agent: HostInfo,
@@ -280,6 +341,14 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         None => None,
     };
     spec.validate()?;
+    // TCP-lite: this end's ports are reserved and steered before the agent
+    // is asked, so a refusal here costs the agent nothing.
+    #[cfg(target_os = "linux")]
+    let xdp_end = if mode == "xdp" && opts.raw.is_none() {
+        Some(open_stream_end(opts, &conn)?)
+    } else {
+        None
+    };
     frame::write_msg(&mut conn, &Msg::Test(Box::new(spec.clone())))?;
     let (data_port, cookie, agent_mac) = match expect_msg(&mut conn)? {
         Msg::Accepted {
@@ -331,7 +400,17 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (raw_end, agent_mac);
-    if raw.is_none() {
+    #[cfg(not(target_os = "linux"))]
+    let xdp: Option<XdpPrep> = None;
+    #[cfg(target_os = "linux")]
+    let xdp = match xdp_end {
+        Some((end, ip)) => {
+            mode = end.mode;
+            Some(start_streams(opts, end, ip, addr, data_port, &cookie)?)
+        }
+        None => None,
+    };
+    if raw.is_none() && xdp.is_none() {
         let cookie: [u8; 16] = auth::from_hex(&cookie)
             .and_then(|c| c.try_into().ok())
             .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
@@ -357,8 +436,104 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         mode_reason,
         socks,
         raw,
+        xdp,
         clock: Estimate::default(),
         agent,
+    })
+}
+
+/// This end's TCP-lite ports on `--iface`, at the control connection's
+/// local IPv4 address: one per flow.
+#[cfg(target_os = "linux")]
+fn open_stream_end(
+    opts: &RunOptions,
+    conn: &TcpStream,
+) -> Result<(crate::datapath::xdp::stream::StreamEnd, std::net::Ipv4Addr)> {
+    let iface = opts.iface.as_deref().ok_or_else(|| {
+        Error::Invalid("--mode xdp needs the interface to run TCP-lite on: --iface IF".into())
+    })?;
+    let std::net::IpAddr::V4(ip) = conn
+        .local_addr()
+        .map_err(|e| Error::io("reading local address", e))?
+        .ip()
+    else {
+        return Err(Error::Invalid(
+            "TCP-lite runs over IPv4 in this build: use an IPv4 agent address".into(),
+        ));
+    };
+    if matches!(opts.spec.test, crate::spec::TestKind::Rr { .. }) {
+        return Err(Error::Invalid(
+            "rr tests over TCP-lite are not built yet: use --mode socket".into(),
+        ));
+    }
+    let ports = vec![0; opts.spec.flows().len()];
+    let end = crate::datapath::xdp::stream::StreamEnd::open(iface, ip, &ports, None)?;
+    Ok((end, ip))
+}
+
+/// Start the TCP-lite worker: it connects every flow to the agent's data
+/// port and sends the flow's header, then waits for the start.
+#[cfg(target_os = "linux")]
+fn start_streams(
+    opts: &RunOptions,
+    end: crate::datapath::xdp::stream::StreamEnd,
+    ip: std::net::Ipv4Addr,
+    agent: SocketAddr,
+    data_port: u16,
+    cookie: &str,
+) -> Result<XdpPrep> {
+    use crate::datapath::xdp::{neigh, stream};
+    let cookie: [u8; 16] = auth::from_hex(cookie)
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
+    let std::net::IpAddr::V4(agent_ip) = agent.ip() else {
+        return Err(Error::Invalid(
+            "TCP-lite runs over IPv4 in this build".into(),
+        ));
+    };
+    let iface = opts.iface.as_deref().unwrap_or_default();
+    let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, ip, agent_ip)?);
+    let ids = opts.spec.flows();
+    let counters: Vec<Counter> = ids.iter().map(|_| Counter::default()).collect();
+    let plan = stream::RunPlan {
+        streams: ids
+            .iter()
+            .zip(&end.ports)
+            .map(|(&id, &port)| stream::StreamPlan {
+                open: stream::Open::Connect {
+                    local: port,
+                    remote: SocketAddr::new(agent.ip(), data_port),
+                },
+                flow: match id.direction {
+                    crate::spec::Direction::Send => stream::Flow::Send,
+                    _ => stream::Flow::Receive,
+                },
+                prefix: FlowHeader { cookie, id }.encode().to_vec(),
+                bytes: opts.spec.bytes_for(id.stream),
+            })
+            .collect(),
+        peer_mac,
+        duration: match opts.spec.limit {
+            Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
+            Limit::Bytes { .. } => None,
+        },
+        bytes: None,
+        verify: false,
+        config: stream::RunPlan::lan_config(end.mss(), None),
+        idle: opts.idle_timeout,
+        hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
+        cpu: None,
+        counters: counters.clone(),
+    };
+    let gate = stream::Gate::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = stream::StreamWork::spawn(end, plan, gate.clone(), &stop)?;
+    Ok(XdpPrep {
+        work,
+        gate,
+        stop,
+        counters,
+        ids,
     })
 }
 
@@ -405,6 +580,7 @@ impl Prepared {
             mode_reason,
             socks,
             raw,
+            xdp,
             clock: est,
             ..
         } = self;
@@ -452,38 +628,55 @@ impl Prepared {
                 interval_latency,
             });
         }
+        #[cfg(target_os = "linux")]
+        let stop = xdp
+            .as_ref()
+            .map_or_else(|| Arc::new(AtomicBool::new(false)), |x| x.stop.clone());
+        #[cfg(not(target_os = "linux"))]
         let stop = Arc::new(AtomicBool::new(false));
-        let mut set = match raw {
+        let mut set = match (xdp, raw) {
             #[cfg(target_os = "linux")]
-            Some(RawPrep { end, peer, spec }) => {
-                let id = FlowId {
-                    stream: 0,
-                    direction: opts.spec.direction,
-                };
-                let live = Counter::default();
-                sampler.watch(id, live.clone(), None);
-                let duration = Duration::from_secs_f64(opts.spec.nominal_seconds());
-                let cpus = opts
-                    .raw
-                    .as_ref()
-                    .map(|r| r.cpus.clone())
-                    .unwrap_or_default();
-                let run = crate::datapath::xdp::session::RawRun {
-                    role: sockpath::role_of(id, true),
-                    direction: id.direction,
-                    peer,
-                    raw: spec,
-                    duration,
-                    start,
-                    cpus,
-                };
-                LocalWork::Raw(crate::datapath::xdp::session::RawWork::spawn(
-                    end, run, &stop, &live,
-                )?)
+            (Some(x), _) => {
+                let _ = x.gate.set(start);
+                for (&id, c) in x.ids.iter().zip(&x.counters) {
+                    sampler.watch(id, c.clone(), None);
+                }
+                LocalWork::Stream(x.work, x.ids)
             }
             #[cfg(not(target_os = "linux"))]
-            Some(never) => match never {},
-            None => LocalWork::Flows(FlowSet::spawn(flows, start, &stop)?),
+            (Some(never), _) => match never {},
+            (None, raw) => match raw {
+                #[cfg(target_os = "linux")]
+                Some(RawPrep { end, peer, spec }) => {
+                    let id = FlowId {
+                        stream: 0,
+                        direction: opts.spec.direction,
+                    };
+                    let live = Counter::default();
+                    sampler.watch(id, live.clone(), None);
+                    let duration = Duration::from_secs_f64(opts.spec.nominal_seconds());
+                    let cpus = opts
+                        .raw
+                        .as_ref()
+                        .map(|r| r.cpus.clone())
+                        .unwrap_or_default();
+                    let run = crate::datapath::xdp::session::RawRun {
+                        role: sockpath::role_of(id, true),
+                        direction: id.direction,
+                        peer,
+                        raw: spec,
+                        duration,
+                        start,
+                        cpus,
+                    };
+                    LocalWork::Raw(crate::datapath::xdp::session::RawWork::spawn(
+                        end, run, &stop, &live,
+                    )?)
+                }
+                #[cfg(not(target_os = "linux"))]
+                Some(never) => match never {},
+                None => LocalWork::Flows(FlowSet::spawn(flows, start, &stop)?),
+            },
         };
         let interval = opts.interval;
 

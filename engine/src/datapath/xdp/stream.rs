@@ -30,6 +30,12 @@ use std::time::{Duration, Instant};
 pub const MAX_PORTS: usize = 8;
 /// Frames taken from a ring per pass.
 const BATCH: usize = 64;
+/// Frames one queue may have on its way out (on the TX ring or in the
+/// kernel, not yet completed). More only queues: every frame behind the
+/// last adds its wait to the RTT, delaying the other connections' ACKs.
+const TX_INFLIGHT: usize = 256;
+/// Frames past [`TX_INFLIGHT`] a queue may still take, for ACKs.
+const ACK_RESERVE: usize = 16;
 /// Idle passes before the worker sleeps in `poll()`.
 const SPINS: u32 = 2000;
 /// The payload pattern's period: byte k of a stream is `k % 251`.
@@ -150,6 +156,8 @@ pub struct StreamPlan {
     pub flow: Flow,
     /// Bytes to send before the payload (a data header); none for a plain peer.
     pub prefix: Vec<u8>,
+    /// This stream's byte count, overriding the plan's.
+    pub bytes: Option<u64>,
 }
 
 /// What every connection of a run shares.
@@ -167,7 +175,13 @@ pub struct RunPlan {
     pub idle: Duration,
     pub hard: Duration,
     pub cpu: Option<u16>,
+    /// Per stream, bytes moved so far (acknowledged or read), for intervals.
+    pub counters: Vec<crate::metrics::interval::Counter>,
 }
+
+/// The measurement's start, set once by whoever schedules it: until then
+/// connections open and exchange their prefixes, but send no payload.
+pub type Gate = std::sync::Arc<std::sync::OnceLock<Instant>>;
 
 impl RunPlan {
     /// A TCP-lite configuration for a LAN test: the MSS of the link,
@@ -198,6 +212,8 @@ pub struct StreamResult {
     pub bits_per_second: f64,
     pub sha256: Option<String>,
     pub retransmitted_bytes: u64,
+    /// Segments sent again, for any reason.
+    pub retransmits: u64,
     pub timeouts: u64,
     pub fast_retransmits: u64,
     pub srtt_us: u64,
@@ -219,6 +235,7 @@ pub struct WorkerReport {
 }
 
 struct Live {
+    index: usize,
     plan: StreamPlan,
     conn: Option<Connection>,
     queue: usize,
@@ -242,11 +259,12 @@ fn pattern_source() -> Vec<u8> {
         .collect()
 }
 
-/// Run the plan's connections to their end on this thread.
+/// Run the plan's connections to their end on this thread; payload flows
+/// once `gate` holds the start, and times count from it.
 pub fn run(
     end: StreamEnd,
     plan: &RunPlan,
-    start: Instant,
+    gate: &std::sync::OnceLock<Instant>,
     stop: &AtomicBool,
 ) -> (Vec<StreamResult>, WorkerReport) {
     let StreamEnd {
@@ -265,8 +283,9 @@ pub fn run(
         src: mac,
         dst: plan.peer_mac,
     };
-    let t0 = start;
+    let t0 = Instant::now();
     let us = |t: Instant| t.saturating_duration_since(t0).as_micros() as u64;
+    let mut start = gate.get().copied();
     let src = pattern_source();
     let mut scratch = vec![0u8; 256 * 1024];
     let mut report = WorkerReport {
@@ -275,11 +294,13 @@ pub fn run(
         ..Default::default()
     };
     let nq = queues.len().max(1);
+    let tx_frames: Vec<usize> = queues.iter().map(|q| q.descs.len()).collect();
     let mut live: Vec<Live> = plan
         .streams
         .iter()
         .enumerate()
         .map(|(i, p)| Live {
+            index: i,
             conn: match p.open {
                 Open::Connect { local, remote } => {
                     let iss = u32::from_be_bytes(
@@ -301,7 +322,7 @@ pub fn run(
             moved: 0,
             hash: plan.verify.then(Sha256::new),
             last_progress: Instant::now(),
-            last_byte: start,
+            last_byte: t0,
             acked: 0,
             closed_write: false,
             error: None,
@@ -311,11 +332,27 @@ pub fn run(
     let mut rx = vec![xsk_rs::FrameDesc::default(); BATCH];
     let mut done_descs = vec![xsk_rs::FrameDesc::default(); BATCH];
     let mut spins = 0u32;
-    let limit_at = plan.duration.map(|d| start + d);
+    let mut turn = 0usize;
+    let mut limit_at = None;
+    let mut fresh = start.is_some();
     loop {
         let now_i = Instant::now();
         let now = us(now_i);
         let mut busy = false;
+        if start.is_none() {
+            start = gate.get().copied();
+            fresh = start.is_some();
+        }
+        if fresh {
+            // The gate opened: times count from the start from here on.
+            let s0 = start.expect("set");
+            limit_at = plan.duration.map(|d| s0 + d);
+            for l in &mut live {
+                l.last_byte = s0;
+                l.last_progress = now_i.max(s0);
+            }
+            fresh = false;
+        }
         if stop.load(Ordering::Relaxed) {
             for l in live.iter_mut().filter(|l| !l.done) {
                 l.error = Some("aborted".into());
@@ -400,16 +437,22 @@ pub fn run(
                 c.on_timeout(now);
                 busy = true;
             }
+            if c.is_established() && l.prefix_left > 0 {
+                let at = l.plan.prefix.len() - l.prefix_left;
+                let k = c.write(&l.plan.prefix[at..]);
+                l.prefix_left -= k;
+                busy |= k > 0;
+            }
             if c.is_established() {
                 match l.plan.flow {
+                    Flow::Send if start.is_none() => {}
                     Flow::Send => {
-                        if l.prefix_left > 0 {
-                            let at = l.plan.prefix.len() - l.prefix_left;
-                            let k = c.write(&l.plan.prefix[at..]);
-                            l.prefix_left -= k;
-                        }
                         let out_of_time = limit_at.is_some_and(|t| now_i >= t);
-                        let left = plan.bytes.map_or(u64::MAX, |b| b - l.moved);
+                        let left = l
+                            .plan
+                            .bytes
+                            .or(plan.bytes)
+                            .map_or(u64::MAX, |b| b.saturating_sub(l.moved));
                         if l.prefix_left == 0 && !out_of_time && left > 0 {
                             let off = (l.moved % PATTERN_PERIOD as u64) as usize;
                             let want = c
@@ -439,6 +482,9 @@ pub fn run(
                             h.update(&scratch[..k]);
                         }
                         l.moved += k as u64;
+                        if let Some(c) = plan.counters.get(l.index) {
+                            c.add(k as u64);
+                        }
                         l.last_byte = now_i;
                         l.last_progress = now_i;
                     },
@@ -452,22 +498,39 @@ pub fn run(
         // Transmit: build frames in place, as many as the ring has room for.
         for (qi, q) in queues.iter_mut().enumerate() {
             let mut batch: Vec<xsk_rs::FrameDesc> = Vec::new();
-            let room = q.tx.nb_free(BATCH as u32) as usize;
-            for l in live.iter_mut().filter(|l| l.queue == qi) {
-                let Some(c) = &mut l.conn else { continue };
-                while batch.len() < room {
-                    let Some(mut d) = q.descs.pop() else { break };
-                    // SAFETY: a free frame of this UMEM, on no ring.
-                    let mut data = unsafe { q.umem.data_mut(&mut d) };
-                    data.cursor().set_pos(usize::MAX);
-                    match poll_transmit_frame(c, now, &link, data.contents_mut()) {
-                        Some((len, _)) => {
-                            data.cursor().set_pos(len);
-                            batch.push(d);
-                        }
-                        None => {
-                            q.descs.push(d);
-                            break;
+            let in_flight = tx_frames[qi].saturating_sub(q.descs.len());
+            // A few frames past the cap, so ACKs leave even while data fills it.
+            let room = (q.tx.nb_free(BATCH as u32) as usize)
+                .min((TX_INFLIGHT + ACK_RESERVE).saturating_sub(in_flight));
+            let mine: Vec<usize> = (0..live.len()).filter(|&i| live[i].queue == qi).collect();
+            if mine.is_empty() || room == 0 {
+                continue;
+            }
+            // Fair shares from a rotating first connection: one bulk sender
+            // must not starve another connection's ACKs.
+            turn = turn.wrapping_add(1);
+            let share = (room / mine.len()).max(1);
+            for pass in 0..2 {
+                for k in 0..mine.len() {
+                    let l = &mut live[mine[(turn + k) % mine.len()]];
+                    let Some(c) = &mut l.conn else { continue };
+                    let quota = if pass == 0 { share } else { room };
+                    let mut took = 0;
+                    while batch.len() < room && took < quota {
+                        let Some(mut d) = q.descs.pop() else { break };
+                        // SAFETY: a free frame of this UMEM, on no ring.
+                        let mut data = unsafe { q.umem.data_mut(&mut d) };
+                        data.cursor().set_pos(usize::MAX);
+                        match poll_transmit_frame(c, now, &link, data.contents_mut()) {
+                            Some((len, _)) => {
+                                data.cursor().set_pos(len);
+                                batch.push(d);
+                                took += 1;
+                            }
+                            None => {
+                                q.descs.push(d);
+                                break;
+                            }
                         }
                     }
                 }
@@ -512,6 +575,11 @@ pub fn run(
                     }
                     let acked = c.stats().bytes_acked;
                     if l.plan.flow == Flow::Send && acked > l.acked {
+                        if let Some(c) = plan.counters.get(l.index) {
+                            // payload only: the prefix is acknowledged first
+                            let pre = l.plan.prefix.len() as u64;
+                            c.add(acked.saturating_sub(pre) - l.acked.saturating_sub(pre));
+                        }
                         l.acked = acked;
                         l.last_byte = now_i;
                         l.last_progress = now_i;
@@ -526,7 +594,7 @@ pub fn run(
                 }
                 None => {}
             }
-            if !l.done && (now_i.duration_since(start) >= plan.hard) {
+            if !l.done && now_i.duration_since(t0) >= plan.hard {
                 l.error = Some("the test ran past its time limit".into());
                 l.done = true;
             }
@@ -587,7 +655,9 @@ pub fn run(
                     .min(l.moved),
                 Flow::Receive => l.moved,
             };
-            let seconds = l.last_byte.saturating_duration_since(start).as_secs_f64();
+            let seconds = start.map_or(0.0, |s0| {
+                l.last_byte.saturating_duration_since(s0).as_secs_f64()
+            });
             StreamResult {
                 local_port: l.conn.as_ref().map_or(0, |c| c.local().port()),
                 remote: l
@@ -600,6 +670,7 @@ pub fn run(
                 bits_per_second: crate::units::bps(bytes, seconds),
                 sha256: l.hash.map(|h| hex(&h.finalize())),
                 retransmitted_bytes: st.bytes_retransmitted,
+                retransmits: st.retransmits,
                 timeouts: st.rto_count,
                 fast_retransmits: st.fast_retransmits,
                 srtt_us: st.srtt,
@@ -608,6 +679,49 @@ pub fn run(
         })
         .collect();
     (results, report)
+}
+
+/// A stream end's worker on its own thread.
+pub struct StreamWork {
+    handle: std::thread::JoinHandle<(Vec<StreamResult>, WorkerReport)>,
+}
+
+impl StreamWork {
+    /// Start the worker now: connections open at once; payload waits for `gate`.
+    pub fn spawn(
+        end: StreamEnd,
+        plan: RunPlan,
+        gate: Gate,
+        stop: &std::sync::Arc<AtomicBool>,
+    ) -> Result<StreamWork> {
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("tcplite".into())
+            .spawn(move || run(end, &plan, &gate, &stop))
+            .map_err(|e| Error::io("starting the TCP-lite worker", e))?;
+        Ok(StreamWork { handle })
+    }
+
+    /// Wait up to `wait`; true once the worker is done.
+    pub fn poll(&mut self, wait: Duration) -> bool {
+        if !self.handle.is_finished() {
+            std::thread::sleep(wait);
+        }
+        self.handle.is_finished()
+    }
+
+    /// The results (waits for the worker).
+    pub fn finish(self) -> (Vec<StreamResult>, WorkerReport) {
+        self.handle.join().unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                WorkerReport {
+                    mode: "xdp".into(),
+                    ..Default::default()
+                },
+            )
+        })
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -727,6 +841,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
                 },
                 flow: o.flow,
                 prefix: Vec::new(),
+                bytes: None,
             })
             .collect(),
         peer_mac,
@@ -737,11 +852,13 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         idle: Duration::from_secs(10),
         hard: o.duration.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30),
         cpu: o.cpu,
+        counters: Vec::new(),
     };
     let mode = end.mode.to_string();
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
-    let start = Instant::now();
-    let (mut streams, worker) = run(end, &plan, start, stop);
+    let gate = std::sync::OnceLock::new();
+    let _ = gate.set(Instant::now());
+    let (mut streams, worker) = run(end, &plan, &gate, stop);
     if worker.bad_checksum > 0 {
         for e in streams.iter_mut().filter_map(|s| s.error.as_mut()) {
             e.push_str(&format!(
