@@ -141,6 +141,12 @@ enum ModeArg {
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum RemoteModeArg {
+    Socket,
+    Xdp,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum TestArg {
     /// Bulk transfer (netperf TCP_STREAM/TCP_MAERTS).
     Stream,
@@ -212,6 +218,10 @@ struct RunArgs {
     /// Bind our sockets to this interface (Linux, SO_BINDTODEVICE).
     #[arg(long)]
     iface: Option<String>,
+    /// The agent's data path: socket (kernel TCP) or xdp (TCP-lite on
+    /// AF_XDP on its --remote-iface).
+    #[arg(long, value_enum, default_value_t = RemoteModeArg::Socket)]
+    remote_mode: RemoteModeArg,
     /// Ask the agent to bind its data sockets to this interface.
     #[arg(long)]
     remote_iface: Option<String>,
@@ -420,6 +430,7 @@ fn run(r: RunArgs) -> Result<()> {
         remote_iface: r.remote_iface,
         data_port: r.data_port,
         raw: None, // filled in by the controller once its AF_XDP end is open
+        remote_xdp: r.remote_mode == RemoteModeArg::Xdp,
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {

@@ -85,6 +85,10 @@ pub struct TestSpec {
     /// A bulk stream (the default) or request/response transactions.
     #[serde(default)]
     pub test: TestKind,
+    /// The agent runs its flows over TCP-lite on AF_XDP (on
+    /// `remote_iface`) instead of kernel sockets.
+    #[serde(default)]
+    pub remote_xdp: bool,
 }
 
 /// What each flow does.
@@ -239,6 +243,16 @@ impl TestSpec {
                 ));
             }
         }
+        if self.remote_xdp
+            && (self.remote_iface.is_none()
+                || self.raw.is_some()
+                || self.test != TestKind::Stream
+                || self.flows().len() > 8)
+        {
+            return Err(Error::Invalid(
+                "--remote-mode xdp runs TCP streams (1 to 8 flows) over AF_XDP on the agent's --remote-iface".into(),
+            ));
+        }
         if let Some(i) = &self.remote_iface {
             if i.is_empty() || i.len() > 15 || i.contains(['/', '\0']) {
                 return Err(Error::Invalid(format!(
@@ -304,6 +318,7 @@ mod tests {
             data_port: None,
             raw: None,
             test: TestKind::Stream,
+            remote_xdp: false,
         }
     }
 

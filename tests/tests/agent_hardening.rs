@@ -244,6 +244,7 @@ fn data_connections_never_arrive() {
         data_port: None,
         raw: None,
         test: wirespeed::spec::TestKind::Stream,
+        remote_xdp: false,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

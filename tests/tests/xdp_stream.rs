@@ -1,7 +1,7 @@
-//! TCP_STREAM with `--mode xdp`: the controller's flows run over TCP-lite
-//! on AF_XDP; the agent's over kernel sockets (xdp-to-socket). Byte counts
-//! match on both sides in every direction; ping keeps working; nothing
-//! stays attached afterwards.
+//! TCP_STREAM over TCP-lite on AF_XDP: the controller's end (`--mode
+//! xdp`), the agent's (`--remote-mode xdp`), or both, against kernel
+//! sockets or each other. Byte counts match on both sides in every
+//! direction, and nothing stays attached afterwards.
 
 use std::time::Duration;
 use wirespeed::datapath::xdp::loader::attached_program;
@@ -16,87 +16,114 @@ fn agent(tb: &Testbed) -> AgentProc {
     AgentProc::start(c)
 }
 
-fn xdp(tb: &Testbed, a: &AgentProc, extra: &[&str]) -> Output {
+fn ws(tb: &Testbed, a: &AgentProc, mode: &str, extra: &[&str]) -> Output {
     let mut c = tb.cmd(0, &bin());
-    c.args([
-        "run",
-        "--to",
-        &a.addr,
-        "--mode",
-        "xdp",
-        "--iface",
-        &tb.links[0].ifname[0],
-    ]);
+    c.args(["run", "--to", &a.addr, "--mode", mode]);
+    if mode == "xdp" {
+        c.args(["--iface", &tb.links[0].ifname[0]]);
+    }
     c.args(extra);
     run(c, Duration::from_secs(90))
 }
 
-/// The kernel peer on veth leaves TCP checksums to an offload that never
+/// A kernel TCP end on veth leaves its checksums to an offload that never
 /// happens; an AF_XDP receiver sees them unfilled. Turn it off there.
-fn kernel_peer_checksums(tb: &Testbed) {
-    let ns = tb.ns(1);
+fn kernel_checksums(tb: &Testbed, side: usize) {
+    let ns = tb.ns(side);
+    let dev = &tb.links[0].ifname[side];
     sh(
         "ip",
-        &[
-            "netns",
-            "exec",
-            ns,
-            "ethtool",
-            "-K",
-            &tb.links[0].ifname[1],
-            "tx",
-            "off",
-        ],
+        &["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"],
     )
     .unwrap();
 }
 
+/// Every direction of the test moved exactly 16 MiB, by both sides' counts.
+fn exact(j: &serde_json::Value, what: &str) {
+    let end = &j["end"];
+    let errors = end["errors"].as_array().unwrap();
+    assert!(errors.is_empty(), "{what}: {errors:?}");
+    for d in end["directions"].as_array().unwrap() {
+        assert_eq!(d["sent"]["bytes"], 16 << 20, "{what}: {d}");
+        assert_eq!(d["received"]["bytes"], 16 << 20, "{what}: {d}");
+    }
+}
+
+fn no_xdp_left(tb: &Testbed) {
+    let l = &tb.links[0];
+    for side in 0..2 {
+        let left = in_netns(tb.ns(side), || attached_program(&l.ifname[side]));
+        assert!(left.is_none(), "XDP left on {}", l.ifname[side]);
+    }
+}
+
+const WAYS: [(&str, &str); 3] = [("send", "1"), ("receive", "1"), ("both", "2")];
+
 #[test]
 fn xdp_to_socket_moves_exact_bytes_every_way() {
     let tb = pair();
-    kernel_peer_checksums(&tb);
+    kernel_checksums(&tb, 1);
     let a = agent(&tb);
-    for (dir, streams) in [("send", "1"), ("receive", "1"), ("both", "2")] {
-        let j = xdp(
-            &tb,
-            &a,
-            &[
-                "--direction",
-                dir,
-                "--streams",
-                streams,
-                "--bytes",
-                "16M",
-                "--json",
-            ],
-        )
-        .ok()
-        .json();
-        let end = &j["end"];
-        assert_eq!(end["mode"], "xdp-copy", "{dir}");
-        assert!(
-            end["errors"].as_array().unwrap().is_empty(),
-            "{dir}: {}",
-            end["errors"]
-        );
-        let dirs = end["directions"].as_array().unwrap();
+    for (dir, streams) in WAYS {
+        let args = [
+            "--direction",
+            dir,
+            "--streams",
+            streams,
+            "--bytes",
+            "16M",
+            "--json",
+        ];
+        let j = ws(&tb, &a, "xdp", &args).ok().json();
+        exact(&j, &format!("xdp to socket, {dir}"));
+        assert_eq!(j["end"]["mode"], "xdp-copy", "{dir}");
+        let dirs = j["end"]["directions"].as_array().unwrap();
         assert_eq!(dirs.len(), if dir == "both" { 2 } else { 1 });
-        for d in dirs {
-            assert_eq!(d["sent"]["bytes"], 16 << 20, "{dir}: {d}");
-            assert_eq!(d["received"]["bytes"], 16 << 20, "{dir}: {d}");
-        }
     }
     // A timed run moves data and reports intervals from the TCP-lite side.
-    let j = xdp(&tb, &a, &["--duration", "2s", "--json"]).ok().json();
+    let j = ws(&tb, &a, "xdp", &["--duration", "2s", "--json"])
+        .ok()
+        .json();
     let e = &j["end"];
     assert!(e["received"]["bytes"].as_u64().unwrap() > 1 << 20);
     assert_eq!(e["sent"]["bytes"], e["received"]["bytes"]);
-    assert!(!j["intervals"].as_array().unwrap().is_empty());
-    let l = &tb.links[0];
+    let iv = j["intervals"].as_array().unwrap();
     assert!(
-        in_netns(tb.ns(0), || attached_program(&l.ifname[0])).is_none(),
-        "detached"
+        iv.iter().any(|i| i["sum"]["bytes"].as_u64().unwrap() > 0),
+        "{iv:?}"
     );
+    no_xdp_left(&tb);
+}
+
+#[test]
+fn xdp_to_xdp_and_socket_to_xdp() {
+    let tb = pair();
+    kernel_checksums(&tb, 0);
+    let a = agent(&tb);
+    let remote = [
+        "--remote-mode",
+        "xdp",
+        "--remote-iface",
+        &tb.links[0].ifname[1],
+    ];
+    for (dir, streams) in WAYS {
+        let mut args = vec![
+            "--direction",
+            dir,
+            "--streams",
+            streams,
+            "--bytes",
+            "16M",
+            "--json",
+        ];
+        args.extend(remote);
+        let j = ws(&tb, &a, "xdp", &args).ok().json();
+        exact(&j, &format!("xdp to xdp, {dir}"));
+        assert_eq!(j["end"]["mode"], "xdp-copy");
+        let j = ws(&tb, &a, "socket", &args).ok().json();
+        exact(&j, &format!("socket to xdp, {dir}"));
+    }
+    no_xdp_left(&tb);
 }
 
 #[test]
@@ -106,6 +133,13 @@ fn xdp_mode_refuses_what_it_cannot_do() {
     let mut c = tb.cmd(0, &bin());
     c.args(["run", "--to", &a.addr, "--mode", "xdp", "--duration", "1s"]);
     run(c, Duration::from_secs(30)).fails_with("--mode xdp needs the interface");
-    xdp(&tb, &a, &["--streams", "9", "--duration", "1s"]).fails_with("1 to 8 streams");
-    xdp(&tb, &a, &["--test", "rr", "--duration", "1s"]).fails_with("rr tests over TCP-lite");
+    ws(&tb, &a, "xdp", &["--streams", "9", "--duration", "1s"]).fails_with("1 to 8 streams");
+    ws(&tb, &a, "xdp", &["--test", "rr", "--duration", "1s"]).fails_with("rr tests over TCP-lite");
+    ws(
+        &tb,
+        &a,
+        "socket",
+        &["--remote-mode", "xdp", "--duration", "1s"],
+    )
+    .fails_with("--remote-mode xdp runs TCP streams");
 }

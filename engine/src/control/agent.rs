@@ -451,6 +451,140 @@ impl Session {
         self.send_result(lost, flows, (cpu0, irq0), start)
     }
 
+    /// TCP streams over TCP-lite on the agent's `--remote-iface`: the
+    /// worker accepts the controller's connections on one steered port and
+    /// learns each flow from its data header.
+    #[cfg(target_os = "linux")]
+    fn run_xdp_stream(&mut self, spec: &TestSpec) -> Result<()> {
+        use crate::datapath::xdp::{neigh, stream};
+        let iface = spec
+            .remote_iface
+            .as_deref()
+            .expect("validated: xdp tests name the agent's interface");
+        let std::net::IpAddr::V4(local) = self
+            .conn
+            .local_addr()
+            .map_err(|e| Error::io("reading local address", e))?
+            .ip()
+        else {
+            return Err(Error::Invalid(
+                "TCP-lite runs over IPv4 in this build: reach the agent at an IPv4 address".into(),
+            ));
+        };
+        let std::net::IpAddr::V4(peer) = self.peer.ip() else {
+            return Err(Error::Invalid(
+                "TCP-lite runs over IPv4 in this build".into(),
+            ));
+        };
+        let end = stream::StreamEnd::open(iface, local, &[spec.data_port.unwrap_or(0)], None)?;
+        let port = end.ports[0];
+        let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, local, peer)?);
+        let cookie: [u8; 16] = auth::nonce()[..16].try_into().expect("16 of 32 bytes");
+        let expected = spec.flows();
+        let ready = Arc::new(AtomicUsize::new(0));
+        let plan = stream::RunPlan {
+            streams: expected
+                .iter()
+                .map(|_| stream::StreamPlan {
+                    open: stream::Open::Accept { local: port },
+                    flow: stream::Flow::Receive,
+                    prefix: Vec::new(),
+                    bytes: None,
+                    header: Some(cookie),
+                })
+                .collect(),
+            peer_mac,
+            duration: match spec.limit {
+                Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
+                Limit::Bytes { .. } => None,
+            },
+            bytes: None,
+            verify: false,
+            config: stream::RunPlan::lan_config(end.mss(), None),
+            idle: self.cfg.idle_timeout,
+            hard: match spec.limit {
+                Limit::Duration { seconds } => {
+                    Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2
+                }
+                Limit::Bytes { .. } => self.cfg.max_duration,
+            } + self.cfg.data_timeout,
+            cpu: None,
+            counters: Vec::new(),
+            stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
+            ready: Some(ready.clone()),
+        };
+        let mode = end.mode;
+        let gate = stream::Gate::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut work = stream::StreamWork::spawn(end, plan, gate.clone(), &stop)?;
+        frame::write_msg(
+            &mut self.conn,
+            &Msg::Accepted {
+                data_port: port,
+                cookie: auth::to_hex(&cookie),
+                mode: mode.into(),
+                mac: None,
+            },
+        )?;
+        let deadline = Instant::now() + self.cfg.data_timeout;
+        while ready.load(Ordering::Relaxed) < expected.len() {
+            if Instant::now() >= deadline || work.poll(Duration::from_millis(10)) {
+                stop.store(true, Ordering::Relaxed);
+                let _ = work.finish();
+                return Err(Error::PeerLost(format!(
+                    "only {} of {} TCP-lite data connections arrived with a valid header: is the controller's side blocked, or the agent's interface not the one the controller reaches?",
+                    ready.load(Ordering::Relaxed),
+                    expected.len()
+                )));
+            }
+        }
+        frame::write_msg(&mut self.conn, &Msg::Ready)?;
+        let at = self.await_start();
+        let at = match at {
+            Ok(at) => at,
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                let _ = work.finish();
+                return Err(e);
+            }
+        };
+        let cpu0 = CpuSnapshot::take();
+        let irq0 = IrqSnapshot::take();
+        let start = clock::wait_until(at);
+        let _ = gate.set(start);
+        let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
+        let (results, _) = work.finish();
+        let flows = results
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.id?;
+                Some(crate::report::model::FlowResult {
+                    stream: id.stream,
+                    direction: id.direction,
+                    role: sockpath::role_of(id, false),
+                    throughput: crate::report::model::Throughput::new(r.bytes, r.seconds),
+                    sockbuf: Default::default(),
+                    tcp: Some(crate::report::model::TcpStats {
+                        retransmits: r.retransmits as u32,
+                        rtt_us: r.srtt_us as u32,
+                        ..Default::default()
+                    }),
+                    error: r.error,
+                    raw: None,
+                    rr: None,
+                })
+            })
+            .collect();
+        self.send_result(lost, flows, (cpu0, irq0), start)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn run_xdp_stream(&mut self, _spec: &TestSpec) -> Result<()> {
+        Err(Error::Refused(
+            "TCP over AF_XDP needs Linux; this agent runs on another system: use --remote-mode socket".into(),
+        ))
+    }
+
     #[cfg(not(target_os = "linux"))]
     fn run_raw(&mut self, _spec: &TestSpec, _raw: crate::spec::RawSpec) -> Result<()> {
         Err(Error::Refused(
@@ -461,6 +595,9 @@ impl Session {
     fn run_test(&mut self, spec: &TestSpec) -> Result<()> {
         if let Some(raw) = spec.raw.clone() {
             return self.run_raw(spec, raw);
+        }
+        if spec.remote_xdp {
+            return self.run_xdp_stream(spec);
         }
         let local = self
             .conn

@@ -510,6 +510,7 @@ fn start_streams(
                 },
                 prefix: FlowHeader { cookie, id }.encode().to_vec(),
                 bytes: opts.spec.bytes_for(id.stream),
+                header: None,
             })
             .collect(),
         peer_mac,
@@ -524,6 +525,8 @@ fn start_streams(
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
         cpu: None,
         counters: counters.clone(),
+        stream_bytes: Vec::new(),
+        ready: None,
     };
     let gate = stream::Gate::default();
     let stop = Arc::new(AtomicBool::new(false));

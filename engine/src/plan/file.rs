@@ -426,6 +426,7 @@ impl Configuration {
             data_port: None,
             raw: None,
             test: crate::spec::TestKind::Stream,
+            remote_xdp: false,
         }
     }
 }

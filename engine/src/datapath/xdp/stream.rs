@@ -34,6 +34,9 @@ const BATCH: usize = 64;
 /// kernel, not yet completed). More only queues: every frame behind the
 /// last adds its wait to the RTT, delaying the other connections' ACKs.
 const TX_INFLIGHT: usize = 256;
+/// How long a worker whose connections are all done keeps answering
+/// their last frames (TIME-WAIT, a lost final ACK).
+const LINGER: Duration = Duration::from_millis(500);
 /// Frames past [`TX_INFLIGHT`] a queue may still take, for ACKs.
 const ACK_RESERVE: usize = 16;
 /// Idle passes before the worker sleeps in `poll()`.
@@ -158,6 +161,10 @@ pub struct StreamPlan {
     pub prefix: Vec<u8>,
     /// This stream's byte count, overriding the plan's.
     pub bytes: Option<u64>,
+    /// An agent's accepted connection: read the controller's data header
+    /// (with this cookie) first; it says which flow this is, and so which
+    /// way the bytes go and how many.
+    pub header: Option<crate::datapath::socket::Cookie>,
 }
 
 /// What every connection of a run shares.
@@ -177,6 +184,10 @@ pub struct RunPlan {
     pub cpu: Option<u16>,
     /// Per stream, bytes moved so far (acknowledged or read), for intervals.
     pub counters: Vec<crate::metrics::interval::Counter>,
+    /// Header-driven streams: bytes per stream number (`--bytes` split).
+    pub stream_bytes: Vec<Option<u64>>,
+    /// Counts streams whose header has arrived and checked out.
+    pub ready: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// The measurement's start, set once by whoever schedules it: until then
@@ -193,7 +204,9 @@ impl RunPlan {
             recv_buffer: 4 << 20,
             congestion: window.map_or(Congestion::NewReno, Congestion::Fixed),
             max_retries: 8,
-            time_wait: 0,
+            // Long enough to answer a retransmitted FIN if our last ACK
+            // was lost; the worker lingers for it (see LINGER).
+            time_wait: 300 * crate::tcplite::MS,
             ..Config::default()
         }
     }
@@ -202,6 +215,8 @@ impl RunPlan {
 /// One connection's outcome.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamResult {
+    /// The flow a data header named (agent side); None otherwise.
+    pub id: Option<crate::spec::FlowId>,
     pub local_port: u16,
     pub remote: String,
     pub flow: Option<Flow>,
@@ -236,6 +251,10 @@ pub struct WorkerReport {
 
 struct Live {
     index: usize,
+    /// Header bytes still to read, and what was read.
+    header_left: usize,
+    header: Vec<u8>,
+    id: Option<crate::spec::FlowId>,
     plan: StreamPlan,
     conn: Option<Connection>,
     queue: usize,
@@ -301,6 +320,13 @@ pub fn run(
         .enumerate()
         .map(|(i, p)| Live {
             index: i,
+            header_left: if p.header.is_some() {
+                crate::datapath::socket::HEADER_LEN
+            } else {
+                0
+            },
+            header: Vec::new(),
+            id: None,
             conn: match p.open {
                 Open::Connect { local, remote } => {
                     let iss = u32::from_be_bytes(
@@ -333,6 +359,7 @@ pub fn run(
     let mut done_descs = vec![xsk_rs::FrameDesc::default(); BATCH];
     let mut spins = 0u32;
     let mut turn = 0usize;
+    let mut all_done: Option<Instant> = None;
     let mut limit_at = None;
     let mut fresh = start.is_some();
     loop {
@@ -431,11 +458,16 @@ pub fn run(
             }
         }
         // Application bytes and timers.
-        for l in live.iter_mut().filter(|l| !l.done) {
+        for l in live.iter_mut() {
             let Some(c) = &mut l.conn else { continue };
+            // Timers run for finished connections too: TIME-WAIT and
+            // LAST-ACK still answer the peer while the worker lingers.
             if c.poll_timeout().is_some_and(|t| t <= now) {
                 c.on_timeout(now);
                 busy = true;
+            }
+            if l.done {
+                continue;
             }
             if c.is_established() && l.prefix_left > 0 {
                 let at = l.plan.prefix.len() - l.prefix_left;
@@ -443,7 +475,42 @@ pub fn run(
                 l.prefix_left -= k;
                 busy |= k > 0;
             }
-            if c.is_established() {
+            if c.is_established() && l.header_left > 0 {
+                let mut b = [0u8; crate::datapath::socket::HEADER_LEN];
+                let k = c.read(&mut b[..l.header_left]);
+                l.header.extend_from_slice(&b[..k]);
+                l.header_left -= k;
+                busy |= k > 0;
+                if l.header_left > 0 {
+                    continue;
+                }
+                let h = <[u8; crate::datapath::socket::HEADER_LEN]>::try_from(&l.header[..])
+                    .ok()
+                    .and_then(|h| crate::datapath::socket::FlowHeader::decode(&h).ok())
+                    .filter(|h| Some(h.cookie) == l.plan.header);
+                let Some(h) = h else {
+                    c.abort();
+                    l.error =
+                        Some("a data connection sent a bad header or another test's cookie".into());
+                    l.done = true;
+                    continue;
+                };
+                // The controller's send is our receive, and the reverse.
+                l.plan.flow = match h.id.direction {
+                    crate::spec::Direction::Send => Flow::Receive,
+                    _ => Flow::Send,
+                };
+                l.plan.bytes = plan
+                    .stream_bytes
+                    .get(usize::from(h.id.stream))
+                    .copied()
+                    .flatten();
+                l.id = Some(h.id);
+                if let Some(r) = &plan.ready {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if c.is_established() && l.header_left == 0 {
                 match l.plan.flow {
                     Flow::Send if start.is_none() => {}
                     Flow::Send => {
@@ -603,7 +670,16 @@ pub fn run(
             }
         }
         if live.iter().all(|l| l.done) {
-            break;
+            // Linger until every connection has fully closed (its last ACK
+            // delivered, TIME-WAIT over), so no late frame of ours meets a
+            // kernel with no socket for it and draws a RST; bounded.
+            let settled = live
+                .iter()
+                .all(|l| l.conn.as_ref().is_none_or(|c| c.is_closed()));
+            let since = *all_done.get_or_insert(now_i);
+            if settled || now_i.duration_since(since) >= LINGER {
+                break;
+            }
         }
         if busy {
             spins = 0;
@@ -659,6 +735,7 @@ pub fn run(
                 l.last_byte.saturating_duration_since(s0).as_secs_f64()
             });
             StreamResult {
+                id: l.id,
                 local_port: l.conn.as_ref().map_or(0, |c| c.local().port()),
                 remote: l
                     .conn
@@ -842,6 +919,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
                 flow: o.flow,
                 prefix: Vec::new(),
                 bytes: None,
+                header: None,
             })
             .collect(),
         peer_mac,
@@ -853,6 +931,8 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         hard: o.duration.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30),
         cpu: o.cpu,
         counters: Vec::new(),
+        stream_bytes: Vec::new(),
+        ready: None,
     };
     let mode = end.mode.to_string();
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
