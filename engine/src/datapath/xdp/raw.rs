@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 64;
 /// Empty polls before a worker sleeps in `poll()`.
 const SPINS: u32 = 256;
+/// A receiver sleeps only after this long without a frame.
+const QUIET: Duration = Duration::from_millis(20);
 
 pub use crate::report::model::RawCount;
 
@@ -183,8 +185,12 @@ pub fn receive(
             if now - start >= spec.sender_end && quiet >= spec.idle {
                 break;
             }
+            // Spin while frames came recently: a sleep in poll() can take
+            // milliseconds to end on a loaded machine, longer than the
+            // fill ring lasts at line rate. Sleep only when quiet.
             spins += 1;
-            if spins > SPINS {
+            let recent = last.is_some_and(|t| now - t < QUIET);
+            if spins > SPINS && !recent {
                 let _ = q.rx.poll(1);
                 spins = 0;
             } else if q.busy_poll || q.fill.needs_wakeup() {
