@@ -244,13 +244,10 @@ impl TestSpec {
             }
         }
         if self.remote_xdp
-            && (self.remote_iface.is_none()
-                || self.raw.is_some()
-                || self.test != TestKind::Stream
-                || self.flows().len() > 8)
+            && (self.remote_iface.is_none() || self.raw.is_some() || self.flows().len() > 8)
         {
             return Err(Error::Invalid(
-                "--remote-mode xdp runs TCP streams (1 to 8 flows) over AF_XDP on the agent's --remote-iface".into(),
+                "--remote-mode xdp runs TCP tests (1 to 8 flows) over AF_XDP on the agent's --remote-iface".into(),
             ));
         }
         if let Some(i) = &self.remote_iface {

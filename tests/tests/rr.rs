@@ -19,7 +19,10 @@ fn agent(tb: &Testbed, addr: &str) -> AgentProc {
 
 fn rr(tb: &Testbed, a: &AgentProc, extra: &[&str]) -> Output {
     let mut c = tb.cmd(0, &bin());
-    c.args(["run", "--to", &a.addr, "--mode", "socket", "--test", "rr"]);
+    c.args(["run", "--to", &a.addr, "--test", "rr"]);
+    if !extra.contains(&"--mode") {
+        c.args(["--mode", "socket"]);
+    }
     c.args(extra);
     run(c, Duration::from_secs(60))
 }
@@ -103,6 +106,67 @@ fn rr_counts_agree_and_percentiles_are_ordered() {
     }
     a.assert_alive();
     rr(&tb, &a, &["--duration", "1s"]).ok();
+}
+
+#[test]
+fn rr_over_tcp_lite_both_ends_and_against_kernel_sockets() {
+    let tb = pair();
+    // Kernel TCP on veth leaves checksums to an offload AF_XDP never sees done.
+    for side in 0..2 {
+        let dev = &tb.links[0].ifname[side];
+        wirespeed::testbed::sh(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                tb.ns(side),
+                "ethtool",
+                "-K",
+                dev,
+                "tx",
+                "off",
+            ],
+        )
+        .unwrap();
+    }
+    let a = agent(&tb, "198.18.0.2");
+    let (ours, theirs) = (tb.links[0].ifname[0].clone(), tb.links[0].ifname[1].clone());
+    for (what, extra) in [
+        ("xdp to socket", vec!["--mode", "xdp", "--iface", &ours]),
+        (
+            "socket to xdp",
+            vec!["--remote-mode", "xdp", "--remote-iface", &theirs],
+        ),
+        (
+            "xdp to xdp",
+            vec![
+                "--mode",
+                "xdp",
+                "--iface",
+                &ours,
+                "--remote-mode",
+                "xdp",
+                "--remote-iface",
+                &theirs,
+                "--burst",
+                "2",
+            ],
+        ),
+    ] {
+        let mut args = vec!["--duration", "2s", "--json"];
+        args.extend(extra.iter().copied());
+        let j = rr(&tb, &a, &args).ok().json();
+        let e = &j["end"];
+        assert!(
+            e["errors"].as_array().unwrap().is_empty(),
+            "{what}: {}",
+            e["errors"]
+        );
+        checked(e);
+        if what.starts_with("xdp") {
+            assert_eq!(e["mode"], "xdp-copy", "{what}");
+        }
+    }
 }
 
 #[test]

@@ -134,7 +134,6 @@ fn xdp_mode_refuses_what_it_cannot_do() {
     c.args(["run", "--to", &a.addr, "--mode", "xdp", "--duration", "1s"]);
     run(c, Duration::from_secs(30)).fails_with("--mode xdp needs the interface");
     ws(&tb, &a, "xdp", &["--streams", "9", "--duration", "1s"]).fails_with("1 to 8 streams");
-    ws(&tb, &a, "xdp", &["--test", "rr", "--duration", "1s"]).fails_with("rr tests over TCP-lite");
     ws(
         &tb,
         &a,

@@ -512,6 +512,8 @@ impl Session {
             counters: Vec::new(),
             stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
             ready: Some(ready.clone()),
+            rr: super::controller::rr_of(spec),
+            interval_latency: Vec::new(),
         };
         let mode = end.mode;
         let gate = stream::Gate::default();
@@ -571,7 +573,7 @@ impl Session {
                     }),
                     error: r.error,
                     raw: None,
-                    rr: None,
+                    rr: r.rr,
                 })
             })
             .collect();

@@ -90,7 +90,21 @@ struct XdpPrep {
     gate: crate::datapath::xdp::stream::Gate,
     stop: Arc<AtomicBool>,
     counters: Vec<Counter>,
+    latency: Vec<Option<crate::metrics::latency::Shared>>,
     ids: Vec<FlowId>,
+}
+
+/// An rr test's (request, response, burst) for TCP-lite.
+#[cfg(target_os = "linux")]
+pub(crate) fn rr_of(spec: &crate::spec::TestSpec) -> Option<(u32, u32, u32)> {
+    match spec.test {
+        crate::spec::TestKind::Rr {
+            request,
+            response,
+            burst,
+        } => Some((request, response, burst)),
+        crate::spec::TestKind::Stream => None,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -119,6 +133,7 @@ fn stream_flows(
                 rtt_us: r.srtt_us as u32,
                 ..Default::default()
             }),
+            rr: r.rr,
             error: r.error.map(|e| {
                 if worker.bad_checksum > 0 {
                     format!("{e} ({} frames with bad checksums arrived: on veth or a virtual NIC turn the peer's checksum offload off: ethtool -K IF tx off)", worker.bad_checksum)
@@ -127,7 +142,6 @@ fn stream_flows(
                 }
             }),
             raw: None,
-            rr: None,
         })
         .collect()
 }
@@ -461,11 +475,6 @@ fn open_stream_end(
             "TCP-lite runs over IPv4 in this build: use an IPv4 agent address".into(),
         ));
     };
-    if matches!(opts.spec.test, crate::spec::TestKind::Rr { .. }) {
-        return Err(Error::Invalid(
-            "rr tests over TCP-lite are not built yet: use --mode socket".into(),
-        ));
-    }
     let ports = vec![0; opts.spec.flows().len()];
     let end = crate::datapath::xdp::stream::StreamEnd::open(iface, ip, &ports, None)?;
     Ok((end, ip))
@@ -495,6 +504,15 @@ fn start_streams(
     let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, ip, agent_ip)?);
     let ids = opts.spec.flows();
     let counters: Vec<Counter> = ids.iter().map(|_| Counter::default()).collect();
+    // rr clients on this side report interval percentiles.
+    let latency: Vec<Option<crate::metrics::latency::Shared>> = ids
+        .iter()
+        .map(|&id| {
+            (opts.spec.test != crate::spec::TestKind::Stream
+                && sockpath::role_of(id, true) == crate::report::model::Role::Sender)
+                .then(crate::metrics::latency::shared)
+        })
+        .collect();
     let plan = stream::RunPlan {
         streams: ids
             .iter()
@@ -527,6 +545,8 @@ fn start_streams(
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,
+        rr: rr_of(&opts.spec),
+        interval_latency: latency.clone(),
     };
     let gate = stream::Gate::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -536,6 +556,7 @@ fn start_streams(
         gate,
         stop,
         counters,
+        latency,
         ids,
     })
 }
@@ -641,8 +662,8 @@ impl Prepared {
             #[cfg(target_os = "linux")]
             (Some(x), _) => {
                 let _ = x.gate.set(start);
-                for (&id, c) in x.ids.iter().zip(&x.counters) {
-                    sampler.watch(id, c.clone(), None);
+                for ((&id, c), l) in x.ids.iter().zip(&x.counters).zip(&x.latency) {
+                    sampler.watch_rr(id, c.clone(), None, l.clone());
                 }
                 LocalWork::Stream(x.work, x.ids)
             }

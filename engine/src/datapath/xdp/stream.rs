@@ -188,6 +188,12 @@ pub struct RunPlan {
     pub stream_bytes: Vec<Option<u64>>,
     /// Counts streams whose header has arrived and checked out.
     pub ready: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+    /// Request/response instead of a bulk stream: (request, response,
+    /// burst). The `Send` end of a flow is its client.
+    pub rr: Option<(u32, u32, u32)>,
+    /// rr clients: each latency is also recorded here, per stream, for
+    /// interval percentiles.
+    pub interval_latency: Vec<Option<crate::metrics::latency::Shared>>,
 }
 
 /// The measurement's start, set once by whoever schedules it: until then
@@ -233,6 +239,9 @@ pub struct StreamResult {
     pub fast_retransmits: u64,
     pub srtt_us: u64,
     pub error: Option<String>,
+    /// rr tests: transactions, and the client's latency.
+    #[serde(default)]
+    pub rr: Option<crate::report::model::RrStats>,
 }
 
 /// What the worker ran on.
@@ -249,8 +258,22 @@ pub struct WorkerReport {
     pub kernel_dropped: u64,
 }
 
+/// An rr flow's state.
+#[derive(Default)]
+struct RrState {
+    /// Client: when each request in flight was written.
+    inflight: std::collections::VecDeque<Instant>,
+    /// Bytes of the message being read.
+    partial: usize,
+    /// Server: response bytes owed.
+    owed: u64,
+    transactions: u64,
+    hist: Option<hdrhistogram::Histogram<u64>>,
+}
+
 struct Live {
     index: usize,
+    rr: RrState,
     /// Header bytes still to read, and what was read.
     header_left: usize,
     header: Vec<u8>,
@@ -271,11 +294,12 @@ struct Live {
     done: bool,
 }
 
-/// The payload: `PATTERN_PERIOD` repeated, long enough for any write.
-fn pattern_source() -> Vec<u8> {
-    (0..PATTERN_PERIOD * 512)
-        .map(|i| (i % PATTERN_PERIOD) as u8)
-        .collect()
+/// The payload: `PATTERN_PERIOD` repeated, long enough for any write
+/// and at least `min` bytes (an rr message is written whole).
+fn pattern_source(min: usize) -> Vec<u8> {
+    let n =
+        (PATTERN_PERIOD * 512).max(min.div_ceil(PATTERN_PERIOD) * PATTERN_PERIOD + PATTERN_PERIOD);
+    (0..n).map(|i| (i % PATTERN_PERIOD) as u8).collect()
 }
 
 /// Run the plan's connections to their end on this thread; payload flows
@@ -305,7 +329,7 @@ pub fn run(
     let t0 = Instant::now();
     let us = |t: Instant| t.saturating_duration_since(t0).as_micros() as u64;
     let mut start = gate.get().copied();
-    let src = pattern_source();
+    let src = pattern_source(plan.rr.map_or(0, |(a, b, _)| a.max(b) as usize));
     let mut scratch = vec![0u8; 256 * 1024];
     let mut report = WorkerReport {
         mode: mode.into(),
@@ -320,6 +344,7 @@ pub fn run(
         .enumerate()
         .map(|(i, p)| Live {
             index: i,
+            rr: RrState::default(),
             header_left: if p.header.is_some() {
                 crate::datapath::socket::HEADER_LEN
             } else {
@@ -509,6 +534,77 @@ pub fn run(
                 if let Some(r) = &plan.ready {
                     r.fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            if let (Some((req, resp, burst)), true) =
+                (plan.rr, c.is_established() && l.header_left == 0)
+            {
+                let out_of_time = limit_at.is_some_and(|t| now_i >= t);
+                let (req, resp) = (req as usize, resp as usize);
+                let r = &mut l.rr;
+                let client = l.plan.flow == Flow::Send;
+                let (incoming, outgoing) = if client { (resp, req) } else { (req, resp) };
+                loop {
+                    let k = c.read(&mut scratch);
+                    if k == 0 {
+                        break;
+                    }
+                    busy = true;
+                    l.last_progress = now_i;
+                    r.partial += k;
+                    while r.partial >= incoming {
+                        r.partial -= incoming;
+                        r.transactions += 1;
+                        l.last_byte = now_i;
+                        if let Some(c) = plan.counters.get(l.index) {
+                            c.add(1);
+                        }
+                        if client {
+                            let done_at = Instant::now();
+                            if let Some(t0) = r.inflight.pop_front() {
+                                let ns = done_at.duration_since(t0).as_nanos() as u64;
+                                let h = r
+                                    .hist
+                                    .get_or_insert_with(crate::metrics::latency::new_histogram);
+                                crate::metrics::latency::record(h, ns);
+                                if let Some(Some(sh)) = plan.interval_latency.get(l.index) {
+                                    if let Ok(mut sh) = sh.lock() {
+                                        crate::metrics::latency::record(&mut sh, ns);
+                                    }
+                                }
+                            }
+                        } else {
+                            r.owed += outgoing as u64;
+                        }
+                    }
+                }
+                if client && start.is_some() && l.prefix_left == 0 {
+                    if !out_of_time {
+                        while r.inflight.len() < burst as usize && c.send_capacity() >= outgoing {
+                            // Stamped before the write: the answer may
+                            // arrive within this same pass.
+                            r.inflight.push_back(Instant::now());
+                            c.write(&src[..outgoing]);
+                            busy = true;
+                        }
+                    } else if r.inflight.is_empty() && !l.closed_write {
+                        c.close();
+                        l.closed_write = true;
+                    }
+                }
+                while r.owed > 0 {
+                    let want = (r.owed.min(src.len() as u64) as usize).min(c.send_capacity());
+                    let k = if want > 0 { c.write(&src[..want]) } else { 0 };
+                    if k == 0 {
+                        break;
+                    }
+                    r.owed -= k as u64;
+                    busy = true;
+                }
+                if !client && c.read_finished() && r.owed == 0 && !l.closed_write {
+                    c.close();
+                    l.closed_write = true;
+                }
+                continue;
             }
             if c.is_established() && l.header_left == 0 {
                 match l.plan.flow {
@@ -752,6 +848,30 @@ pub fn run(
                 fast_retransmits: st.fast_retransmits,
                 srtt_us: st.srtt,
                 error: l.error,
+                rr: plan.rr.map(|_| {
+                    let client = l.plan.flow == Flow::Send;
+                    crate::report::model::RrStats {
+                        transactions: l.rr.transactions,
+                        transactions_per_second: if seconds > 0.0 {
+                            l.rr.transactions as f64 / seconds
+                        } else {
+                            0.0
+                        },
+                        latency: client.then(|| {
+                            l.rr.hist
+                                .as_ref()
+                                .map(crate::metrics::latency::percentiles)
+                                .unwrap_or_default()
+                        }),
+                        histogram: client.then(|| {
+                            crate::metrics::latency::encode(
+                                l.rr.hist
+                                    .as_ref()
+                                    .unwrap_or(&crate::metrics::latency::new_histogram()),
+                            )
+                        }),
+                    }
+                }),
             }
         })
         .collect();
@@ -808,7 +928,7 @@ fn hex(b: &[u8]) -> String {
 /// The SHA-256 of the first `n` bytes of the payload pattern: what a
 /// plain receiver of a wirespeed sender should hold.
 pub fn pattern_sha256(n: u64) -> String {
-    let src = pattern_source();
+    let src = pattern_source(0);
     let mut h = Sha256::new();
     let mut left = n;
     let mut off = 0usize;
@@ -933,6 +1053,8 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         counters: Vec::new(),
         stream_bytes: Vec::new(),
         ready: None,
+        rr: None,
+        interval_latency: Vec::new(),
     };
     let mode = end.mode.to_string();
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
