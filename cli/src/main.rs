@@ -586,7 +586,13 @@ fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
             .map(wirespeed::plan::wire::parse_speed)
             .transpose()?
             .map(|b| b as u64),
-        queues: parse_queues(&r.queues)?,
+        // TCP-lite needs a socket on whichever queue RSS picks: all of them.
+        queues: match parse_queues(&r.queues)? {
+            None => None,
+            Some(_) => anyhow::bail!(
+                "--plain opens every queue (the NIC's RSS picks the flow's queue): drop --queues"
+            ),
+        },
         cpu: parse_cpus(r.cpus.as_deref())?.first().copied(),
     };
     catch_interrupts();

@@ -112,6 +112,8 @@ pub enum TestKind {
 pub const MAX_RR_SIZE: u32 = 1 << 20;
 /// Most transactions in flight per rr stream.
 pub const MAX_BURST: u32 = 1024;
+/// Most rr bytes in flight per stream (burst times the larger message).
+pub const MAX_RR_INFLIGHT: u64 = 128 << 10;
 
 /// A raw-mode test: UDP test frames between two AF_XDP endpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -230,6 +232,16 @@ impl TestSpec {
             if !(1..=MAX_BURST).contains(&burst) {
                 return Err(Error::Invalid(format!(
                     "--burst {burst} must be between 1 and {MAX_BURST}"
+                )));
+            }
+            // With several in flight, the client writes requests while the
+            // server writes responses: both must fit the buffers between
+            // them, or the two block each other for good.
+            if burst > 1 && u64::from(burst) * u64::from(request.max(response)) > MAX_RR_INFLIGHT {
+                return Err(Error::Invalid(format!(
+                    "--burst {burst} of {}-byte messages keeps more than {} KiB in flight, which can deadlock on socket buffers: lower --burst or the sizes",
+                    request.max(response),
+                    MAX_RR_INFLIGHT >> 10
                 )));
             }
             if self.direction == Direction::Both || self.raw.is_some() {

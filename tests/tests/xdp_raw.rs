@@ -349,7 +349,7 @@ fn bad_raw_parameters_are_refused() {
         ],
     )
     .fails_with("--remote-iface IF");
-    ws(&tb, &["run", "--to", &to, "--mode", "xdp"]).fails_with("TCP-lite) is not built yet");
+    ws(&tb, &["run", "--to", &to, "--mode", "xdp"]).fails_with("--mode xdp needs the interface");
     let mut args = raw_args(&tb, &a);
     args.extend(["--frame-size", "3000"]);
     ws(&tb, &args).fails_with("needs an MTU of at least 2986");

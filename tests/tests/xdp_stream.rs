@@ -140,5 +140,5 @@ fn xdp_mode_refuses_what_it_cannot_do() {
         "socket",
         &["--remote-mode", "xdp", "--duration", "1s"],
     )
-    .fails_with("--remote-mode xdp runs TCP streams");
+    .fails_with("--remote-mode xdp runs TCP tests");
 }

@@ -486,7 +486,10 @@ impl Session {
             streams: expected
                 .iter()
                 .map(|_| stream::StreamPlan {
-                    open: stream::Open::Accept { local: port },
+                    open: stream::Open::Accept {
+                        local: port,
+                        from: Some(std::net::IpAddr::V4(peer)),
+                    },
                     flow: stream::Flow::Receive,
                     prefix: Vec::new(),
                     bytes: None,
@@ -512,6 +515,7 @@ impl Session {
             counters: Vec::new(),
             stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
             ready: Some(ready.clone()),
+            expect_ids: expected.clone(),
             rr: super::controller::rr_of(spec),
             interval_latency: Vec::new(),
         };

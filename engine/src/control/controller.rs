@@ -545,6 +545,7 @@ fn start_streams(
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,
+        expect_ids: Vec::new(),
         rr: rr_of(&opts.spec),
         interval_latency: latency.clone(),
     };
@@ -916,7 +917,7 @@ mod tests {
     #[test]
     fn modes() {
         assert_eq!(resolve_mode(Mode::Auto, false).unwrap().0, "socket");
-        assert!(resolve_mode(Mode::Xdp, false).is_err());
+        assert_eq!(resolve_mode(Mode::Xdp, false).unwrap().0, "xdp");
         assert_eq!(resolve_mode(Mode::Xdp, true).unwrap().0, "xdp");
         assert!(resolve_mode(Mode::Socket, true).is_err());
     }

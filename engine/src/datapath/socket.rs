@@ -489,7 +489,10 @@ impl Flow {
             let now = Instant::now();
             done += 1;
             last = now;
-            self.counter.add(1);
+            if client {
+                // intervals count the client's transactions only
+                self.counter.add(1);
+            }
             if let Some(t0) = inflight.pop_front() {
                 let ns = now.duration_since(t0).as_nanos() as u64;
                 latency::record(&mut hist, ns);

@@ -72,12 +72,53 @@ pub fn encode(h: &Histogram<u64>) -> String {
 
 /// Read what [`encode`] wrote (or any HdrHistogram V2 base64 form).
 pub fn decode(s: &str) -> Result<Histogram<u64>> {
+    // The deserializer sizes its buffer from lengths inside the encoding:
+    // check them against what is actually there before it runs, so a
+    // hostile histogram cannot make it allocate gigabytes.
+    if s.len() > MAX_ENCODED {
+        return Err(Error::Invalid(format!(
+            "latency histogram is {} bytes of base64, more than the {MAX_ENCODED} any real one needs",
+            s.len()
+        )));
+    }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s.trim())
         .map_err(|e| Error::Invalid(format!("latency histogram is not base64: {e}")))?;
+    check_lengths(&bytes)?;
     Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| Error::Invalid(format!("latency histogram does not decode: {e:?}")))
+}
+
+/// Longest base64 histogram accepted: a full 1 ns..100 s histogram at 3
+/// digits encodes to a few tens of KiB.
+const MAX_ENCODED: usize = 4 << 20;
+
+/// The V2 deflate framing: cookie, compressed length, then a zlib stream
+/// whose V2 header (cookie, payload length, ...) must not claim more than
+/// the histogram's range can hold.
+fn check_lengths(b: &[u8]) -> Result<()> {
+    use std::io::Read;
+    let bad = |why: &str| Err(Error::Invalid(format!("latency histogram: {why}")));
+    if b.len() < 8 {
+        return bad("too short");
+    }
+    let clen = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+    if clen > b.len() - 8 {
+        return bad("its compressed length runs past its end");
+    }
+    // the inner header: cookie, payload length
+    let mut head = [0u8; 8];
+    let mut z = flate2::read::ZlibDecoder::new(&b[8..8 + clen]);
+    if z.read_exact(&mut head).is_err() {
+        return bad("its compressed data does not inflate");
+    }
+    let payload = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    // at most one LEB128 count (9 bytes) per bucket of a 1..MAX_NS, 3-digit histogram
+    if payload > new_histogram().distinct_values() * 9 {
+        return bad("its payload length is larger than any histogram of its range");
+    }
+    Ok(())
 }
 
 /// Several encoded histograms added into one (runs, hosts, streams).
@@ -126,5 +167,16 @@ mod tests {
         assert_eq!(decode(&encode(&a)).unwrap(), a);
         assert!(decode("not base64!").is_err());
         assert!(decode("AAAA").is_err());
+        // A V2 deflate cookie claiming a 4 GiB payload is refused before
+        // anything is allocated for it.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, &[0x1c, 0x84, 0x93, 0x13, 0xff, 0xff, 0xff, 0xf0])
+            .unwrap();
+        let inner = z.finish().unwrap();
+        let mut hostile = vec![0x1c, 0x84, 0x93, 0x14];
+        hostile.extend_from_slice(&(inner.len() as u32).to_be_bytes());
+        hostile.extend_from_slice(&inner);
+        let e = decode(&base64::engine::general_purpose::STANDARD.encode(hostile)).unwrap_err();
+        assert!(e.to_string().contains("payload length"), "{e}");
     }
 }

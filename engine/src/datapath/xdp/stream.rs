@@ -148,8 +148,8 @@ pub enum Flow {
 pub enum Open {
     /// From our port `local` to `remote`.
     Connect { local: u16, remote: SocketAddr },
-    /// The next SYN to our port `local`.
-    Accept { local: u16 },
+    /// The next SYN to our port `local` from `from` (any, if None).
+    Accept { local: u16, from: Option<IpAddr> },
 }
 
 /// One connection to run.
@@ -191,6 +191,8 @@ pub struct RunPlan {
     /// Request/response instead of a bulk stream: (request, response,
     /// burst). The `Send` end of a flow is its client.
     pub rr: Option<(u32, u32, u32)>,
+    /// Header-driven streams: the flows the headers may name, each once.
+    pub expect_ids: Vec<crate::spec::FlowId>,
     /// rr clients: each latency is also recorded here, per stream, for
     /// interval percentiles.
     pub interval_latency: Vec<Option<crate::metrics::latency::Shared>>,
@@ -385,6 +387,7 @@ pub fn run(
     let mut spins = 0u32;
     let mut turn = 0usize;
     let mut all_done: Option<Instant> = None;
+    let mut seen_ids: Vec<crate::spec::FlowId> = Vec::new();
     let mut limit_at = None;
     let mut fresh = start.is_some();
     loop {
@@ -442,8 +445,12 @@ pub fn run(
                             && c.remote().port() == seg.src_port
                             && c.remote().ip() == f.src
                     }
-                    (None, Open::Accept { local }) => {
-                        local == seg.dst_port && seg.flags.syn() && !seg.flags.ack()
+                    (None, Open::Accept { local, from }) => {
+                        from.is_none_or(|a| a == f.src)
+                            && local == seg.dst_port
+                            && seg.flags.syn()
+                            && !seg.flags.ack()
+                            && !seg.flags.rst()
                     }
                     _ => false,
                 });
@@ -455,7 +462,7 @@ pub fn run(
                 match &mut l.conn {
                     Some(c) => c.handle_segment(now, seg),
                     None => {
-                        let Open::Accept { local } = l.plan.open else {
+                        let Open::Accept { local, .. } = l.plan.open else {
                             unreachable!()
                         };
                         let iss = u32::from_be_bytes(
@@ -512,7 +519,12 @@ pub fn run(
                 let h = <[u8; crate::datapath::socket::HEADER_LEN]>::try_from(&l.header[..])
                     .ok()
                     .and_then(|h| crate::datapath::socket::FlowHeader::decode(&h).ok())
-                    .filter(|h| Some(h.cookie) == l.plan.header);
+                    .filter(|h| Some(h.cookie) == l.plan.header)
+                    .filter(|h| {
+                        // a flow of this test, not named before
+                        (plan.expect_ids.is_empty() || plan.expect_ids.contains(&h.id))
+                            && !seen_ids.contains(&h.id)
+                    });
                 let Some(h) = h else {
                     c.abort();
                     l.error =
@@ -531,6 +543,7 @@ pub fn run(
                     .copied()
                     .flatten();
                 l.id = Some(h.id);
+                seen_ids.push(h.id);
                 if let Some(r) = &plan.ready {
                     r.fetch_add(1, Ordering::Relaxed);
                 }
@@ -555,8 +568,10 @@ pub fn run(
                         r.partial -= incoming;
                         r.transactions += 1;
                         l.last_byte = now_i;
-                        if let Some(c) = plan.counters.get(l.index) {
-                            c.add(1);
+                        if client {
+                            if let Some(c) = plan.counters.get(l.index) {
+                                c.add(1);
+                            }
                         }
                         if client {
                             let done_at = Instant::now();
@@ -635,6 +650,18 @@ pub fn run(
                             l.closed_write = true;
                         }
                     }
+                    Flow::Receive
+                        if limit_at.is_some_and(|t| now_i >= t)
+                            || l.plan.bytes.or(plan.bytes).is_some_and(|b| l.moved >= b) =>
+                    {
+                        // A receiver with its own limit (a plain source that
+                        // would send for ever) ends the connection itself.
+                        if !l.closed_write {
+                            c.abort();
+                            l.closed_write = true;
+                            l.done = true;
+                        }
+                    }
                     Flow::Receive => loop {
                         let k = c.read(&mut scratch);
                         if k == 0 {
@@ -705,14 +732,22 @@ pub fn run(
                 if sent == 0 {
                     q.descs.extend_from_slice(&batch);
                 }
-                if q.busy_poll || q.tx.needs_wakeup() {
-                    let _ = q.tx.wakeup();
-                }
+            }
+        }
+        // Kick every queue with frames outstanding, new or not: in copy
+        // mode one kick sends a few dozen frames, and frames left on the
+        // ring would otherwise wait for the next segment or a timeout.
+        for (qi, q) in queues.iter_mut().enumerate() {
+            if tx_frames[qi] > q.descs.len() && (q.busy_poll || q.tx.needs_wakeup()) {
+                let _ = q.tx.wakeup();
             }
         }
         // Progress, ends and failures.
         for l in live.iter_mut().filter(|l| !l.done) {
-            let idle = now_i.duration_since(l.last_progress) >= plan.idle;
+            // Before the start an established connection waits by design;
+            // only one still opening can stall.
+            let waiting = start.is_none() && l.conn.as_ref().is_some_and(|c| c.is_established());
+            let idle = !waiting && now_i.duration_since(l.last_progress) >= plan.idle;
             if idle
                 && l.conn
                     .as_ref()
@@ -737,7 +772,7 @@ pub fn run(
                         l.done = true;
                     }
                     let acked = c.stats().bytes_acked;
-                    if l.plan.flow == Flow::Send && acked > l.acked {
+                    if l.plan.flow == Flow::Send && plan.rr.is_none() && acked > l.acked {
                         if let Some(c) = plan.counters.get(l.index) {
                             // payload only: the prefix is acknowledged first
                             let pre = l.plan.prefix.len() as u64;
@@ -757,11 +792,18 @@ pub fn run(
                 }
                 None => {}
             }
-            if !l.done && now_i.duration_since(t0) >= plan.hard {
+            let hard_from = start.unwrap_or(t0);
+            if !l.done && now_i.duration_since(hard_from) >= plan.hard {
                 l.error = Some("the test ran past its time limit".into());
+                if let Some(c) = &mut l.conn {
+                    c.abort();
+                }
                 l.done = true;
             }
             if l.error.is_some() && stop.load(Ordering::Relaxed) {
+                if let Some(c) = &mut l.conn {
+                    c.abort();
+                }
                 l.done = true;
             }
         }
@@ -788,11 +830,19 @@ pub fn run(
                     .filter_map(|l| l.conn.as_ref()?.poll_timeout())
                     .min()
                     .map_or(1000, |t| t.saturating_sub(us(Instant::now())));
-                let wait = Duration::from_micros(next.min(1000));
-                if let Some(q) = queues.first_mut() {
-                    let _ = q.rx.poll(wait.as_millis().max(1) as i32);
-                } else {
-                    std::thread::sleep(wait);
+                // A timer due within the millisecond poll() rounds to: spin on.
+                if next >= 1000 {
+                    use std::os::fd::AsRawFd;
+                    let mut fds: Vec<nix::libc::pollfd> = queues
+                        .iter()
+                        .map(|q| nix::libc::pollfd {
+                            fd: q.rx.fd().as_raw_fd(),
+                            events: nix::libc::POLLIN,
+                            revents: 0,
+                        })
+                        .collect();
+                    // SAFETY: pollfds for sockets we own.
+                    unsafe { nix::libc::poll(fds.as_mut_ptr(), fds.len() as _, 1) };
                 }
             } else if spins.is_multiple_of(64) {
                 for q in &queues {
@@ -878,9 +928,13 @@ pub fn run(
     (results, report)
 }
 
-/// A stream end's worker on its own thread.
+/// A stream end's worker on its own thread. Dropping it unfinished stops
+/// the worker and waits for it, so its XDP program and ports are released
+/// on every early return, not after its idle timeout.
 pub struct StreamWork {
-    handle: std::thread::JoinHandle<(Vec<StreamResult>, WorkerReport)>,
+    handle: Option<std::thread::JoinHandle<(Vec<StreamResult>, WorkerReport)>>,
+    stop: std::sync::Arc<AtomicBool>,
+    streams: usize,
 }
 
 impl StreamWork {
@@ -891,33 +945,57 @@ impl StreamWork {
         gate: Gate,
         stop: &std::sync::Arc<AtomicBool>,
     ) -> Result<StreamWork> {
+        let streams = plan.streams.len();
         let stop = stop.clone();
+        let flag = stop.clone();
         let handle = std::thread::Builder::new()
             .name("tcplite".into())
-            .spawn(move || run(end, &plan, &gate, &stop))
+            .spawn(move || run(end, &plan, &gate, &flag))
             .map_err(|e| Error::io("starting the TCP-lite worker", e))?;
-        Ok(StreamWork { handle })
+        Ok(StreamWork {
+            handle: Some(handle),
+            stop,
+            streams,
+        })
     }
 
     /// Wait up to `wait`; true once the worker is done.
     pub fn poll(&mut self, wait: Duration) -> bool {
-        if !self.handle.is_finished() {
+        let done = |w: &StreamWork| w.handle.as_ref().is_none_or(|h| h.is_finished());
+        if !done(self) {
             std::thread::sleep(wait);
         }
-        self.handle.is_finished()
+        done(self)
     }
 
-    /// The results (waits for the worker).
-    pub fn finish(self) -> (Vec<StreamResult>, WorkerReport) {
-        self.handle.join().unwrap_or_else(|_| {
-            (
-                Vec::new(),
+    /// The results (waits for the worker). A worker that panicked still
+    /// gives one result per stream, each with the error.
+    pub fn finish(mut self) -> (Vec<StreamResult>, WorkerReport) {
+        let joined = self.handle.take().map(|h| h.join());
+        match joined {
+            Some(Ok(r)) => r,
+            _ => (
+                (0..self.streams)
+                    .map(|_| StreamResult {
+                        error: Some("the TCP-lite worker failed (panicked)".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
                 WorkerReport {
                     mode: "xdp".into(),
                     ..Default::default()
                 },
-            )
-        })
+            ),
+        }
+    }
+}
+
+impl Drop for StreamWork {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
+        }
     }
 }
 
@@ -1053,6 +1131,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         counters: Vec::new(),
         stream_bytes: Vec::new(),
         ready: None,
+        expect_ids: Vec::new(),
         rr: None,
         interval_latency: Vec::new(),
     };
