@@ -69,7 +69,8 @@ impl Link {
     fn transmit(&mut self, c: &mut Connection, now: Instant, link: &LinkAddrs) -> usize {
         let mut full = 0;
         while !self.full() {
-            let Some((len, t)) = frame::poll_transmit_frame(c, now, link, &mut self.slots[self.n][..])
+            let Some((len, t)) =
+                frame::poll_transmit_frame(c, now, link, &mut self.slots[self.n][..])
             else {
                 break;
             };
@@ -160,7 +161,11 @@ impl Bench {
             }
             let end = (self.src_at + room).min(self.src.len());
             let n = tx.write(&self.src[self.src_at..end]);
-            self.src_at = if end == self.src.len() { 0 } else { self.src_at + n };
+            self.src_at = if end == self.src.len() {
+                0
+            } else {
+                self.src_at + n
+            };
             if n == 0 {
                 break;
             }
@@ -174,7 +179,8 @@ impl Bench {
     fn receive(&mut self) {
         let rx = &mut self.rx;
         for i in 0..self.data.n {
-            let f = frame::parse_frame(&self.data.slots[i][..self.data.lens[i]]).expect("data frame");
+            let f =
+                frame::parse_frame(&self.data.slots[i][..self.data.lens[i]]).expect("data frame");
             rx.handle_segment(self.now, &f.segment);
             self.acks.transmit(rx, self.now, &self.rx_link);
         }
@@ -264,7 +270,10 @@ fn report_per_side() {
     }
     let bytes = b.received - before;
     assert!(segs > 0 && bytes >= segs * FULL as u64, "data moved");
-    assert!(b.tx.stats().retransmits == 0, "no retransmissions on a clean link");
+    assert!(
+        b.tx.stats().retransmits == 0,
+        "no retransmissions on a clean link"
+    );
     let per = |ns: u64| ns as f64 / segs as f64;
     let gbps = |ns: f64| FULL as f64 * 8.0 / ns;
     println!();
