@@ -49,7 +49,7 @@ const FULL: usize = 1448;
 
 /// One direction of the link: frame slots and how many hold a frame.
 struct Link {
-    slots: Vec<Box<[u8; SLOT]>>,
+    slots: Vec<[u8; SLOT]>,
     lens: Vec<usize>,
     n: usize,
 }
@@ -57,7 +57,7 @@ struct Link {
 impl Link {
     fn new(cap: usize) -> Self {
         Link {
-            slots: (0..cap).map(|_| Box::new([0u8; SLOT])).collect(),
+            slots: vec![[0u8; SLOT]; cap],
             lens: vec![0; cap],
             n: 0,
         }
