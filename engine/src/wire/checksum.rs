@@ -29,16 +29,26 @@ pub fn add(a: u64, b: u64) -> u64 {
 #[inline]
 pub fn sum(acc: u64, data: &[u8]) -> u64 {
     let (mut s, done) = bulk_sum(data);
-    let mut fours = data[done..].chunks_exact(4);
-    for c in &mut fours {
-        s += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
+    // the rest (all of a header) as 64-bit words with end-around carry
+    let mut eights = data[done..].chunks_exact(8);
+    for c in &mut eights {
+        s = add(
+            s,
+            u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]),
+        );
     }
-    let rest = fours.remainder();
-    if rest.len() >= 2 {
-        s += u64::from(u16::from_ne_bytes([rest[0], rest[1]]));
+    let mut rest = eights.remainder();
+    if let [a, b, c, d, tail @ ..] = rest {
+        s = add(s, u64::from(u32::from_ne_bytes([*a, *b, *c, *d])));
+        rest = tail;
     }
-    if rest.len() & 1 == 1 {
-        s += u64::from(u16::from_ne_bytes([rest[rest.len() - 1], 0]));
+    if let [a, b, tail @ ..] = rest {
+        s = add(s, u64::from(u16::from_ne_bytes([*a, *b])));
+        rest = tail;
+    }
+    if let [a] = rest {
+        // padded with a zero byte after it, as RFC 1071 says
+        s = add(s, u64::from(u16::from_ne_bytes([*a, 0])));
     }
     add(acc, u64::from(u16::from_be(fold16(s))))
 }
