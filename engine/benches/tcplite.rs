@@ -26,9 +26,12 @@
 //!     cargo bench -p wirespeed-engine --bench tcplite
 //!     cargo bench -p wirespeed-engine --bench tcplite -- --quick   # shorter
 //!
+//!     cargo bench -p wirespeed-engine --bench tcplite -- none      # per side only
+//!
 //! `WIRESPEED_BENCH_SECS` sets how long the per-side measurement runs
-//! (default 3 s); a filter that matches no benchmark (`-- --bench none`)
-//! skips criterion and prints only the per-side figures.
+//! (default 3 s); a filter that matches no benchmark (`none`) skips
+//! criterion. On a machine shared with other work the median moves from
+//! run to run; the best window is the steadier figure.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use std::hint::black_box;
