@@ -65,6 +65,31 @@ impl SendBuffer {
         n
     }
 
+    /// [`Self::read_at`] of exactly `dst.len()` bytes (the caller checked
+    /// they are there) that also returns the checksum sum of the copied
+    /// bytes added to `acc` (which covers an even number of bytes before
+    /// them): the payload of a segment copied and summed in one pass.
+    pub fn read_at_sum(&self, offset: usize, dst: &mut [u8], acc: u64) -> u64 {
+        use crate::wire::checksum;
+        debug_assert!(offset + dst.len() <= self.len);
+        let n = dst.len();
+        let cap = self.capacity();
+        let start = (self.head + offset) % cap;
+        let first = n.min(cap - start);
+        let (a, b) = dst.split_at_mut(first);
+        let acc = checksum::copy_sum(acc, a, &self.buf[start..start + first]);
+        if b.is_empty() {
+            return acc;
+        }
+        let rest = checksum::copy_sum(0, b, &self.buf[..n - first]);
+        let rest = if first % 2 == 1 {
+            checksum::sum_at_odd(rest)
+        } else {
+            rest
+        };
+        checksum::add(acc, rest)
+    }
+
     /// Drop the `n` oldest bytes (acknowledged).
     pub fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
@@ -223,6 +248,29 @@ mod tests {
         let mut d = [0; 16];
         assert_eq!(r.read(&mut d), 12);
         assert_eq!(&d[..12], b"abcdefghijkl");
+    }
+
+    #[test]
+    fn read_at_sum_across_the_wrap() {
+        use crate::wire::checksum;
+        for (cap, skip) in [(64, 0), (64, 7), (101, 50), (4096, 4001), (4096, 4000)] {
+            let mut s = SendBuffer::new(cap);
+            let data: Vec<u8> = (0..cap).map(|i| (i * 31 + 7) as u8).collect();
+            s.write(&data[..skip]);
+            s.consume(skip);
+            s.write(&data);
+            for (off, len) in [(0, cap), (1, cap - 1), (3, cap / 2), (cap / 3, cap / 3)] {
+                let mut d = vec![0u8; len];
+                let acc = s.read_at_sum(off, &mut d, 0x1234);
+                assert_eq!(d, &data[off..off + len]);
+                let want = checksum::sum(0x1234, &data[off..off + len]);
+                assert_eq!(
+                    checksum::finish(acc),
+                    checksum::finish(want),
+                    "{cap} {skip} {off} {len}"
+                );
+            }
+        }
     }
 
     proptest! {

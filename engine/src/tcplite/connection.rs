@@ -5,6 +5,7 @@
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::{Config, Congestion, Instant, SEC};
 use crate::wire::tcp::{self, SeqNum, TcpFlags, TcpRepr};
+use crate::wire::{checksum, ip_protocol};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -1376,13 +1377,16 @@ impl Connection {
     /// segment (an ACK goes out with it).
     fn emit(&mut self, buf: &mut [u8], repr: TcpRepr, len: usize) -> Transmit {
         let h = repr.emit_header(buf);
+        let size = h + len;
+        // the payload is copied from the ring and summed in one pass
+        let (src, dst) = (self.local.ip(), self.remote.ip());
+        let acc = checksum::pseudo_header(src, dst, ip_protocol::TCP, size as u32);
+        let mut acc = checksum::sum(acc, &buf[..h]);
         if len > 0 {
             let offset = repr.seq_number.since(self.send_seq);
-            self.send.read_at(offset, &mut buf[h..h + len]);
+            acc = self.send.read_at_sum(offset, &mut buf[h..size], acc);
         }
-        let size = h + len;
-        tcp::Packet::new_unchecked(&mut buf[..size])
-            .fill_checksum(self.local.ip(), self.remote.ip());
+        buf[16..18].copy_from_slice(&checksum::finish(acc).to_be_bytes());
         if repr.flags.ack() {
             self.ack_now = false;
             self.delack_at = None;
