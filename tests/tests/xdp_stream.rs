@@ -123,6 +123,18 @@ fn xdp_to_xdp_and_socket_to_xdp() {
         let j = ws(&tb, &a, "socket", &args).ok().json();
         exact(&j, &format!("socket to xdp, {dir}"));
     }
+    // Timed: the sender ends it, the receiver reads to the FIN, no reset.
+    let mut args = vec!["--duration", "2s", "--json"];
+    args.extend(remote);
+    let j = ws(&tb, &a, "xdp", &args).ok().json();
+    let e = &j["end"];
+    assert!(
+        e["errors"].as_array().unwrap().is_empty(),
+        "{}",
+        e["errors"]
+    );
+    assert!(e["received"]["bytes"].as_u64().unwrap() > 1 << 20);
+    assert_eq!(e["sent"]["bytes"], e["received"]["bytes"]);
     no_xdp_left(&tb);
 }
 

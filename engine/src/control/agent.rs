@@ -515,6 +515,7 @@ impl Session {
             counters: Vec::new(),
             stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
             ready: Some(ready.clone()),
+            receiver_limits: false,
             expect_ids: expected.clone(),
             rr: super::controller::rr_of(spec),
             interval_latency: Vec::new(),

@@ -545,6 +545,7 @@ fn start_streams(
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,
+        receiver_limits: false,
         expect_ids: Vec::new(),
         rr: rr_of(&opts.spec),
         interval_latency: latency.clone(),

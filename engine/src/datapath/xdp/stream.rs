@@ -191,6 +191,10 @@ pub struct RunPlan {
     /// Request/response instead of a bulk stream: (request, response,
     /// burst). The `Send` end of a flow is its client.
     pub rr: Option<(u32, u32, u32)>,
+    /// Receivers end their connections at the duration or byte limit
+    /// themselves (a plain source sends until told); between wirespeed
+    /// ends the sender decides, and the receiver reads to its FIN.
+    pub receiver_limits: bool,
     /// Header-driven streams: the flows the headers may name, each once.
     pub expect_ids: Vec<crate::spec::FlowId>,
     /// rr clients: each latency is also recorded here, per stream, for
@@ -651,8 +655,9 @@ pub fn run(
                         }
                     }
                     Flow::Receive
-                        if limit_at.is_some_and(|t| now_i >= t)
-                            || l.plan.bytes.or(plan.bytes).is_some_and(|b| l.moved >= b) =>
+                        if plan.receiver_limits
+                            && (limit_at.is_some_and(|t| now_i >= t)
+                                || l.plan.bytes.or(plan.bytes).is_some_and(|b| l.moved >= b)) =>
                     {
                         // A receiver with its own limit (a plain source that
                         // would send for ever) ends the connection itself.
@@ -1131,6 +1136,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         counters: Vec::new(),
         stream_bytes: Vec::new(),
         ready: None,
+        receiver_limits: true,
         expect_ids: Vec::new(),
         rr: None,
         interval_latency: Vec::new(),
