@@ -388,16 +388,7 @@ impl Session {
             .remote_iface
             .as_deref()
             .expect("validated: raw tests name the agent's interface");
-        let std::net::IpAddr::V4(local) = self
-            .conn
-            .local_addr()
-            .map_err(|e| Error::io("reading local address", e))?
-            .ip()
-        else {
-            return Err(Error::Invalid(
-                "raw mode runs over IPv4 only: reach the agent at an IPv4 address".into(),
-            ));
-        };
+        let local = super::ipv4_only(super::local_ip(&self.conn)?, "raw mode")?;
         crate::datapath::xdp::session::check_cpus(&raw.cpus)?;
         let end = RawEnd::open(
             iface,
@@ -461,21 +452,8 @@ impl Session {
             .remote_iface
             .as_deref()
             .expect("validated: xdp tests name the agent's interface");
-        let std::net::IpAddr::V4(local) = self
-            .conn
-            .local_addr()
-            .map_err(|e| Error::io("reading local address", e))?
-            .ip()
-        else {
-            return Err(Error::Invalid(
-                "TCP-lite runs over IPv4 in this build: reach the agent at an IPv4 address".into(),
-            ));
-        };
-        let std::net::IpAddr::V4(peer) = self.peer.ip() else {
-            return Err(Error::Invalid(
-                "TCP-lite runs over IPv4 in this build".into(),
-            ));
-        };
+        let local = super::ipv4_only(super::local_ip(&self.conn)?, "TCP-lite")?;
+        let peer = super::ipv4_only(self.peer.ip(), "TCP-lite")?;
         let end = stream::StreamEnd::open(iface, local, &[spec.data_port.unwrap_or(0)], None)?;
         let port = end.ports[0];
         let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, local, peer)?);
@@ -560,26 +538,12 @@ impl Session {
         let start = clock::wait_until(at);
         let _ = gate.set(start);
         let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
-        let (results, _) = work.finish();
+        let (results, worker) = work.finish();
         let flows = results
             .into_iter()
             .filter_map(|r| {
                 let id = r.id?;
-                Some(crate::report::model::FlowResult {
-                    stream: id.stream,
-                    direction: id.direction,
-                    role: sockpath::role_of(id, false),
-                    throughput: crate::report::model::Throughput::new(r.bytes, r.seconds),
-                    sockbuf: Default::default(),
-                    tcp: Some(crate::report::model::TcpStats {
-                        retransmits: r.retransmits as u32,
-                        rtt_us: r.srtt_us as u32,
-                        ..Default::default()
-                    }),
-                    error: r.error,
-                    raw: None,
-                    rr: r.rr,
-                })
+                Some(r.into_flow(id, sockpath::role_of(id, false), worker.bad_checksum))
             })
             .collect();
         self.send_result(lost, flows, (cpu0, irq0), start)

@@ -119,30 +119,9 @@ fn stream_flows(
         crate::datapath::xdp::stream::WorkerReport,
     ),
 ) -> Vec<crate::report::model::FlowResult> {
-    use crate::report::model::{FlowResult, SockBufs, TcpStats, Throughput};
     ids.iter()
         .zip(results)
-        .map(|(&id, r)| FlowResult {
-            stream: id.stream,
-            direction: id.direction,
-            role: sockpath::role_of(id, true),
-            throughput: Throughput::new(r.bytes, r.seconds),
-            sockbuf: SockBufs::default(),
-            tcp: Some(TcpStats {
-                retransmits: r.retransmits as u32,
-                rtt_us: r.srtt_us as u32,
-                ..Default::default()
-            }),
-            rr: r.rr,
-            error: r.error.map(|e| {
-                if worker.bad_checksum > 0 {
-                    format!("{e} ({} frames with bad checksums arrived: on veth or a virtual NIC turn the peer's checksum offload off: ethtool -K IF tx off)", worker.bad_checksum)
-                } else {
-                    e
-                }
-            }),
-            raw: None,
-        })
+        .map(|(&id, r)| r.into_flow(id, sockpath::role_of(id, true), worker.bad_checksum))
         .collect()
 }
 
@@ -239,14 +218,7 @@ fn open_raw(
     let iface = opts.iface.as_deref().ok_or_else(|| {
         Error::Invalid("raw mode needs the interface to send and receive on: --iface IF".into())
     })?;
-    let local = conn
-        .local_addr()
-        .map_err(|e| Error::io("reading local address", e))?;
-    let std::net::IpAddr::V4(ip) = local.ip() else {
-        return Err(Error::Invalid(
-            "raw mode runs over IPv4 only: use an IPv4 agent address".into(),
-        ));
-    };
+    let ip = super::ipv4_only(super::local_ip(conn)?, "raw mode")?;
     crate::datapath::xdp::session::check_cpus(&r.cpus)?;
     let end = crate::datapath::xdp::session::RawEnd::open(
         iface,
@@ -388,9 +360,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
             neigh,
             session::{parse_mac, Peer},
         };
-        let std::net::IpAddr::V4(ip) = addr.ip() else {
-            return Err(Error::Invalid("raw mode runs over IPv4 only".into()));
-        };
+        let ip = super::ipv4_only(addr.ip(), "raw mode")?;
         // The kernel's neighbour table first, as the kernel would address
         // the frames (a gateway's MAC when routed); the agent's own MAC
         // only when that cannot be resolved.
@@ -466,15 +436,7 @@ fn open_stream_end(
     let iface = opts.iface.as_deref().ok_or_else(|| {
         Error::Invalid("--mode xdp needs the interface to run TCP-lite on: --iface IF".into())
     })?;
-    let std::net::IpAddr::V4(ip) = conn
-        .local_addr()
-        .map_err(|e| Error::io("reading local address", e))?
-        .ip()
-    else {
-        return Err(Error::Invalid(
-            "TCP-lite runs over IPv4 in this build: use an IPv4 agent address".into(),
-        ));
-    };
+    let ip = super::ipv4_only(super::local_ip(conn)?, "TCP-lite")?;
     let ports = vec![0; opts.spec.flows().len()];
     let end = crate::datapath::xdp::stream::StreamEnd::open(iface, ip, &ports, None)?;
     Ok((end, ip))
@@ -495,11 +457,7 @@ fn start_streams(
     let cookie: [u8; 16] = auth::from_hex(cookie)
         .and_then(|c| c.try_into().ok())
         .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
-    let std::net::IpAddr::V4(agent_ip) = agent.ip() else {
-        return Err(Error::Invalid(
-            "TCP-lite runs over IPv4 in this build".into(),
-        ));
-    };
+    let agent_ip = super::ipv4_only(agent.ip(), "TCP-lite")?;
     let iface = opts.iface.as_deref().unwrap_or_default();
     let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, ip, agent_ip)?);
     let ids = opts.spec.flows();

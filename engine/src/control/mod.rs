@@ -21,6 +21,24 @@ use std::io;
 use std::net::TcpStream;
 use std::time::Duration;
 
+/// The IPv4 address of `ip`, or why the AF_XDP paths (IPv4 only in this
+/// build) cannot use it: `what` names the path and the fix.
+pub fn ipv4_only(ip: std::net::IpAddr, what: &str) -> Result<std::net::Ipv4Addr> {
+    match ip {
+        std::net::IpAddr::V4(a) => Ok(a),
+        std::net::IpAddr::V6(_) => Err(Error::Invalid(format!(
+            "{what} runs over IPv4 only in this build: use an IPv4 address for the agent"
+        ))),
+    }
+}
+
+/// The local address of the control connection.
+pub fn local_ip(conn: &TcpStream) -> Result<std::net::IpAddr> {
+    conn.local_addr()
+        .map(|a| a.ip())
+        .map_err(|e| Error::io("reading local address", e))
+}
+
 /// How long either side waits for a control message it expects.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -550,36 +550,32 @@ impl Flow {
 
     /// Fill `buf` from the socket, bounded by the stop flag and the limits.
     fn get(&self, buf: &mut [u8], start: Instant, stop: &AtomicBool) -> Result<(), Stall> {
-        let mut got = 0;
-        let mut progress = Instant::now();
-        while got < buf.len() {
-            match (&self.sock).read(&mut buf[got..]) {
-                Ok(0) => return Err(Stall::Closed),
-                Ok(k) => {
-                    got += k;
-                    progress = Instant::now();
-                }
-                Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Stall::Failed(e)),
-            }
-            if stop.load(Ordering::Relaxed) {
-                return Err(Stall::Stop);
-            }
-            if progress.elapsed() >= self.limits.idle || start.elapsed() >= self.limits.hard {
-                return Err(Stall::Idle);
-            }
-        }
-        Ok(())
+        let n = buf.len();
+        self.all(n, start, stop, |at| (&self.sock).read(&mut buf[at..]))
     }
 
     /// Write all of `buf`, bounded as [`Flow::get`] is.
     fn put(&self, buf: &[u8], start: Instant, stop: &AtomicBool) -> Result<(), Stall> {
-        let mut put = 0;
+        self.all(buf.len(), start, stop, |at| (&self.sock).write(&buf[at..]))
+    }
+
+    /// Run `step` (a read or write from offset `at`) until `len` bytes are
+    /// done, re-checking the stop flag, the idle limit and the hard limit
+    /// at every socket timeout. Zero bytes is the peer's close.
+    fn all(
+        &self,
+        len: usize,
+        start: Instant,
+        stop: &AtomicBool,
+        mut step: impl FnMut(usize) -> io::Result<usize>,
+    ) -> Result<(), Stall> {
+        let mut done = 0;
         let mut progress = Instant::now();
-        while put < buf.len() {
-            match (&self.sock).write(&buf[put..]) {
+        while done < len {
+            match step(done) {
+                Ok(0) => return Err(Stall::Closed),
                 Ok(k) => {
-                    put += k;
+                    done += k;
                     progress = Instant::now();
                 }
                 Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => {}

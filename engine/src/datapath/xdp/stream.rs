@@ -250,6 +250,44 @@ pub struct StreamResult {
     pub rr: Option<crate::report::model::RrStats>,
 }
 
+impl StreamResult {
+    /// This connection as one side's flow of a run report. `bad_checksum`
+    /// (the worker's count) adds the likely fix to an error.
+    pub fn into_flow(
+        self,
+        id: crate::spec::FlowId,
+        role: crate::report::model::Role,
+        bad_checksum: u64,
+    ) -> crate::report::model::FlowResult {
+        use crate::report::model::{FlowResult, SockBufs, TcpStats, Throughput};
+        FlowResult {
+            stream: id.stream,
+            direction: id.direction,
+            role,
+            throughput: Throughput::new(self.bytes, self.seconds),
+            sockbuf: SockBufs::default(),
+            tcp: Some(TcpStats {
+                retransmits: self.retransmits as u32,
+                rtt_us: self.srtt_us as u32,
+                ..Default::default()
+            }),
+            error: self.error.map(|e| with_checksum_hint(e, bad_checksum)),
+            raw: None,
+            rr: self.rr,
+        }
+    }
+}
+
+/// An error, and when frames with bad checksums arrived, their likely cause.
+pub fn with_checksum_hint(e: String, bad_checksum: u64) -> String {
+    if bad_checksum == 0 {
+        return e;
+    }
+    format!(
+        "{e} ({bad_checksum} frames arrived with bad checksums: a peer on veth or a virtual NIC may leave them to offload; turn that off on the peer's interface: ethtool -K IF tx off)"
+    )
+}
+
 /// What the worker ran on.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerReport {
@@ -1146,13 +1184,11 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
     let gate = std::sync::OnceLock::new();
     let _ = gate.set(Instant::now());
     let (mut streams, worker) = run(end, &plan, &gate, stop);
-    if worker.bad_checksum > 0 {
-        for e in streams.iter_mut().filter_map(|s| s.error.as_mut()) {
-            e.push_str(&format!(
-                " ({} frames arrived with bad checksums: a peer on veth or a virtual NIC may leave them to offload; turn that off on the peer's interface: ethtool -K IF tx off)",
-                worker.bad_checksum
-            ));
-        }
+    for st in &mut streams {
+        st.error = st
+            .error
+            .take()
+            .map(|e| with_checksum_hint(e, worker.bad_checksum));
     }
     let cpu = cpu0.report(&crate::metrics::cpu::CpuSnapshot::take());
     let total = crate::report::model::Throughput::sum(
