@@ -426,6 +426,9 @@ pub fn run(
         .collect();
     let mut rx = vec![xsk_rs::FrameDesc::default(); BATCH];
     let mut done_descs = vec![xsk_rs::FrameDesc::default(); BATCH];
+    // Reused every pass: the transmit loop allocates nothing per frame.
+    let mut batch: Vec<xsk_rs::FrameDesc> = Vec::with_capacity(BATCH);
+    let mut mine: Vec<usize> = Vec::with_capacity(live.len());
     let mut spins = 0u32;
     let mut turn = 0usize;
     let mut all_done: Option<Instant> = None;
@@ -730,12 +733,13 @@ pub fn run(
         }
         // Transmit: build frames in place, as many as the ring has room for.
         for (qi, q) in queues.iter_mut().enumerate() {
-            let mut batch: Vec<xsk_rs::FrameDesc> = Vec::new();
+            batch.clear();
             let in_flight = tx_frames[qi].saturating_sub(q.descs.len());
             // A few frames past the cap, so ACKs leave even while data fills it.
             let room = (q.tx.nb_free(BATCH as u32) as usize)
                 .min((TX_INFLIGHT + ACK_RESERVE).saturating_sub(in_flight));
-            let mine: Vec<usize> = (0..live.len()).filter(|&i| live[i].queue == qi).collect();
+            mine.clear();
+            mine.extend((0..live.len()).filter(|&i| live[i].queue == qi));
             if mine.is_empty() || room == 0 {
                 continue;
             }
