@@ -144,6 +144,7 @@ enum ModeArg {
 enum RemoteModeArg {
     Socket,
     Xdp,
+    Auto,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -218,8 +219,9 @@ struct RunArgs {
     /// Bind our sockets to this interface (Linux, SO_BINDTODEVICE).
     #[arg(long)]
     iface: Option<String>,
-    /// The agent's data path: socket (kernel TCP) or xdp (TCP-lite on
-    /// AF_XDP on its --remote-iface).
+    /// The agent's data path: socket (kernel TCP), xdp (TCP-lite on
+    /// AF_XDP on its --remote-iface) or auto (the agent probes its NIC and
+    /// picks; the report says which ran and why).
     #[arg(long, value_enum, default_value_t = RemoteModeArg::Socket)]
     remote_mode: RemoteModeArg,
     /// Ask the agent to bind its data sockets to this interface.
@@ -430,7 +432,12 @@ fn run(r: RunArgs) -> Result<()> {
         remote_iface: r.remote_iface,
         data_port: r.data_port,
         raw: None, // filled in by the controller once its AF_XDP end is open
-        remote_xdp: r.remote_mode == RemoteModeArg::Xdp,
+        remote_mode: match r.remote_mode {
+            RemoteModeArg::Socket => Mode::Socket,
+            RemoteModeArg::Xdp => Mode::Xdp,
+            RemoteModeArg::Auto => Mode::Auto,
+        },
+        peer_xdp: false, // set by the controller once its end is open
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {

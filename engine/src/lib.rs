@@ -6,6 +6,7 @@
 //! controller drivers in `control`, and `metrics` readers) so it can be
 //! unit-tested without sockets.
 
+pub mod auto;
 pub mod control;
 pub mod datapath;
 pub mod deadline;

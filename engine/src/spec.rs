@@ -54,6 +54,13 @@ pub enum Mode {
     Socket,
 }
 
+impl Mode {
+    /// What an agent runs unless told otherwise.
+    fn socket() -> Mode {
+        Mode::Socket
+    }
+}
+
 /// When a sender stops.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -85,10 +92,14 @@ pub struct TestSpec {
     /// A bulk stream (the default) or request/response transactions.
     #[serde(default)]
     pub test: TestKind,
-    /// The agent runs its flows over TCP-lite on AF_XDP (on
-    /// `remote_iface`) instead of kernel sockets.
+    /// The agent's data path for TCP flows: kernel sockets, TCP-lite on
+    /// AF_XDP on `remote_iface`, or its own pick (`auto`).
+    #[serde(default = "Mode::socket")]
+    pub remote_mode: Mode,
+    /// The controller's flows run over TCP-lite: its frames carry full
+    /// checksums, which an agent on `auto` over veth needs to know.
     #[serde(default)]
-    pub remote_xdp: bool,
+    pub peer_xdp: bool,
 }
 
 /// What each flow does.
@@ -255,7 +266,7 @@ impl TestSpec {
                 ));
             }
         }
-        if self.remote_xdp
+        if self.remote_mode == Mode::Xdp
             && (self.remote_iface.is_none() || self.raw.is_some() || self.flows().len() > 8)
         {
             return Err(Error::Invalid(
@@ -327,7 +338,8 @@ mod tests {
             data_port: None,
             raw: None,
             test: TestKind::Stream,
-            remote_xdp: false,
+            remote_mode: Mode::Socket,
+            peer_xdp: false,
         }
     }
 

@@ -173,9 +173,13 @@ fn controller_sees_version_mismatch() {
     });
     let to = format!("{}:5290", bed.tb.links[0].v4[1]);
     bed.ws(&["run", "--to", &to, "--duration", "1s"])
-        .fails_with("speaks control protocol v999, this build speaks v1");
+        .fails_with(&format!(
+            "speaks control protocol v999, this build speaks v{PROTOCOL_VERSION}"
+        ));
     // and the controller had sent its own version first, so such an agent can say the same
-    assert_eq!(fake.join().unwrap(), *b"WIRESPD\0\0\x01");
+    let mut ours = *b"WIRESPD\0\0\0";
+    ours[8..].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    assert_eq!(fake.join().unwrap(), ours);
 }
 
 struct KillOnDrop(std::process::Child);
@@ -244,7 +248,8 @@ fn data_connections_never_arrive() {
         data_port: None,
         raw: None,
         test: wirespeed::spec::TestKind::Stream,
-        remote_xdp: false,
+        remote_mode: wirespeed::spec::Mode::Socket,
+        peer_xdp: false,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

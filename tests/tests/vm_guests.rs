@@ -147,7 +147,8 @@ fn plan(dir: &Path) -> PathBuf {
     let mut s = String::from(
         "name = \"vm-e2e\"\n[defaults]\nduration = \"2s\"\nmsg_size = \"8K\"\nsockbuf = \"64K\"\n\
          mode = \"auto\"\ndirections = [\"send\", \"receive\"]\nlink_speed = \"1G\"\n\
-         [sweep]\npairs = [1, 2]\n[[configurations]]\nname = \"vm-tcg\"\n",
+         [sweep]\npairs = [1, 2]\n[[configurations]]\nname = \"vm-tcg\"\n\
+         [[configurations]]\nname = \"vm-auto\"\nremote_mode = \"auto\"\n",
     );
     for k in 1..=GUESTS {
         s += &format!(
@@ -155,34 +156,28 @@ fn plan(dir: &Path) -> PathBuf {
             10 + k
         );
     }
-    for k in 1..=GUESTS {
-        s += &format!(
-            "[[pairs]]\nname = \"tap{k}\"\nagent = \"vm{k}\"\nlocal = \"198.18.{}.1\"\niface = \"tap{k}\"\nconfiguration = \"vm-tcg\"\n",
-            10 + k
-        );
+    for conf in ["vm-tcg", "vm-auto"] {
+        for k in 1..=GUESTS {
+            s += &format!(
+                "[[pairs]]\nname = \"tap{k}\"\nagent = \"vm{k}\"\nlocal = \"198.18.{}.1\"\niface = \"tap{k}\"\nconfiguration = \"{conf}\"\n",
+                10 + k
+            );
+        }
     }
     let p = dir.join("plan.toml");
     std::fs::write(&p, s).unwrap();
     p
 }
 
-#[test]
-fn two_guests_sweep_send_and_receive_then_nothing_left() {
-    require_root();
-    let dir = std::env::temp_dir().join(format!("ws-vm-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = workspace();
-    let agent = bin();
-
-    // The image: built once per set of inputs, then cached.
+/// The guest image: built once per set of inputs, then cached.
+fn image() -> PathBuf {
     let t = Instant::now();
     let o = wirespeed_tests::process::run(
         {
             let mut c = Command::new("bash");
-            c.arg(root.join("vm-images/build"))
+            c.arg(workspace().join("vm-images/build"))
                 .arg("--agent")
-                .arg(&agent)
+                .arg(bin())
                 .arg("--print-dir");
             c
         },
@@ -198,6 +193,40 @@ fn two_guests_sweep_send_and_receive_then_nothing_left() {
         assert!(image.join(f).is_file(), "{} has no {f}", image.display());
     }
     eprintln!("image {} ready in {:?}", image.display(), t.elapsed());
+    image
+}
+
+/// No qemu, namespace or tap of this launch is left, nor any process that
+/// names its namespace or its logs.
+fn nothing_left(netns: &str, logs: &Path) {
+    assert!(!netns_exists(netns), "namespace {netns} is left behind");
+    let left = processes_mentioning(netns);
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let left = processes_mentioning(&logs.to_string_lossy());
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let taps: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("tap") && n[3..].parse::<u32>().is_ok())
+        .collect();
+    assert!(taps.is_empty(), "taps left in the root namespace: {taps:?}");
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ws-vm{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn two_guests_sweep_send_and_receive_then_nothing_left() {
+    require_root();
+    let dir = scratch("");
+    let root = workspace();
+    let agent = bin();
+    let image = image();
 
     // Boot two guests and run the sweep from the host side.
     let netns = format!("wsvm-t{}", std::process::id());
@@ -262,29 +291,34 @@ fn two_guests_sweep_send_and_receive_then_nothing_left() {
         assert!(s.contains("listening on"), "vm{k}: {s}");
     }
 
-    // The results: every guest present, bytes equal on both sides, mode reported.
+    // The results: every guest present, bytes equal on both sides, both
+    // ends' modes reported: kernel sockets in the guests when asked, and
+    // TCP-lite when the guests pick (virtio_net runs XDP natively).
     let j: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(j["schema"], "wirespeed.plan/1");
     let points = j["points"].as_array().unwrap();
-    let shape: Vec<(String, u64)> = points
+    let shape: Vec<(String, String, u64)> = points
         .iter()
         .map(|p| {
             (
+                p["configuration"].as_str().unwrap().to_string(),
                 p["direction"].as_str().unwrap().to_string(),
                 p["pairs"].as_u64().unwrap(),
             )
         })
         .collect();
-    assert_eq!(
-        shape,
-        [("send", 1), ("send", 2), ("receive", 1), ("receive", 2)]
-            .map(|(d, n)| (d.to_string(), n))
-            .to_vec()
-    );
+    let want: Vec<(String, String, u64)> = ["vm-tcg", "vm-auto"]
+        .iter()
+        .flat_map(|c| {
+            [("send", 1), ("send", 2), ("receive", 1), ("receive", 2)]
+                .map(|(d, n)| (c.to_string(), d.to_string(), n))
+        })
+        .collect();
+    assert_eq!(shape, want);
     for p in points {
         let n = p["pairs"].as_u64().unwrap() as usize;
         assert!(p["error"].is_null(), "{}", p["error"]);
-        assert_eq!(p["configuration"], "vm-tcg");
+        let auto = p["configuration"] == "vm-auto";
         let rep = &p["repetitions"][0];
         let pairs = rep["pairs"].as_array().unwrap();
         assert_eq!(pairs.len(), n, "every pair present: {rep}");
@@ -293,6 +327,20 @@ fn two_guests_sweep_send_and_receive_then_nothing_left() {
             let run = &x["run"];
             let end = &run["end"];
             assert_eq!(end["mode"], "socket", "{end}");
+            let (remote, why) = (
+                run["config"]["remote_mode"].as_str().unwrap_or_default(),
+                run["config"]["remote_mode_reason"]
+                    .as_str()
+                    .unwrap_or_default(),
+            );
+            if auto {
+                assert!(
+                    remote.starts_with("xdp-") && why.starts_with("auto: eth0 (virtio_net)"),
+                    "the guest's auto pick: {remote} ({why})"
+                );
+            } else {
+                assert_eq!(remote, "socket", "{why}");
+            }
             assert!(
                 run["config"]["mode_reason"]
                     .as_str()
@@ -318,17 +366,54 @@ fn two_guests_sweep_send_and_receive_then_nothing_left() {
     for pid in pids {
         assert!(!is_qemu(pid), "qemu pid {pid} is still running");
     }
-    assert!(!netns_exists(&netns), "namespace {netns} is left behind");
-    let left = processes_mentioning(&netns);
-    assert!(left.is_empty(), "processes left: {left:?}");
-    let left = processes_mentioning(&logs.to_string_lossy());
-    assert!(left.is_empty(), "processes left: {left:?}");
-    let taps: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with("tap") && n[3..].parse::<u32>().is_ok())
-        .collect();
-    assert!(taps.is_empty(), "taps left in the root namespace: {taps:?}");
+    nothing_left(&netns, &logs);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A guest whose agent does not answer in time: the launcher names the
+/// guest, the address and the wait, shows the end of its serial log and
+/// keeps it, exits non-zero without running the command, and leaves
+/// nothing running.
+#[test]
+fn a_guest_that_never_answers_is_named_and_torn_down() {
+    require_root();
+    let dir = scratch("-late");
+    let image = image();
+    let netns = format!("wsvm-l{}", std::process::id());
+    let logs = dir.join("logs");
+    let ran = dir.join("command-ran");
+    let mut launch = Launch {
+        child: None,
+        netns: netns.clone(),
+        logs: logs.clone(),
+    };
+    let mut c = Command::new("bash");
+    // Under TCG the guest needs several seconds to boot: 2 s is too short.
+    c.arg(workspace().join("vm-images/launch"))
+        .args(["-n", "1", "--accel", "tcg", "--timeout", "2"])
+        .arg("--image")
+        .arg(&image)
+        .args(["--netns", &netns])
+        .arg("--logs")
+        .arg(&logs)
+        .args(["--", "touch"])
+        .arg(&ran)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    launch.child = Some(c.spawn().expect("running vm-images/launch"));
+    let (ok, _, stderr) = launch.wait(Duration::from_secs(120));
+    assert!(!ok, "the launch succeeded with a 2 s timeout:\n{stderr}");
+    assert!(
+        stderr.contains("guest vm1: no agent answered on 198.18.11.2:5290 within 2s (--timeout)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("serial log"), "{stderr}");
+    assert!(
+        logs.join("vm1.serial.log").is_file(),
+        "the serial log is kept"
+    );
+    assert!(!ran.exists(), "the command ran although no guest answered");
+    nothing_left(&netns, &logs);
     let _ = std::fs::remove_dir_all(&dir);
 }

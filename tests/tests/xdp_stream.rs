@@ -80,11 +80,27 @@ fn xdp_to_socket_moves_exact_bytes_every_way() {
         let dirs = j["end"]["directions"].as_array().unwrap();
         assert_eq!(dirs.len(), if dir == "both" { 2 } else { 1 });
     }
-    // A timed run moves data and reports intervals from the TCP-lite side.
-    let j = ws(&tb, &a, "xdp", &["--duration", "2s", "--json"])
-        .ok()
-        .json();
+    // A timed run moves data and reports intervals from the TCP-lite side;
+    // --sockbuf sizes TCP-lite's buffers as it does the kernel socket's.
+    let j = ws(
+        &tb,
+        &a,
+        "xdp",
+        &["--duration", "2s", "--sockbuf", "64K", "--json"],
+    )
+    .ok()
+    .json();
     let e = &j["end"];
+    let f = &e["flows"][0];
+    assert_eq!(
+        f["sender"]["sockbuf"]["snd"], 65536,
+        "TCP-lite's send buffer: {f}"
+    );
+    assert_eq!(f["sender"]["sockbuf"]["rcv"], 65536, "{f}");
+    assert!(
+        f["receiver"]["sockbuf"]["rcv"].as_u64().unwrap() >= 65536,
+        "the kernel's: {f}"
+    );
     assert!(e["received"]["bytes"].as_u64().unwrap() > 1 << 20);
     assert_eq!(e["sent"]["bytes"], e["received"]["bytes"]);
     let iv = j["intervals"].as_array().unwrap();
@@ -153,4 +169,121 @@ fn xdp_mode_refuses_what_it_cannot_do() {
         &["--remote-mode", "xdp", "--duration", "1s"],
     )
     .fails_with("--remote-mode xdp runs TCP tests");
+}
+
+/// `--mode auto` and `--remote-mode auto`: each end finds its interface by
+/// route, probes it, and picks; the report gives both ends' path and why.
+/// On veth a kernel TCP peer's frames carry partial checksums, so an end
+/// picks TCP-lite there only when the other end runs TCP-lite too.
+#[test]
+fn auto_picks_each_end_and_says_why() {
+    let tb = pair();
+    let a = agent(&tb);
+    let bytes = ["--bytes", "16M", "--json"];
+    let modes = |j: &serde_json::Value| {
+        let c = &j["config"];
+        let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+        (
+            j["end"]["mode"].as_str().unwrap_or_default().to_string(),
+            s("mode_reason"),
+            s("remote_mode"),
+            s("remote_mode_reason"),
+        )
+    };
+
+    // Against the agent's kernel sockets: sockets here too, with the reason.
+    let j = ws(&tb, &a, "auto", &bytes).ok().json();
+    exact(&j, "auto to socket");
+    let (m, why, rm, rwhy) = modes(&j);
+    assert_eq!((m.as_str(), rm.as_str()), ("socket", "socket"), "{why}");
+    assert!(
+        why.starts_with("auto: ") && why.contains("veth link and the peer runs kernel TCP"),
+        "{why}"
+    );
+    assert_eq!(rwhy, "requested with --remote-mode socket");
+
+    // Both on auto: neither knows the other runs TCP-lite, so sockets.
+    let j = ws(
+        &tb,
+        &a,
+        "auto",
+        &[&bytes[..], &["--remote-mode", "auto"]].concat(),
+    )
+    .ok()
+    .json();
+    exact(&j, "auto to auto");
+    let (m, why, rm, rwhy) = modes(&j);
+    assert_eq!(
+        (m.as_str(), rm.as_str()),
+        ("socket", "socket"),
+        "{why} / {rwhy}"
+    );
+    assert!(why.contains("peer's mode is not known yet"), "{why}");
+    assert!(rwhy.contains("peer runs kernel TCP"), "{rwhy}");
+
+    // This end on TCP-lite: the agent's auto takes TCP-lite too, on the
+    // interface its route to the controller leaves by.
+    let args = [
+        &bytes[..],
+        &["--remote-mode", "auto", "--direction", "both"],
+    ]
+    .concat();
+    let j = ws(&tb, &a, "xdp", &args).ok().json();
+    exact(&j, "xdp to auto");
+    let (m, _, rm, rwhy) = modes(&j);
+    assert_eq!(
+        (m.as_str(), rm.as_str()),
+        ("xdp-copy", "xdp-copy"),
+        "{rwhy}"
+    );
+    let theirs = &tb.links[0].ifname[1];
+    assert!(
+        rwhy.starts_with(&format!("auto: {theirs} (veth) runs XDP natively")),
+        "{rwhy}"
+    );
+
+    // The agent on TCP-lite: this end's auto picks it as well.
+    let args = [
+        &bytes[..],
+        &["--remote-mode", "xdp", "--remote-iface", theirs],
+    ]
+    .concat();
+    let j = ws(&tb, &a, "auto", &args).ok().json();
+    exact(&j, "auto to xdp");
+    let (m, why, rm, _) = modes(&j);
+    assert_eq!((m.as_str(), rm.as_str()), ("xdp-copy", "xdp-copy"), "{why}");
+    let ours = &tb.links[0].ifname[0];
+    assert!(
+        why.starts_with(&format!("auto: {ours} (veth) runs XDP natively")),
+        "{why}"
+    );
+
+    // More flows than TCP-lite runs: sockets on both ends, and why.
+    let args = [&bytes[..], &["--remote-mode", "auto", "--streams", "9"]].concat();
+    let j = ws(&tb, &a, "auto", &args).ok().json();
+    exact(&j, "auto with 9 streams");
+    let (m, why, rm, rwhy) = modes(&j);
+    assert_eq!((m.as_str(), rm.as_str()), ("socket", "socket"));
+    for w in [why, rwhy] {
+        assert!(
+            w.contains("9 flows exceed the 8 TCP-lite runs per end"),
+            "{w}"
+        );
+    }
+
+    // An agent limited by --allow-iface never attaches to another
+    // interface: it stays on sockets (checksummed in full, for our TCP-lite).
+    kernel_checksums(&tb, 1);
+    let mut c = tb.cmd(1, &bin());
+    c.args(["agent", "--listen", &format!("{}:5291", tb.links[0].v4[1])])
+        .args(["--allow-iface", "lo"]);
+    let limited = AgentProc::start(c);
+    let args = [&bytes[..], &["--remote-mode", "auto"]].concat();
+    let j = ws(&tb, &limited, "xdp", &args).ok().json();
+    exact(&j, "xdp to an agent that may not use its veth");
+    let (_, _, rm, rwhy) = modes(&j);
+    assert_eq!(rm, "socket", "{rwhy}");
+    let want = format!("{theirs}, the route's interface towards the controller, is not in this agent's --allow-iface list");
+    assert!(rwhy.contains(&want), "{rwhy}");
+    no_xdp_left(&tb);
 }

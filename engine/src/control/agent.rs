@@ -10,7 +10,7 @@ use super::{clock, expect_msg, poll_msg};
 use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
 use crate::metrics::{cpu::CpuSnapshot, host, interval::Counter, irq::IrqSnapshot};
 use crate::report::model::SideReport;
-use crate::spec::{Limit, TestSpec};
+use crate::spec::{Limit, Mode, TestSpec};
 use crate::{Error, Result};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -410,6 +410,7 @@ impl Session {
                 data_port: end.port,
                 cookie: String::new(),
                 mode: end.mode.into(),
+                mode_reason: "raw frames over AF_XDP (--raw)".into(),
                 mac: Some(fmt_mac(&end.mac)),
             },
         )?;
@@ -442,19 +443,22 @@ impl Session {
         self.send_result(lost, flows, (cpu0, irq0), start)
     }
 
-    /// TCP streams over TCP-lite on the agent's `--remote-iface`: the
-    /// worker accepts the controller's connections on one steered port and
-    /// learns each flow from its data header.
+    /// TCP streams over TCP-lite on `end` (opened on the agent's
+    /// `--remote-iface`, or by its `auto` pick): the worker accepts the
+    /// controller's connections on one steered port and learns each flow
+    /// from its data header.
     #[cfg(target_os = "linux")]
-    fn run_xdp_stream(&mut self, spec: &TestSpec) -> Result<()> {
+    fn run_xdp_stream(
+        &mut self,
+        spec: &TestSpec,
+        end: crate::datapath::xdp::stream::StreamEnd,
+        mode_reason: String,
+    ) -> Result<()> {
         use crate::datapath::xdp::{neigh, stream};
-        let iface = spec
-            .remote_iface
-            .as_deref()
-            .expect("validated: xdp tests name the agent's interface");
-        let local = super::ipv4_only(super::local_ip(&self.conn)?, "TCP-lite")?;
+        let local = end.ip;
         let peer = super::ipv4_only(self.peer.ip(), "TCP-lite")?;
-        let end = stream::StreamEnd::open(iface, local, &[spec.data_port.unwrap_or(0)], None)?;
+        let iface = end.iface.clone();
+        let iface = iface.as_str();
         let port = end.ports[0];
         let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, local, peer)?);
         let cookie: [u8; 16] = auth::nonce()[..16].try_into().expect("16 of 32 bytes");
@@ -481,7 +485,7 @@ impl Session {
             },
             bytes: None,
             verify: false,
-            config: stream::RunPlan::lan_config(end.mss(), None),
+            config: stream::RunPlan::lan_config(end.mss(), None, spec.sockbuf),
             idle: self.cfg.idle_timeout,
             hard: match spec.limit {
                 Limit::Duration { seconds } => {
@@ -508,6 +512,7 @@ impl Session {
                 data_port: port,
                 cookie: auth::to_hex(&cookie),
                 mode: mode.into(),
+                mode_reason,
                 mac: None,
             },
         )?;
@@ -549,11 +554,65 @@ impl Session {
         self.send_result(lost, flows, (cpu0, irq0), start)
     }
 
-    #[cfg(not(target_os = "linux"))]
-    fn run_xdp_stream(&mut self, _spec: &TestSpec) -> Result<()> {
-        Err(Error::Refused(
-            "TCP over AF_XDP needs Linux; this agent runs on another system: use --remote-mode socket".into(),
+    /// The agent's `--remote-iface` for `--remote-mode xdp`, opened as
+    /// asked (the generic hook allowed).
+    #[cfg(target_os = "linux")]
+    fn open_xdp(&self, spec: &TestSpec) -> Result<crate::datapath::xdp::stream::StreamEnd> {
+        let iface = spec
+            .remote_iface
+            .as_deref()
+            .expect("validated: xdp tests name the agent's interface");
+        let local = super::ipv4_only(super::local_ip(&self.conn)?, "TCP-lite")?;
+        crate::datapath::xdp::stream::StreamEnd::open(
+            iface,
+            local,
+            &[spec.data_port.unwrap_or(0)],
+            None,
+            false,
+        )
+    }
+
+    /// `--remote-mode auto`: TCP-lite where the agent's NIC runs XDP
+    /// natively (and the link suits the controller's end), else sockets.
+    #[cfg(target_os = "linux")]
+    fn pick_auto(
+        &self,
+        spec: &TestSpec,
+    ) -> Result<(Option<crate::datapath::xdp::stream::StreamEnd>, String)> {
+        use crate::auto::Peer;
+        let peer = if spec.peer_xdp {
+            Peer::TcpLite
+        } else {
+            Peer::Kernel
+        };
+        // The route's interface when none is named; it must be allowed too.
+        let iface = spec.remote_iface.clone().or_else(|| match self.peer.ip() {
+            std::net::IpAddr::V4(p) => crate::datapath::xdp::neigh::device_towards(p),
+            _ => None,
+        });
+        let allow = &self.cfg.allow_iface;
+        if let Some(i) = iface
+            .as_ref()
+            .filter(|i| !allow.is_empty() && !allow.contains(i))
+        {
+            return Ok((None, format!(
+                "auto: {i}, the route's interface towards the controller, is not in this agent's --allow-iface list; kernel sockets"
+            )));
+        }
+        Ok(crate::datapath::xdp::stream::StreamEnd::open_auto(
+            iface.as_deref(),
+            super::local_ip(&self.conn)?,
+            self.peer.ip(),
+            // One steered port takes every flow on this end.
+            &[spec.data_port.unwrap_or(0)],
+            spec.flows().len(),
+            peer,
         ))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn pick_auto(&self, _spec: &TestSpec) -> Result<(Option<std::convert::Infallible>, String)> {
+        Ok((None, "auto: AF_XDP needs Linux; kernel sockets".into()))
     }
 
     #[cfg(not(target_os = "linux"))]
@@ -567,9 +626,27 @@ impl Session {
         if let Some(raw) = spec.raw.clone() {
             return self.run_raw(spec, raw);
         }
-        if spec.remote_xdp {
-            return self.run_xdp_stream(spec);
-        }
+        let mode_reason = match spec.remote_mode {
+            #[cfg(target_os = "linux")]
+            Mode::Xdp => {
+                let end = self.open_xdp(spec)?;
+                return self.run_xdp_stream(spec, end, "requested with --remote-mode xdp".into());
+            }
+            #[cfg(not(target_os = "linux"))]
+            Mode::Xdp => {
+                return Err(Error::Refused(
+                    "TCP over AF_XDP needs Linux; this agent runs on another system: use --remote-mode socket".into(),
+                ))
+            }
+            Mode::Auto => match self.pick_auto(spec)? {
+                #[cfg(target_os = "linux")]
+                (Some(end), why) => return self.run_xdp_stream(spec, end, why),
+                #[cfg(not(target_os = "linux"))]
+                (Some(never), _) => match never {},
+                (None, why) => why,
+            },
+            Mode::Socket => "requested with --remote-mode socket".into(),
+        };
         let local = self
             .conn
             .local_addr()
@@ -592,6 +669,7 @@ impl Session {
                 data_port,
                 cookie: auth::to_hex(&cookie),
                 mode: "socket".into(),
+                mode_reason,
                 mac: None,
             },
         )?;

@@ -192,10 +192,8 @@ pub fn parse_target(s: &str) -> Result<(String, u16)> {
 pub fn resolve_mode(mode: Mode, raw: bool) -> Result<(&'static str, String)> {
     match (mode, raw) {
         (Mode::Socket, false) => Ok(("socket", "requested with --mode socket".into())),
-        (Mode::Auto, false) => Ok((
-            "socket",
-            "auto: TCP over AF_XDP (TCP-lite) is not built yet, so kernel sockets".into(),
-        )),
+        // Decided once connected: the interface and the peer are known then.
+        (Mode::Auto, false) => Ok(("auto", String::new())),
         (Mode::Xdp | Mode::Auto, true) => Ok(("xdp", "raw frames over AF_XDP (--raw)".into())),
         (Mode::Socket, true) => Err(Error::Invalid(
             "--raw sends frames over AF_XDP: use --mode xdp".into(),
@@ -275,6 +273,9 @@ pub struct Prepared {
     data_port: u16,
     mode: &'static str,
     mode_reason: String,
+    /// The agent's data path, as its Accepted said, and why.
+    remote_mode: String,
+    remote_mode_reason: String,
     socks: Vec<(FlowId, Socket)>,
     raw: Option<RawPrep>,
     xdp: Option<XdpPrep>,
@@ -286,8 +287,7 @@ pub struct Prepared {
 /// Connect, authenticate, have the agent accept the test, and open every
 /// data connection; nothing is measured yet.
 pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Prepared> {
-    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-    let (mut mode, mode_reason) = resolve_mode(opts.mode, opts.raw.is_some())?;
+    let (mut mode, mut mode_reason) = resolve_mode(opts.mode, opts.raw.is_some())?;
     if let Some(i) = &opts.iface {
         sockpath::check_iface(i)?;
     }
@@ -330,21 +330,46 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     // TCP-lite: this end's ports are reserved and steered before the agent
     // is asked, so a refusal here costs the agent nothing.
     #[cfg(target_os = "linux")]
-    let xdp_end = if mode == "xdp" && opts.raw.is_none() {
-        Some(open_stream_end(opts, &conn)?)
-    } else {
-        None
+    let xdp_end = match mode {
+        _ if opts.raw.is_some() => None,
+        "xdp" => Some(open_stream_end(opts, &conn)?),
+        "auto" => {
+            let (end, why) = crate::datapath::xdp::stream::StreamEnd::open_auto(
+                opts.iface.as_deref(),
+                super::local_ip(&conn)?,
+                addr.ip(),
+                &vec![0; spec.flows().len()],
+                spec.flows().len(),
+                crate::auto::Peer::of(spec.remote_mode),
+            );
+            mode_reason = why;
+            end
+        }
+        _ => None,
     };
+    #[cfg(not(target_os = "linux"))]
+    if mode == "auto" {
+        mode_reason = "auto: AF_XDP needs Linux; kernel sockets".into();
+    }
+    if mode == "auto" {
+        mode = "socket";
+    }
+    #[cfg(target_os = "linux")]
+    {
+        spec.peer_xdp = xdp_end.is_some();
+    }
     frame::write_msg(&mut conn, &Msg::Test(Box::new(spec.clone())))?;
-    let (data_port, cookie, agent_mac) = match expect_msg(&mut conn)? {
-        Msg::Accepted {
-            data_port,
-            cookie,
-            mac,
-            ..
-        } => (data_port, cookie, mac),
-        other => return Err(unexpected("accepted", other)),
-    };
+    let (data_port, cookie, agent_mac, remote_mode, remote_mode_reason) =
+        match expect_msg(&mut conn)? {
+            Msg::Accepted {
+                data_port,
+                cookie,
+                mac,
+                mode,
+                mode_reason,
+            } => (data_port, cookie, mac, mode, mode_reason),
+            other => return Err(unexpected("accepted", other)),
+        };
     on_event(Event::Accepted {
         agent: &agent,
         addr,
@@ -388,9 +413,9 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     let xdp: Option<XdpPrep> = None;
     #[cfg(target_os = "linux")]
     let xdp = match xdp_end {
-        Some((end, ip)) => {
+        Some(end) => {
             mode = end.mode;
-            Some(start_streams(opts, end, ip, addr, data_port, &cookie)?)
+            Some(start_streams(opts, end, addr, data_port, &cookie)?)
         }
         None => None,
     };
@@ -418,6 +443,8 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         data_port,
         mode,
         mode_reason,
+        remote_mode,
+        remote_mode_reason,
         socks,
         raw,
         xdp,
@@ -432,14 +459,13 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
 fn open_stream_end(
     opts: &RunOptions,
     conn: &TcpStream,
-) -> Result<(crate::datapath::xdp::stream::StreamEnd, std::net::Ipv4Addr)> {
+) -> Result<crate::datapath::xdp::stream::StreamEnd> {
     let iface = opts.iface.as_deref().ok_or_else(|| {
         Error::Invalid("--mode xdp needs the interface to run TCP-lite on: --iface IF".into())
     })?;
     let ip = super::ipv4_only(super::local_ip(conn)?, "TCP-lite")?;
     let ports = vec![0; opts.spec.flows().len()];
-    let end = crate::datapath::xdp::stream::StreamEnd::open(iface, ip, &ports, None)?;
-    Ok((end, ip))
+    crate::datapath::xdp::stream::StreamEnd::open(iface, ip, &ports, None, false)
 }
 
 /// Start the TCP-lite worker: it connects every flow to the agent's data
@@ -448,7 +474,6 @@ fn open_stream_end(
 fn start_streams(
     opts: &RunOptions,
     end: crate::datapath::xdp::stream::StreamEnd,
-    ip: std::net::Ipv4Addr,
     agent: SocketAddr,
     data_port: u16,
     cookie: &str,
@@ -458,8 +483,7 @@ fn start_streams(
         .and_then(|c| c.try_into().ok())
         .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
     let agent_ip = super::ipv4_only(agent.ip(), "TCP-lite")?;
-    let iface = opts.iface.as_deref().unwrap_or_default();
-    let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, ip, agent_ip)?);
+    let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(&end.iface, end.ip, agent_ip)?);
     let ids = opts.spec.flows();
     let counters: Vec<Counter> = ids.iter().map(|_| Counter::default()).collect();
     // rr clients on this side report interval percentiles.
@@ -496,7 +520,7 @@ fn start_streams(
         },
         bytes: None,
         verify: false,
-        config: stream::RunPlan::lan_config(end.mss(), None),
+        config: stream::RunPlan::lan_config(end.mss(), None, opts.spec.sockbuf),
         idle: opts.idle_timeout,
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
         cpu: None,
@@ -562,6 +586,8 @@ impl Prepared {
             data_port,
             mode,
             mode_reason,
+            remote_mode,
+            remote_mode_reason,
             socks,
             raw,
             xdp,
@@ -765,6 +791,8 @@ impl Prepared {
                 agent_data_port: data_port,
                 mode: mode.into(),
                 mode_reason,
+                remote_mode,
+                remote_mode_reason,
                 test: opts.spec.clone(),
                 local: opts.local.map(|l| l.to_string()),
                 iface: opts.iface.clone(),
@@ -875,7 +903,7 @@ mod tests {
 
     #[test]
     fn modes() {
-        assert_eq!(resolve_mode(Mode::Auto, false).unwrap().0, "socket");
+        assert_eq!(resolve_mode(Mode::Auto, false).unwrap().0, "auto");
         assert_eq!(resolve_mode(Mode::Xdp, false).unwrap().0, "xdp");
         assert_eq!(resolve_mode(Mode::Xdp, true).unwrap().0, "xdp");
         assert!(resolve_mode(Mode::Socket, true).is_err());

@@ -48,6 +48,9 @@ pub enum Msg {
         data_port: u16,
         cookie: String,
         mode: String,
+        /// Why the agent runs that data path (its `auto` pick, or the request).
+        #[serde(default)]
+        mode_reason: String,
         /// The agent NIC's MAC, for raw tests.
         #[serde(default)]
         mac: Option<String>,

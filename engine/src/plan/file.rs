@@ -24,7 +24,10 @@ pub struct Settings {
     pub warmup: Option<Spanned<String>>,
     pub msg_size: Option<Spanned<String>>,
     pub sockbuf: Option<Spanned<String>>,
+    /// The controller's data path (default auto).
     pub mode: Option<Mode>,
+    /// The agents' data path (default socket; auto lets each agent pick).
+    pub remote_mode: Option<Mode>,
     pub directions: Option<Vec<Direction>>,
     pub streams: Option<u16>,
     pub link_speed: Option<Spanned<String>>,
@@ -116,6 +119,7 @@ pub struct Pair {
 pub struct Configuration {
     pub name: String,
     pub mode: Mode,
+    pub remote_mode: Mode,
     pub duration: Duration,
     pub warmup: Duration,
     pub msg_size: u32,
@@ -330,11 +334,19 @@ impl Plan {
                 return loc.err(None, format!("configuration {cname:?} has no pairs: set configuration = {cname:?} on some [[pairs]]"));
             }
             if s.mode == Some(Mode::Xdp) {
-                return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP over AF_XDP (TCP-lite), which is not built yet: use \"socket\" or \"auto\""));
+                if let Some(p) = pairs.iter().find(|p| p.iface.is_none()) {
+                    return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP-lite on each pair's controller interface, and pair {:?} names none: set iface, or use mode = \"auto\"", p.name));
+                }
+            }
+            if s.remote_mode == Some(Mode::Xdp) {
+                if let Some(p) = pairs.iter().find(|p| p.remote_iface.is_none()) {
+                    return loc.err(None, format!("configuration {cname:?}: remote_mode = \"xdp\" runs TCP-lite on each pair's agent interface, and pair {:?} names none: set remote_iface, or use remote_mode = \"auto\"", p.name));
+                }
             }
             let conf = Configuration {
                 name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
+                remote_mode: s.remote_mode.unwrap_or(Mode::Socket),
                 duration,
                 warmup,
                 msg_size,
@@ -426,7 +438,8 @@ impl Configuration {
             data_port: None,
             raw: None,
             test: crate::spec::TestKind::Stream,
-            remote_xdp: false,
+            remote_mode: self.remote_mode,
+            peer_xdp: false,
         }
     }
 }
@@ -439,6 +452,7 @@ fn merge(base: &Settings, over: &Settings) -> Settings {
         msg_size: over.msg_size.clone().or_else(|| base.msg_size.clone()),
         sockbuf: over.sockbuf.clone().or_else(|| base.sockbuf.clone()),
         mode: over.mode.or(base.mode),
+        remote_mode: over.remote_mode.or(base.remote_mode),
         directions: over.directions.clone().or_else(|| base.directions.clone()),
         streams: over.streams.or(base.streams),
         link_speed: over.link_speed.clone().or_else(|| base.link_speed.clone()),
@@ -545,9 +559,40 @@ data_port = 7001
         let e = err("agents = []\npairs = []\n");
         assert!(e.contains("no [[pairs]]"), "{e}");
         let e = err(&GOOD.replace("sockbuf = \"64K\"", "sockbuf = \"64K\"\nmode = \"xdp\""));
-        assert!(e.contains("TCP-lite") && e.contains("not built yet"), "{e}");
+        assert!(
+            e.contains("TCP-lite") && e.contains("\"pair1\" names none: set iface"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "sockbuf = \"64K\"",
+            "sockbuf = \"64K\"\nremote_mode = \"xdp\"",
+        ));
+        assert!(
+            e.contains("remote_mode") && e.contains("set remote_iface"),
+            "{e}"
+        );
         let e = err("this is not toml");
         assert!(e.starts_with("invalid parameter: p.toml:1"), "{e}");
+    }
+
+    #[test]
+    fn data_paths_per_side() {
+        let p = Plan::parse(GOOD, "p.toml").unwrap();
+        let c = &p.configurations[0];
+        assert_eq!((c.mode, c.remote_mode), (Mode::Auto, Mode::Socket));
+        let text = GOOD.replace(
+            "sockbuf = \"64K\"",
+            "sockbuf = \"64K\"\nremote_mode = \"auto\"",
+        );
+        let p = Plan::parse(&text, "p.toml").unwrap();
+        let c = &p.configurations[0];
+        assert_eq!(c.remote_mode, Mode::Auto);
+        assert_eq!(c.spec(Direction::Send, 1).remote_mode, Mode::Auto);
+        let text = GOOD
+            .replace("sockbuf = \"64K\"", "sockbuf = \"64K\"\nmode = \"xdp\"")
+            .replace("data_port = 7001\n", "data_port = 7001\niface = \"v1\"\n");
+        let p = Plan::parse(&text, "p.toml").unwrap();
+        assert_eq!(p.configurations[0].mode, Mode::Xdp);
     }
 
     #[test]

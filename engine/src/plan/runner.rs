@@ -139,6 +139,9 @@ fn run_point(
         mode: first
             .and_then(|r| r.pairs.first())
             .map(|p| p.run.end.mode.clone()),
+        remote_mode: first
+            .and_then(|r| r.pairs.first())
+            .map(|p| p.run.config.remote_mode.clone()),
         percent_of_link: link_bps
             .filter(|_| !reps.is_empty())
             .map(|l| 100.0 * aggregate.mean / l),

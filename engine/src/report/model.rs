@@ -327,6 +327,11 @@ pub struct RunConfig {
     pub agent_data_port: u16,
     pub mode: String,
     pub mode_reason: String,
+    /// The agent's data path (`socket`, `xdp-copy`, ...) and why it runs it.
+    #[serde(default)]
+    pub remote_mode: String,
+    #[serde(default)]
+    pub remote_mode_reason: String,
     /// The parameters sent to the agent.
     pub test: TestSpec,
     pub local: Option<String>,

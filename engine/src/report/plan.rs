@@ -48,7 +48,10 @@ pub struct PointResult {
     pub configuration: String,
     pub direction: Direction,
     pub pairs: usize,
+    /// The controller's and the agents' data paths, as the first pair ran them.
     pub mode: Option<String>,
+    #[serde(default)]
+    pub remote_mode: Option<String>,
     pub repetitions: Vec<Repetition>,
     /// Aggregate goodput over the repetitions.
     pub aggregate: Summary,
@@ -114,16 +117,25 @@ pub fn table(r: &PlanReport) -> String {
             for pr in &rep.pairs {
                 let _ = writeln!(
                     s,
-                    "    {:<10} {:<10} {:>14} {:>8} of best",
+                    "    {:<10} {:<10} {:>14} {:>8} of best  {}",
                     pr.pair,
                     pr.agent,
                     fmt_bps(pr.goodput_bps),
-                    pct(pr.percent_of_best)
+                    pct(pr.percent_of_best),
+                    paths(&pr.run)
                 );
             }
         }
     }
     s
+}
+
+/// `controller/agent` data paths of one run (`socket/xdp-copy`).
+fn paths(r: &RunReport) -> String {
+    match r.config.remote_mode.as_str() {
+        "" => r.end.mode.clone(),
+        agent => format!("{}/{agent}", r.end.mode),
+    }
 }
 
 /// Verdict lines, one per point that has one.

@@ -155,6 +155,13 @@ pub fn summary(r: &RunReport) -> String {
         e.remote_host.cores,
         e.remote_host.version
     );
+    if !r.config.remote_mode.is_empty() {
+        let _ = writeln!(
+            s,
+            "agent mode {} ({})",
+            r.config.remote_mode, r.config.remote_mode_reason
+        );
+    }
     if let Some(l) = &e.latency {
         let p = &l.latency;
         let _ = writeln!(

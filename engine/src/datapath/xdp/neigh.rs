@@ -9,9 +9,13 @@ use crate::{Error, Result};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// The next hop towards `dst` out of `iface`, by longest prefix in a
-/// `/proc/net/route` table; `dst` itself when no route names a gateway.
-pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
+/// The most specific route to `dst` in a `/proc/net/route` table, out of
+/// `iface` or any interface: (its interface, its gateway; 0 = on-link).
+fn best_route<'a>(
+    route_table: &'a str,
+    iface: Option<&str>,
+    dst: Ipv4Addr,
+) -> Option<(&'a str, u32)> {
     // Addresses and masks are little-endian hex of the network-order bytes.
     let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
     let d = u32::from(dst);
@@ -20,21 +24,31 @@ pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[0] == iface).then_some(())?;
-            Some((hex(f[1])?, hex(f[2])?, hex(f[7])?))
+            (f.len() >= 8 && iface.is_none_or(|i| f[0] == i)).then_some(())?;
+            Some((f[0], hex(f[1])?, hex(f[2])?, hex(f[7])?))
         })
-        .filter(|&(net, _, mask)| d & mask == net & mask)
-        .max_by_key(|&(_, _, mask)| mask.count_ones())
-        .map_or(
-            dst,
-            |(_, gw, _)| {
-                if gw == 0 {
-                    dst
-                } else {
-                    Ipv4Addr::from(gw)
-                }
-            },
-        )
+        .filter(|&(_, net, _, mask)| d & mask == net & mask)
+        .max_by_key(|&(_, _, _, mask)| mask.count_ones())
+        .map(|(i, _, gw, _)| (i, gw))
+}
+
+/// The next hop towards `dst` out of `iface`, by longest prefix in a
+/// `/proc/net/route` table; `dst` itself when no route names a gateway.
+pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
+    match best_route(route_table, Some(iface), dst) {
+        Some((_, gw)) if gw != 0 => Ipv4Addr::from(gw),
+        _ => dst,
+    }
+}
+
+/// The interface the kernel would send to `dst` by, by longest prefix.
+pub fn route_device(route_table: &str, dst: Ipv4Addr) -> Option<String> {
+    best_route(route_table, None, dst).map(|(i, _)| i.to_string())
+}
+
+/// [`route_device`] over this namespace's routing table.
+pub fn device_towards(dst: Ipv4Addr) -> Option<String> {
+    route_device(&std::fs::read_to_string("/proc/net/route").ok()?, dst)
 }
 
 /// The complete entry for `ip` on `iface` in a `/proc/net/arp` table.
@@ -106,6 +120,28 @@ eth1\t000013C6\t010012C6\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0
         // no route on that interface: assume on-link
         assert_eq!(next_hop(ROUTES, "eth9", a("198.18.0.7")), a("198.18.0.7"));
         assert_eq!(next_hop("garbage\nx y", "eth1", a("1.2.3.4")), a("1.2.3.4"));
+    }
+
+    #[test]
+    fn devices_by_longest_prefix() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            route_device(ROUTES, a("198.18.0.7")).as_deref(),
+            Some("eth1")
+        );
+        assert_eq!(
+            route_device(ROUTES, a("198.19.4.4")).as_deref(),
+            Some("eth1")
+        );
+        assert_eq!(
+            route_device(ROUTES, a("192.0.2.9")).as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(
+            route_device(ROUTES, a("203.0.113.9")).as_deref(),
+            Some("eth0")
+        );
+        assert_eq!(route_device("garbage\nx y", a("1.2.3.4")), None);
     }
 
     #[test]

@@ -145,20 +145,50 @@ fn probe_xsk(name: &str) -> String {
     }
 }
 
-/// What `--mode auto` picks for this NIC, and why. This build carries no
-/// tests over AF_XDP yet, so it always runs sockets and says what the NIC
-/// would allow.
+/// What `--mode auto` picks for TCP on this NIC against a kernel TCP peer,
+/// and why: the same rules as a test's own pick ([`crate::auto`]), with the
+/// probe standing in for the real attach.
 pub fn auto_choice(r: &IfaceReport) -> (String, String) {
     let nic = match (&r.native_xdp, &r.af_xdp) {
-        (Some(n), Some(a)) if n == "native" && a == "zerocopy" => "xdp-zerocopy",
-        (Some(n), Some(a)) if n == "native" && a.starts_with("copy") => "xdp-copy",
-        (Some(_), Some(a)) if a.starts_with("copy") || a == "zerocopy" => "xdp-generic",
-        (None, _) => "unknown (not probed: name it with --iface)",
-        _ => "socket",
+        (Some(n), Some(a)) if n == "native" && a == "zerocopy" => Ok("xdp-zerocopy"),
+        (Some(n), Some(a)) if n == "native" && a.starts_with("copy") => Ok("xdp-copy"),
+        (None, _) => {
+            return (
+                "unknown".into(),
+                "not probed: name the interface with --iface to try XDP and AF_XDP".into(),
+            )
+        }
+        (Some(n), a) if n == "native" => {
+            Err(format!("AF_XDP {}", a.as_deref().unwrap_or("not tried")))
+        }
+        (Some(n), _) => Err(n.clone()),
     };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let facts = crate::auto::Facts {
+        linux: true,
+        ipv4: true,
+        flows: 1,
+        max_flows: super::stream::MAX_PORTS,
+        iface: Some(&r.name),
+        driver: r.driver.as_deref(),
+        privileged: crate::auto::caps_allow_xdp(&status),
+        peer: crate::auto::Peer::Kernel,
+    };
+    if let Err(why) = crate::auto::pre_check(&facts) {
+        let why = match (&nic, facts.driver) {
+            (Ok(m), Some(d))
+                if crate::auto::PARTIAL_CHECKSUM_DRIVERS.contains(&d) && facts.privileged =>
+            {
+                format!("against a kernel TCP peer, kernel sockets: a {d} link hands its frames over with their TCP checksums unfilled, which TCP-lite drops; {m} (TCP-lite) against a peer that runs TCP-lite too")
+            }
+            _ => why,
+        };
+        return ("socket".into(), why);
+    }
+    let mode = nic.clone().unwrap_or("socket");
     (
-        "socket".into(),
-        format!("the NIC allows {nic}; this build's AF_XDP path carries no tests yet, so auto runs kernel sockets"),
+        mode.into(),
+        crate::auto::after_probe(&r.name, facts.driver, nic).1,
     )
 }
 
@@ -173,6 +203,11 @@ pub fn queue_count(name: &str) -> u32 {
         None => live,
     }
     .max(1)
+}
+
+/// The interface's driver, from the ethtool ioctl.
+pub fn driver(name: &str) -> Option<String> {
+    ethtool(name).0
 }
 
 /// Driver name and channel count from the ethtool ioctl.

@@ -55,6 +55,8 @@ pub struct StreamEnd {
     pub ports: Vec<u16>,
     /// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`.
     pub mode: &'static str,
+    /// The interface it runs on.
+    pub iface: String,
     mtu: u32,
 }
 
@@ -83,12 +85,14 @@ fn reserve(ip: Ipv4Addr, port: u16) -> Result<(socket2::Socket, u16)> {
 
 impl StreamEnd {
     /// Reserve `ports` on `ip` (0 = any free port; at most [`MAX_PORTS`]),
-    /// steer them on `iface` and open a socket per queue.
+    /// steer them on `iface` and open a socket per queue. `native_only`
+    /// refuses the generic (skb) hook instead of falling back to it.
     pub fn open(
         iface: &str,
         ip: Ipv4Addr,
         ports: &[u16],
         queues: Option<&[u16]>,
+        native_only: bool,
     ) -> Result<StreamEnd> {
         if ports.is_empty() || ports.len() > MAX_PORTS {
             return Err(Error::Invalid(format!(
@@ -113,7 +117,7 @@ impl StreamEnd {
                 ports: (p, p),
             })
             .collect();
-        let mut steering = Steering::attach(iface, &flows, false)?;
+        let mut steering = Steering::attach(iface, &flows, native_only)?;
         let queues = open_sockets(iface, &mut steering, &want)?;
         let mode = mode_of(&steering, &queues);
         Ok(StreamEnd {
@@ -124,8 +128,59 @@ impl StreamEnd {
             ip,
             ports: got,
             mode,
+            iface: iface.to_string(),
             mtu,
         })
+    }
+
+    /// `--mode auto` for one end's TCP flows from `ip` to `peer_ip`: the
+    /// facts first ([`crate::auto::pre_check`]: privileges, address
+    /// family, flow count, the link's driver and what the peer runs), then
+    /// a real native attach on `iface` (or the route's interface towards
+    /// the peer). `Some` runs TCP-lite; `None` kernel sockets. The reason
+    /// says which and why, for the report.
+    pub fn open_auto(
+        iface: Option<&str>,
+        ip: std::net::IpAddr,
+        peer_ip: std::net::IpAddr,
+        ports: &[u16],
+        flows: usize,
+        peer: crate::auto::Peer,
+    ) -> (Option<StreamEnd>, String) {
+        let route = match peer_ip {
+            std::net::IpAddr::V4(p) if iface.is_none() => super::neigh::device_towards(p),
+            _ => None,
+        };
+        let iface = iface.or(route.as_deref());
+        let driver = iface.and_then(super::probe::driver);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let facts = crate::auto::Facts {
+            linux: true,
+            ipv4: ip.is_ipv4() && peer_ip.is_ipv4(),
+            flows,
+            max_flows: MAX_PORTS,
+            iface,
+            driver: driver.as_deref(),
+            privileged: crate::auto::caps_allow_xdp(&status),
+            peer,
+        };
+        let iface = match crate::auto::pre_check(&facts) {
+            Ok(i) => i,
+            Err(why) => return (None, why),
+        };
+        let std::net::IpAddr::V4(ip4) = ip else {
+            unreachable!("pre_check refuses IPv6")
+        };
+        match StreamEnd::open(iface, ip4, ports, None, true) {
+            Ok(end) => {
+                let (_, why) = crate::auto::after_probe(iface, facts.driver, Ok(end.mode));
+                (Some(end), why)
+            }
+            Err(e) => (
+                None,
+                crate::auto::after_probe(iface, facts.driver, Err(e.to_string())).1,
+            ),
+        }
     }
 
     /// The MSS this end announces: the MTU less IPv4 and TCP headers, and
@@ -209,11 +264,15 @@ pub type Gate = std::sync::Arc<std::sync::OnceLock<Instant>>;
 impl RunPlan {
     /// A TCP-lite configuration for a LAN test: the MSS of the link,
     /// buffers that cover a few milliseconds at 10 Gb/s, delayed ACKs.
-    pub fn lan_config(mss: u16, window: Option<usize>) -> Config {
+    pub fn lan_config(mss: u16, window: Option<usize>, sockbuf: Option<u32>) -> Config {
+        // --sockbuf sizes TCP-lite's buffers as SO_SNDBUF/SO_RCVBUF size a
+        // kernel socket's (the study's 64 KiB then caps the window alike);
+        // never below a few segments.
+        let buffer = sockbuf.map_or(4 << 20, |b| (b as usize).max(4 * usize::from(mss)));
         Config {
             mss,
-            send_buffer: 4 << 20,
-            recv_buffer: 4 << 20,
+            send_buffer: buffer,
+            recv_buffer: buffer,
             congestion: window.map_or(Congestion::NewReno, Congestion::Fixed),
             max_retries: 8,
             // Long enough to answer a retransmitted FIN if our last ACK
@@ -248,6 +307,9 @@ pub struct StreamResult {
     /// rr tests: transactions, and the client's latency.
     #[serde(default)]
     pub rr: Option<crate::report::model::RrStats>,
+    /// TCP-lite's send and receive buffer sizes.
+    #[serde(default)]
+    pub buffers: crate::report::model::SockBufs,
 }
 
 impl StreamResult {
@@ -259,13 +321,13 @@ impl StreamResult {
         role: crate::report::model::Role,
         bad_checksum: u64,
     ) -> crate::report::model::FlowResult {
-        use crate::report::model::{FlowResult, SockBufs, TcpStats, Throughput};
+        use crate::report::model::{FlowResult, TcpStats, Throughput};
         FlowResult {
             stream: id.stream,
             direction: id.direction,
             role,
             throughput: Throughput::new(self.bytes, self.seconds),
-            sockbuf: SockBufs::default(),
+            sockbuf: self.buffers,
             tcp: Some(TcpStats {
                 retransmits: self.retransmits as u32,
                 rtt_us: self.srtt_us as u32,
@@ -945,6 +1007,10 @@ pub fn run(
                 fast_retransmits: st.fast_retransmits,
                 srtt_us: st.srtt,
                 error: l.error,
+                buffers: crate::report::model::SockBufs {
+                    snd: plan.config.send_buffer as u32,
+                    rcv: plan.config.recv_buffer as u32,
+                },
                 rr: plan.rr.map(|_| {
                     let client = l.plan.flow == Flow::Send;
                     crate::report::model::RrStats {
@@ -1148,9 +1214,10 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         local,
         &vec![0; usize::from(o.streams.max(1))],
         o.queues.as_deref(),
+        false,
     )?;
     let peer_mac = MacAddr(super::neigh::resolve(&o.iface, local, peer_ip)?);
-    let mut config = RunPlan::lan_config(end.mss(), o.window);
+    let mut config = RunPlan::lan_config(end.mss(), o.window, None);
     config.pacing_rate = o.pacing_bps.map(|b| b / 8 / u64::from(o.streams.max(1)));
     let plan = RunPlan {
         streams: end
