@@ -3,8 +3,9 @@
 //! agents, two pairs on one port, zero durations and unparsable speeds are
 //! refused with the file, the line and the fix.
 
+use super::test_kind::{self, SizeValue, TestName};
 use super::wire::{parse_speed, Framing};
-use crate::spec::{Direction, Limit, Mode, TestSpec};
+use crate::spec::{Direction, Limit, Mode, TestKind, TestSpec};
 use crate::units::{parse_duration, parse_size};
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -30,6 +31,11 @@ pub struct Settings {
     pub link_speed: Option<Spanned<String>>,
     pub framing: Option<Framing>,
     pub mtu: Option<u32>,
+    /// `stream` (default) or `rr`, with the rr sizes and burst below.
+    pub test: Option<Spanned<TestName>>,
+    pub request_size: Option<Spanned<SizeValue>>,
+    pub response_size: Option<Spanned<SizeValue>>,
+    pub burst: Option<Spanned<u32>>,
 }
 
 /// An agent the controller talks to.
@@ -125,6 +131,8 @@ pub struct Configuration {
     pub framing: Framing,
     pub mtu: Option<u32>,
     pub pairs: Vec<Pair>,
+    /// Bulk streams, or rr transactions.
+    pub test: TestKind,
 }
 
 /// Repetition policy.
@@ -154,7 +162,7 @@ pub struct Point {
 }
 
 /// Where in the file a problem is, for error messages.
-struct Locator<'a> {
+pub(super) struct Locator<'a> {
     path: &'a str,
     text: &'a str,
 }
@@ -167,7 +175,7 @@ impl Locator<'_> {
             + 1
     }
 
-    fn err<T>(
+    pub(super) fn err<T>(
         &self,
         span: Option<std::ops::Range<usize>>,
         msg: impl std::fmt::Display,
@@ -332,6 +340,11 @@ impl Plan {
             if s.mode == Some(Mode::Xdp) {
                 return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP over AF_XDP (TCP-lite), which is not built yet: use \"socket\" or \"auto\""));
             }
+            let directions = s
+                .directions
+                .clone()
+                .unwrap_or_else(|| vec![Direction::Send, Direction::Receive]);
+            let test = test_kind::resolve(&loc, cname, &s, &directions, &pairs, warmup)?;
             let conf = Configuration {
                 name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
@@ -340,13 +353,11 @@ impl Plan {
                 msg_size,
                 sockbuf,
                 streams: s.streams.unwrap_or(1),
-                directions: s
-                    .directions
-                    .clone()
-                    .unwrap_or_else(|| vec![Direction::Send, Direction::Receive]),
+                directions,
                 framing: s.framing.unwrap_or_default(),
                 mtu: s.mtu,
                 pairs,
+                test,
             };
             conf.spec(Direction::Send, 1)
                 .validate()
@@ -425,7 +436,7 @@ impl Configuration {
             remote_iface: None,
             data_port: None,
             raw: None,
-            test: crate::spec::TestKind::Stream,
+            test: self.test,
             remote_xdp: false,
         }
     }
@@ -444,6 +455,16 @@ fn merge(base: &Settings, over: &Settings) -> Settings {
         link_speed: over.link_speed.clone().or_else(|| base.link_speed.clone()),
         framing: over.framing.or(base.framing),
         mtu: over.mtu.or(base.mtu),
+        test: over.test.clone().or_else(|| base.test.clone()),
+        request_size: over
+            .request_size
+            .clone()
+            .or_else(|| base.request_size.clone()),
+        response_size: over
+            .response_size
+            .clone()
+            .or_else(|| base.response_size.clone()),
+        burst: over.burst.clone().or_else(|| base.burst.clone()),
     }
 }
 
