@@ -413,6 +413,29 @@ pub struct RrSummary {
     pub histogram: String,
 }
 
+impl RrSummary {
+    /// Several summaries of rr flows that ran side by side (the pairs of a
+    /// plan's point) as one: counts and rates add up, histograms merge
+    /// exactly, so the percentiles are of every transaction, not averages
+    /// of percentiles. None when there are none.
+    pub fn combine<'a>(parts: impl IntoIterator<Item = &'a RrSummary>) -> Option<RrSummary> {
+        use crate::metrics::latency;
+        let parts: Vec<&RrSummary> = parts.into_iter().collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let h = latency::merge(parts.iter().map(|p| p.histogram.as_str()))
+            .unwrap_or_else(|_| latency::new_histogram());
+        Some(RrSummary {
+            client_transactions: parts.iter().map(|p| p.client_transactions).sum(),
+            server_transactions: parts.iter().map(|p| p.server_transactions).sum(),
+            transactions_per_second: parts.iter().map(|p| p.transactions_per_second).sum(),
+            latency: latency::percentiles(&h),
+            histogram: latency::encode(&h),
+        })
+    }
+}
+
 /// The whole `--json` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
