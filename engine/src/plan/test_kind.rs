@@ -183,6 +183,30 @@ data_port = 7002
     }
 
     #[test]
+    fn the_latency_example_runs_rr() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/latency.toml");
+        let p = Plan::load(&path).unwrap();
+        let tests: Vec<TestKind> = p.configurations.iter().map(|c| c.test).collect();
+        assert_eq!(
+            tests,
+            [
+                TestKind::Rr {
+                    request: 1,
+                    response: 1,
+                    burst: 1
+                },
+                TestKind::Rr {
+                    request: 1024,
+                    response: 1024,
+                    burst: 4
+                }
+            ]
+        );
+        assert_eq!(p.points().len(), 2 * 2 * 2);
+    }
+
+    #[test]
     fn bad_rr_values_name_the_line_and_the_fix() {
         // [defaults] starts on line 2: the extra lines follow duration (3).
         let e = err("test = \"rr\"\nburst = 0");
