@@ -51,6 +51,13 @@ fn plan_for(tb: &Testbed, extra: &str) -> String {
     s
 }
 
+/// The plan of `plan_for`, written into `dir`.
+fn write_plan(tb: &Testbed, dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, plan_for(tb, extra)).unwrap();
+    plan
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ws-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -63,15 +70,11 @@ fn two_point_sweep_across_three_namespaces() {
     let tb = testbed(3, &[(0, 1), (0, 2)]);
     let _agents = agents(&tb, None);
     let dir = tempdir("sweep");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "directions = [\"send\"]\nlink_speed = \"10G\"\n[sweep]\npairs = [1, 2]",
-        ),
-    )
-    .unwrap();
+    let plan = write_plan(
+        &tb,
+        &dir,
+        "directions = [\"send\"]\nlink_speed = \"10G\"\n[sweep]\npairs = [1, 2]",
+    );
     let mut c = tb.cmd(0, &bin());
     c.arg("plan")
         .arg(&plan)
@@ -154,15 +157,16 @@ fn rr_sweep_reports_transactions_and_merged_latency() {
     let tb = testbed(3, &[(0, 1), (0, 2)]);
     let _agents = agents(&tb, None);
     let dir = tempdir("rrsweep");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "test = \"rr\"\nrequest_size = 64\nresponse_size = \"1K\"\nburst = 2\nwarmup = \"0s\"\ndirections = [\"send\", \"receive\"]\nlink_speed = \"10G\"\n[sweep]\npairs = [1, 2]",
-        ),
-    )
-    .unwrap();
+    let rr = r#"test = "rr"
+request_size = 64
+response_size = "1K"
+burst = 2
+warmup = "0s"
+directions = ["send", "receive"]
+link_speed = "10G"
+[sweep]
+pairs = [1, 2]"#;
+    let plan = write_plan(&tb, &dir, rr);
     let mut c = tb.cmd(0, &bin());
     c.arg("plan")
         .arg(&plan)
@@ -287,15 +291,11 @@ fn unreachable_agent_fails_its_points_and_the_sweep_goes_on() {
     let mut a = agents(&tb, None);
     drop(a.pop()); // the second agent is gone
     let dir = tempdir("unreach");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "directions = [\"send\", \"receive\"]\n[sweep]\npairs = [1, 2]",
-        ),
-    )
-    .unwrap();
+    let plan = write_plan(
+        &tb,
+        &dir,
+        "directions = [\"send\", \"receive\"]\n[sweep]\npairs = [1, 2]",
+    );
     let mut c = tb.cmd(0, &bin());
     c.arg("plan")
         .arg(&plan)
@@ -357,15 +357,11 @@ fn verdict_names_the_cpu_that_takes_all_softirq_work() {
     }
     let _agents = agents(&tb, Some("1"));
     let dir = tempdir("verdict");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "duration = \"2s\"\ndirections = [\"send\"]\nmsg_size = \"64K\"",
-        ),
-    )
-    .unwrap();
+    let plan = write_plan(
+        &tb,
+        &dir,
+        "duration = \"2s\"\ndirections = [\"send\"]\nmsg_size = \"64K\"",
+    );
     let mut c = std::process::Command::new("ip");
     c.args(["netns", "exec", tb.ns(0), "taskset", "-c", "1"])
         .arg(bin());

@@ -424,8 +424,15 @@ impl RrSummary {
         if parts.is_empty() {
             return None;
         }
-        let h = latency::merge(parts.iter().map(|p| p.histogram.as_str()))
-            .unwrap_or_else(|_| latency::new_histogram());
+        // A part without a histogram (a client that recorded none) adds
+        // no transactions to the merge.
+        let h = latency::merge(
+            parts
+                .iter()
+                .map(|p| p.histogram.as_str())
+                .filter(|h| !h.is_empty()),
+        )
+        .unwrap_or_else(|_| latency::new_histogram());
         Some(RrSummary {
             client_transactions: parts.iter().map(|p| p.client_transactions).sum(),
             server_transactions: parts.iter().map(|p| p.server_transactions).sum(),
@@ -523,24 +530,20 @@ impl End {
 
 /// Merge the rr flows' histograms (None for stream tests).
 fn rr_summary(flows: &[FlowPair]) -> Option<RrSummary> {
-    use crate::metrics::latency;
-    let clients: Vec<&RrStats> = flows.iter().filter_map(|f| f.sender.rr.as_ref()).collect();
-    if clients.is_empty() {
-        return None;
-    }
-    let h = latency::merge(clients.iter().filter_map(|c| c.histogram.as_deref()))
-        .unwrap_or_else(|_| latency::new_histogram());
-    Some(RrSummary {
-        client_transactions: clients.iter().map(|c| c.transactions).sum(),
-        server_transactions: flows
-            .iter()
-            .filter_map(|f| f.receiver.rr.as_ref())
-            .map(|r| r.transactions)
-            .sum(),
-        transactions_per_second: clients.iter().map(|c| c.transactions_per_second).sum(),
-        latency: latency::percentiles(&h),
-        histogram: latency::encode(&h),
-    })
+    let per_flow: Vec<RrSummary> = flows
+        .iter()
+        .filter_map(|f| {
+            let c = f.sender.rr.as_ref()?;
+            Some(RrSummary {
+                client_transactions: c.transactions,
+                server_transactions: f.receiver.rr.as_ref().map_or(0, |r| r.transactions),
+                transactions_per_second: c.transactions_per_second,
+                latency: c.latency.unwrap_or_default(),
+                histogram: c.histogram.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    RrSummary::combine(&per_flow)
 }
 
 #[cfg(test)]

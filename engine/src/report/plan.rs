@@ -7,7 +7,7 @@
 
 use super::diagnosis::{HostFigures, Verdict};
 use super::model::{RrSummary, RunReport};
-use super::text::fmt_us;
+use super::text::{fmt_us, percentile_line};
 use crate::metrics::latency::Percentiles;
 use crate::plan::stats::Summary;
 use crate::spec::Direction;
@@ -146,19 +146,6 @@ fn fmt_tps(t: f64) -> String {
     format!("{t:.0} tr/s")
 }
 
-/// The percentiles a latency line shows.
-fn latency_line(p: &Percentiles) -> String {
-    format!(
-        "p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
-        fmt_us(p.p50_us),
-        fmt_us(p.p90_us),
-        fmt_us(p.p99_us),
-        fmt_us(p.p999_us),
-        fmt_us(p.p9999_us),
-        fmt_us(p.max_us)
-    )
-}
-
 /// The terminal table: a line per point, a line per pair under it. An rr
 /// point shows transactions per second where a stream point shows
 /// goodput, no share of wire speed (a latency test has none), and its
@@ -197,7 +184,7 @@ pub fn table(r: &PlanReport) -> String {
             let _ = writeln!(s, "    error: {e}");
         }
         if let Some(rr) = &p.rr {
-            let _ = writeln!(s, "    latency    {}", latency_line(&rr.latency));
+            let _ = writeln!(s, "    latency    {}", percentile_line(&rr.latency));
         }
         if let Some(rep) = p.repetitions.last() {
             for pr in &rep.pairs {

@@ -84,6 +84,19 @@ pub fn rr_interval_sum(iv: &Interval) -> Option<String> {
     Some(format!("{tps:.0} tr/s, p99 {}", fmt_us(p99)))
 }
 
+/// p50 to max of a latency summary, as the summaries print them.
+pub fn percentile_line(p: &crate::metrics::latency::Percentiles) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
+        fmt_us(p.p50_us),
+        fmt_us(p.p90_us),
+        fmt_us(p.p99_us),
+        fmt_us(p.p999_us),
+        fmt_us(p.p9999_us),
+        fmt_us(p.max_us)
+    )
+}
+
 /// Microseconds, with a unit that keeps three figures readable.
 pub fn fmt_us(us: f64) -> String {
     if us >= 1e6 {
@@ -177,15 +190,10 @@ pub fn summary(r: &RunReport) -> String {
         );
         let _ = writeln!(
             s,
-            "latency: min {} mean {} p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
+            "latency: min {} mean {} {}",
             fmt_us(p.min_us),
             fmt_us(p.mean_us),
-            fmt_us(p.p50_us),
-            fmt_us(p.p90_us),
-            fmt_us(p.p99_us),
-            fmt_us(p.p999_us),
-            fmt_us(p.p9999_us),
-            fmt_us(p.max_us)
+            percentile_line(p)
         );
     }
     for d in e.directions.iter().filter(|_| e.latency.is_none()) {
