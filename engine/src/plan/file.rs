@@ -340,11 +340,6 @@ impl Plan {
             if s.mode == Some(Mode::Xdp) {
                 return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP over AF_XDP (TCP-lite), which is not built yet: use \"socket\" or \"auto\""));
             }
-            let directions = s
-                .directions
-                .clone()
-                .unwrap_or_else(|| vec![Direction::Send, Direction::Receive]);
-            let test = test_kind::resolve(&loc, cname, &s, &directions, &pairs, warmup)?;
             let conf = Configuration {
                 name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
@@ -353,11 +348,14 @@ impl Plan {
                 msg_size,
                 sockbuf,
                 streams: s.streams.unwrap_or(1),
-                directions,
+                directions: s
+                    .directions
+                    .clone()
+                    .unwrap_or_else(|| vec![Direction::Send, Direction::Receive]),
                 framing: s.framing.unwrap_or_default(),
                 mtu: s.mtu,
+                test: test_kind::resolve(&loc, cname, &s, &pairs, warmup)?,
                 pairs,
-                test,
             };
             conf.spec(Direction::Send, 1)
                 .validate()

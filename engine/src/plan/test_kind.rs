@@ -30,13 +30,13 @@ pub enum SizeValue {
 /// How plans spell the rr parameters in messages.
 const NAMES: [&str; 3] = ["request_size", "response_size", "burst"];
 
-/// The test a configuration runs, checked against its directions, its
-/// pairs' pinned directions and its warm-up.
+/// The test a configuration runs, checked against its directions (the
+/// default, send and receive, suits rr), its pairs' pinned directions and
+/// its warm-up.
 pub(super) fn resolve(
     loc: &Locator<'_>,
     cname: &str,
     s: &Settings,
-    directions: &[Direction],
     pairs: &[Pair],
     warmup: Duration,
 ) -> Result<TestKind> {
@@ -87,6 +87,7 @@ pub(super) fn resolve(
             format!("configuration {cname:?}: {msg}"),
         );
     }
+    let directions = s.directions.as_deref().unwrap_or_default();
     if directions.contains(&Direction::Both)
         || pairs.iter().any(|p| p.direction == Some(Direction::Both))
     {
