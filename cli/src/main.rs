@@ -686,23 +686,29 @@ fn plan_cmd(a: PlanArgs) -> Result<()> {
             bar.set_message(label.clone());
             say(format!("== point {}/{total}: {label}", index + 1));
         }
-        Progress::Interval { pair, interval } if !quiet => say(format!(
+        Progress::Interval { pair, interval, rr } if !quiet => say(format!(
             "   {pair:<10} {:>6.2}-{:<6.2} s {:>14}",
             interval.start,
             interval.end,
-            wirespeed::units::fmt_bps(interval.sum.bits_per_second)
+            match (rr, text::rr_interval_sum(interval)) {
+                (true, Some(line)) => line,
+                (true, None) => "rr: the agent is the client; its latency comes at the end".into(),
+                (false, _) => wirespeed::units::fmt_bps(interval.sum.bits_per_second),
+            }
         )),
         Progress::Interval { .. } => {}
         Progress::Repetition {
             label,
             aggregate_bps,
+            transactions_per_second,
             error,
-        } => match (aggregate_bps, error) {
-            (Some(b), _) => say(format!(
+        } => match (transactions_per_second, aggregate_bps, error) {
+            (Some(t), _, _) => say(format!("   {label}: {t:.0} transactions/s")),
+            (_, Some(b), _) => say(format!(
                 "   {label}: aggregate {}",
                 wirespeed::units::fmt_bps(b)
             )),
-            (_, Some(e)) => say(format!("   {label}: failed: {e}")),
+            (_, _, Some(e)) => say(format!("   {label}: failed: {e}")),
             _ => {}
         },
     });

@@ -126,6 +126,60 @@ pub const MAX_BURST: u32 = 1024;
 /// Most rr bytes in flight per stream (burst times the larger message).
 pub const MAX_RR_INFLIGHT: u64 = 128 << 10;
 
+/// Which rr parameter a problem is with, so a plan can point at its line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RrParam {
+    Request,
+    Response,
+    Burst,
+}
+
+/// How `run` spells the rr parameters in its messages.
+pub const CLI_RR_NAMES: [&str; 3] = ["--request-size", "--response-size", "--burst"];
+
+/// The bounds of an rr test, one check for `run --test rr` and for plans;
+/// `names` spells request, response and burst as the caller's user wrote
+/// them, so the message says what to change.
+pub fn check_rr(
+    request: u32,
+    response: u32,
+    burst: u32,
+    names: [&str; 3],
+) -> std::result::Result<(), (RrParam, String)> {
+    for (v, param, name) in [
+        (request, RrParam::Request, names[0]),
+        (response, RrParam::Response, names[1]),
+    ] {
+        if !(1..=MAX_RR_SIZE).contains(&v) {
+            return Err((
+                param,
+                format!("{name} {v} must be between 1 byte and {MAX_RR_SIZE} (1 MiB)"),
+            ));
+        }
+    }
+    let b = names[2];
+    if !(1..=MAX_BURST).contains(&burst) {
+        return Err((
+            RrParam::Burst,
+            format!("{b} {burst} must be between 1 and {MAX_BURST}"),
+        ));
+    }
+    // With several in flight, the client writes requests while the
+    // server writes responses: both must fit the buffers between
+    // them, or the two block each other for good.
+    if burst > 1 && u64::from(burst) * u64::from(request.max(response)) > MAX_RR_INFLIGHT {
+        return Err((
+            RrParam::Burst,
+            format!(
+                "{b} {burst} of {}-byte messages keeps more than {} KiB in flight, which can deadlock on socket buffers: lower {b} or the sizes",
+                request.max(response),
+                MAX_RR_INFLIGHT >> 10
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A raw-mode test: UDP test frames between two AF_XDP endpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RawSpec {
@@ -235,26 +289,8 @@ impl TestSpec {
             burst,
         } = self.test
         {
-            if !(1..=MAX_RR_SIZE).contains(&request) || !(1..=MAX_RR_SIZE).contains(&response) {
-                return Err(Error::Invalid(format!(
-                    "request and response sizes must be between 1 byte and {MAX_RR_SIZE}"
-                )));
-            }
-            if !(1..=MAX_BURST).contains(&burst) {
-                return Err(Error::Invalid(format!(
-                    "--burst {burst} must be between 1 and {MAX_BURST}"
-                )));
-            }
-            // With several in flight, the client writes requests while the
-            // server writes responses: both must fit the buffers between
-            // them, or the two block each other for good.
-            if burst > 1 && u64::from(burst) * u64::from(request.max(response)) > MAX_RR_INFLIGHT {
-                return Err(Error::Invalid(format!(
-                    "--burst {burst} of {}-byte messages keeps more than {} KiB in flight, which can deadlock on socket buffers: lower --burst or the sizes",
-                    request.max(response),
-                    MAX_RR_INFLIGHT >> 10
-                )));
-            }
+            check_rr(request, response, burst, CLI_RR_NAMES)
+                .map_err(|(_, msg)| Error::Invalid(msg))?;
             if self.direction == Direction::Both || self.raw.is_some() {
                 return Err(Error::Invalid(
                     "an rr test has one client side (--direction send: this end; receive: the agent) and runs over TCP, not --raw".into(),

@@ -1,6 +1,7 @@
 //! Plans end to end: a sweep across three namespaces (a controller and two
-//! agents on their own links), the demo on its shaped links, and a verdict
-//! that names the CPU all receive softirq work was pinned to.
+//! agents on their own links), an rr sweep with merged latency and its
+//! percentile figures, the demo on its shaped links, and a verdict that
+//! names the CPU all receive softirq work was pinned to.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -50,6 +51,13 @@ fn plan_for(tb: &Testbed, extra: &str) -> String {
     s
 }
 
+/// The plan of `plan_for`, written into `dir`.
+fn write_plan(tb: &Testbed, dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, plan_for(tb, extra)).unwrap();
+    plan
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("ws-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -62,15 +70,11 @@ fn two_point_sweep_across_three_namespaces() {
     let tb = testbed(3, &[(0, 1), (0, 2)]);
     let _agents = agents(&tb, None);
     let dir = tempdir("sweep");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "directions = [\"send\"]\nlink_speed = \"10G\"\n[sweep]\npairs = [1, 2]",
-        ),
-    )
-    .unwrap();
+    let plan = write_plan(
+        &tb,
+        &dir,
+        "directions = [\"send\"]\nlink_speed = \"10G\"\n[sweep]\npairs = [1, 2]",
+    );
     let mut c = tb.cmd(0, &bin());
     c.arg("plan")
         .arg(&plan)
@@ -149,20 +153,149 @@ fn two_point_sweep_across_three_namespaces() {
 }
 
 #[test]
+fn rr_sweep_reports_transactions_and_merged_latency() {
+    let tb = testbed(3, &[(0, 1), (0, 2)]);
+    let _agents = agents(&tb, None);
+    let dir = tempdir("rrsweep");
+    let rr = r#"test = "rr"
+request_size = 64
+response_size = "1K"
+burst = 2
+warmup = "0s"
+directions = ["send", "receive"]
+link_speed = "10G"
+[sweep]
+pairs = [1, 2]"#;
+    let plan = write_plan(&tb, &dir, rr);
+    let mut c = tb.cmd(0, &bin());
+    c.arg("plan")
+        .arg(&plan)
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--csv")
+        .arg(dir.join("r.csv"))
+        .arg("--plot")
+        .arg(dir.join("fig"));
+    let o = run(c, Duration::from_secs(90)).ok();
+    assert!(o.stdout.contains(" tr/s"), "{}", o.stdout);
+    assert!(o.stdout.contains("    latency    p50 "), "{}", o.stdout);
+    let j: Value = serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4, "send and receive, 1 and 2 pairs");
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k}: {v}"));
+    for p in points {
+        let n = p["pairs"].as_u64().unwrap() as usize;
+        assert!(p["error"].is_null(), "{}", p["error"]);
+        assert!(
+            p["percent_of_best"].is_null() && p["percent_of_link"].is_null(),
+            "{p}"
+        );
+        let rep = &p["repetitions"][0];
+        let pairs = rep["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), n, "every pair present");
+        let mut sum_tps = 0.0;
+        let mut sum_count = 0;
+        for x in pairs {
+            let l = &x["run"]["end"]["latency"];
+            let client = l["client_transactions"].as_u64().unwrap();
+            assert!(client > 0, "{l}");
+            assert_eq!(client, l["server_transactions"].as_u64().unwrap(), "{l}");
+            sum_tps += f(l, "transactions_per_second");
+            sum_count += l["latency"]["count"].as_u64().unwrap();
+            assert_eq!(x["run"]["config"]["test"]["test"]["burst"], 2);
+        }
+        let all = &rep["rr"];
+        assert!((f(all, "transactions_per_second") - sum_tps).abs() < 1e-6 * sum_tps);
+        assert_eq!(
+            all["latency"]["count"], sum_count,
+            "the merge holds every pair's"
+        );
+        let rr = &p["rr"];
+        assert!(f(&rr["transactions_per_second"], "mean") > 0.0, "{rr}");
+        let l = &rr["latency"];
+        assert!(
+            f(l, "p50_us") > 0.0
+                && f(l, "p50_us") <= f(l, "p99_us")
+                && f(l, "p99_us") <= f(l, "p999_us")
+                && f(l, "p999_us") <= f(l, "max_us"),
+            "{l}"
+        );
+        assert_eq!(rr["client_transactions"], rr["server_transactions"]);
+        assert!(p["verdict"]["limit"].is_string());
+        assert!(
+            !p["verdict"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("goodput"),
+            "{}",
+            p["verdict"]
+        );
+    }
+    // a point's figures come from its own pairs: the 2-pair point has more transactions
+    assert!(
+        points[1]["rr"]["client_transactions"].as_u64()
+            > points[0]["rr"]["client_transactions"].as_u64()
+    );
+    let csv = std::fs::read_to_string(dir.join("r.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * (1 + 2), "{csv}");
+    assert!(csv.lines().next().unwrap().ends_with(",max_us"), "{csv}");
+    let figure = |d: &std::path::Path, dir: &str| {
+        let svg = std::fs::read_to_string(d.join(format!("latency-default-{dir}.svg")))
+            .unwrap_or_else(|e| panic!("latency-default-{dir}.svg: {e}"));
+        let doc = roxmltree::Document::parse(&svg).expect("the figure is well-formed SVG");
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text().map(str::trim))
+            .collect();
+        for t in ["percentile", "99.9%", "1 pair(s)", "2 pair(s)"] {
+            assert!(texts.contains(&t), "no {t:?} in {texts:?}");
+        }
+        // a line with many points per series, not just axes and ticks
+        let curves = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline"))
+            .filter(|n| {
+                n.attribute("points")
+                    .is_some_and(|p| p.split(' ').count() > 10)
+            })
+            .count();
+        assert!(curves >= 2, "{curves} percentile curves");
+    };
+    for d in ["send", "receive"] {
+        figure(&dir.join("fig"), d);
+    }
+    assert!(
+        !dir.join("fig/throughput-send.svg").exists(),
+        "no goodput figure for rr"
+    );
+    // report re-renders the table and redraws from the saved JSON
+    let mut c = std::process::Command::new(bin());
+    c.arg("report")
+        .arg(dir.join("r.json"))
+        .arg("--plot")
+        .arg(dir.join("fig2"));
+    let again = run(c, Duration::from_secs(30)).ok();
+    assert!(
+        again.stdout.contains(" tr/s") && again.stdout.contains("p99.99"),
+        "{}",
+        again.stdout
+    );
+    figure(&dir.join("fig2"), "send");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn unreachable_agent_fails_its_points_and_the_sweep_goes_on() {
     let tb = testbed(3, &[(0, 1), (0, 2)]);
     let mut a = agents(&tb, None);
     drop(a.pop()); // the second agent is gone
     let dir = tempdir("unreach");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "directions = [\"send\", \"receive\"]\n[sweep]\npairs = [1, 2]",
-        ),
-    )
-    .unwrap();
+    let plan = write_plan(
+        &tb,
+        &dir,
+        "directions = [\"send\", \"receive\"]\n[sweep]\npairs = [1, 2]",
+    );
     let mut c = tb.cmd(0, &bin());
     c.arg("plan")
         .arg(&plan)
@@ -224,15 +357,11 @@ fn verdict_names_the_cpu_that_takes_all_softirq_work() {
     }
     let _agents = agents(&tb, Some("1"));
     let dir = tempdir("verdict");
-    let plan = dir.join("plan.toml");
-    std::fs::write(
-        &plan,
-        plan_for(
-            &tb,
-            "duration = \"2s\"\ndirections = [\"send\"]\nmsg_size = \"64K\"",
-        ),
-    )
-    .unwrap();
+    let plan = write_plan(
+        &tb,
+        &dir,
+        "duration = \"2s\"\ndirections = [\"send\"]\nmsg_size = \"64K\"",
+    );
     let mut c = std::process::Command::new("ip");
     c.args(["netns", "exec", tb.ns(0), "taskset", "-c", "1"])
         .arg(bin());

@@ -131,6 +131,30 @@ pub fn merge<'a>(encoded: impl IntoIterator<Item = &'a str>) -> Result<Histogram
     Ok(all)
 }
 
+/// The percentile curve of `h`, as HdrHistogram's percentile output
+/// gives it: (quantile, microseconds) points, ever denser towards the
+/// tail. The last point, the maximum, sits at quantile 1 - 1/count (where
+/// one transaction in `count` lies beyond), not at 1, so that a plot
+/// against 1/(1-q) can place it. Empty for an empty histogram.
+pub fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let last = 1.0 - 1.0 / h.len() as f64;
+    let mut v: Vec<(f64, f64)> = h
+        .iter_quantiles(5)
+        .map(|x| {
+            (
+                x.quantile_iterated_to(),
+                x.value_iterated_to() as f64 / 1000.0,
+            )
+        })
+        .filter(|&(q, _)| q < last)
+        .collect();
+    v.push((last, h.max() as f64 / 1000.0));
+    v
+}
+
 /// Record one latency, clamped to the histogram's range.
 pub fn record(h: &mut Histogram<u64>, ns: u64) {
     let _ = h.record(ns.clamp(1, MAX_NS));
@@ -153,6 +177,29 @@ mod tests {
         assert!(p.min_us <= p.p50_us && p.p50_us <= p.p90_us && p.p90_us <= p.p99_us);
         assert!(p.p99_us <= p.p999_us && p.p999_us <= p.p9999_us && p.p9999_us <= p.max_us);
         assert_eq!(percentiles(&new_histogram()), Percentiles::default());
+    }
+
+    #[test]
+    fn curve_climbs_to_the_max_at_one_in_count() {
+        let mut h = new_histogram();
+        for v in 1..=1000u64 {
+            record(&mut h, v * 1000); // 1 us .. 1 ms
+        }
+        let c = curve(&h);
+        assert!(c.len() > 20, "{c:?}");
+        assert!(
+            c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1),
+            "{c:?}"
+        );
+        assert!(c[0].0 < 0.01 && c[0].1 < 2.0, "{:?}", c[0]);
+        let (q, us) = *c.last().unwrap();
+        assert!(
+            (q - 0.999).abs() < 1e-12 && (us - 1000.0).abs() < 1.0,
+            "{q} {us}"
+        );
+        let mid = c.iter().find(|p| p.0 >= 0.5).unwrap();
+        assert!((mid.1 - 500.0).abs() < 5.0, "{mid:?}");
+        assert!(curve(&new_histogram()).is_empty());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! agents, two pairs on one port, zero durations and unparsable speeds are
 //! refused with the file, the line and the fix.
 
+use super::test_kind::{self, SizeValue, TestName};
 use super::wire::{parse_speed, Framing};
-use crate::spec::{Direction, Limit, Mode, TestSpec};
+use crate::spec::{Direction, Limit, Mode, TestKind, TestSpec};
 use crate::units::{parse_duration, parse_size};
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -33,6 +34,11 @@ pub struct Settings {
     pub link_speed: Option<Spanned<String>>,
     pub framing: Option<Framing>,
     pub mtu: Option<u32>,
+    /// `stream` (default) or `rr`, with the rr sizes and burst below.
+    pub test: Option<Spanned<TestName>>,
+    pub request_size: Option<Spanned<SizeValue>>,
+    pub response_size: Option<Spanned<SizeValue>>,
+    pub burst: Option<Spanned<u32>>,
 }
 
 /// An agent the controller talks to.
@@ -129,6 +135,8 @@ pub struct Configuration {
     pub framing: Framing,
     pub mtu: Option<u32>,
     pub pairs: Vec<Pair>,
+    /// Bulk streams, or rr transactions.
+    pub test: TestKind,
 }
 
 /// Repetition policy.
@@ -158,7 +166,7 @@ pub struct Point {
 }
 
 /// Where in the file a problem is, for error messages.
-struct Locator<'a> {
+pub(super) struct Locator<'a> {
     path: &'a str,
     text: &'a str,
 }
@@ -171,7 +179,7 @@ impl Locator<'_> {
             + 1
     }
 
-    fn err<T>(
+    pub(super) fn err<T>(
         &self,
         span: Option<std::ops::Range<usize>>,
         msg: impl std::fmt::Display,
@@ -358,6 +366,7 @@ impl Plan {
                     .unwrap_or_else(|| vec![Direction::Send, Direction::Receive]),
                 framing: s.framing.unwrap_or_default(),
                 mtu: s.mtu,
+                test: test_kind::resolve(&loc, cname, &s, &pairs, warmup)?,
                 pairs,
             };
             conf.spec(Direction::Send, 1)
@@ -437,7 +446,7 @@ impl Configuration {
             remote_iface: None,
             data_port: None,
             raw: None,
-            test: crate::spec::TestKind::Stream,
+            test: self.test,
             remote_mode: self.remote_mode,
             peer_xdp: false,
         }
@@ -458,6 +467,16 @@ fn merge(base: &Settings, over: &Settings) -> Settings {
         link_speed: over.link_speed.clone().or_else(|| base.link_speed.clone()),
         framing: over.framing.or(base.framing),
         mtu: over.mtu.or(base.mtu),
+        test: over.test.clone().or_else(|| base.test.clone()),
+        request_size: over
+            .request_size
+            .clone()
+            .or_else(|| base.request_size.clone()),
+        response_size: over
+            .response_size
+            .clone()
+            .or_else(|| base.response_size.clone()),
+        burst: over.burst.clone().or_else(|| base.burst.clone()),
     }
 }
 

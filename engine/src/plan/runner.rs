@@ -9,9 +9,9 @@ use super::stats::Summary;
 use super::wire::{best_goodput, iface_facts};
 use crate::control::auth;
 use crate::control::controller::{self, Event, Prepared, RunOptions, CLOCK_SAMPLES};
-use crate::report::diagnosis::{diagnose, HostFigures};
-use crate::report::model::{Interval, RunReport};
-use crate::report::plan::{PairResult, PlanReport, PointResult, Repetition, PLAN_SCHEMA};
+use crate::report::diagnosis::{diagnose, diagnose_latency, HostFigures};
+use crate::report::model::{Interval, RrSummary, RunReport};
+use crate::report::plan::{PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA};
 use crate::spec::Direction;
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,11 +30,15 @@ pub enum Progress<'a> {
     Interval {
         pair: &'a str,
         interval: &'a Interval,
+        /// An rr test's: its flows carry `rr` where this end is the client.
+        rr: bool,
     },
     /// A repetition ended (or failed).
     Repetition {
         label: String,
         aggregate_bps: Option<f64>,
+        /// rr points: the transactions per second of all pairs.
+        transactions_per_second: Option<f64>,
         error: Option<String>,
     },
 }
@@ -90,7 +94,7 @@ fn run_point(
     while (reps.len() as u32) < plan.repeat.max && !cancel.load(Ordering::Relaxed) {
         if reps.len() as u32 >= plan.repeat.min {
             let s = Summary::of(
-                &reps.iter().map(|r| r.aggregate_bps).collect::<Vec<_>>(),
+                &reps.iter().map(Repetition::figure).collect::<Vec<_>>(),
                 plan.repeat.confidence,
             );
             if s.within(plan.repeat.width_percent) {
@@ -102,6 +106,7 @@ fn run_point(
                 on(Progress::Repetition {
                     label: label.into(),
                     aggregate_bps: Some(r.aggregate_bps),
+                    transactions_per_second: r.rr.as_ref().map(|x| x.transactions_per_second),
                     error: None,
                 });
                 reps.push(r);
@@ -110,6 +115,7 @@ fn run_point(
                 on(Progress::Repetition {
                     label: label.into(),
                     aggregate_bps: None,
+                    transactions_per_second: None,
                     error: Some(e.to_string()),
                 });
                 error = Some(e.to_string());
@@ -127,10 +133,15 @@ fn run_point(
     };
     let link_bps = sum_of(|p| p.link_bps);
     let best_bps = sum_of(|p| p.best_bps);
+    let rr = RrPoint::of(&reps, plan.repeat.confidence);
+    // The verdict comes from the repetition closest to the mean figure.
+    let mean = rr
+        .as_ref()
+        .map_or(aggregate.mean, |r| r.transactions_per_second.mean);
     let closest = reps.iter().min_by(|a, b| {
-        (a.aggregate_bps - aggregate.mean)
+        (a.figure() - mean)
             .abs()
-            .total_cmp(&(b.aggregate_bps - aggregate.mean).abs())
+            .total_cmp(&(b.figure() - mean).abs())
     });
     PointResult {
         configuration: conf.name.clone(),
@@ -143,7 +154,7 @@ fn run_point(
             .and_then(|r| r.pairs.first())
             .map(|p| p.run.config.remote_mode.clone()),
         percent_of_link: link_bps
-            .filter(|_| !reps.is_empty())
+            .filter(|_| !reps.is_empty() && rr.is_none())
             .map(|l| 100.0 * aggregate.mean / l),
         percent_of_best: best_bps
             .filter(|_| !reps.is_empty())
@@ -155,6 +166,7 @@ fn run_point(
         best_bps,
         repetitions: reps,
         error,
+        rr,
     }
 }
 
@@ -218,6 +230,7 @@ fn run_repetition(
     for (i, p) in prepared.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
     }
+    let rr = matches!(conf.test, crate::spec::TestKind::Rr { .. });
     let worst_rtt = ready.iter().map(|p| p.clock().rtt_us).max().unwrap_or(0);
     let at = Instant::now() + Duration::from_micros(worst_rtt * 4) + START_MARGIN;
     let runs: Vec<Result<RunReport>> = std::thread::scope(|s| {
@@ -231,6 +244,7 @@ fn run_repetition(
                             on(Progress::Interval {
                                 pair: &pair.name,
                                 interval: iv,
+                                rr,
                             });
                         }
                     })
@@ -303,15 +317,19 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
         let (sys_speed, sys_mtu) = pair.iface.as_deref().map_or((None, None), iface_facts);
         let link_bps = pair.link_bps.or(sys_speed);
         let mtu = conf.mtu.or(sys_mtu).unwrap_or(1500);
-        let best_bps = link_bps.map(|l| best_goodput(l, mtu, conf.framing));
-        let g = goodput(&run, conf.warmup);
+        // An rr pair moves no bulk data: no goodput, no wire speed to reach.
+        let rr = run.end.latency.is_some();
+        let best_bps = link_bps
+            .filter(|_| !rr)
+            .map(|l| best_goodput(l, mtu, conf.framing));
+        let g = if rr { 0.0 } else { goodput(&run, conf.warmup) };
         out.push(PairResult {
             pair: pair.name.clone(),
             agent: pair.agent.clone(),
             goodput_bps: g,
             link_bps,
             best_bps,
-            percent_of_link: link_bps.map(|l| 100.0 * g / l),
+            percent_of_link: link_bps.filter(|_| !rr).map(|l| 100.0 * g / l),
             percent_of_best: best_bps.map(|b| 100.0 * g / b),
             start_offset_us: (ls - earliest, rs - earliest),
             run,
@@ -319,12 +337,17 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
     }
     let aggregate_bps = out.iter().map(|p| p.goodput_bps).sum();
     let best: Option<f64> = out.iter().map(|p| p.best_bps).sum();
-    let verdict = diagnose(&hosts, best.map(|b| 100.0 * aggregate_bps / b));
+    let rr = RrSummary::combine(out.iter().filter_map(|p| p.run.end.latency.as_ref()));
+    let verdict = match &rr {
+        Some(r) => diagnose_latency(&hosts, &r.latency),
+        None => diagnose(&hosts, best.map(|b| 100.0 * aggregate_bps / b)),
+    };
     Repetition {
         aggregate_bps,
         start_skew_us: latest - earliest,
         pairs: out,
         hosts,
         verdict,
+        rr,
     }
 }

@@ -4,6 +4,8 @@
 //! study's driver-domain case) to the least (no CPU limit: NIC or link).
 
 use super::model::{CpuReport, IrqReport};
+use super::text::fmt_us;
+use crate::metrics::latency::Percentiles;
 use serde::{Deserialize, Serialize};
 
 /// One host's figures over a run.
@@ -58,6 +60,32 @@ fn verdict(
 /// Hosts that are the same machine (namespaces) report the same CPUs;
 /// they are judged once, under the first name.
 pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict {
+    cpu_limit(hosts).unwrap_or_else(|| no_cpu_limit(percent_of_best))
+}
+
+/// Diagnose an rr run: the same CPU and interrupt rules (a saturated core
+/// or host queues transactions and shows in the tail), but no wire speed
+/// to compare with, so without a CPU limit it speaks of the latency.
+pub fn diagnose_latency(hosts: &[HostFigures], p: &Percentiles) -> Verdict {
+    cpu_limit(hosts).unwrap_or_else(|| {
+        let tail = if p.p50_us > 0.0 { p.p99_us / p.p50_us } else { 0.0 };
+        verdict(
+            "none-visible",
+            None,
+            None,
+            "low",
+            format!(
+                "no CPU or interrupt limit is visible: a transaction takes {} at the median and {} at p99 ({tail:.1}x), the round trip through both hosts' TCP stacks and the scheduling of both ends",
+                fmt_us(p.p50_us),
+                fmt_us(p.p99_us)
+            ),
+            "pin the ends to idle cores (taskset) to steady the tail; `wirespeed run --test rr --mode xdp --remote-mode xdp` (TCP-lite on both ends) takes the kernel stacks out",
+        )
+    })
+}
+
+/// Rules 1-3: a CPU or interrupt limit, if one is visible.
+fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
     // 1. One core doing interrupt work while the others idle.
     for h in hosts {
         let cores = &h.cpu.per_core;
@@ -79,7 +107,7 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
                 .fold(0.0, f64::max);
             if others_intr < intr / 2.0 {
                 let conf = if intr >= 80.0 { "high" } else { "medium" };
-                return verdict(
+                return Some(verdict(
                     "interrupt-cpu",
                     Some(&h.name),
                     Some(c.cpu),
@@ -89,7 +117,7 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
                         c.cpu, h.name
                     ),
                     "spread the NIC queues' interrupts over CPUs (/proc/irq/N/smp_affinity), or enable RPS/RFS",
-                );
+                ));
             }
         }
     }
@@ -117,14 +145,14 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
         if let Some((cpu, &n)) = per_cpu.iter().enumerate().max_by_key(|(_, &n)| n) {
             if ncpu > 1 && total > 1000 && n as f64 >= 0.95 * total as f64 {
                 let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-                return verdict(
+                return Some(verdict(
                     "irq-concentration",
                     Some(&h.name),
                     Some(cpu),
                     "medium",
                     format!("every interrupt of {} on {} landed on CPU{cpu}", names.join(", "), h.name),
                     "give each NIC queue's IRQ its own CPU (smp_affinity_list), or check that irqbalance runs",
-                );
+                ));
             }
         }
     }
@@ -151,7 +179,7 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
             } else {
                 ""
             };
-            return verdict(
+            return Some(verdict(
                 limit,
                 Some(&h.name),
                 None,
@@ -161,9 +189,14 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
                     h.name
                 ),
                 advice,
-            );
+            ));
         }
     }
+    None
+}
+
+/// Rules 4-5: no CPU limit; the share of wire speed decides.
+fn no_cpu_limit(percent_of_best: Option<f64>) -> Verdict {
     // 4. No CPU limit: the link, or something below the stack.
     match percent_of_best {
         Some(p) if p > 105.0 => verdict(
@@ -285,6 +318,35 @@ mod tests {
             (v.limit.as_str(), v.confidence.as_str()),
             ("none-visible", "low")
         );
+    }
+
+    #[test]
+    fn latency_verdict_names_cpu_limits_or_speaks_of_latency() {
+        let p = Percentiles {
+            count: 100,
+            p50_us: 20.0,
+            p99_us: 80.0,
+            ..Default::default()
+        };
+        let idle = host(
+            "controller",
+            true,
+            vec![core(0, 10.0, 0.0), core(1, 10.0, 0.0)],
+        );
+        let v = diagnose_latency(&[idle], &p);
+        assert_eq!(v.limit, "none-visible");
+        assert!(
+            v.message.contains("20.0 us at the median") && v.message.contains("(4.0x)"),
+            "{}",
+            v.message
+        );
+        assert!(
+            !v.message.contains("goodput") && !v.message.contains("link"),
+            "{}",
+            v.message
+        );
+        let pegged = host("vm1", false, vec![core(0, 5.0, 90.0), core(1, 20.0, 2.0)]);
+        assert_eq!(diagnose_latency(&[pegged], &p).limit, "interrupt-cpu");
     }
 
     #[test]

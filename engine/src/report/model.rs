@@ -418,6 +418,36 @@ pub struct RrSummary {
     pub histogram: String,
 }
 
+impl RrSummary {
+    /// Several summaries of rr flows that ran side by side (the pairs of a
+    /// plan's point) as one: counts and rates add up, histograms merge
+    /// exactly, so the percentiles are of every transaction, not averages
+    /// of percentiles. None when there are none.
+    pub fn combine<'a>(parts: impl IntoIterator<Item = &'a RrSummary>) -> Option<RrSummary> {
+        use crate::metrics::latency;
+        let parts: Vec<&RrSummary> = parts.into_iter().collect();
+        if parts.is_empty() {
+            return None;
+        }
+        // A part without a histogram (a client that recorded none) adds
+        // no transactions to the merge.
+        let h = latency::merge(
+            parts
+                .iter()
+                .map(|p| p.histogram.as_str())
+                .filter(|h| !h.is_empty()),
+        )
+        .unwrap_or_else(|_| latency::new_histogram());
+        Some(RrSummary {
+            client_transactions: parts.iter().map(|p| p.client_transactions).sum(),
+            server_transactions: parts.iter().map(|p| p.server_transactions).sum(),
+            transactions_per_second: parts.iter().map(|p| p.transactions_per_second).sum(),
+            latency: latency::percentiles(&h),
+            histogram: latency::encode(&h),
+        })
+    }
+}
+
 /// The whole `--json` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
@@ -505,24 +535,20 @@ impl End {
 
 /// Merge the rr flows' histograms (None for stream tests).
 fn rr_summary(flows: &[FlowPair]) -> Option<RrSummary> {
-    use crate::metrics::latency;
-    let clients: Vec<&RrStats> = flows.iter().filter_map(|f| f.sender.rr.as_ref()).collect();
-    if clients.is_empty() {
-        return None;
-    }
-    let h = latency::merge(clients.iter().filter_map(|c| c.histogram.as_deref()))
-        .unwrap_or_else(|_| latency::new_histogram());
-    Some(RrSummary {
-        client_transactions: clients.iter().map(|c| c.transactions).sum(),
-        server_transactions: flows
-            .iter()
-            .filter_map(|f| f.receiver.rr.as_ref())
-            .map(|r| r.transactions)
-            .sum(),
-        transactions_per_second: clients.iter().map(|c| c.transactions_per_second).sum(),
-        latency: latency::percentiles(&h),
-        histogram: latency::encode(&h),
-    })
+    let per_flow: Vec<RrSummary> = flows
+        .iter()
+        .filter_map(|f| {
+            let c = f.sender.rr.as_ref()?;
+            Some(RrSummary {
+                client_transactions: c.transactions,
+                server_transactions: f.receiver.rr.as_ref().map_or(0, |r| r.transactions),
+                transactions_per_second: c.transactions_per_second,
+                latency: c.latency.unwrap_or_default(),
+                histogram: c.histogram.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    RrSummary::combine(&per_flow)
 }
 
 #[cfg(test)]

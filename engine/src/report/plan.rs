@@ -2,9 +2,13 @@
 //! repetitions, each with every pair's full run report and every host's
 //! CPU and interrupt figures, the aggregate with its confidence interval,
 //! the share of wire speed, and the verdict. Also its table and CSV.
+//! rr points carry transactions per second and merged latency
+//! percentiles instead of goodput and shares of wire speed.
 
 use super::diagnosis::{HostFigures, Verdict};
-use super::model::RunReport;
+use super::model::{RrSummary, RunReport};
+use super::text::{fmt_us, percentile_line};
+use crate::metrics::latency::Percentiles;
 use crate::plan::stats::Summary;
 use crate::spec::Direction;
 use crate::units::fmt_bps;
@@ -19,7 +23,8 @@ pub const PLAN_SCHEMA: &str = "wirespeed.plan/1";
 pub struct PairResult {
     pub pair: String,
     pub agent: String,
-    /// Receiver-side goodput after the warm-up.
+    /// Receiver-side goodput after the warm-up; 0 for rr pairs, whose
+    /// figures are in `run.end.latency`.
     pub goodput_bps: f64,
     pub link_bps: Option<f64>,
     pub best_bps: Option<f64>,
@@ -34,12 +39,58 @@ pub struct PairResult {
 /// One repetition of a point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Repetition {
+    /// The sum of the pairs' goodput (0 for rr points).
     pub aggregate_bps: f64,
     /// Latest minus earliest start over every end of every pair.
     pub start_skew_us: u64,
     pub pairs: Vec<PairResult>,
     pub hosts: Vec<HostFigures>,
     pub verdict: Verdict,
+    /// rr points: every pair's transactions and histograms together.
+    #[serde(default)]
+    pub rr: Option<RrSummary>,
+}
+
+impl Repetition {
+    /// The figure repetitions are compared by: transactions per second
+    /// for rr, goodput otherwise.
+    pub fn figure(&self) -> f64 {
+        self.rr
+            .as_ref()
+            .map_or(self.aggregate_bps, |r| r.transactions_per_second)
+    }
+}
+
+/// An rr point over all its repetitions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RrPoint {
+    /// Transactions per second (the sum over the pairs) over the
+    /// repetitions, with its confidence interval.
+    pub transactions_per_second: Summary,
+    /// Every repetition's transactions, as the clients and the servers
+    /// counted them.
+    pub client_transactions: u64,
+    pub server_transactions: u64,
+    /// Percentiles of every transaction of every pair and repetition: the
+    /// histograms merged, not the percentiles averaged.
+    pub latency: Percentiles,
+    /// That merged HdrHistogram of nanoseconds (V2 deflate, base64).
+    pub histogram: String,
+}
+
+impl RrPoint {
+    /// The point from its repetitions (None unless they are rr).
+    pub fn of(reps: &[Repetition], confidence: u32) -> Option<RrPoint> {
+        let all = RrSummary::combine(reps.iter().filter_map(|r| r.rr.as_ref()))?;
+        let tps: Vec<f64> = reps.iter().map(Repetition::figure).collect();
+        Some(RrPoint {
+            transactions_per_second: Summary::of(&tps, confidence),
+            client_transactions: all.client_transactions,
+            server_transactions: all.server_transactions,
+            latency: all.latency,
+            histogram: all.histogram,
+        })
+    }
 }
 
 /// One sweep point.
@@ -64,6 +115,9 @@ pub struct PointResult {
     pub verdict: Option<Verdict>,
     /// Why the point failed; its repetitions so far are kept.
     pub error: Option<String>,
+    /// rr points: transactions per second and latency; None for streams.
+    #[serde(default)]
+    pub rr: Option<RrPoint>,
 }
 
 /// The whole `wirespeed plan --json` document.
@@ -82,7 +136,23 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |p| format!("{p:.1}%"))
 }
 
-/// The terminal table: a line per point, a line per pair under it.
+/// A summary's interval as ±percent of its mean, or its sample count.
+fn ci(a: &Summary) -> String {
+    match (a.width_percent(), a.samples) {
+        (Some(w), _) => format!("±{:.1}%", w / 2.0),
+        (None, n) => format!("n={n}"),
+    }
+}
+
+/// Transactions per second, whole: rates of thousands are the norm.
+fn fmt_tps(t: f64) -> String {
+    format!("{t:.0} tr/s")
+}
+
+/// The terminal table: a line per point, a line per pair under it. An rr
+/// point shows transactions per second where a stream point shows
+/// goodput, no share of wire speed (a latency test has none), and its
+/// merged percentiles on a line of their own.
 pub fn table(r: &PlanReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -91,9 +161,12 @@ pub fn table(r: &PlanReport) -> String {
         "config", "dir", "pairs", "aggregate", "ci", "% link", "% best", "skew"
     );
     for p in &r.points {
-        let ci = match (p.aggregate.width_percent(), p.aggregate.samples) {
-            (Some(w), _) => format!("±{:.1}%", w / 2.0),
-            (None, n) => format!("n={n}"),
+        let (aggregate, interval) = match &p.rr {
+            Some(rr) => (
+                fmt_tps(rr.transactions_per_second.mean),
+                ci(&rr.transactions_per_second),
+            ),
+            None => (fmt_bps(p.aggregate.mean), ci(&p.aggregate)),
         };
         let _ = writeln!(
             s,
@@ -101,8 +174,8 @@ pub fn table(r: &PlanReport) -> String {
             p.configuration,
             p.direction.as_str(),
             p.pairs,
-            fmt_bps(p.aggregate.mean),
-            ci,
+            aggregate,
+            interval,
             pct(p.percent_of_link),
             pct(p.percent_of_best),
             p.max_start_skew_us,
@@ -113,17 +186,33 @@ pub fn table(r: &PlanReport) -> String {
         if let Some(e) = &p.error {
             let _ = writeln!(s, "    error: {e}");
         }
+        if let Some(rr) = &p.rr {
+            let _ = writeln!(s, "    latency    {}", percentile_line(&rr.latency));
+        }
         if let Some(rep) = p.repetitions.last() {
             for pr in &rep.pairs {
-                let _ = writeln!(
-                    s,
-                    "    {:<10} {:<10} {:>14} {:>8} of best  {}",
-                    pr.pair,
-                    pr.agent,
-                    fmt_bps(pr.goodput_bps),
-                    pct(pr.percent_of_best),
-                    paths(&pr.run)
-                );
+                let _ = match &pr.run.end.latency {
+                    Some(l) => writeln!(
+                        s,
+                        "    {:<10} {:<10} {:>14}   p50 {} p99 {} max {}  {}",
+                        pr.pair,
+                        pr.agent,
+                        fmt_tps(l.transactions_per_second),
+                        fmt_us(l.latency.p50_us),
+                        fmt_us(l.latency.p99_us),
+                        fmt_us(l.latency.max_us),
+                        paths(&pr.run)
+                    ),
+                    None => writeln!(
+                        s,
+                        "    {:<10} {:<10} {:>14} {:>8} of best  {}",
+                        pr.pair,
+                        pr.agent,
+                        fmt_bps(pr.goodput_bps),
+                        pct(pr.percent_of_best),
+                        paths(&pr.run)
+                    ),
+                };
             }
         }
     }
@@ -161,15 +250,25 @@ pub fn verdicts(r: &PlanReport) -> String {
 /// CSV columns.
 pub const CSV_HEADER: &str = "configuration,direction,pairs,repetition,pair,agent,goodput_bps,aggregate_bps,link_bps,best_bps,percent_of_best,start_skew_us,verdict";
 
-/// One row per pair per repetition.
+/// Columns added when the results hold rr points: the pair's
+/// transactions and percentiles, and its repetition's transactions per
+/// second; empty on stream rows.
+pub const CSV_RR_HEADER: &str = ",transactions_per_second,aggregate_transactions_per_second,client_transactions,server_transactions,p50_us,p90_us,p99_us,p999_us,p9999_us,max_us";
+
+/// One row per pair per repetition; the rr columns only when there are
+/// rr points, so stream results keep their columns.
 pub fn csv(r: &PlanReport) -> String {
+    let with_rr = r.points.iter().any(|p| p.rr.is_some());
     let mut s = String::from(CSV_HEADER);
+    if with_rr {
+        s.push_str(CSV_RR_HEADER);
+    }
     s.push('\n');
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x:.0}"));
     for p in &r.points {
         for (i, rep) in p.repetitions.iter().enumerate() {
             for pr in &rep.pairs {
-                let _ = writeln!(
+                let _ = write!(
                     s,
                     "{},{},{},{},{},{},{:.0},{:.0},{},{},{},{},{}",
                     p.configuration,
@@ -187,8 +286,262 @@ pub fn csv(r: &PlanReport) -> String {
                     rep.start_skew_us,
                     rep.verdict.limit
                 );
+                if with_rr {
+                    s.push_str(&csv_rr(rep, pr.run.end.latency.as_ref()));
+                }
+                s.push('\n');
             }
         }
     }
     s
+}
+
+/// The rr columns of one pair's row (empty fields for a stream pair).
+fn csv_rr(rep: &Repetition, pair: Option<&RrSummary>) -> String {
+    let (Some(l), Some(all)) = (pair, &rep.rr) else {
+        return ",".repeat(CSV_RR_HEADER.matches(',').count());
+    };
+    let p = &l.latency;
+    format!(
+        ",{:.1},{:.1},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3}",
+        l.transactions_per_second,
+        all.transactions_per_second,
+        l.client_transactions,
+        l.server_transactions,
+        p.p50_us,
+        p.p90_us,
+        p.p99_us,
+        p.p999_us,
+        p.p9999_us,
+        p.max_us
+    )
+}
+
+/// Plan results made up in memory, for the tests of the table, the CSV and
+/// the figures.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+    use crate::metrics::latency;
+    use crate::report::model::{
+        End, FlowResult, Role, RrStats, SideReport, SockBufs, Throughput, Timing,
+    };
+    use crate::spec::{Limit, TestKind, TestSpec};
+
+    fn flow(role: Role, rr: RrStats) -> FlowResult {
+        FlowResult {
+            stream: 0,
+            direction: Direction::Send,
+            role,
+            throughput: Throughput::new(100, 1.0),
+            sockbuf: SockBufs::default(),
+            tcp: None,
+            error: None,
+            raw: None,
+            rr: Some(rr),
+        }
+    }
+
+    /// One pair's rr run whose client saw these latencies (microseconds)
+    /// in one second.
+    pub fn rr_run(us: &[u64]) -> RunReport {
+        let mut h = latency::new_histogram();
+        for &u in us {
+            latency::record(&mut h, u * 1000);
+        }
+        let n = us.len() as u64;
+        let client = RrStats {
+            transactions: n,
+            transactions_per_second: n as f64,
+            latency: Some(latency::percentiles(&h)),
+            histogram: Some(latency::encode(&h)),
+        };
+        let server = RrStats {
+            transactions: n,
+            ..Default::default()
+        };
+        let side = |f| SideReport {
+            flows: vec![f],
+            ..Default::default()
+        };
+        let end = End::merge(
+            "socket",
+            side(flow(Role::Sender, client)),
+            side(flow(Role::Receiver, server)),
+            Timing::default(),
+        );
+        RunReport {
+            schema: crate::report::model::SCHEMA.into(),
+            config: crate::report::model::RunConfig {
+                to: "198.18.1.2:5290".into(),
+                agent_data_port: 7001,
+                mode: "socket".into(),
+                mode_reason: "test".into(),
+                remote_mode: "socket".into(),
+                remote_mode_reason: "test".into(),
+                test: TestSpec {
+                    direction: Direction::Send,
+                    limit: Limit::Duration { seconds: 1.0 },
+                    msg_size: 8192,
+                    sockbuf: None,
+                    streams: 1,
+                    remote_iface: None,
+                    data_port: None,
+                    raw: None,
+                    test: TestKind::Rr {
+                        request: 1,
+                        response: 1,
+                        burst: 1,
+                    },
+                    remote_mode: crate::spec::Mode::Socket,
+                    peer_xdp: false,
+                },
+                local: None,
+                iface: None,
+                started_unix: 0.0,
+            },
+            intervals: Vec::new(),
+            end,
+        }
+    }
+
+    /// A repetition of rr pairs, each with its latencies, as the runner
+    /// assembles it.
+    pub fn rr_repetition(pairs: &[&[u64]]) -> Repetition {
+        let pairs: Vec<PairResult> = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, us)| PairResult {
+                pair: format!("pair{}", i + 1),
+                agent: format!("a{i}"),
+                goodput_bps: 0.0,
+                link_bps: Some(1e9),
+                best_bps: None,
+                percent_of_link: None,
+                percent_of_best: None,
+                start_offset_us: (0, 0),
+                run: rr_run(us),
+            })
+            .collect();
+        let rr = RrSummary::combine(pairs.iter().filter_map(|p| p.run.end.latency.as_ref()));
+        Repetition {
+            aggregate_bps: 0.0,
+            start_skew_us: 12,
+            verdict: crate::report::diagnosis::diagnose_latency(&[], &rr.as_ref().unwrap().latency),
+            pairs,
+            hosts: Vec::new(),
+            rr,
+        }
+    }
+
+    /// An rr point of these repetitions, as the runner completes it.
+    pub fn rr_point(configuration: &str, reps: Vec<Repetition>) -> PointResult {
+        let rr = RrPoint::of(&reps, 99);
+        PointResult {
+            configuration: configuration.into(),
+            direction: Direction::Send,
+            pairs: reps[0].pairs.len(),
+            mode: Some("socket".into()),
+            remote_mode: Some("socket".into()),
+            aggregate: Summary::of(&vec![0.0; reps.len()], 99),
+            link_bps: Some(1e9),
+            best_bps: None,
+            percent_of_link: None,
+            percent_of_best: None,
+            max_start_skew_us: 12,
+            verdict: Some(reps[0].verdict.clone()),
+            repetitions: reps,
+            error: None,
+            rr,
+        }
+    }
+
+    pub fn report(points: Vec<PointResult>) -> PlanReport {
+        PlanReport {
+            schema: PLAN_SCHEMA.into(),
+            plan: "latency".into(),
+            started_unix: 0.0,
+            interrupted: false,
+            points,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::*;
+    use super::*;
+
+    #[test]
+    fn rr_point_merges_histograms_not_percentiles() {
+        // pair 1: 99 fast transactions; pair 2: one slow one. Averaging
+        // the pairs' p99s would give ~5 ms; the merged p99 is fast.
+        let fast: Vec<u64> = vec![10; 99];
+        let rep = rr_repetition(&[&fast, &[10_000]]);
+        let all = rep.rr.as_ref().unwrap();
+        assert_eq!(
+            (all.client_transactions, all.server_transactions),
+            (100, 100)
+        );
+        assert_eq!(all.transactions_per_second, 100.0, "pairs add up");
+        assert!(all.latency.p99_us < 11.0, "{:?}", all.latency);
+        assert!((all.latency.max_us - 10_000.0).abs() < 10.0);
+        assert_eq!(rep.figure(), 100.0);
+        let p = rr_point(
+            "lat",
+            vec![rep.clone(), rr_repetition(&[&fast[..49], &[20]])],
+        );
+        let rr = p.rr.as_ref().unwrap();
+        assert_eq!(rr.client_transactions, 150);
+        assert_eq!(rr.latency.count, 150, "every repetition's transactions");
+        assert_eq!(rr.transactions_per_second.samples, 2);
+        assert_eq!(
+            rr.transactions_per_second.mean, 75.0,
+            "a mean over repetitions"
+        );
+        let l = &rr.latency;
+        assert!(l.p50_us <= l.p90_us && l.p90_us <= l.p99_us && l.p99_us <= l.max_us);
+    }
+
+    #[test]
+    fn rr_table_shows_transactions_and_latency_not_wire_speed() {
+        let fast: Vec<u64> = vec![30; 50];
+        let r = report(vec![rr_point("lat", vec![rr_repetition(&[&fast, &fast])])]);
+        let t = table(&r);
+        let row = t.lines().nth(1).unwrap();
+        assert!(row.starts_with("lat") && row.contains("100 tr/s"), "{t}");
+        assert!(
+            row.contains(" - ") && !row.contains('%'),
+            "no share of wire speed: {t}"
+        );
+        assert!(row.contains("none-visible (low)"), "{t}");
+        assert!(
+            t.contains("latency    p50 30.0 us p90 30.0 us p99 30.0 us p99.9"),
+            "{t}"
+        );
+        assert!(
+            t.contains("pair2") && t.contains("50 tr/s   p50 30.0 us"),
+            "{t}"
+        );
+        let v = verdicts(&r);
+        assert!(v.contains("median") && v.contains("30.0 us"), "{v}");
+        // a stream-only report keeps its columns; rr rows add theirs
+        let c = csv(&r);
+        let mut lines = c.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            format!("{CSV_HEADER}{CSV_RR_HEADER}")
+        );
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let cols = (CSV_HEADER.to_string() + CSV_RR_HEADER).split(',').count();
+        assert_eq!(row.len(), cols, "{c}");
+        assert_eq!(&row[13..17], &["50.0", "100.0", "50", "50"], "{c}");
+        let p50: f64 = row[17].parse().unwrap();
+        assert!((p50 - 30.0).abs() < 0.05, "HdrHistogram's 3 digits: {p50}");
+        assert_eq!(csv(&report(Vec::new())), format!("{CSV_HEADER}\n"));
+        // the saved document reads back (wirespeed report)
+        let back: PlanReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(table(&back), t);
+    }
 }

@@ -1,8 +1,9 @@
 //! SVG figures of a plan's results (plotters): aggregate goodput against
 //! the number of pairs, one series per configuration, with the best TCP
 //! goodput the links allow (the study's Figures 1 and 2, send and receive
-//! apart); and per point, each host's per-core CPU split into user,
-//! system, irq and softirq.
+//! apart); per point, each host's per-core CPU split into user, system,
+//! irq and softirq; and for rr points HdrHistogram's percentile plot per
+//! configuration and direction.
 
 use super::plan::{PlanReport, PointResult};
 use crate::spec::Direction;
@@ -34,12 +35,17 @@ pub fn write_all(r: &PlanReport, dir: &Path) -> Result<Vec<PathBuf>> {
     for d in [Direction::Send, Direction::Receive, Direction::Both] {
         if r.points
             .iter()
-            .any(|p| p.direction == d && !p.repetitions.is_empty())
+            .any(|p| p.direction == d && goodput_point(p))
         {
             let f = dir.join(format!("throughput-{d}.svg"));
             throughput(r, d, &f)?;
             files.push(f);
         }
+    }
+    for (configuration, direction) in latency_figures(r) {
+        let f = dir.join(format!("latency-{configuration}-{direction}.svg"));
+        latency(r, configuration, direction, &f)?;
+        files.push(f);
     }
     for p in r.points.iter().filter(|p| !p.repetitions.is_empty()) {
         let f = dir.join(format!(
@@ -52,12 +58,130 @@ pub fn write_all(r: &PlanReport, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A measured stream point: rr points have no goodput to draw.
+fn goodput_point(p: &PointResult) -> bool {
+    !p.repetitions.is_empty() && p.rr.is_none()
+}
+
+/// The (configuration, direction) of every latency figure, in plan order.
+pub fn latency_figures(r: &PlanReport) -> Vec<(&str, Direction)> {
+    let mut v: Vec<(&str, Direction)> = Vec::new();
+    for p in r.points.iter().filter(|p| p.rr.is_some()) {
+        let k = (p.configuration.as_str(), p.direction);
+        if !v.contains(&k) {
+            v.push(k);
+        }
+    }
+    v
+}
+
+/// The percentile axis runs to 1/(1-q) = 10^k for at least k = 5
+/// (99.999%), further when a point has more transactions than that.
+fn percentile_axis_end(counts: impl IntoIterator<Item = u64>) -> f64 {
+    let most = counts.into_iter().max().unwrap_or(0).max(1) as f64;
+    10f64.powf(most.log10().ceil().clamp(5.0, 9.0))
+}
+
+/// The label of a percentile axis tick at x = 1/(1-q): "0%" at 1, "90%"
+/// at 10, "99.9%" at 1000; no label between the powers of ten.
+pub fn percentile_label(x: f64) -> String {
+    let k = x.log10();
+    if x < 1.0 || (k - k.round()).abs() > 1e-6 {
+        return String::new();
+    }
+    let k = k.round() as usize;
+    if k == 0 {
+        return "0%".into();
+    }
+    format!(
+        "{:.*}%",
+        k.saturating_sub(2),
+        100.0 * (1.0 - 10f64.powi(-(k as i32)))
+    )
+}
+
+/// (x, y) points of a line.
+type Curve = Vec<(f64, f64)>;
+
+/// HdrHistogram's percentile plot of one configuration and direction:
+/// latency against percentile on a log scale of 1/(1-q), a line per pair
+/// count, each from the point's histogram merged over pairs and
+/// repetitions.
+pub fn latency(
+    r: &PlanReport,
+    configuration: &str,
+    direction: Direction,
+    path: &Path,
+) -> Result<()> {
+    use crate::metrics::latency as lat;
+    // (pairs, curve at x = 1/(1-q), transactions)
+    let mut series: Vec<(usize, Curve, u64)> = Vec::new();
+    for p in &r.points {
+        let Some(rr) = p.rr.as_ref() else { continue };
+        if p.configuration != configuration || p.direction != direction {
+            continue;
+        }
+        let h = lat::decode(&rr.histogram)?;
+        let pts = lat::curve(&h)
+            .into_iter()
+            .map(|(q, us)| (1.0 / (1.0 - q), us))
+            .collect();
+        series.push((p.pairs, pts, h.len()));
+    }
+    let x_end = percentile_axis_end(series.iter().map(|s| s.2));
+    let top = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        * 1.1;
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "{}: latency by percentile, {configuration} {direction}",
+                r.plan
+            ),
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1f64..x_end).log_scale(), 0f64..top.max(1.0))
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (us)")
+        .x_label_formatter(&|x| percentile_label(*x))
+        .draw()
+        .map_err(draw_err)?;
+    for (i, (pairs, pts, _)) in series.into_iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+            .map_err(draw_err)?
+            .label(format!("{pairs} pair(s)"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_err)?;
+    root.present().map_err(draw_err)
+}
+
 /// Aggregate goodput (Mb/s) against pairs, a series per configuration.
 pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<()> {
     let pts: Vec<&PointResult> = r
         .points
         .iter()
-        .filter(|p| p.direction == direction && !p.repetitions.is_empty())
+        .filter(|p| p.direction == direction && goodput_point(p))
         .collect();
     let max_pairs = pts.iter().map(|p| p.pairs).max().unwrap_or(1);
     let top = pts
@@ -247,4 +371,65 @@ pub fn cpu(p: &PointResult, path: &Path) -> Result<()> {
         .draw()
         .map_err(draw_err)?;
     root.present().map_err(draw_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::plan::fixture::*;
+
+    #[test]
+    fn percentile_labels_at_the_powers_of_ten() {
+        let at = |x: f64| percentile_label(x);
+        assert_eq!(at(1.0), "0%");
+        assert_eq!(at(10.0), "90%");
+        assert_eq!(at(100.0), "99%");
+        assert_eq!(at(1000.0), "99.9%");
+        assert_eq!(at(1e4), "99.99%");
+        assert_eq!(at(1e5), "99.999%");
+        assert_eq!(at(20.0), "");
+        assert_eq!(at(0.5), "");
+        assert_eq!(percentile_axis_end([10]), 1e5);
+        assert_eq!(percentile_axis_end([300_000, 5]), 1e6);
+    }
+
+    #[test]
+    fn rr_points_draw_a_percentile_figure_and_no_goodput_one() {
+        let dir = std::env::temp_dir().join(format!("ws-plot-rr-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let slow: Vec<u64> = (1..=2000).collect();
+        let fast: Vec<u64> = (1..=2000).map(|x| x / 2 + 1).collect();
+        let r = report(vec![
+            rr_point("lat", vec![rr_repetition(&[&slow])]),
+            rr_point("lat", vec![rr_repetition(&[&slow, &fast])]),
+        ]);
+        let files = write_all(&r, &dir).unwrap();
+        let names: Vec<String> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.contains(&"latency-lat-send.svg".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("throughput-")),
+            "rr points have no goodput: {names:?}"
+        );
+        let svg = std::fs::read_to_string(dir.join("latency-lat-send.svg")).unwrap();
+        for t in [
+            "percentile",
+            "latency (us)",
+            "1 pair(s)",
+            "2 pair(s)",
+            "90%",
+            "99.9%",
+            "99.999%",
+        ] {
+            assert!(svg.contains(t), "no {t:?} in the figure");
+        }
+        let lines = svg.matches("<polyline").count();
+        assert!(lines >= 2 + 2, "two series and their legend marks: {lines}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,7 +1,7 @@
 //! Human-readable output: iperf3-style interval lines and a netperf-style
 //! summary with both sides' view.
 
-use super::model::{CpuReport, Interval, RunReport};
+use super::model::{CpuReport, Interval, IntervalRr, RunReport};
 use crate::units::{fmt_bps, fmt_bytes};
 use std::fmt::Write;
 
@@ -69,6 +69,32 @@ pub fn rr_interval_lines(iv: &Interval) -> String {
         );
     }
     s
+}
+
+/// One rr interval of several client flows in a few words: their
+/// transactions per second together and the worst p99 among them; None
+/// when this end is no client (the agent is, and reports at the end).
+pub fn rr_interval_sum(iv: &Interval) -> Option<String> {
+    let rr: Vec<&IntervalRr> = iv.flows.iter().filter_map(|f| f.rr.as_ref()).collect();
+    if rr.is_empty() {
+        return None;
+    }
+    let tps: f64 = rr.iter().map(|r| r.transactions_per_second).sum();
+    let p99 = rr.iter().map(|r| r.p99_us).fold(0.0, f64::max);
+    Some(format!("{tps:.0} tr/s, p99 {}", fmt_us(p99)))
+}
+
+/// p50 to max of a latency summary, as the summaries print them.
+pub fn percentile_line(p: &crate::metrics::latency::Percentiles) -> String {
+    format!(
+        "p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
+        fmt_us(p.p50_us),
+        fmt_us(p.p90_us),
+        fmt_us(p.p99_us),
+        fmt_us(p.p999_us),
+        fmt_us(p.p9999_us),
+        fmt_us(p.max_us)
+    )
 }
 
 /// Microseconds, with a unit that keeps three figures readable.
@@ -171,15 +197,10 @@ pub fn summary(r: &RunReport) -> String {
         );
         let _ = writeln!(
             s,
-            "latency: min {} mean {} p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}",
+            "latency: min {} mean {} {}",
             fmt_us(p.min_us),
             fmt_us(p.mean_us),
-            fmt_us(p.p50_us),
-            fmt_us(p.p90_us),
-            fmt_us(p.p99_us),
-            fmt_us(p.p999_us),
-            fmt_us(p.p9999_us),
-            fmt_us(p.max_us)
+            percentile_line(p)
         );
     }
     for d in e.directions.iter().filter(|_| e.latency.is_none()) {
