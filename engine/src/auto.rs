@@ -90,16 +90,14 @@ pub fn pre_check<'a>(f: &Facts<'a>) -> Result<&'a str, String> {
 
 /// The reason once the real attempt on `iface` is over: `Ok(mode)` is the
 /// xdp variant that opened (`xdp-copy`, `xdp-zerocopy`), `Err` the refusal.
-pub fn after_probe(iface: &str, driver: Option<&str>, got: Result<&str, String>) -> (bool, String) {
+pub fn after_probe(iface: &str, driver: Option<&str>, got: Result<&str, String>) -> String {
     let drv = driver.unwrap_or("unknown driver");
     match got {
-        Ok(mode) => (
-            true,
-            format!("auto: {iface} ({drv}) runs XDP natively and AF_XDP opened ({mode}): TCP-lite over AF_XDP"),
+        Ok(mode) => format!(
+            "auto: {iface} ({drv}) runs XDP natively and AF_XDP opened ({mode}): TCP-lite over AF_XDP"
         ),
-        Err(e) => (
-            false,
-            format!("auto: {iface} ({drv}) has no native XDP path for TCP-lite ({e}); kernel sockets"),
+        Err(e) => format!(
+            "auto: {iface} ({drv}) has no native XDP path for TCP-lite ({e}); kernel sockets"
         ),
     }
 }
@@ -207,13 +205,13 @@ mod tests {
 
     #[test]
     fn probe_outcome_names_the_path() {
-        let (xdp, why) = after_probe("eth0", Some("virtio_net"), Ok("xdp-copy"));
+        let why = after_probe("eth0", Some("virtio_net"), Ok("xdp-copy"));
         assert!(
-            xdp && why.contains("xdp-copy") && why.contains("virtio_net"),
+            why.contains("xdp-copy") && why.contains("virtio_net"),
             "{why}"
         );
-        let (xdp, why) = after_probe("eth0", Some("e1000"), Err("no native mode".into()));
-        assert!(!xdp && why.contains("no native mode") && why.ends_with("kernel sockets"));
+        let why = after_probe("eth0", Some("e1000"), Err("no native mode".into()));
+        assert!(why.contains("no native mode") && why.ends_with("kernel sockets"));
     }
 
     #[test]

@@ -188,7 +188,7 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
     let mode = nic.clone().unwrap_or("socket");
     (
         mode.into(),
-        crate::auto::after_probe(&r.name, facts.driver, nic).1,
+        crate::auto::after_probe(&r.name, facts.driver, nic),
     )
 }
 

@@ -173,12 +173,12 @@ impl StreamEnd {
         };
         match StreamEnd::open(iface, ip4, ports, None, true) {
             Ok(end) => {
-                let (_, why) = crate::auto::after_probe(iface, facts.driver, Ok(end.mode));
+                let why = crate::auto::after_probe(iface, facts.driver, Ok(end.mode));
                 (Some(end), why)
             }
             Err(e) => (
                 None,
-                crate::auto::after_probe(iface, facts.driver, Err(e.to_string())).1,
+                crate::auto::after_probe(iface, facts.driver, Err(e.to_string())),
             ),
         }
     }
