@@ -38,6 +38,9 @@ pub struct Facts<'a> {
     pub flows: usize,
     /// The most TCP-lite runs per end.
     pub max_flows: usize,
+    /// The peer is this host itself (loopback or a local address): no NIC
+    /// lies between, whatever interface is named.
+    pub peer_local: bool,
     /// The interface the flows leave by (named, or the route's).
     pub iface: Option<&'a str>,
     /// Its driver, from the ethtool ioctl.
@@ -68,11 +71,17 @@ pub fn pre_check<'a>(f: &Facts<'a>) -> Result<&'a str, String> {
             f.flows, f.max_flows
         ));
     }
+    if f.peer_local {
+        return socket(
+            "the peer is this host itself (loopback or a local address): no NIC lies between"
+                .into(),
+        );
+    }
     let Some(iface) = f.iface else {
         return socket("no interface found for the flows (name one with --iface)".into());
     };
     if !f.privileged {
-        return socket("AF_XDP needs CAP_NET_ADMIN and CAP_BPF (run as root)".into());
+        return socket("AF_XDP needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (run as root)".into());
     }
     if let Some(d) = f.driver.filter(|d| PARTIAL_CHECKSUM_DRIVERS.contains(d)) {
         match f.peer {
@@ -97,13 +106,14 @@ pub fn after_probe(iface: &str, driver: Option<&str>, got: Result<&str, String>)
             "auto: {iface} ({drv}) runs XDP natively and AF_XDP opened ({mode}): TCP-lite over AF_XDP"
         ),
         Err(e) => format!(
-            "auto: {iface} ({drv}) has no native XDP path for TCP-lite ({e}); kernel sockets"
+            "auto: TCP-lite could not open natively on {iface} ({drv}): {e}; kernel sockets"
         ),
     }
 }
 
 /// Effective capabilities (`CapEff:` of /proc/self/status) hold
-/// CAP_NET_ADMIN (12) and CAP_BPF (39) or CAP_SYS_ADMIN (21).
+/// CAP_NET_ADMIN (12), CAP_NET_RAW (13, for the AF_XDP socket) and
+/// CAP_BPF (39) or CAP_SYS_ADMIN (21).
 pub fn caps_allow_xdp(status: &str) -> bool {
     let eff = status
         .lines()
@@ -111,7 +121,7 @@ pub fn caps_allow_xdp(status: &str) -> bool {
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or(0);
     let has = |bit: u32| eff & (1 << bit) != 0;
-    has(12) && (has(39) || has(21))
+    has(12) && has(13) && (has(39) || has(21))
 }
 
 #[cfg(test)]
@@ -124,6 +134,7 @@ mod tests {
             ipv4: true,
             flows: 1,
             max_flows: 8,
+            peer_local: false,
             iface: Some("eth0"),
             driver: Some("virtio_net"),
             privileged: true,
@@ -138,7 +149,7 @@ mod tests {
 
     #[test]
     fn each_missing_fact_says_why_sockets() {
-        let cases: [(Facts, &str); 5] = [
+        let cases: [(Facts, &str); 6] = [
             (
                 Facts {
                     linux: false,
@@ -166,6 +177,13 @@ mod tests {
                     ..facts()
                 },
                 "--iface",
+            ),
+            (
+                Facts {
+                    peer_local: true,
+                    ..facts()
+                },
+                "this host itself",
             ),
             (
                 Facts {
@@ -217,8 +235,10 @@ mod tests {
     #[test]
     fn capabilities() {
         assert!(caps_allow_xdp("Name:\tx\nCapEff:\t000001ffffffffff\n"));
-        // CAP_NET_ADMIN and CAP_SYS_ADMIN, no CAP_BPF (older kernels).
-        assert!(caps_allow_xdp("CapEff:\t0000000000201000\n"));
+        // CAP_NET_ADMIN, CAP_NET_RAW and CAP_SYS_ADMIN, no CAP_BPF (older kernels).
+        assert!(caps_allow_xdp("CapEff:\t0000000000203000\n"));
+        // without CAP_NET_RAW, or with CAP_NET_ADMIN alone
+        assert!(!caps_allow_xdp("CapEff:\t0000000000201000\n"));
         assert!(!caps_allow_xdp("CapEff:\t0000000000001000\n"));
         assert!(!caps_allow_xdp("CapEff:\t0000000000000000\n"));
         assert!(!caps_allow_xdp("garbage"));

@@ -130,7 +130,7 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
     std::fs::write(&plan, plan_text(&tb, opts.quick))
         .map_err(|e| Error::io(format!("writing {}", plan.display()), e))?;
     println!(
-        "plan: {} (socket mode; this build has no AF_XDP path yet, so no xdp series)",
+        "plan: {} (kernel sockets: on veth, auto keeps them against a kernel TCP peer, so no xdp series)",
         plan.display()
     );
     let mut c = tb.cmd(0, &opts.exe);

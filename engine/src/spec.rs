@@ -208,6 +208,12 @@ pub const MAX_QUEUES: usize = 256;
 /// allows at an MTU of at most 3498.
 pub const MAX_RAW_FRAME: u16 = 3512;
 
+/// TCP-lite's send and receive buffers per connection when `sockbuf` is
+/// unset, and the most `sockbuf` gives them (the kernel caps SO_*BUF at
+/// rmem_max/wmem_max alike): each is allocated whole.
+pub const TCPLITE_DEFAULT_BUFFER: usize = 4 << 20;
+pub const TCPLITE_MAX_BUFFER: usize = 64 << 20;
+
 /// Hard bounds that hold whatever an agent's own caps say.
 pub const MAX_MSG_SIZE: u32 = 16 << 20;
 pub const MAX_SOCKBUF: u32 = 1 << 30;
@@ -317,6 +323,14 @@ impl TestSpec {
             }
         }
         Ok(())
+    }
+
+    /// The size of each of a TCP-lite connection's two buffers: `sockbuf`
+    /// as a kernel socket takes it, within [`TCPLITE_MAX_BUFFER`].
+    pub fn tcplite_buffer(&self) -> usize {
+        self.sockbuf.map_or(TCPLITE_DEFAULT_BUFFER, |b| {
+            (b as usize).min(TCPLITE_MAX_BUFFER)
+        })
     }
 
     /// Every one-way flow of the test, in a fixed order both sides share.

@@ -19,6 +19,14 @@ use wirespeed_tests::{bin, require_root, workspace};
 
 const GUESTS: usize = 2;
 
+/// One launch at a time: both tests boot guests and build the image, which
+/// a plain `cargo test` would otherwise run at once.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial_section() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The launcher as a child; on drop (a panic included) it is asked to stop
 /// (SIGTERM: its trap stops its guests and removes its namespace), and
 /// anything it listed that is still there is removed by pid and by name.
@@ -223,6 +231,7 @@ fn scratch(tag: &str) -> PathBuf {
 #[test]
 fn two_guests_sweep_send_and_receive_then_nothing_left() {
     require_root();
+    let _one = serial_section();
     let dir = scratch("");
     let root = workspace();
     let agent = bin();
@@ -377,6 +386,7 @@ fn two_guests_sweep_send_and_receive_then_nothing_left() {
 #[test]
 fn a_guest_that_never_answers_is_named_and_torn_down() {
     require_root();
+    let _one = serial_section();
     let dir = scratch("-late");
     let image = image();
     let netns = format!("wsvm-l{}", std::process::id());

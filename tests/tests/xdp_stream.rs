@@ -271,6 +271,18 @@ fn auto_picks_each_end_and_says_why() {
         );
     }
 
+    // A controller on the agent's own host: no NIC between, sockets.
+    let mut c = tb.cmd(1, &bin());
+    c.args(["run", "--to", &a.addr, "--remote-mode", "auto"])
+        .args(bytes);
+    let j = run(c, Duration::from_secs(60)).ok().json();
+    exact(&j, "auto to this host's own agent");
+    let (m, why, rm, rwhy) = modes(&j);
+    assert_eq!((m.as_str(), rm.as_str()), ("socket", "socket"));
+    for w in [why, rwhy] {
+        assert!(w.contains("the peer is this host itself"), "{w}");
+    }
+
     // An agent limited by --allow-iface never attaches to another
     // interface: it stays on sockets (checksummed in full, for our TCP-lite).
     kernel_checksums(&tb, 1);

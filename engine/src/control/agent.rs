@@ -268,10 +268,15 @@ impl Session {
             }
         }
         let nflows = spec.flows().len();
-        let buffers = u64::from(spec.msg_size) * nflows as u64;
+        // Message buffers, and TCP-lite's two per connection if it may run.
+        let tcplite = match spec.remote_mode {
+            Mode::Socket => 0,
+            _ => 2 * spec.tcplite_buffer() as u64,
+        };
+        let buffers = (u64::from(spec.msg_size) + tcplite) * nflows as u64;
         if buffers > MAX_TEST_BUFFERS {
             return Err(Error::Refused(format!(
-                "{} flows of {} B messages need {} MiB of buffers, over this agent's {} MiB: use fewer streams or smaller messages",
+                "{} flows of {} B messages need {} MiB of buffers, over this agent's {} MiB: use fewer streams, smaller messages or a smaller --sockbuf",
                 nflows,
                 spec.msg_size,
                 buffers >> 20,
@@ -485,7 +490,7 @@ impl Session {
             },
             bytes: None,
             verify: false,
-            config: stream::RunPlan::lan_config(end.mss(), None, spec.sockbuf),
+            config: stream::RunPlan::lan_config(end.mss(), None, spec.tcplite_buffer()),
             idle: self.cfg.idle_timeout,
             hard: match spec.limit {
                 Limit::Duration { seconds } => {
@@ -585,24 +590,22 @@ impl Session {
         } else {
             Peer::Kernel
         };
-        // The route's interface when none is named; it must be allowed too.
-        let iface = spec.remote_iface.clone().or_else(|| match self.peer.ip() {
-            std::net::IpAddr::V4(p) => crate::datapath::xdp::neigh::device_towards(p),
-            _ => None,
-        });
+        use crate::datapath::xdp::neigh::{route_to, Route};
+        // The route's interface when none is named; it must be allowed too
+        // (a named one was checked with the test).
+        let route = route_to(self.peer.ip());
         let allow = &self.cfg.allow_iface;
-        if let Some(i) = iface
-            .as_ref()
-            .filter(|i| !allow.is_empty() && !allow.contains(i))
-        {
-            return Ok((None, format!(
-                "auto: {i}, the route's interface towards the controller, is not in this agent's --allow-iface list; kernel sockets"
-            )));
+        if let (None, Route::Dev(i)) = (&spec.remote_iface, &route) {
+            if !allow.is_empty() && !allow.contains(i) {
+                return Ok((None, format!(
+                    "auto: {i}, the route's interface towards the controller, is not in this agent's --allow-iface list; kernel sockets"
+                )));
+            }
         }
         Ok(crate::datapath::xdp::stream::StreamEnd::open_auto(
-            iface.as_deref(),
-            super::local_ip(&self.conn)?,
-            self.peer.ip(),
+            spec.remote_iface.as_deref(),
+            &route,
+            (super::local_ip(&self.conn)?, self.peer.ip()),
             // One steered port takes every flow on this end.
             &[spec.data_port.unwrap_or(0)],
             spec.flows().len(),

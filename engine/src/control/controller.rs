@@ -336,8 +336,8 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         "auto" => {
             let (end, why) = crate::datapath::xdp::stream::StreamEnd::open_auto(
                 opts.iface.as_deref(),
-                super::local_ip(&conn)?,
-                addr.ip(),
+                &crate::datapath::xdp::neigh::route_to(addr.ip()),
+                (super::local_ip(&conn)?, addr.ip()),
                 &vec![0; spec.flows().len()],
                 spec.flows().len(),
                 crate::auto::Peer::of(spec.remote_mode),
@@ -520,7 +520,7 @@ fn start_streams(
         },
         bytes: None,
         verify: false,
-        config: stream::RunPlan::lan_config(end.mss(), None, opts.spec.sockbuf),
+        config: stream::RunPlan::lan_config(end.mss(), None, opts.spec.tcplite_buffer()),
         idle: opts.idle_timeout,
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
         cpu: None,

@@ -342,8 +342,16 @@ impl Plan {
                 return loc.err(None, format!("configuration {cname:?} has no pairs: set configuration = {cname:?} on some [[pairs]]"));
             }
             if s.mode == Some(Mode::Xdp) {
-                if let Some(p) = pairs.iter().find(|p| p.iface.is_none()) {
-                    return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP-lite on each pair's controller interface, and pair {:?} names none: set iface, or use mode = \"auto\"", p.name));
+                // TCP-lite on every pair's controller interface, one end each.
+                let mut seen: Vec<(&str, &str)> = Vec::new();
+                for p in &pairs {
+                    let Some(i) = p.iface.as_deref() else {
+                        return loc.err(None, format!("configuration {cname:?}: mode = \"xdp\" runs TCP-lite on each pair's controller interface, and pair {:?} names none: set iface, or use mode = \"auto\"", p.name));
+                    };
+                    if let Some((other, _)) = seen.iter().find(|(_, j)| *j == i) {
+                        return loc.err(None, format!("configuration {cname:?}: pairs {other:?} and {:?} both run TCP-lite on {i}, and one interface holds one TCP-lite end: give each pair its own iface, or use mode = \"auto\"", p.name));
+                    }
+                    seen.push((&p.name, i));
                 }
             }
             if s.remote_mode == Some(Mode::Xdp) {
@@ -369,9 +377,17 @@ impl Plan {
                 test: test_kind::resolve(&loc, cname, &s, &pairs, warmup)?,
                 pairs,
             };
-            conf.spec(Direction::Send, 1)
-                .validate()
-                .or_else(|e| loc.err(None, format!("configuration {cname:?}: {e}")))?;
+            // As each pair will run it: with its agent-side interface.
+            for p in &conf.pairs {
+                let mut spec = conf.spec(Direction::Send, 1);
+                spec.remote_iface = p.remote_iface.clone();
+                spec.validate().or_else(|e| {
+                    loc.err(
+                        None,
+                        format!("configuration {cname:?}, pair {:?}: {e}", p.name),
+                    )
+                })?;
+            }
             configurations.push(conf);
         }
         for p in &f.pairs {
@@ -607,11 +623,33 @@ data_port = 7001
         let c = &p.configurations[0];
         assert_eq!(c.remote_mode, Mode::Auto);
         assert_eq!(c.spec(Direction::Send, 1).remote_mode, Mode::Auto);
-        let text = GOOD
-            .replace("sockbuf = \"64K\"", "sockbuf = \"64K\"\nmode = \"xdp\"")
-            .replace("data_port = 7001\n", "data_port = 7001\niface = \"v1\"\n");
+        // Both ends on TCP-lite, each pair on interfaces of its own.
+        let both = GOOD
+            .replace(
+                "sockbuf = \"64K\"",
+                "sockbuf = \"64K\"\nmode = \"xdp\"\nremote_mode = \"xdp\"",
+            )
+            .replace(
+                "agent = \"vm1\"\n",
+                "agent = \"vm1\"\niface = \"v1\"\nremote_iface = \"r1\"\n",
+            );
+        let text = both.replace(
+            "agent = \"vm2\"\n",
+            "agent = \"vm2\"\niface = \"v2\"\nremote_iface = \"r2\"\n",
+        );
         let p = Plan::parse(&text, "p.toml").unwrap();
-        assert_eq!(p.configurations[0].mode, Mode::Xdp);
+        let c = &p.configurations[0];
+        assert_eq!((c.mode, c.remote_mode), (Mode::Xdp, Mode::Xdp));
+        // Two TCP-lite pairs cannot share one controller interface.
+        let text = both.replace(
+            "agent = \"vm2\"\n",
+            "agent = \"vm2\"\niface = \"v1\"\nremote_iface = \"r2\"\n",
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("pairs \"pair1\" and \"pair2\" both run TCP-lite on v1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,13 +9,9 @@ use crate::{Error, Result};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// The most specific route to `dst` in a `/proc/net/route` table, out of
-/// `iface` or any interface: (its interface, its gateway; 0 = on-link).
-fn best_route<'a>(
-    route_table: &'a str,
-    iface: Option<&str>,
-    dst: Ipv4Addr,
-) -> Option<(&'a str, u32)> {
+/// The next hop towards `dst` out of `iface`, by longest prefix in a
+/// `/proc/net/route` table; `dst` itself when no route names a gateway.
+pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
     // Addresses and masks are little-endian hex of the network-order bytes.
     let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
     let d = u32::from(dst);
@@ -24,31 +20,100 @@ fn best_route<'a>(
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && iface.is_none_or(|i| f[0] == i)).then_some(())?;
-            Some((f[0], hex(f[1])?, hex(f[2])?, hex(f[7])?))
+            (f.len() >= 8 && f[0] == iface).then_some(())?;
+            Some((hex(f[1])?, hex(f[2])?, hex(f[7])?))
         })
-        .filter(|&(_, net, _, mask)| d & mask == net & mask)
-        .max_by_key(|&(_, _, _, mask)| mask.count_ones())
-        .map(|(i, _, gw, _)| (i, gw))
+        .filter(|&(net, _, mask)| d & mask == net & mask)
+        .max_by_key(|&(_, _, mask)| mask.count_ones())
+        .map_or(
+            dst,
+            |(_, gw, _)| {
+                if gw == 0 {
+                    dst
+                } else {
+                    Ipv4Addr::from(gw)
+                }
+            },
+        )
 }
 
-/// The next hop towards `dst` out of `iface`, by longest prefix in a
-/// `/proc/net/route` table; `dst` itself when no route names a gateway.
-pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
-    match best_route(route_table, Some(iface), dst) {
-        Some((_, gw)) if gw != 0 => Ipv4Addr::from(gw),
-        _ => dst,
+/// Where the kernel sends to an address, as `ip route get` says (policy
+/// rules, metrics and local addresses included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Out of this interface.
+    Dev(String),
+    /// To this host itself: loopback or one of its own addresses.
+    Local,
+    /// No route, or `ip` could not tell.
+    Unknown,
+}
+
+/// `ip -j route get` output as a [`Route`].
+pub fn parse_route_get(json: &str) -> Route {
+    let v: serde_json::Value = match serde_json::from_str(json) {
+        Ok(v) => v,
+        Err(_) => return Route::Unknown,
+    };
+    let r = &v[0];
+    match (r["type"].as_str(), r["dev"].as_str()) {
+        (Some("local"), _) | (_, Some("lo")) => Route::Local,
+        (_, Some(dev)) => Route::Dev(dev.to_string()),
+        _ => Route::Unknown,
     }
 }
 
-/// The interface the kernel would send to `dst` by, by longest prefix.
-pub fn route_device(route_table: &str, dst: Ipv4Addr) -> Option<String> {
-    best_route(route_table, None, dst).map(|(i, _)| i.to_string())
+/// The kernel's route to `dst` in this namespace: `ip route get`, or where
+/// iproute2 is missing (a busybox guest) this host's own addresses and the
+/// main table's longest prefix.
+pub fn route_to(dst: std::net::IpAddr) -> Route {
+    let asked = std::process::Command::new("ip")
+        .args(["-j", "route", "get", &dst.to_string()])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(Route::Unknown, |o| {
+            parse_route_get(&String::from_utf8_lossy(&o.stdout))
+        });
+    if asked != Route::Unknown {
+        return asked;
+    }
+    let own = nix::ifaddrs::getifaddrs()
+        .map(|mut a| {
+            a.any(|a| {
+                a.address.is_some_and(|s| {
+                    s.as_sockaddr_in().map(|s| std::net::IpAddr::V4(s.ip())) == Some(dst)
+                        || s.as_sockaddr_in6().map(|s| std::net::IpAddr::V6(s.ip())) == Some(dst)
+                })
+            })
+        })
+        .unwrap_or(false);
+    match dst {
+        _ if own || dst.is_loopback() => Route::Local,
+        std::net::IpAddr::V4(d) => std::fs::read_to_string("/proc/net/route")
+            .ok()
+            .and_then(|t| route_device(&t, d))
+            .map_or(Route::Unknown, Route::Dev),
+        _ => Route::Unknown,
+    }
 }
 
-/// [`route_device`] over this namespace's routing table.
-pub fn device_towards(dst: Ipv4Addr) -> Option<String> {
-    route_device(&std::fs::read_to_string("/proc/net/route").ok()?, dst)
+/// The interface of the most specific route to `dst` in a
+/// `/proc/net/route` table, the lowest metric among equals.
+pub fn route_device(route_table: &str, dst: Ipv4Addr) -> Option<String> {
+    let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
+    let d = u32::from(dst);
+    route_table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let metric: u32 = f.get(6)?.parse().ok()?;
+            Some((f[0], hex(f.get(1)?)?, hex(f.get(7)?)?, metric))
+        })
+        .filter(|&(_, net, mask, _)| d & mask == net & mask)
+        .max_by_key(|&(_, _, mask, metric)| (mask.count_ones(), std::cmp::Reverse(metric)))
+        .map(|(i, ..)| i.to_string())
 }
 
 /// The complete entry for `ip` on `iface` in a `/proc/net/arp` table.
@@ -123,7 +188,22 @@ eth1\t000013C6\t010012C6\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0
     }
 
     #[test]
-    fn devices_by_longest_prefix() {
+    fn routes_as_ip_route_get_gives_them() {
+        let via = r#"[{"dst":"198.18.0.2","dev":"wa0","prefsrc":"198.18.0.1","flags":[],"uid":0,"cache":[]}]"#;
+        assert_eq!(parse_route_get(via), Route::Dev("wa0".into()));
+        let local = r#"[{"type":"local","dst":"198.18.0.1","dev":"lo","prefsrc":"198.18.0.1"}]"#;
+        assert_eq!(parse_route_get(local), Route::Local);
+        let lo = r#"[{"dst":"127.0.0.1","dev":"lo"}]"#;
+        assert_eq!(parse_route_get(lo), Route::Local);
+        assert_eq!(parse_route_get("[]"), Route::Unknown);
+        assert_eq!(
+            parse_route_get("RTNETLINK answers: Network is unreachable"),
+            Route::Unknown
+        );
+    }
+
+    #[test]
+    fn devices_by_longest_prefix_then_metric() {
         let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         assert_eq!(
             route_device(ROUTES, a("198.18.0.7")).as_deref(),
@@ -140,6 +220,12 @@ eth1\t000013C6\t010012C6\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0
         assert_eq!(
             route_device(ROUTES, a("203.0.113.9")).as_deref(),
             Some("eth0")
+        );
+        let two = format!("{ROUTES}eth2\t000012C6\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n");
+        assert_eq!(
+            route_device(&two, a("198.18.0.7")).as_deref(),
+            Some("eth1"),
+            "metric 0 beats 100"
         );
         assert_eq!(route_device("garbage\nx y", a("1.2.3.4")), None);
     }

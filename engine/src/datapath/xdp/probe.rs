@@ -169,6 +169,7 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
         ipv4: true,
         flows: 1,
         max_flows: super::stream::MAX_PORTS,
+        peer_local: false,
         iface: Some(&r.name),
         driver: r.driver.as_deref(),
         privileged: crate::auto::caps_allow_xdp(&status),

@@ -136,22 +136,22 @@ impl StreamEnd {
     /// `--mode auto` for one end's TCP flows from `ip` to `peer_ip`: the
     /// facts first ([`crate::auto::pre_check`]: privileges, address
     /// family, flow count, the link's driver and what the peer runs), then
-    /// a real native attach on `iface` (or the route's interface towards
-    /// the peer). `Some` runs TCP-lite; `None` kernel sockets. The reason
-    /// says which and why, for the report.
+    /// a real native attach on `iface` (or the interface of `route`, the
+    /// kernel's route to the peer). `Some` runs TCP-lite; `None` kernel
+    /// sockets. The reason says which and why, for the report.
     pub fn open_auto(
         iface: Option<&str>,
-        ip: std::net::IpAddr,
-        peer_ip: std::net::IpAddr,
+        route: &super::neigh::Route,
+        (ip, peer_ip): (std::net::IpAddr, std::net::IpAddr),
         ports: &[u16],
         flows: usize,
         peer: crate::auto::Peer,
     ) -> (Option<StreamEnd>, String) {
-        let route = match peer_ip {
-            std::net::IpAddr::V4(p) if iface.is_none() => super::neigh::device_towards(p),
+        use super::neigh::Route;
+        let iface = iface.or(match route {
+            Route::Dev(d) => Some(d.as_str()),
             _ => None,
-        };
-        let iface = iface.or(route.as_deref());
+        });
         let driver = iface.and_then(super::probe::driver);
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let facts = crate::auto::Facts {
@@ -159,6 +159,7 @@ impl StreamEnd {
             ipv4: ip.is_ipv4() && peer_ip.is_ipv4(),
             flows,
             max_flows: MAX_PORTS,
+            peer_local: *route == Route::Local || peer_ip.is_loopback(),
             iface,
             driver: driver.as_deref(),
             privileged: crate::auto::caps_allow_xdp(&status),
@@ -264,11 +265,12 @@ pub type Gate = std::sync::Arc<std::sync::OnceLock<Instant>>;
 impl RunPlan {
     /// A TCP-lite configuration for a LAN test: the MSS of the link,
     /// buffers that cover a few milliseconds at 10 Gb/s, delayed ACKs.
-    pub fn lan_config(mss: u16, window: Option<usize>, sockbuf: Option<u32>) -> Config {
-        // --sockbuf sizes TCP-lite's buffers as SO_SNDBUF/SO_RCVBUF size a
-        // kernel socket's (the study's 64 KiB then caps the window alike);
-        // never below a few segments.
-        let buffer = sockbuf.map_or(4 << 20, |b| (b as usize).max(4 * usize::from(mss)));
+    /// `buffer` sizes the send and receive buffers as SO_SNDBUF/SO_RCVBUF
+    /// size a kernel socket's ([`crate::spec::TestSpec::tcplite_buffer`]:
+    /// the study's 64 KiB then caps the window alike), never below a few
+    /// segments.
+    pub fn lan_config(mss: u16, window: Option<usize>, buffer: usize) -> Config {
+        let buffer = buffer.max(4 * usize::from(mss));
         Config {
             mss,
             send_buffer: buffer,
@@ -1217,7 +1219,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         false,
     )?;
     let peer_mac = MacAddr(super::neigh::resolve(&o.iface, local, peer_ip)?);
-    let mut config = RunPlan::lan_config(end.mss(), o.window, None);
+    let mut config = RunPlan::lan_config(end.mss(), o.window, crate::spec::TCPLITE_DEFAULT_BUFFER);
     config.pacing_rate = o.pacing_bps.map(|b| b / 8 / u64::from(o.streams.max(1)));
     let plan = RunPlan {
         streams: end
