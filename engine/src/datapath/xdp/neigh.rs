@@ -9,32 +9,46 @@ use crate::{Error, Result};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// The next hop towards `dst` out of `iface`, by longest prefix in a
-/// `/proc/net/route` table; `dst` itself when no route names a gateway.
-pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
+/// One `/proc/net/route` line.
+struct RouteLine<'a> {
+    iface: &'a str,
+    gateway: u32,
+    metric: u32,
+    mask: u32,
+}
+
+/// The routes of a `/proc/net/route` table that cover `dst`.
+fn covering(route_table: &str, dst: Ipv4Addr) -> impl Iterator<Item = RouteLine<'_>> {
     // Addresses and masks are little-endian hex of the network-order bytes.
     let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
     let d = u32::from(dst);
-    route_table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 8 && f[0] == iface).then_some(())?;
-            Some((hex(f[1])?, hex(f[2])?, hex(f[7])?))
+    route_table.lines().skip(1).filter_map(move |l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 8 {
+            return None;
+        }
+        let (net, mask) = (hex(f[1])?, hex(f[7])?);
+        (d & mask == net & mask).then_some(RouteLine {
+            iface: f[0],
+            gateway: hex(f[2])?,
+            metric: f[6].parse().ok()?,
+            mask,
         })
-        .filter(|&(net, _, mask)| d & mask == net & mask)
-        .max_by_key(|&(_, _, mask)| mask.count_ones())
-        .map_or(
-            dst,
-            |(_, gw, _)| {
-                if gw == 0 {
-                    dst
-                } else {
-                    Ipv4Addr::from(gw)
-                }
-            },
-        )
+    })
+}
+
+/// The most specific route, the lowest metric among equals.
+fn best<'a>(routes: impl Iterator<Item = RouteLine<'a>>) -> Option<RouteLine<'a>> {
+    routes.max_by_key(|r| (r.mask.count_ones(), std::cmp::Reverse(r.metric)))
+}
+
+/// The next hop towards `dst` out of `iface`, by longest prefix in a
+/// `/proc/net/route` table; `dst` itself when no route names a gateway.
+pub fn next_hop(route_table: &str, iface: &str, dst: Ipv4Addr) -> Ipv4Addr {
+    match best(covering(route_table, dst).filter(|r| r.iface == iface)) {
+        Some(r) if r.gateway != 0 => Ipv4Addr::from(r.gateway),
+        _ => dst,
+    }
 }
 
 /// Where the kernel sends to an address, as `ip route get` says (policy
@@ -101,19 +115,7 @@ pub fn route_to(dst: std::net::IpAddr) -> Route {
 /// The interface of the most specific route to `dst` in a
 /// `/proc/net/route` table, the lowest metric among equals.
 pub fn route_device(route_table: &str, dst: Ipv4Addr) -> Option<String> {
-    let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
-    let d = u32::from(dst);
-    route_table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let metric: u32 = f.get(6)?.parse().ok()?;
-            Some((f[0], hex(f.get(1)?)?, hex(f.get(7)?)?, metric))
-        })
-        .filter(|&(_, net, mask, _)| d & mask == net & mask)
-        .max_by_key(|&(_, _, mask, metric)| (mask.count_ones(), std::cmp::Reverse(metric)))
-        .map(|(i, ..)| i.to_string())
+    best(covering(route_table, dst)).map(|r| r.iface.to_string())
 }
 
 /// The complete entry for `ip` on `iface` in a `/proc/net/arp` table.
