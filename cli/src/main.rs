@@ -807,7 +807,7 @@ fn doctor_cmd(a: DoctorArgs) -> Result<()> {
     use wirespeed::datapath::xdp::probe;
     let names = match &a.iface {
         Some(i) => vec![i.clone()],
-        None => probe::interfaces(),
+        None => wirespeed::host::iface::interfaces(),
     };
     let reports = names
         .iter()

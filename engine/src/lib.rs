@@ -13,6 +13,7 @@ pub mod deadline;
 #[cfg(target_os = "linux")]
 pub mod demo;
 pub mod error;
+pub mod host;
 pub mod metrics;
 pub mod plan;
 pub mod report;

@@ -388,7 +388,8 @@ impl Session {
     /// A raw-frame test over AF_XDP on the agent's `--remote-iface`.
     #[cfg(target_os = "linux")]
     fn run_raw(&mut self, spec: &TestSpec, raw: crate::spec::RawSpec) -> Result<()> {
-        use crate::datapath::xdp::session::{fmt_mac, Peer, RawEnd, RawRun, RawWork};
+        use crate::datapath::xdp::session::{Peer, RawEnd, RawRun, RawWork};
+        use crate::host::iface::fmt_mac;
         let iface = spec
             .remote_iface
             .as_deref()

@@ -381,10 +381,8 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     let mut raw = None;
     #[cfg(target_os = "linux")]
     if let (Some(end), Some(rs)) = (raw_end, spec.raw.clone()) {
-        use crate::datapath::xdp::{
-            neigh,
-            session::{parse_mac, Peer},
-        };
+        use crate::datapath::xdp::{neigh, session::Peer};
+        use crate::host::iface::parse_mac;
         let ip = super::ipv4_only(addr.ip(), "raw mode")?;
         // The kernel's neighbour table first, as the kernel would address
         // the frames (a gateway's MAC when routed); the agent's own MAC

@@ -6,9 +6,10 @@
 
 use super::file::{Configuration, Pair, Plan, Point};
 use super::stats::Summary;
-use super::wire::{best_goodput, iface_facts};
+use super::wire::best_goodput;
 use crate::control::auth;
 use crate::control::controller::{self, Event, Prepared, RunOptions, CLOCK_SAMPLES};
+use crate::host::iface::facts as iface_facts;
 use crate::report::diagnosis::{diagnose, diagnose_latency, HostFigures};
 use crate::report::model::{Interval, RrSummary, RunReport};
 use crate::report::plan::{PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA};

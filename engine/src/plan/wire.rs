@@ -73,18 +73,6 @@ pub fn parse_speed(s: &str) -> Result<f64> {
     Ok(bps)
 }
 
-/// A Linux interface's speed (sysfs, Mb/s) and MTU; None where unknown
-/// (veth and many virtual NICs report no speed).
-pub fn iface_facts(iface: &str) -> (Option<f64>, Option<u32>) {
-    let read = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{iface}/{f}")).ok();
-    let speed = read("speed")
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .filter(|&m| m > 0)
-        .map(|m| m as f64 * 1e6);
-    let mtu = read("mtu").and_then(|s| s.trim().parse().ok());
-    (speed, mtu)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

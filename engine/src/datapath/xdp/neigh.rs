@@ -4,7 +4,7 @@
 //! the peer itself when on-link); an absent entry is resolved by sending
 //! the kernel one datagram there, which makes it ARP.
 
-use super::session::parse_mac;
+use crate::host::iface::parse_mac;
 use crate::{Error, Result};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};

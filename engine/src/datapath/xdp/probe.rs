@@ -9,6 +9,7 @@
 
 use super::loader::{attached_program, Steering, PROGRAM_NAME};
 use super::xsk::{self, XskMode};
+use crate::host::iface::{self, driver_and_channels as ethtool, interfaces, read};
 use crate::metrics::irq::parse_interrupts;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -57,40 +58,11 @@ pub struct IrqInfo {
     pub affinity: Option<String>,
 }
 
-fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-fn count_dir(path: &str, prefix: &str) -> u32 {
-    std::fs::read_dir(path)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-                .count() as u32
-        })
-        .unwrap_or(0)
-}
-
-/// Every interface on this host (in this namespace), by name.
-pub fn interfaces() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Facts about `name`; with `probe`, XDP and AF_XDP are tried for real.
 pub fn inspect(name: &str, probe: bool) -> Result<IfaceReport> {
     crate::datapath::socket::check_iface(name)?;
     let base = format!("/sys/class/net/{name}");
-    let (speed_bps, mtu) = crate::plan::wire::iface_facts(name);
+    let (speed_bps, mtu) = iface::facts(name);
     let (driver, channels) = ethtool(name);
     let irqs = irq_lines(name);
     let mut r = IfaceReport {
@@ -98,8 +70,8 @@ pub fn inspect(name: &str, probe: bool) -> Result<IfaceReport> {
         driver,
         speed_bps,
         mtu,
-        rx_queues: count_dir(&format!("{base}/queues"), "rx-"),
-        tx_queues: count_dir(&format!("{base}/queues"), "tx-"),
+        rx_queues: iface::count_dir(&format!("{base}/queues"), "rx-"),
+        tx_queues: iface::count_dir(&format!("{base}/queues"), "tx-"),
         channels,
         xdp_program: attached_program(name),
         busy_poll: BusyPoll {
@@ -190,68 +162,6 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
     (
         mode.into(),
         crate::auto::after_probe(&r.name, facts.driver, nic),
-    )
-}
-
-/// The queues an AF_XDP socket can bind to on `name`: the kernel's live
-/// receive queues (what bind checks), which is what `ethtool -l` reports
-/// as combined plus rx channels on drivers that report channels.
-pub fn queue_count(name: &str) -> u32 {
-    let live = count_dir(&format!("/sys/class/net/{name}/queues"), "rx-");
-    match ethtool(name).1 {
-        Some(ch) if live > 0 => ch.min(live),
-        Some(ch) => ch,
-        None => live,
-    }
-    .max(1)
-}
-
-/// The interface's driver, from the ethtool ioctl.
-pub fn driver(name: &str) -> Option<String> {
-    ethtool(name).0
-}
-
-/// Driver name and channel count from the ethtool ioctl.
-fn ethtool(name: &str) -> (Option<String>, Option<u32>) {
-    use nix::libc;
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
-    const ETHTOOL_GDRVINFO: u32 = 0x3;
-    const ETHTOOL_GCHANNELS: u32 = 0x3c;
-    #[repr(C)]
-    struct Ifreq {
-        name: [u8; 16],
-        data: *mut libc::c_void,
-        _pad: [u8; 16],
-    }
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-    if fd < 0 {
-        return (None, None);
-    }
-    let mut ifr = Ifreq {
-        name: [0; 16],
-        data: std::ptr::null_mut(),
-        _pad: [0; 16],
-    };
-    let n = name.len().min(15);
-    ifr.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-    let mut drv = [0u8; 196];
-    drv[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
-    ifr.data = drv.as_mut_ptr().cast();
-    // SAFETY: ifr points at a buffer as large as struct ethtool_drvinfo.
-    let driver = (unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr) } == 0).then(|| {
-        let d = &drv[4..36];
-        String::from_utf8_lossy(&d[..d.iter().position(|&b| b == 0).unwrap_or(32)]).into_owned()
-    });
-    let mut ch = [0u32; 9];
-    ch[0] = ETHTOOL_GCHANNELS;
-    ifr.data = ch.as_mut_ptr().cast();
-    // SAFETY: struct ethtool_channels is nine u32s.
-    let channels =
-        (unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr) } == 0).then(|| ch[8].max(ch[5]));
-    unsafe { libc::close(fd) };
-    (
-        driver.filter(|d| !d.is_empty()),
-        channels.filter(|&c| c > 0),
     )
 }
 

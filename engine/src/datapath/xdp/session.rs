@@ -33,32 +33,6 @@ pub struct RawEnd {
     pub mode: &'static str,
 }
 
-/// The MAC address of `iface`.
-pub fn mac_of(iface: &str) -> Result<[u8; 6]> {
-    let s = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .map_err(|e| Error::io(format!("reading {iface}'s MAC address"), e))?;
-    parse_mac(s.trim())
-        .ok_or_else(|| Error::Invalid(format!("{iface} has no Ethernet address ({s:?})")))
-}
-
-/// `aa:bb:cc:dd:ee:ff` to bytes.
-pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16))
-        .collect::<std::result::Result<_, _>>()
-        .ok()?;
-    v.try_into().ok()
-}
-
-/// Bytes to `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(m: &[u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 impl RawEnd {
     /// Reserve `port` (None = any) on `ip`, attach steering for it on
     /// `iface`, and open an AF_XDP socket on each of `queues` (None = all
@@ -87,7 +61,7 @@ impl RawEnd {
             .local_addr()
             .map_err(|e| Error::io("reading the reserved port", e))?
             .port();
-        let mac = mac_of(iface)?;
+        let mac = crate::host::iface::mac_of(iface)?;
         let flow = FlowMatch {
             proto: 17,
             addr: Some(ip.into()),
@@ -111,7 +85,7 @@ impl RawEnd {
 /// Refuse a frame size the interface's MTU cannot carry, with the fix.
 pub fn check_frame_fits(iface: &str, frame_size: u16) -> Result<()> {
     crate::datapath::socket::check_iface(iface)?;
-    let mtu = crate::plan::wire::iface_facts(iface).1.unwrap_or(1500);
+    let mtu = crate::host::iface::facts(iface).1.unwrap_or(1500);
     if u32::from(frame_size) > mtu + 14 {
         return Err(Error::Invalid(format!(
             "a {frame_size}-byte frame needs an MTU of at least {} on {iface}, which has {mtu}: use a smaller --frame-size, or raise the MTU (ip link set {iface} mtu ...)",
@@ -124,7 +98,7 @@ pub fn check_frame_fits(iface: &str, frame_size: u16) -> Result<()> {
 /// The queues to open on `iface`: those named (each checked against the
 /// NIC's count, with the fix in the error), or all of them.
 pub fn select_queues(iface: &str, queues: Option<&[u16]>) -> Result<Vec<u16>> {
-    let have = super::probe::queue_count(iface);
+    let have = crate::host::iface::queue_count(iface);
     let want: Vec<u16> = match queues {
         Some(q) => q.to_vec(),
         None => (0..have.min(crate::spec::MAX_QUEUES as u32) as u16).collect(),

@@ -100,7 +100,7 @@ impl StreamEnd {
             )));
         }
         check_frame_fits(iface, 60)?;
-        let mtu = crate::plan::wire::iface_facts(iface).1.unwrap_or(1500);
+        let mtu = crate::host::iface::facts(iface).1.unwrap_or(1500);
         let want = select_queues(iface, queues)?;
         let mut reserved = Vec::new();
         let mut got = Vec::new();
@@ -124,7 +124,7 @@ impl StreamEnd {
             queues,
             steering,
             _reserved: reserved,
-            mac: MacAddr(super::session::mac_of(iface)?),
+            mac: MacAddr(crate::host::iface::mac_of(iface)?),
             ip,
             ports: got,
             mode,
@@ -152,7 +152,7 @@ impl StreamEnd {
             Route::Dev(d) => Some(d.as_str()),
             _ => None,
         });
-        let driver = iface.and_then(super::probe::driver);
+        let driver = iface.and_then(crate::host::iface::driver);
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let facts = crate::auto::Facts {
             linux: true,

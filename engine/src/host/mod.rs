@@ -1,0 +1,5 @@
+//! What the host and its kernel say about interfaces, routes and
+//! neighbours: read here, below the data path and the plans that both use
+//! them, so neither reaches into the other.
+
+pub mod iface;
