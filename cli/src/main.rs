@@ -245,19 +245,21 @@ struct RunArgs {
     /// second of payload. Unset = as fast as it goes.
     #[arg(long)]
     rate: Option<String>,
-    /// Raw and --plain: this end's NIC queues, one AF_XDP socket each
-    /// (`0`, `0-3`, `0,2`, or `all`, the default).
+    /// AF_XDP ends (TCP-lite, raw, --plain): this end's NIC queues, one
+    /// socket and worker each (`0`, `0-3`, `0,2`, or `all`, the default:
+    /// every queue, at most one per online CPU for TCP-lite).
     #[arg(long, default_value = "all")]
     queues: String,
-    /// Raw: the agent's queues (default: as --queues).
-    #[arg(long, requires = "raw")]
+    /// The agent's queues for its AF_XDP end (raw: default as --queues;
+    /// TCP-lite: default all).
+    #[arg(long)]
     remote_queues: Option<String>,
-    /// Raw and --plain: CPUs to pin this end's workers to, in queue order
+    /// AF_XDP ends: CPUs to pin this end's workers to, in queue order
     /// (`1`, `0-3`); default unpinned.
     #[arg(long)]
     cpus: Option<String>,
-    /// Raw: CPUs for the agent's workers; default unpinned.
-    #[arg(long, requires = "raw")]
+    /// CPUs for the agent's AF_XDP workers; default unpinned.
+    #[arg(long)]
     remote_cpus: Option<String>,
     /// Seconds between progress lines (0 = none).
     #[arg(long, default_value = "1s", value_parser = duration_or_zero)]
@@ -407,9 +409,24 @@ fn run(r: RunArgs) -> Result<()> {
     if let Some(peer) = r.plain {
         return run_plain(r, peer);
     }
-    if !r.raw && (r.rate.is_some() || r.cpus.is_some() || r.queues != "all") {
-        anyhow::bail!("--rate, --queues and --cpus apply to --raw and --plain tests");
+    if !r.raw && r.rate.is_some() {
+        anyhow::bail!("--rate applies to --raw and --plain tests");
     }
+    if !r.raw && matches!(r.mode, ModeArg::Socket) && (r.cpus.is_some() || r.queues != "all") {
+        anyhow::bail!("--queues and --cpus place AF_XDP workers: they need --mode xdp or auto");
+    }
+    // TCP-lite's own workers; raw mode keeps its lists in RawOptions.
+    let workers = |q: Option<&str>, c: Option<&str>| -> Result<wirespeed::spec::Workers> {
+        Ok(match r.raw {
+            true => Default::default(),
+            false => wirespeed::spec::Workers {
+                queues: parse_queues(q.unwrap_or("all"))?,
+                cpus: parse_cpus(c)?,
+            },
+        })
+    };
+    let own_workers = workers(Some(&r.queues), r.cpus.as_deref())?;
+    let remote_workers = workers(r.remote_queues.as_deref(), r.remote_cpus.as_deref())?;
     let spec = TestSpec {
         direction: match r.direction {
             DirArg::Send => Direction::Send,
@@ -438,6 +455,7 @@ fn run(r: RunArgs) -> Result<()> {
             RemoteModeArg::Auto => Mode::Auto,
         },
         peer_xdp: false, // set by the controller once its end is open
+        remote_workers,
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {
@@ -463,6 +481,7 @@ fn run(r: RunArgs) -> Result<()> {
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
         cancel: None,
+        workers: own_workers,
         raw: match r.raw {
             true => Some(controller::RawOptions {
                 frame_size: r.frame_size,
@@ -600,7 +619,7 @@ fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
                 "--plain opens every queue (the NIC's RSS picks the flow's queue): drop --queues"
             ),
         },
-        cpu: parse_cpus(r.cpus.as_deref())?.first().copied(),
+        cpus: parse_cpus(r.cpus.as_deref())?,
     };
     catch_interrupts();
     let rep = stream::run_plain(&opts, &cancel_flag())?;

@@ -100,6 +100,9 @@ pub struct TestSpec {
     /// checksums, which an agent on `auto` over veth needs to know.
     #[serde(default)]
     pub peer_xdp: bool,
+    /// The agent's TCP-lite workers: its queues and CPUs.
+    #[serde(default)]
+    pub remote_workers: Workers,
 }
 
 /// What each flow does.
@@ -201,6 +204,37 @@ pub struct RawSpec {
     pub cpus: Vec<u16>,
 }
 
+/// Which NIC queues a TCP-lite end runs a worker on, and where it pins them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workers {
+    /// None = every queue (at most one per online CPU).
+    pub queues: Option<Vec<u16>>,
+    /// CPUs in queue order (wrapping); empty = unpinned.
+    pub cpus: Vec<u16>,
+}
+
+impl Workers {
+    /// Refuse lists no end could honour.
+    pub fn validate(&self) -> Result<()> {
+        if self
+            .queues
+            .as_ref()
+            .is_some_and(|q| q.is_empty() || q.len() > MAX_QUEUES)
+            || self.cpus.len() > MAX_QUEUES
+        {
+            return Err(Error::Invalid(format!(
+                "TCP-lite takes 1 to {MAX_QUEUES} queues and at most {MAX_QUEUES} CPUs"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether anything was chosen (only AF_XDP ends have workers).
+    pub fn is_set(&self) -> bool {
+        self.queues.is_some() || !self.cpus.is_empty()
+    }
+}
+
 /// Most queues one raw end opens.
 pub const MAX_QUEUES: usize = 256;
 
@@ -213,6 +247,10 @@ pub const MAX_RAW_FRAME: u16 = 3512;
 /// rmem_max/wmem_max alike): each is allocated whole.
 pub const TCPLITE_DEFAULT_BUFFER: usize = 4 << 20;
 pub const TCPLITE_MAX_BUFFER: usize = 64 << 20;
+/// What one end's default buffers add up to at most, and the least each
+/// gets: 1024 flows each way get 64 KiB buffers, 16 flows 4 MiB.
+pub const TCPLITE_END_BUDGET: usize = 256 << 20;
+pub const TCPLITE_MIN_BUFFER: usize = 64 << 10;
 
 /// Hard bounds that hold whatever an agent's own caps say.
 pub const MAX_MSG_SIZE: u32 = 16 << 20;
@@ -308,11 +346,16 @@ impl TestSpec {
                 ));
             }
         }
-        if self.remote_mode == Mode::Xdp
-            && (self.remote_iface.is_none() || self.raw.is_some() || self.flows().len() > 8)
+        if self.remote_mode == Mode::Xdp && (self.remote_iface.is_none() || self.raw.is_some()) {
+            return Err(Error::Invalid(
+                "--remote-mode xdp runs TCP tests over AF_XDP on the agent's --remote-iface".into(),
+            ));
+        }
+        self.remote_workers.validate()?;
+        if self.remote_workers.is_set() && (self.remote_mode == Mode::Socket || self.raw.is_some())
         {
             return Err(Error::Invalid(
-                "--remote-mode xdp runs TCP tests (1 to 8 flows) over AF_XDP on the agent's --remote-iface".into(),
+                "--remote-queues and --remote-cpus place the agent's TCP-lite workers: they need --remote-mode xdp or auto (raw mode takes them for its own workers)".into(),
             ));
         }
         if let Some(i) = &self.remote_iface {
@@ -326,11 +369,15 @@ impl TestSpec {
     }
 
     /// The size of each of a TCP-lite connection's two buffers: `sockbuf`
-    /// as a kernel socket takes it, within [`TCPLITE_MAX_BUFFER`].
+    /// as a kernel socket takes it, within [`TCPLITE_MAX_BUFFER`]; unset,
+    /// [`TCPLITE_DEFAULT_BUFFER`] shrunk so that one end's flows share at
+    /// most [`TCPLITE_END_BUDGET`] (never below [`TCPLITE_MIN_BUFFER`]).
     pub fn tcplite_buffer(&self) -> usize {
-        self.sockbuf.map_or(TCPLITE_DEFAULT_BUFFER, |b| {
-            (b as usize).min(TCPLITE_MAX_BUFFER)
-        })
+        let flows = self.flows().len().max(1);
+        self.sockbuf.map_or(
+            (TCPLITE_END_BUDGET / (2 * flows)).clamp(TCPLITE_MIN_BUFFER, TCPLITE_DEFAULT_BUFFER),
+            |b| (b as usize).min(TCPLITE_MAX_BUFFER),
+        )
     }
 
     /// Every one-way flow of the test, in a fixed order both sides share.
@@ -390,6 +437,7 @@ mod tests {
             test: TestKind::Stream,
             remote_mode: Mode::Socket,
             peer_xdp: false,
+            remote_workers: Default::default(),
         }
     }
 

@@ -250,6 +250,7 @@ fn data_connections_never_arrive() {
         test: wirespeed::spec::TestKind::Stream,
         remote_mode: wirespeed::spec::Mode::Socket,
         peer_xdp: false,
+        remote_workers: Default::default(),
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

@@ -446,7 +446,7 @@ impl Session {
         let mut work = RawWork::spawn(end, run, &stop, &Counter::default())?;
         let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
         let flows = work.finish();
-        self.send_result(lost, flows, (cpu0, irq0), start)
+        self.send_result(lost, (flows, Vec::new()), (cpu0, irq0), start)
     }
 
     /// TCP streams over TCP-lite on `end` (opened on the agent's
@@ -499,7 +499,7 @@ impl Session {
                 }
                 Limit::Bytes { .. } => self.cfg.max_duration,
             } + self.cfg.data_timeout,
-            cpu: None,
+            cpus: spec.remote_workers.cpus.clone(),
             counters: Vec::new(),
             stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
             ready: Some(ready.clone()),
@@ -549,15 +549,16 @@ impl Session {
         let start = clock::wait_until(at);
         let _ = gate.set(start);
         let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
-        let (results, worker) = work.finish();
+        let (results, end) = work.finish();
+        let workers = end.workers.clone();
         let flows = results
             .into_iter()
             .filter_map(|r| {
                 let id = r.id?;
-                Some(r.into_flow(id, sockpath::role_of(id, false), worker.bad_checksum))
+                Some(r.into_flow(id, sockpath::role_of(id, false), end.bad_checksum()))
             })
             .collect();
-        self.send_result(lost, flows, (cpu0, irq0), start)
+        self.send_result(lost, (flows, workers), (cpu0, irq0), start)
     }
 
     /// The agent's `--remote-iface` for `--remote-mode xdp`, opened as
@@ -572,8 +573,8 @@ impl Session {
         crate::datapath::xdp::stream::StreamEnd::open(
             iface,
             local,
-            &[spec.data_port.unwrap_or(0)],
-            None,
+            crate::datapath::xdp::stream::Ports::Listen(spec.data_port.unwrap_or(0)),
+            spec.remote_workers.queues.as_deref(),
             false,
         )
     }
@@ -608,7 +609,10 @@ impl Session {
             &route,
             (super::local_ip(&self.conn)?, self.peer.ip()),
             // One steered port takes every flow on this end.
-            &[spec.data_port.unwrap_or(0)],
+            (
+                crate::datapath::xdp::stream::Ports::Listen(spec.data_port.unwrap_or(0)),
+                spec.remote_workers.queues.as_deref(),
+            ),
             spec.flows().len(),
             peer,
         ))
@@ -717,7 +721,7 @@ impl Session {
         let mut set = FlowSet::spawn(flows, start, &stop)?;
         let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop);
         let flows = set.finish();
-        self.send_result(lost, flows, (cpu0, irq0), start)
+        self.send_result(lost, (flows, Vec::new()), (cpu0, irq0), start)
     }
 
     /// Watch the control connection until `done` says the local work has
@@ -743,7 +747,10 @@ impl Session {
     fn send_result(
         &mut self,
         lost: Option<Error>,
-        flows: Vec<crate::report::model::FlowResult>,
+        (flows, workers): (
+            Vec<crate::report::model::FlowResult>,
+            Vec<crate::report::model::WorkerReport>,
+        ),
         (cpu0, irq0): (CpuSnapshot, IrqSnapshot),
         start: Instant,
     ) -> Result<()> {
@@ -760,6 +767,7 @@ impl Session {
             irq,
             start_us: clock::us_of(start),
             end_us: clock::us_of(end),
+            workers,
         };
         frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
     }

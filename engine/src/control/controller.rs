@@ -17,7 +17,7 @@ use crate::metrics::{
     irq::IrqSnapshot,
 };
 use crate::report::model::{
-    End, HostInfo, Interval, RunConfig, RunReport, SideReport, Timing, SCHEMA,
+    End, HostInfo, Interval, RunConfig, RunReport, SideReport, Timing, WorkerReport, SCHEMA,
 };
 use crate::spec::{FlowId, Limit, Mode, TestSpec};
 use crate::{Error, Result};
@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub idle_timeout: Duration,
     /// Set from elsewhere (Ctrl-C) to stop the test; the agent is told.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// This end's TCP-lite workers: queues and CPUs.
+    pub workers: crate::spec::Workers,
     /// Raw frames over AF_XDP (`--mode xdp --raw`) instead of TCP.
     pub raw: Option<RawOptions>,
 }
@@ -114,14 +116,14 @@ enum XdpPrep {}
 #[cfg(target_os = "linux")]
 fn stream_flows(
     ids: &[FlowId],
-    (results, worker): (
+    (results, end): (
         Vec<crate::datapath::xdp::stream::StreamResult>,
-        crate::datapath::xdp::stream::WorkerReport,
+        crate::datapath::xdp::stream::EndReport,
     ),
 ) -> Vec<crate::report::model::FlowResult> {
     ids.iter()
         .zip(results)
-        .map(|(&id, r)| r.into_flow(id, sockpath::role_of(id, true), worker.bad_checksum))
+        .map(|(&id, r)| r.into_flow(id, sockpath::role_of(id, true), end.bad_checksum()))
         .collect()
 }
 
@@ -136,13 +138,18 @@ impl LocalWork {
         }
     }
 
-    fn finish(self) -> Vec<crate::report::model::FlowResult> {
+    /// The flows, and the TCP-lite workers' reports (none for other paths).
+    fn finish(self) -> (Vec<crate::report::model::FlowResult>, Vec<WorkerReport>) {
         match self {
-            LocalWork::Flows(s) => s.finish(),
+            LocalWork::Flows(s) => (s.finish(), Vec::new()),
             #[cfg(target_os = "linux")]
-            LocalWork::Raw(r) => r.finish(),
+            LocalWork::Raw(r) => (r.finish(), Vec::new()),
             #[cfg(target_os = "linux")]
-            LocalWork::Stream(w, ids) => stream_flows(&ids, w.finish()),
+            LocalWork::Stream(w, ids) => {
+                let (results, end) = w.finish();
+                let workers = end.workers.clone();
+                (stream_flows(&ids, (results, end)), workers)
+            }
         }
     }
 }
@@ -338,7 +345,10 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
                 opts.iface.as_deref(),
                 &crate::datapath::xdp::neigh::route_to(addr.ip()),
                 (super::local_ip(&conn)?, addr.ip()),
-                &vec![0; spec.flows().len()],
+                (
+                    crate::datapath::xdp::stream::Ports::Block(spec.flows().len()),
+                    opts.workers.queues.as_deref(),
+                ),
                 spec.flows().len(),
                 crate::auto::Peer::of(spec.remote_mode),
             );
@@ -462,8 +472,14 @@ fn open_stream_end(
         Error::Invalid("--mode xdp needs the interface to run TCP-lite on: --iface IF".into())
     })?;
     let ip = super::ipv4_only(super::local_ip(conn)?, "TCP-lite")?;
-    let ports = vec![0; opts.spec.flows().len()];
-    crate::datapath::xdp::stream::StreamEnd::open(iface, ip, &ports, None, false)
+    use crate::datapath::xdp::stream::{Ports, StreamEnd};
+    StreamEnd::open(
+        iface,
+        ip,
+        Ports::Block(opts.spec.flows().len()),
+        opts.workers.queues.as_deref(),
+        false,
+    )
 }
 
 /// Start the TCP-lite worker: it connects every flow to the agent's data
@@ -521,7 +537,7 @@ fn start_streams(
         config: stream::RunPlan::lan_config(end.mss(), None, opts.spec.tcplite_buffer()),
         idle: opts.idle_timeout,
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
-        cpu: None,
+        cpus: opts.workers.cpus.clone(),
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,
@@ -762,7 +778,7 @@ impl Prepared {
                 return Err(e);
             }
         }
-        let local_flows = set.finish();
+        let (local_flows, workers) = set.finish();
         let end = Instant::now();
         let cpu = cpu0.report(&CpuSnapshot::take());
         let irq = irq0.report(&IrqSnapshot::take());
@@ -773,6 +789,7 @@ impl Prepared {
             irq,
             start_us: clock::us_of(start),
             end_us: clock::us_of(end),
+            workers,
         };
         let remote = remote.expect("loop ends with a result");
         let timing = Timing {

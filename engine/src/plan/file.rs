@@ -465,6 +465,7 @@ impl Configuration {
             test: self.test,
             remote_mode: self.remote_mode,
             peer_xdp: false,
+            remote_workers: Default::default(),
         }
     }
 }

@@ -191,6 +191,7 @@ fn options(
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
         cancel: Some(cancel.clone()),
+        workers: Default::default(),
         raw: None,
     })
 }

@@ -283,6 +283,52 @@ pub struct SideReport {
     /// (microseconds since its process's monotonic epoch).
     pub start_us: u64,
     pub end_us: u64,
+    /// TCP-lite ends: one entry per worker.
+    #[serde(default)]
+    pub workers: Vec<WorkerReport>,
+}
+
+/// What one TCP-lite worker (one AF_XDP queue, one thread) did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// The NIC queue it polled.
+    pub queue: u32,
+    pub cpu_pinned: Option<u16>,
+    /// The CPU it ran on when it finished.
+    pub cpu: Option<u16>,
+    /// Connections it owned.
+    pub flows: u32,
+    /// TCP segments handled (from its own queue or handed over) and sent.
+    pub segments_in: u64,
+    pub segments_out: u64,
+    /// Frames that arrived on its queue for a connection another worker
+    /// owns, handed to that worker; and of those, frames dropped because
+    /// the owner's hand-off ring was full (TCP retransmits them).
+    pub misrouted: u64,
+    pub handoff_dropped: u64,
+    /// Passes of its loop, and the share of them that found work.
+    pub polls: u64,
+    pub busy_polls: u64,
+    /// Frames on our ports that were not TCP for us or did not parse.
+    pub stray_frames: u64,
+    /// Of those, frames whose IPv4 or TCP checksum was wrong.
+    pub bad_checksum: u64,
+    /// Frames dropped by the kernel before its socket (XDP_STATISTICS).
+    pub kernel_dropped: u64,
+}
+
+impl WorkerReport {
+    /// Share of passes that found work, 0 to 1; None before any pass.
+    pub fn poll_efficiency(&self) -> Option<f64> {
+        (self.polls > 0).then(|| self.busy_polls as f64 / self.polls as f64)
+    }
+}
+
+/// Both ends' TCP-lite workers (empty for an end on kernel sockets).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BothWorkers {
+    pub local: Vec<WorkerReport>,
+    pub remote: Vec<WorkerReport>,
 }
 
 /// One flow's share of a reporting interval.
@@ -405,6 +451,9 @@ pub struct End {
     /// rr tests: every client flow's histogram merged.
     #[serde(default)]
     pub latency: Option<RrSummary>,
+    /// TCP-lite ends' workers, per side.
+    #[serde(default)]
+    pub workers: BothWorkers,
 }
 
 /// An rr test's totals.
@@ -512,6 +561,10 @@ impl End {
         let latency = rr_summary(&flows);
         End {
             latency,
+            workers: BothWorkers {
+                local: local.workers,
+                remote: remote.workers,
+            },
             mode: mode.to_string(),
             sent: Throughput::sum(flows.iter().map(|f| &f.sender.throughput)),
             received: Throughput::sum(flows.iter().map(|f| &f.receiver.throughput)),

@@ -395,6 +395,7 @@ pub(crate) mod fixture {
                     },
                     remote_mode: crate::spec::Mode::Socket,
                     peer_xdp: false,
+                    remote_workers: Default::default(),
                 },
                 local: None,
                 iface: None,

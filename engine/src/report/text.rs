@@ -296,6 +296,11 @@ pub fn summary(r: &RunReport) -> String {
             f.sender.sockbuf.snd, f.receiver.sockbuf.rcv, r.config.test.msg_size
         );
     }
+    for (side, ws) in [("local ", &e.workers.local), ("remote", &e.workers.remote)] {
+        for w in ws {
+            let _ = writeln!(s, "workers {side} {}", worker_line(w));
+        }
+    }
     let _ = writeln!(s, "cpu local:  {}", cpu_line(&e.cpu.local));
     let _ = writeln!(s, "cpu remote: {}", cpu_line(&e.cpu.remote));
     for err in &e.errors {
@@ -341,17 +346,39 @@ pub fn plain_summary(r: &crate::datapath::xdp::stream::PlainReport) -> String {
     }
     let _ = writeln!(
         s,
-        "[  SUM] {:>12} in {:>6.2} s = {:>14}   worker on cpu {}{}, {} stray frames, {} dropped by the kernel",
+        "[  SUM] {:>12} in {:>6.2} s = {:>14}",
         fmt_bytes(r.total.bytes),
         r.total.seconds,
         fmt_bps(r.total.bits_per_second),
-        r.worker.cpu.map_or("?".into(), |c| c.to_string()),
-        r.worker
-            .cpu_pinned
-            .map_or(" (unpinned)".into(), |c| format!(" (pinned to {c})")),
-        r.worker.stray_frames,
-        r.worker.kernel_dropped
     );
+    for w in &r.workers {
+        let _ = writeln!(s, "{}", worker_line(w));
+    }
     let _ = writeln!(s, "cpu: {}", cpu_line(&r.cpu));
     s
+}
+
+/// One TCP-lite worker: its queue and CPU, its connections, the segments
+/// it moved, frames it handed to other workers, and how often it found work.
+pub fn worker_line(w: &super::model::WorkerReport) -> String {
+    format!(
+        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, busy polls {}, stray {}, kernel dropped {}",
+        w.queue,
+        w.cpu.map_or("-".into(), |c| c.to_string()),
+        w.cpu_pinned
+            .map_or(" (unpinned)".into(), |c| format!(" (pinned to {c})")),
+        w.flows,
+        w.segments_in,
+        w.segments_out,
+        w.misrouted,
+        if w.handoff_dropped > 0 {
+            format!(" ({} dropped: hand-off ring full)", w.handoff_dropped)
+        } else {
+            String::new()
+        },
+        w.poll_efficiency()
+            .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
+        w.stray_frames,
+        w.kernel_dropped
+    )
 }

@@ -140,7 +140,7 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
         linux: true,
         ipv4: true,
         flows: 1,
-        max_flows: super::stream::MAX_PORTS,
+        max_flows: super::stream::MAX_FLOWS,
         peer_local: false,
         iface: Some(&r.name),
         driver: r.driver.as_deref(),

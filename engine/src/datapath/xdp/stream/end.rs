@@ -1,0 +1,220 @@
+//! One end's AF_XDP side of a TCP-lite run: its TCP ports, reserved in the
+//! kernel so no kernel socket takes them, steered by the XDP program to
+//! one AF_XDP socket per queue.
+
+use super::super::loader::{FlowMatch, Steering};
+use super::super::neigh::Route;
+use super::super::session::{check_frame_fits, mode_of, open_sockets, select_queues};
+use super::super::xsk::XskQueue;
+use crate::wire::ethernet::MacAddr;
+use crate::{Error, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Most connections one end runs (`--streams` up to 1024, both directions
+/// on one end at most twice that).
+pub const MAX_FLOWS: usize = 2 * crate::spec::MAX_STREAMS as usize;
+
+/// Candidate blocks tried when reserving a run of free ports.
+const BLOCK_TRIES: usize = 64;
+
+/// An end's TCP ports and sockets. Dropping it detaches the program and
+/// releases the ports.
+pub struct StreamEnd {
+    pub(super) queues: Vec<XskQueue>,
+    pub(super) steering: Steering,
+    pub(super) reserved: Vec<socket2::Socket>,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    /// The reserved ports: one listening port, or a contiguous block
+    /// (one per connection this end opens).
+    pub ports: Vec<u16>,
+    /// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`.
+    pub mode: &'static str,
+    /// The interface it runs on.
+    pub iface: String,
+    mtu: u32,
+}
+
+/// Which ports an end takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// One port that accepts every connection (0 = any free port).
+    Listen(u16),
+    /// A contiguous block of free ports, one per connection it opens: the
+    /// steering program matches the block as one range however many.
+    Block(usize),
+}
+
+/// Bind a TCP socket without listening: the port is ours, and the kernel
+/// never sees its frames (the steering program takes them first).
+fn reserve(ip: Ipv4Addr, port: u16) -> Result<(socket2::Socket, u16)> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .map_err(|e| Error::io("reserving a TCP port", e))?;
+    s.bind(&SocketAddr::new(ip.into(), port).into())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => Error::Refused(format!(
+                "TCP port {port} on {ip} is in use: choose another port"
+            )),
+            _ => Error::io(
+                format!("reserving a TCP port on {ip} (is it the interface's address?)"),
+                e,
+            ),
+        })?;
+    let got = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map_or(port, |a| a.port());
+    Ok((s, got))
+}
+
+/// `n` consecutive free ports on `ip`, each held by a bound socket; blocks
+/// are tried from a random base above the well-known and registered ranges
+/// most services use, a bounded number of times.
+fn reserve_block(ip: Ipv4Addr, n: usize) -> Result<(Vec<socket2::Socket>, u16)> {
+    const LOW: usize = 20_000;
+    const HIGH: usize = 60_000;
+    let span = HIGH - LOW - n;
+    let seed = u32::from_le_bytes(crate::control::auth::nonce()[..4].try_into().expect("4"));
+    for k in 0..BLOCK_TRIES {
+        // Aligned to 64 so that `port % workers` spreads a block evenly.
+        let base = LOW + ((seed as usize + k * 7919 * 64) % span) / 64 * 64;
+        let mut held = Vec::with_capacity(n);
+        for p in base..base + n {
+            match reserve(ip, p as u16) {
+                Ok((s, _)) => held.push(s),
+                Err(Error::Refused(_)) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if held.len() == n {
+            return Ok((held, base as u16));
+        }
+    }
+    Err(Error::Refused(format!(
+        "no {n} consecutive free TCP ports on {ip} in {BLOCK_TRIES} tries: free some ports, or use fewer streams"
+    )))
+}
+
+impl StreamEnd {
+    /// Reserve `ports` on `ip`, steer them on `iface` and open a socket per
+    /// queue (`queues`, None = every queue, at most one per online CPU).
+    /// `native_only` refuses the generic (skb) hook instead of falling back.
+    pub fn open(
+        iface: &str,
+        ip: Ipv4Addr,
+        ports: Ports,
+        queues: Option<&[u16]>,
+        native_only: bool,
+    ) -> Result<StreamEnd> {
+        if let Ports::Block(n) = ports {
+            if n == 0 || n > MAX_FLOWS {
+                return Err(Error::Invalid(format!(
+                    "TCP over AF_XDP runs 1 to {MAX_FLOWS} connections per end"
+                )));
+            }
+        }
+        check_frame_fits(iface, 60)?;
+        let mtu = crate::host::iface::facts(iface).1.unwrap_or(1500);
+        let want = match queues {
+            Some(q) => select_queues(iface, Some(q))?,
+            None => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let mut all = select_queues(iface, None)?;
+                all.truncate(cpus);
+                all
+            }
+        };
+        let (reserved, first, count) = match ports {
+            Ports::Listen(p) => {
+                let (s, p) = reserve(ip, p)?;
+                (vec![s], p, 1)
+            }
+            Ports::Block(n) => {
+                let (held, base) = reserve_block(ip, n)?;
+                (held, base, n)
+            }
+        };
+        let last = first + (count - 1) as u16;
+        let flow = FlowMatch {
+            proto: 6,
+            addr: Some(ip.into()),
+            ports: (first, last),
+        };
+        let mut steering = Steering::attach(iface, &[flow], native_only)?;
+        let queues = open_sockets(iface, &mut steering, &want)?;
+        let mode = mode_of(&steering, &queues);
+        Ok(StreamEnd {
+            queues,
+            steering,
+            reserved,
+            mac: MacAddr(crate::host::iface::mac_of(iface)?),
+            ip,
+            ports: (first..=last).collect(),
+            mode,
+            iface: iface.to_string(),
+            mtu,
+        })
+    }
+
+    /// `--mode auto` for one end's TCP flows from `ip` to `peer_ip`: the
+    /// facts first ([`crate::auto::pre_check`]: privileges, address
+    /// family, flow count, the link's driver and what the peer runs), then
+    /// a real native attach on `iface` (or the interface of `route`, the
+    /// kernel's route to the peer). `Some` runs TCP-lite; `None` kernel
+    /// sockets. The reason says which and why, for the report.
+    pub fn open_auto(
+        iface: Option<&str>,
+        route: &Route,
+        (ip, peer_ip): (IpAddr, IpAddr),
+        (ports, queues): (Ports, Option<&[u16]>),
+        flows: usize,
+        peer: crate::auto::Peer,
+    ) -> (Option<StreamEnd>, String) {
+        let iface = iface.or(match route {
+            Route::Dev(d) => Some(d.as_str()),
+            _ => None,
+        });
+        let driver = iface.and_then(crate::host::iface::driver);
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let facts = crate::auto::Facts {
+            linux: true,
+            ipv4: ip.is_ipv4() && peer_ip.is_ipv4(),
+            flows,
+            max_flows: MAX_FLOWS,
+            peer_local: *route == Route::Local || peer_ip.is_loopback(),
+            iface,
+            driver: driver.as_deref(),
+            privileged: crate::auto::caps_allow_xdp(&status),
+            peer,
+        };
+        let iface = match crate::auto::pre_check(&facts) {
+            Ok(i) => i,
+            Err(why) => return (None, why),
+        };
+        let IpAddr::V4(ip4) = ip else {
+            unreachable!("pre_check refuses IPv6")
+        };
+        match StreamEnd::open(iface, ip4, ports, queues, true) {
+            Ok(end) => {
+                let why = crate::auto::after_probe(iface, facts.driver, Ok(end.mode));
+                (Some(end), why)
+            }
+            Err(e) => (
+                None,
+                crate::auto::after_probe(iface, facts.driver, Err(e.to_string())),
+            ),
+        }
+    }
+
+    /// The MSS this end announces: the MTU less IPv4 and TCP headers, and
+    /// no more than a UMEM frame holds.
+    pub fn mss(&self) -> u16 {
+        (self.mtu.min(3498) - 40) as u16
+    }
+
+    /// Workers this end runs: one per opened queue.
+    pub fn workers(&self) -> usize {
+        self.queues.len()
+    }
+}

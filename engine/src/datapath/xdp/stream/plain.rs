@@ -1,0 +1,160 @@
+//! TCP-lite against a plain TCP peer that runs no wirespeed
+//! (`wirespeed run --mode xdp --plain HOST:PORT`).
+
+use super::end::{Ports, StreamEnd};
+use super::plan::{
+    with_checksum_hint, Flow, Gate, Open, RunPlan, StreamPlan, StreamResult, WorkerReport,
+};
+use super::work::StreamWork;
+use crate::wire::ethernet::MacAddr;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// A TCP-lite test against a plain TCP peer that runs no wirespeed
+/// (`wirespeed run --mode xdp --plain HOST:PORT`).
+#[derive(Clone, Debug)]
+pub struct PlainOptions {
+    pub iface: String,
+    /// This end's address; None = the interface's first IPv4 address.
+    pub local: Option<Ipv4Addr>,
+    pub peer: SocketAddr,
+    pub flow: Flow,
+    pub streams: u16,
+    pub duration: Option<Duration>,
+    /// Bytes per stream.
+    pub bytes: Option<u64>,
+    pub verify: bool,
+    pub window: Option<usize>,
+    pub pacing_bps: Option<u64>,
+    pub queues: Option<Vec<u16>>,
+    /// CPUs to pin the workers to, in queue order; empty = unpinned.
+    pub cpus: Vec<u16>,
+}
+
+/// What a plain-peer test measured (`--json`: schema `wirespeed.plain/2`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlainReport {
+    pub schema: String,
+    pub mode: String,
+    pub local: String,
+    pub peer: String,
+    pub flow: Flow,
+    pub streams: Vec<StreamResult>,
+    /// One per queue.
+    pub workers: Vec<WorkerReport>,
+    pub total: crate::report::model::Throughput,
+    pub cpu: crate::report::model::CpuReport,
+}
+
+/// The first IPv4 address of `iface`.
+pub fn ipv4_of(iface: &str) -> Result<Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .map_err(|e| Error::Invalid(format!("listing addresses: {e}")))?
+        .filter(|a| a.interface_name == iface)
+        .find_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{iface} has no IPv4 address: TCP over AF_XDP runs over IPv4 here (add one, or name it with --local)"
+            ))
+        })
+}
+
+/// Run TCP-lite streams to or from a plain TCP peer.
+pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
+    let IpAddr::V4(peer_ip) = o.peer.ip() else {
+        return Err(Error::Invalid(
+            "--plain takes an IPv4 peer in this build".into(),
+        ));
+    };
+    crate::datapath::socket::check_iface(&o.iface)?;
+    let local = match o.local {
+        Some(l) => l,
+        None => ipv4_of(&o.iface)?,
+    };
+    if o.duration.is_none() && o.bytes.is_none() && o.flow == Flow::Send {
+        return Err(Error::Invalid(
+            "a sender needs --duration or --bytes".into(),
+        ));
+    }
+    let end = StreamEnd::open(
+        &o.iface,
+        local,
+        Ports::Block(usize::from(o.streams.max(1))),
+        o.queues.as_deref(),
+        false,
+    )?;
+    let peer_mac = MacAddr(super::super::neigh::resolve(&o.iface, local, peer_ip)?);
+    let mut config = RunPlan::lan_config(end.mss(), o.window, crate::spec::TCPLITE_DEFAULT_BUFFER);
+    config.pacing_rate = o.pacing_bps.map(|b| b / 8 / u64::from(o.streams.max(1)));
+    let plan = RunPlan {
+        streams: end
+            .ports
+            .iter()
+            .map(|&p| StreamPlan {
+                open: Open::Connect {
+                    local: p,
+                    remote: o.peer,
+                },
+                flow: o.flow,
+                prefix: Vec::new(),
+                bytes: None,
+                header: None,
+            })
+            .collect(),
+        peer_mac,
+        duration: o.duration,
+        bytes: o.bytes,
+        verify: o.verify,
+        config,
+        idle: Duration::from_secs(10),
+        hard: o.duration.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30),
+        cpus: o.cpus.clone(),
+        counters: Vec::new(),
+        stream_bytes: Vec::new(),
+        ready: None,
+        receiver_limits: true,
+        expect_ids: Vec::new(),
+        rr: None,
+        interval_latency: Vec::new(),
+    };
+    let mode = end.mode.to_string();
+    let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
+    let gate = Gate::default();
+    let _ = gate.set(Instant::now());
+    let halt = std::sync::Arc::new(AtomicBool::new(false));
+    let mut work = StreamWork::spawn(end, plan, gate, &halt)?;
+    while !work.poll(Duration::from_millis(20)) {
+        if stop.load(Ordering::Relaxed) {
+            halt.store(true, Ordering::Relaxed);
+        }
+    }
+    let (mut streams, end) = work.finish();
+    for st in &mut streams {
+        st.error = st
+            .error
+            .take()
+            .map(|e| with_checksum_hint(e, end.bad_checksum()));
+    }
+    let cpu = cpu0.report(&crate::metrics::cpu::CpuSnapshot::take());
+    let total = crate::report::model::Throughput::sum(
+        streams
+            .iter()
+            .map(|s| crate::report::model::Throughput::new(s.bytes, s.seconds))
+            .collect::<Vec<_>>()
+            .iter(),
+    );
+    Ok(PlainReport {
+        schema: "wirespeed.plain/2".into(),
+        mode,
+        local: local.to_string(),
+        peer: o.peer.to_string(),
+        flow: o.flow,
+        streams,
+        workers: end.workers,
+        total,
+        cpu,
+    })
+}

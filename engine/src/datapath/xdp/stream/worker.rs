@@ -1,0 +1,606 @@
+//! A TCP-lite worker: one NIC queue, one thread (pinned if asked), and the
+//! connections that live on that queue, owned end to end with no lock on
+//! the per-packet path. Each pass, in the shape of smoltcp's
+//! `Interface::poll`: take back completed transmit frames, receive a
+//! batch, take frames other workers handed over, run timers and the
+//! application, transmit a batch built in place in UMEM, check each
+//! connection's progress; and when nothing happened for a while, sleep in
+//! `poll()` until the next timer, so a small machine's kernel keeps a core.
+
+use super::super::xsk::XskQueue;
+use super::flow::{FlowState, Pass, Shared};
+use super::handoff;
+use super::plan::{Open, RunPlan, StreamResult, WorkerReport};
+use crate::tcplite::frame::{parse_frame, poll_transmit_frame, LinkAddrs, TcpFrame};
+use crate::tcplite::Connection;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Frames taken from a ring per pass.
+const BATCH: usize = 64;
+/// Frames the queue may have on its way out (on the TX ring or in the
+/// kernel, not yet completed). More only queues: every frame behind the
+/// last adds its wait to the RTT, delaying the other connections' ACKs.
+const TX_INFLIGHT: usize = 256;
+/// Frames past [`TX_INFLIGHT`] the queue may still take, for ACKs.
+const ACK_RESERVE: usize = 16;
+/// How long a worker whose connections are all done keeps answering
+/// their last frames (TIME-WAIT, a lost final ACK).
+const LINGER: Duration = Duration::from_millis(500);
+/// Idle passes before the worker sleeps in `poll()`.
+const SPINS: u32 = 2000;
+/// No slot: the port tables' empty entry.
+const NONE: u16 = u16::MAX;
+
+/// Which worker owns a frame's connection, decided alike by every worker
+/// from the frame's ports alone: a connection we open belongs to the
+/// worker its local port was placed on; one accepted on a listening port
+/// to worker `remote port % workers` (the peer chose that port, and a
+/// wirespeed peer places its flow `i` on its worker `port % workers`, so
+/// on a link whose queues pair up one to one nothing needs handing over).
+pub(super) struct Owners {
+    workers: usize,
+    /// Per local port: the owning worker, for the ports we open from.
+    by_local: Vec<u16>,
+    listen: Vec<u16>,
+}
+
+impl Owners {
+    pub fn new(workers: usize, plan: &RunPlan) -> Owners {
+        let mut by_local = vec![NONE; 1 << 16];
+        let mut listen = Vec::new();
+        for s in &plan.streams {
+            match s.open {
+                Open::Connect { local, .. } => {
+                    by_local[usize::from(local)] = Owners::place(local, workers) as u16
+                }
+                Open::Accept { local, .. } => {
+                    if !listen.contains(&local) {
+                        listen.push(local)
+                    }
+                }
+            }
+        }
+        Owners {
+            workers,
+            by_local,
+            listen,
+        }
+    }
+
+    /// The worker a connection from local `port` runs on.
+    pub fn place(port: u16, workers: usize) -> usize {
+        usize::from(port) % workers
+    }
+
+    /// The owner of a segment to our `dst` port from the peer's `src`.
+    fn owner(&self, dst: u16, src: u16) -> Option<usize> {
+        match self.by_local[usize::from(dst)] {
+            NONE => self
+                .listen
+                .contains(&dst)
+                .then(|| usize::from(src) % self.workers),
+            w => Some(usize::from(w)),
+        }
+    }
+}
+
+/// Where a received frame went.
+enum Delivered {
+    Handled,
+    /// To another worker's connection: hand it over.
+    Owner(usize),
+    Stray,
+}
+
+/// A worker's connections and the tables that find them, apart from its
+/// queue so that a frame still in UMEM can be delivered.
+struct Conns {
+    id: usize,
+    ip: Ipv4Addr,
+    flows: Vec<FlowState>,
+    /// Slot of a connection by our port (those we open) and by the peer's
+    /// port (those accepted on a listening port): O(1) per segment.
+    by_local: Vec<u16>,
+    by_remote: Vec<u16>,
+    /// Accept plans, in the order workers claim them.
+    accept_plans: std::sync::Arc<Vec<usize>>,
+    owners: std::sync::Arc<Owners>,
+    report: WorkerReport,
+    t0: Instant,
+}
+
+/// One queue's worker.
+pub(super) struct Worker {
+    pub id: usize,
+    queue: XskQueue,
+    link: LinkAddrs,
+    c: Conns,
+    /// Rings from every other worker, and to each (None: ourselves).
+    pub inbox: Vec<handoff::Receiver>,
+    pub outbox: Vec<Option<handoff::Sender>>,
+    cpu: Option<u16>,
+    t0: Instant,
+    /// The UMEM frames kept for transmitting (the rest stock the fill ring).
+    tx_frames: usize,
+    /// Rotates the first connection of each transmit batch.
+    turn: usize,
+}
+
+/// Buffers a pass reuses, so the loop allocates nothing per frame.
+struct Scratch {
+    rx: Vec<xsk_rs::FrameDesc>,
+    done: Vec<xsk_rs::FrameDesc>,
+    batch: Vec<xsk_rs::FrameDesc>,
+    mine: Vec<usize>,
+    app: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl Worker {
+    /// Worker `id` of `workers` on `queue`, with its share of `plan`'s
+    /// connections (those it opens start their handshake at once).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: usize,
+        queue: XskQueue,
+        link: LinkAddrs,
+        ip: Ipv4Addr,
+        plan: &RunPlan,
+        owners: std::sync::Arc<Owners>,
+        accept_plans: std::sync::Arc<Vec<usize>>,
+        t0: Instant,
+    ) -> Worker {
+        let cpu = (!plan.cpus.is_empty()).then(|| plan.cpus[id % plan.cpus.len()]);
+        let mut w = Worker {
+            id,
+            c: Conns {
+                id,
+                ip,
+                flows: Vec::new(),
+                by_local: vec![NONE; 1 << 16],
+                by_remote: vec![NONE; 1 << 16],
+                accept_plans,
+                owners,
+                report: WorkerReport {
+                    queue: queue.queue,
+                    ..Default::default()
+                },
+                t0,
+            },
+            queue,
+            link,
+            inbox: Vec::new(),
+            outbox: Vec::new(),
+            cpu,
+            t0,
+            tx_frames: 0,
+            turn: 0,
+        };
+        w.tx_frames = w.queue.descs.len();
+        for (i, s) in plan.streams.iter().enumerate() {
+            let Open::Connect { local, remote } = s.open else {
+                continue;
+            };
+            if w.c.owners.owner(local, 0) != Some(id) {
+                continue;
+            }
+            let conn = Connection::connect(
+                plan.config.clone(),
+                SocketAddr::new(ip.into(), local),
+                remote,
+                initial_seq(),
+                w.us(Instant::now()),
+            );
+            w.c.by_local[usize::from(local)] = w.c.flows.len() as u16;
+            w.c.flows.push(FlowState::new(i, plan, Some(conn), t0));
+        }
+        w
+    }
+
+    fn us(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.t0).as_micros() as u64
+    }
+
+    /// Run to the end of every connection this end has (this worker keeps
+    /// handing frames over until every worker is done); returns each of
+    /// its connections' results with their plan index.
+    pub fn run(
+        mut self,
+        plan: &RunPlan,
+        gate: &OnceLock<Instant>,
+        stop: &AtomicBool,
+        shared: &Shared,
+        running: &AtomicUsize,
+    ) -> (Vec<(usize, StreamResult)>, WorkerReport) {
+        self.c.report.cpu_pinned = self.cpu.filter(|&c| {
+            core_affinity::set_for_current(core_affinity::CoreId { id: usize::from(c) })
+        });
+        let src = super::plan::pattern_source(plan.rr.map_or(0, |(a, b, _)| a.max(b) as usize));
+        let mut s = Scratch {
+            rx: vec![xsk_rs::FrameDesc::default(); BATCH],
+            done: vec![xsk_rs::FrameDesc::default(); BATCH],
+            batch: Vec::with_capacity(BATCH),
+            mine: Vec::new(),
+            app: vec![0u8; 256 * 1024],
+            frame: vec![0u8; 1 << 16],
+        };
+        let mut start = gate.get().copied();
+        let mut fresh = start.is_some();
+        let mut limit_at = None;
+        let mut finished_at: Option<Instant> = None;
+        let mut running = Running {
+            count: running,
+            out: false,
+        };
+        let mut spins = 0u32;
+        loop {
+            let now_i = Instant::now();
+            if start.is_none() {
+                start = gate.get().copied();
+                fresh = start.is_some();
+            }
+            if fresh {
+                let s0 = start.expect("set");
+                limit_at = plan.duration.map(|d| s0 + d);
+                self.c.flows.iter_mut().for_each(|f| f.started(s0, now_i));
+                fresh = false;
+            }
+            let stopping = stop.load(Ordering::Relaxed);
+            if stopping {
+                self.c.flows.iter_mut().for_each(|f| f.abort("aborted"));
+            }
+            let pass = Pass {
+                plan,
+                now: self.us(now_i),
+                now_i,
+                start,
+                limit_at,
+                src: &src,
+                shared,
+            };
+            self.take_completions(&mut s);
+            let mut busy = self.receive_batch(&pass, &mut s);
+            busy |= self.receive_handoffs(&pass, &mut s);
+            for f in &mut self.c.flows {
+                busy |= f.step(&pass, &mut s.app);
+            }
+            busy |= self.transmit_batch(pass.now, &mut s);
+            self.kick_tx();
+            for f in &mut self.c.flows {
+                f.check(&pass, self.t0, stopping);
+            }
+            // Done once its connections are (and, lingering, settled), and
+            // no accept can still come its way; it keeps handing frames
+            // over until every worker is done.
+            if !running.out
+                && self.c.flows.iter().all(|f| f.done)
+                && self.accepts_over(&pass, shared, stopping)
+            {
+                let since = *finished_at.get_or_insert(now_i);
+                if self.c.flows.iter().all(|f| f.settled()) || now_i.duration_since(since) >= LINGER
+                {
+                    running.leave();
+                }
+            }
+            if running.out && running.count.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            self.c.report.polls += 1;
+            self.c.report.busy_polls += u64::from(busy);
+            spins = if busy { 0 } else { spins + 1 };
+            if spins > SPINS {
+                spins = 0;
+                self.sleep();
+            } else if spins > 0 && spins.is_multiple_of(64) {
+                let q = &self.queue;
+                if q.busy_poll || q.fill.needs_wakeup() {
+                    q.kick_rx();
+                }
+            }
+        }
+        self.drain();
+        let mut report = self.c.report;
+        report.cpu = nix::sched::sched_getcpu().ok().map(|c| c as u16);
+        report.kernel_dropped = self.queue.kernel_dropped();
+        report.flows = self.c.flows.len() as u32;
+        let results = self
+            .c
+            .flows
+            .into_iter()
+            .map(|f| (f.index, f.result(plan, start)))
+            .collect();
+        (results, report)
+    }
+
+    /// No accept plan is left, or none can still arrive: the end is
+    /// stopping, or the wait for connections has run out.
+    fn accepts_over(&self, p: &Pass, shared: &Shared, stopping: bool) -> bool {
+        stopping
+            || shared.accepts_claimed.load(Ordering::Relaxed) >= self.c.accept_plans.len()
+            || p.now_i
+                .duration_since(p.start.unwrap_or(self.t0).max(self.t0))
+                >= p.plan.idle
+    }
+
+    /// Completed transmit frames become free frames again.
+    fn take_completions(&mut self, s: &mut Scratch) {
+        let q = &mut self.queue;
+        // SAFETY: the completion ring returns frames of this UMEM.
+        let n = unsafe { q.comp.consume(&mut s.done) };
+        q.descs.extend_from_slice(&s.done[..n]);
+    }
+
+    /// A batch from the queue's receive ring, each frame to its connection
+    /// (or its owner's ring), then the frames back on the fill ring.
+    fn receive_batch(&mut self, p: &Pass, s: &mut Scratch) -> bool {
+        // SAFETY: the receive ring returns frames of this UMEM.
+        let n = unsafe { self.queue.rx.consume(&mut s.rx) };
+        if n == 0 {
+            return false;
+        }
+        for d in &s.rx[..n] {
+            // SAFETY: a received frame, ours until handed back below.
+            let data = unsafe { self.queue.umem.data(d) };
+            let bytes = data.contents();
+            match self.c.deliver(p, bytes) {
+                Delivered::Handled => {}
+                Delivered::Stray => self.c.report.stray_frames += 1,
+                Delivered::Owner(w) => {
+                    self.c.report.misrouted += 1;
+                    let sent = self.outbox[w].as_mut().is_some_and(|o| o.push(bytes));
+                    self.c.report.handoff_dropped += u64::from(!sent);
+                }
+            }
+        }
+        let q = &mut self.queue;
+        for _ in 0..1000 {
+            // SAFETY: handing consumed frames of this UMEM back to the kernel.
+            if unsafe { q.fill.produce(&s.rx[..n]) } == n {
+                break;
+            }
+            q.kick_rx();
+        }
+        true
+    }
+
+    /// Frames other workers received for our connections.
+    fn receive_handoffs(&mut self, p: &Pass, s: &mut Scratch) -> bool {
+        let mut busy = false;
+        for k in 0..self.inbox.len() {
+            for _ in 0..BATCH {
+                let Some(n) = self.inbox[k].pop(&mut s.frame) else {
+                    break;
+                };
+                busy = true;
+                if let Delivered::Stray | Delivered::Owner(_) = self.c.deliver(p, &s.frame[..n]) {
+                    self.c.report.stray_frames += 1;
+                }
+            }
+        }
+        busy
+    }
+
+    /// Frames built in place from the connections' `poll_transmit`, as many
+    /// as the ring and the in-flight cap allow, in fair shares from a
+    /// rotating first connection: one bulk sender must not starve another
+    /// connection's ACKs.
+    fn transmit_batch(&mut self, now: u64, s: &mut Scratch) -> bool {
+        let q = &mut self.queue;
+        let in_flight = self.tx_frames.saturating_sub(q.descs.len());
+        // A few frames past the cap, so ACKs leave even while data fills it.
+        let room = (q.tx.nb_free(BATCH as u32) as usize)
+            .min((TX_INFLIGHT + ACK_RESERVE).saturating_sub(in_flight));
+        s.mine.clear();
+        let flows = &mut self.c.flows;
+        s.mine
+            .extend((0..flows.len()).filter(|&i| flows[i].conn.is_some()));
+        if s.mine.is_empty() || room == 0 {
+            return false;
+        }
+        s.batch.clear();
+        self.turn = self.turn.wrapping_add(1);
+        let turn = self.turn;
+        let share = (room / s.mine.len()).max(1);
+        for pass in 0..2 {
+            let quota = if pass == 0 { share } else { room };
+            for k in 0..s.mine.len() {
+                if s.batch.len() >= room {
+                    break;
+                }
+                let flow = &mut flows[s.mine[(turn + k) % s.mine.len()]];
+                let c = flow.conn.as_mut().expect("listed with a connection");
+                let mut took = 0;
+                while s.batch.len() < room && took < quota {
+                    let Some(mut d) = q.descs.pop() else { break };
+                    // SAFETY: a free frame of this UMEM, on no ring.
+                    let mut data = unsafe { q.umem.data_mut(&mut d) };
+                    data.cursor().set_pos(usize::MAX);
+                    match poll_transmit_frame(c, now, &self.link, data.contents_mut()) {
+                        Some((len, _)) => {
+                            data.cursor().set_pos(len);
+                            s.batch.push(d);
+                            took += 1;
+                        }
+                        None => {
+                            q.descs.push(d);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if s.batch.is_empty() {
+            return false;
+        }
+        // SAFETY: these frames are on no other ring; room was checked.
+        let sent = unsafe { q.tx.produce(&s.batch) };
+        if sent == 0 {
+            q.descs.extend_from_slice(&s.batch);
+        } else {
+            self.c.report.segments_out += sent as u64;
+        }
+        true
+    }
+
+    /// Kick the queue while frames are outstanding, new or not: in copy
+    /// mode one kick sends a few dozen frames, and frames left on the ring
+    /// would otherwise wait for the next segment or a timeout.
+    fn kick_tx(&mut self) {
+        let q = &mut self.queue;
+        if self.tx_frames > q.descs.len() && (q.busy_poll || q.tx.needs_wakeup()) {
+            let _ = q.tx.wakeup();
+        }
+    }
+
+    /// Idle: sleep in `poll()` on the receive ring for up to a millisecond,
+    /// unless a timer is due sooner (poll() rounds to milliseconds: spin on).
+    fn sleep(&mut self) {
+        let now = self.us(Instant::now());
+        let next = self
+            .c
+            .flows
+            .iter()
+            .filter_map(|f| f.conn.as_ref()?.poll_timeout())
+            .min()
+            .map_or(1000, |t| t.saturating_sub(now));
+        let handoffs = self.inbox.iter().any(|r| r.pending());
+        if next < 1000 || handoffs {
+            return;
+        }
+        use std::os::fd::AsRawFd;
+        let mut fd = nix::libc::pollfd {
+            fd: self.queue.rx.fd().as_raw_fd(),
+            events: nix::libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd for a socket we own.
+        unsafe { nix::libc::poll(&mut fd, 1, 1) };
+    }
+
+    /// Let the last frames (final ACKs, FINs) leave, bounded.
+    fn drain(&mut self) {
+        let until = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < until {
+            if self.queue.tx.needs_wakeup() {
+                let _ = self.queue.tx.wakeup();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Conns {
+    /// Parse a frame and hand its segment to the connection it belongs to,
+    /// accepting a new one for a SYN on a listening port.
+    fn deliver(&mut self, p: &Pass, bytes: &[u8]) -> Delivered {
+        let f = match parse_frame(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.report.bad_checksum += u64::from(e == crate::wire::Error::Checksum);
+                return Delivered::Stray;
+            }
+        };
+        let seg = &f.segment;
+        match self.owners.owner(seg.dst_port, seg.src_port) {
+            None => return Delivered::Stray,
+            Some(w) if w != self.id => return Delivered::Owner(w),
+            Some(_) => {}
+        }
+        let slot = match self.by_local[usize::from(seg.dst_port)] {
+            NONE => self.by_remote[usize::from(seg.src_port)],
+            s => s,
+        };
+        if slot == NONE {
+            return match self.accept(p, &f) {
+                true => Delivered::Handled,
+                false => Delivered::Stray,
+            };
+        }
+        let flow = &mut self.flows[usize::from(slot)];
+        let Some(c) = &mut flow.conn else {
+            return Delivered::Stray;
+        };
+        if c.remote() != SocketAddr::new(f.src, seg.src_port) || c.local().port() != seg.dst_port {
+            return Delivered::Stray;
+        }
+        c.handle_segment(p.now, seg);
+        flow.touched(p.now_i);
+        self.report.segments_in += 1;
+        Delivered::Handled
+    }
+
+    /// A SYN on a listening port: claim the next accept plan and open its
+    /// connection here; false when it is no SYN for us or none is left.
+    fn accept(&mut self, p: &Pass, f: &TcpFrame) -> bool {
+        let seg = &f.segment;
+        if !seg.flags.syn() || seg.flags.ack() || seg.flags.rst() {
+            return false;
+        }
+        let claimed = &p.shared.accepts_claimed;
+        // Every accept plan of an end takes the same port and peer (the
+        // agent's), so the next unclaimed one serves whichever SYN comes.
+        let fits = self
+            .accept_plans
+            .first()
+            .is_some_and(|&i| FlowState::accepts(&p.plan.streams[i], f.src, seg.dst_port));
+        if !fits {
+            return false;
+        }
+        let Ok(k) = claimed.fetch_update(Ordering::AcqRel, Ordering::Acquire, |k| {
+            (k < self.accept_plans.len()).then_some(k + 1)
+        }) else {
+            return false;
+        };
+        let index = self.accept_plans[k];
+        let Some(conn) = Connection::accept(
+            p.plan.config.clone(),
+            SocketAddr::new(IpAddr::V4(self.ip), seg.dst_port),
+            f.src,
+            seg,
+            initial_seq(),
+            p.now,
+        ) else {
+            return false;
+        };
+        let slot = self.flows.len();
+        let mut flow = FlowState::new(index, p.plan, Some(conn), self.t0);
+        if let Some(s0) = p.start {
+            flow.started(s0, p.now_i);
+        }
+        self.by_remote[usize::from(seg.src_port)] = slot as u16;
+        self.flows.push(flow);
+        self.report.segments_in += 1;
+        true
+    }
+}
+
+/// This worker's place in the count of workers still running: it leaves
+/// once, when done or when it unwinds, so the others never wait for a
+/// worker that panicked.
+struct Running<'a> {
+    count: &'a AtomicUsize,
+    out: bool,
+}
+
+impl Running<'_> {
+    fn leave(&mut self) {
+        if !self.out {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            self.out = true;
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// A random initial sequence number.
+fn initial_seq() -> u32 {
+    u32::from_be_bytes(crate::control::auth::nonce()[..4].try_into().expect("4"))
+}
