@@ -50,8 +50,15 @@ fn check_lossy(j: &Value, streams: usize, directions: usize) {
             !irq["net_rx_softirqs"].as_array().unwrap().is_empty(),
             "{irq}"
         );
+        assert!(irq.get("unavailable").is_none(), "{irq}");
         let cpu = &end["cpu"][side];
         assert_eq!(cpu["source"], "/proc/stat", "{cpu}");
+        assert!(
+            cpu["host"]["idle"]
+                .as_f64()
+                .is_some_and(|i| (0.0..=100.0).contains(&i)),
+            "{cpu}"
+        );
         assert_eq!(
             cpu["per_core"].as_array().unwrap().len() as u64,
             cpu["cores"].as_u64().unwrap(),

@@ -3,7 +3,13 @@
 //! per CPU (/proc/softirqs), and the softnet backlog's drops and squeezes
 //! (/proc/net/softnet_stat). The study's worst case, one CPU taking every
 //! NIC interrupt, shows up here before anywhere else. Linux only; other
-//! systems report nothing rather than zeros.
+//! systems report nothing rather than zeros, and a file that cannot be read
+//! is named in the report's `unavailable` with the reason.
+//!
+//! Parsed by hand: the `procfs` crate (0.18, used for /proc/stat in
+//! [`super::cpu`]) has no reader for any of these files nor for
+//! /proc/irq/N/smp_affinity_list, and each is a table of counters per CPU
+//! that a few lines split.
 
 use serde::{Deserialize, Serialize};
 
@@ -73,8 +79,10 @@ pub struct Softnet {
     pub time_squeeze: u64,
 }
 
-/// Parse /proc/net/softnet_stat (hex columns, one line per CPU; the CPU
-/// number is column 13 on kernels that print it).
+/// Parse /proc/net/softnet_stat (hex columns, one line per online CPU). The
+/// CPU number is column 13 on kernels that print it (5.10 on: 13 columns,
+/// 15 since 6.x); before that (11 columns) it is the line's position, which
+/// is wrong only while a CPU below is offline.
 pub fn parse_softnet(text: &str) -> Vec<Softnet> {
     text.lines()
         .enumerate()
@@ -99,6 +107,8 @@ pub struct IrqSnapshot {
     lines: Vec<IrqLine>,
     softirqs: Vec<(String, Vec<u64>)>,
     softnet: Vec<Softnet>,
+    /// The files that could not be read, with the reason.
+    unavailable: Vec<String>,
 }
 
 /// A line that fired during the test.
@@ -122,16 +132,40 @@ pub struct IrqReport {
     pub net_rx_softirqs: Vec<u64>,
     pub net_tx_softirqs: Vec<u64>,
     pub softnet: Vec<Softnet>,
+    /// What could not be read (`/proc/interrupts: REASON`): the lists above
+    /// are then empty for want of a reading, not because nothing happened.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 impl IrqSnapshot {
-    /// Read the counters now (empty where unsupported).
+    /// Read the counters now.
+    #[cfg(target_os = "linux")]
     pub fn take() -> IrqSnapshot {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let mut unavailable = Vec::new();
+        let mut read = |p: &str| {
+            std::fs::read_to_string(p).unwrap_or_else(|e| {
+                unavailable.push(format!("{p}: {e}"));
+                String::new()
+            })
+        };
+        let lines = parse_interrupts(&read("/proc/interrupts"));
+        let softirqs = parse_softirqs(&read("/proc/softirqs"));
+        let softnet = parse_softnet(&read("/proc/net/softnet_stat"));
         IrqSnapshot {
-            lines: parse_interrupts(&read("/proc/interrupts")),
-            softirqs: parse_softirqs(&read("/proc/softirqs")),
-            softnet: parse_softnet(&read("/proc/net/softnet_stat")),
+            lines,
+            softirqs,
+            softnet,
+            unavailable,
+        }
+    }
+
+    /// Nothing to read on other systems.
+    #[cfg(not(target_os = "linux"))]
+    pub fn take() -> IrqSnapshot {
+        IrqSnapshot {
+            unavailable: vec!["interrupt counters: Linux only".into()],
+            ..Default::default()
         }
     }
 
@@ -176,29 +210,35 @@ impl IrqSnapshot {
                 _ => Vec::new(),
             }
         };
+        // A CPU without an earlier reading has no delta (its totals since
+        // boot are not this test's).
         let softnet = later
             .softnet
             .iter()
-            .map(|a| {
-                let b = self
-                    .softnet
-                    .iter()
-                    .find(|b| b.cpu == a.cpu)
-                    .copied()
-                    .unwrap_or_default();
-                Softnet {
+            .filter_map(|a| {
+                let b = self.softnet.iter().find(|b| b.cpu == a.cpu)?;
+                Some(Softnet {
                     cpu: a.cpu,
                     processed: a.processed.saturating_sub(b.processed),
                     dropped: a.dropped.saturating_sub(b.dropped),
                     time_squeeze: a.time_squeeze.saturating_sub(b.time_squeeze),
-                }
+                })
             })
             .collect();
+        let mut unavailable = self.unavailable.clone();
+        unavailable.extend(
+            later
+                .unavailable
+                .iter()
+                .filter(|u| !self.unavailable.contains(u))
+                .cloned(),
+        );
         IrqReport {
             lines,
             net_rx_softirqs: soft("NET_RX"),
             net_tx_softirqs: soft("NET_TX"),
             softnet,
+            unavailable,
         }
     }
 }
@@ -237,6 +277,60 @@ mod tests {
         );
     }
 
+    /// One line per CPU in three layouts: 11 columns (before 5.10: the CPU
+    /// is the line's position), 13 (5.10 on: column 13 is the CPU; CPU 1 is
+    /// offline here) and 15 (6.x, recorded on this project's 6.18 guest).
+    #[test]
+    fn softnet_layouts() {
+        let old = "0003ba2b 00000000 0000000f 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n00000010 00000002 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n";
+        let v5 = "0000c53f 00000004 00000002 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n000000ff 00000000 00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000002\n";
+        let v6 = "00000052 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n0000383d 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000001 00000000 00000000\n";
+        let pick = |t: &str| -> Vec<(usize, u64, u64, u64)> {
+            parse_softnet(t)
+                .iter()
+                .map(|s| (s.cpu, s.processed, s.dropped, s.time_squeeze))
+                .collect()
+        };
+        assert_eq!(pick(old), vec![(0, 0x3ba2b, 0, 15), (1, 16, 2, 0)]);
+        assert_eq!(pick(v5), vec![(0, 0xc53f, 4, 2), (2, 255, 0, 1)]);
+        assert_eq!(pick(v6), vec![(0, 0x52, 0, 0), (1, 0x383d, 0, 0)]);
+    }
+
+    #[test]
+    fn unread_files_are_named_and_give_no_deltas() {
+        let softnet = parse_softnet("00000010 00000001 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000\n");
+        let unread = IrqSnapshot {
+            unavailable: vec!["/proc/net/softnet_stat: Permission denied (os error 13)".into()],
+            ..Default::default()
+        };
+        let read = IrqSnapshot {
+            softnet,
+            ..Default::default()
+        };
+        // Totals since boot are no test's delta.
+        let r = unread.report(&read);
+        assert!(r.softnet.is_empty(), "{r:?}");
+        assert_eq!(
+            r.unavailable,
+            vec!["/proc/net/softnet_stat: Permission denied (os error 13)"]
+        );
+        assert_eq!(read.report(&unread).unavailable, r.unavailable);
+        assert!(read.report(&read).unavailable.is_empty());
+        assert_eq!(read.report(&read).softnet.len(), 1);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn live_counters_are_read() {
+        let a = IrqSnapshot::take();
+        assert!(a.unavailable.is_empty(), "{:?}", a.unavailable);
+        assert!(!a.softnet.is_empty() && !a.lines.is_empty());
+        let r = a.report(&IrqSnapshot::take());
+        assert!(!r.net_rx_softirqs.is_empty(), "{r:?}");
+        assert_eq!(r.softnet.len(), a.softnet.len(), "{r:?}");
+        assert!(r.unavailable.is_empty());
+    }
+
     #[test]
     fn deltas_keep_lines_that_fired() {
         let a = IrqSnapshot {
@@ -245,8 +339,7 @@ mod tests {
         };
         let b = IrqSnapshot {
             lines: parse_interrupts(&INTR.replace("12345", "22345")),
-            softirqs: vec![],
-            softnet: vec![],
+            ..Default::default()
         };
         let r = a.report(&b);
         assert_eq!(r.lines.len(), 1);

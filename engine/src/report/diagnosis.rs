@@ -160,7 +160,10 @@ fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
     let mut ordered: Vec<&HostFigures> = hosts.iter().filter(|h| h.controller).collect();
     ordered.extend(hosts.iter().filter(|h| !h.controller));
     for h in ordered {
-        let busy = h.cpu.host.busy();
+        // No host figure, no verdict on it.
+        let Some(busy) = h.cpu.host.map(|s| s.busy()) else {
+            continue;
+        };
         if busy >= HOST_BUSY {
             let (limit, advice) = if h.controller {
                 ("controller-cpu", "move some pairs to a second controller host, or use fewer pairs per controller")
@@ -260,10 +263,10 @@ mod tests {
             controller,
             cpu: CpuReport {
                 cores: cores.len(),
-                host: CpuShare {
+                host: Some(CpuShare {
                     idle,
                     ..Default::default()
-                },
+                }),
                 per_core: cores,
                 ..Default::default()
             },
@@ -318,6 +321,23 @@ mod tests {
             (v.limit.as_str(), v.confidence.as_str()),
             ("none-visible", "low")
         );
+    }
+
+    #[test]
+    fn unread_cpu_counters_give_no_cpu_verdict() {
+        // All-zero shares read as 100 % busy; an unread host has none.
+        let unread = HostFigures {
+            name: "controller".into(),
+            controller: true,
+            cpu: CpuReport {
+                source: "unavailable: /proc/stat: Permission denied (os error 13)".into(),
+                cores: 2,
+                ..Default::default()
+            },
+            irq: IrqReport::default(),
+        };
+        assert_eq!(unread.cpu.host, None);
+        assert_eq!(diagnose(&[unread], Some(99.0)).limit, "link");
     }
 
     #[test]

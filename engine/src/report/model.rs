@@ -261,11 +261,13 @@ pub struct ProcessCpu {
 /// CPU use on one host over the measured interval.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuReport {
-    /// Where the figures come from (`/proc/stat`, `GetSystemTimes`).
+    /// Where the figures come from (`/proc/stat`, `GetSystemTimes`), or
+    /// `unavailable: REASON`.
     pub source: String,
     pub seconds: f64,
     pub cores: usize,
-    pub host: CpuShare,
+    /// None when the host's counters could not be read (`source` says why).
+    pub host: Option<CpuShare>,
     pub per_core: Vec<CoreShare>,
     pub process: ProcessCpu,
 }

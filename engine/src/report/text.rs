@@ -147,18 +147,21 @@ fn fmt_pps(pps: f64) -> String {
 }
 
 fn cpu_line(c: &CpuReport) -> String {
-    let host = &c.host;
     let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    let host = match &c.host {
+        Some(h) => format!(
+            "host busy {:.1}% (usr {:.1} sys {:.1} irq {} soft {})",
+            h.busy(),
+            h.user + h.nice,
+            h.system,
+            opt(h.irq),
+            opt(h.softirq)
+        ),
+        None => format!("host {}", c.source),
+    };
     format!(
-        "process {:.1}% of a core ({:.1}% of {} cores); host busy {:.1}% (usr {:.1} sys {:.1} irq {} soft {})",
-        c.process.percent_of_core,
-        c.process.percent_of_host,
-        c.cores,
-        host.busy(),
-        host.user + host.nice,
-        host.system,
-        opt(host.irq),
-        opt(host.softirq)
+        "process {:.1}% of a core ({:.1}% of {} cores); {host}",
+        c.process.percent_of_core, c.process.percent_of_host, c.cores,
     )
 }
 
@@ -381,4 +384,24 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
         w.stray_frames,
         w.kernel_dropped
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_host_cpu_says_so_instead_of_a_figure() {
+        let c = CpuReport {
+            source: "unavailable: /proc/stat: Permission denied (os error 13)".into(),
+            cores: 2,
+            ..Default::default()
+        };
+        let line = cpu_line(&c);
+        assert!(
+            line.ends_with("host unavailable: /proc/stat: Permission denied (os error 13)"),
+            "{line}"
+        );
+        assert!(!line.contains("busy"), "{line}");
+    }
 }

@@ -135,7 +135,6 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
         }
         (Some(n), _) => Err(n.clone()),
     };
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let facts = crate::auto::Facts {
         linux: true,
         ipv4: true,
@@ -144,7 +143,7 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
         peer_local: false,
         iface: Some(&r.name),
         driver: r.driver.as_deref(),
-        privileged: crate::auto::caps_allow_xdp(&status),
+        privileged: crate::auto::xdp_privileged(),
         peer: crate::auto::Peer::Kernel,
     };
     if let Err(why) = crate::auto::pre_check(&facts) {

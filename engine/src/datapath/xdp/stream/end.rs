@@ -176,7 +176,6 @@ impl StreamEnd {
             _ => None,
         });
         let driver = iface.and_then(crate::host::iface::driver);
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         let facts = crate::auto::Facts {
             linux: true,
             ipv4: ip.is_ipv4() && peer_ip.is_ipv4(),
@@ -185,7 +184,7 @@ impl StreamEnd {
             peer_local: *route == Route::Local || peer_ip.is_loopback(),
             iface,
             driver: driver.as_deref(),
-            privileged: crate::auto::caps_allow_xdp(&status),
+            privileged: crate::auto::xdp_privileged(),
             peer,
         };
         let iface = match crate::auto::pre_check(&facts) {
