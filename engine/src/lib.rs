@@ -17,6 +17,7 @@ pub mod host;
 pub mod metrics;
 pub mod plan;
 pub mod report;
+pub mod rss;
 pub mod spec;
 pub mod tcplite;
 #[cfg(target_os = "linux")]

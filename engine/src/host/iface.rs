@@ -96,44 +96,88 @@ pub fn driver(name: &str) -> Option<String> {
 /// Driver name and channel count from the ethtool ioctl.
 #[cfg(target_os = "linux")]
 pub fn driver_and_channels(name: &str) -> (Option<String>, Option<u32>) {
-    use nix::libc;
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
     const ETHTOOL_GDRVINFO: u32 = 0x3;
     const ETHTOOL_GCHANNELS: u32 = 0x3c;
-    #[repr(C)]
-    struct Ifreq {
-        name: [u8; 16],
-        data: *mut libc::c_void,
-        _pad: [u8; 16],
-    }
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-    if fd < 0 {
+    let Ok(eth) = Ethtool::open(name) else {
         return (None, None);
-    }
-    let mut ifr = Ifreq {
-        name: [0; 16],
-        data: std::ptr::null_mut(),
-        _pad: [0; 16],
     };
-    let n = name.len().min(15);
-    ifr.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-    let mut drv = [0u8; 196];
-    drv[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
-    ifr.data = drv.as_mut_ptr().cast();
-    // SAFETY: ifr points at a buffer as large as struct ethtool_drvinfo.
-    let driver = (unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr) } == 0).then(|| {
-        let d = &drv[4..36];
+    // struct ethtool_drvinfo: cmd, then driver[32], ...; 196 bytes.
+    let mut drv = [0u32; 49];
+    drv[0] = ETHTOOL_GDRVINFO;
+    // SAFETY: the buffer is as large as struct ethtool_drvinfo.
+    let driver = unsafe { eth.call(drv.as_mut_ptr().cast()) }.ok().map(|()| {
+        let d: Vec<u8> = drv[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
         String::from_utf8_lossy(&d[..d.iter().position(|&b| b == 0).unwrap_or(32)]).into_owned()
     });
     let mut ch = [0u32; 9];
     ch[0] = ETHTOOL_GCHANNELS;
-    ifr.data = ch.as_mut_ptr().cast();
     // SAFETY: struct ethtool_channels is nine u32s.
-    let channels =
-        (unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr) } == 0).then(|| ch[8].max(ch[5]));
-    unsafe { libc::close(fd) };
+    let channels = unsafe { eth.call(ch.as_mut_ptr().cast()) }
+        .ok()
+        .map(|()| ch[8].max(ch[5]));
     (
         driver.filter(|d| !d.is_empty()),
         channels.filter(|&c| c > 0),
     )
+}
+
+/// A socket to ask the kernel's ethtool ioctl (SIOCETHTOOL) about one
+/// interface: the `struct ifreq` plumbing every ethtool command shares.
+#[cfg(target_os = "linux")]
+pub(crate) struct Ethtool {
+    fd: std::os::fd::OwnedFd,
+    name: [u8; 16],
+}
+
+#[cfg(target_os = "linux")]
+impl Ethtool {
+    /// A datagram socket for ioctls about `iface` (names are at most 15 bytes).
+    pub(crate) fn open(iface: &str) -> std::io::Result<Ethtool> {
+        use nix::libc;
+        use std::os::fd::FromRawFd;
+        if iface.len() > 15 || iface.contains('\0') {
+            return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+        }
+        // SAFETY: plain socket(2); the fd is owned from here on.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut name = [0; 16];
+        name[..iface.len()].copy_from_slice(iface.as_bytes());
+        Ok(Ethtool {
+            // SAFETY: fd is a socket we just opened and nothing else owns.
+            fd: unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) },
+            name,
+        })
+    }
+
+    /// Run the ethtool command whose `u32` code opens `data`.
+    ///
+    /// # Safety
+    /// `data` must point at a writable buffer at least as large as the
+    /// kernel's structure for that command (with its trailing array, as
+    /// sized by the counts the buffer holds).
+    pub(crate) unsafe fn call(&self, data: *mut std::ffi::c_void) -> std::io::Result<()> {
+        use nix::libc;
+        use std::os::fd::AsRawFd;
+        const SIOCETHTOOL: libc::c_ulong = 0x8946;
+        #[repr(C)]
+        struct Ifreq {
+            name: [u8; 16],
+            data: *mut libc::c_void,
+            _pad: [u8; 16],
+        }
+        let mut ifr = Ifreq {
+            name: self.name,
+            data,
+            _pad: [0; 16],
+        };
+        // SAFETY: ifr is a valid struct ifreq; the caller vouches for data.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), SIOCETHTOOL as _, &mut ifr) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 }
