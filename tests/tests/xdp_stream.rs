@@ -161,7 +161,9 @@ fn xdp_mode_refuses_what_it_cannot_do() {
     let mut c = tb.cmd(0, &bin());
     c.args(["run", "--to", &a.addr, "--mode", "xdp", "--duration", "1s"]);
     run(c, Duration::from_secs(30)).fails_with("--mode xdp needs the interface");
-    ws(&tb, &a, "xdp", &["--streams", "9", "--duration", "1s"]).fails_with("1 to 8 streams");
+    ws(&tb, &a, "xdp", &["--streams", "1025", "--duration", "1s"]).fails_with("1024");
+    ws(&tb, &a, "socket", &["--queues", "0", "--duration", "1s"])
+        .fails_with("need --mode xdp or auto");
     ws(
         &tb,
         &a,
@@ -258,18 +260,23 @@ fn auto_picks_each_end_and_says_why() {
         "{why}"
     );
 
-    // More flows than TCP-lite runs: sockets on both ends, and why.
-    let args = [&bytes[..], &["--remote-mode", "auto", "--streams", "9"]].concat();
+    // Nine streams (once past the old 8-flow limit): still TCP-lite.
+    let args = [
+        &bytes[..],
+        &[
+            "--remote-mode",
+            "xdp",
+            "--remote-iface",
+            theirs,
+            "--streams",
+            "9",
+        ],
+    ]
+    .concat();
     let j = ws(&tb, &a, "auto", &args).ok().json();
     exact(&j, "auto with 9 streams");
-    let (m, why, rm, rwhy) = modes(&j);
-    assert_eq!((m.as_str(), rm.as_str()), ("socket", "socket"));
-    for w in [why, rwhy] {
-        assert!(
-            w.contains("9 flows exceed the 8 TCP-lite runs per end"),
-            "{w}"
-        );
-    }
+    let (m, why, rm, _) = modes(&j);
+    assert_eq!((m.as_str(), rm.as_str()), ("xdp-copy", "xdp-copy"), "{why}");
 
     // A controller on the agent's own host: no NIC between, sockets.
     let mut c = tb.cmd(1, &bin());
