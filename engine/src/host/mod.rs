@@ -3,3 +3,5 @@
 //! them, so neither reaches into the other.
 
 pub mod iface;
+#[cfg(target_os = "linux")]
+pub mod netlink;
