@@ -17,8 +17,7 @@ pub mod neigh;
 pub mod route;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_MULTIPART,
-    NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_MULTIPART, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -49,6 +48,21 @@ impl NlError {
         match self {
             NlError::Kernel { errno, .. } => Some(*errno),
             _ => None,
+        }
+    }
+
+    /// The engine's error, with what we were doing; a refusal for lack of
+    /// privilege says so.
+    pub fn into_error(self, context: String) -> crate::Error {
+        match self {
+            NlError::Io(e) => crate::Error::io(context, e),
+            NlError::Kernel { errno, .. }
+                if errno == nix::errno::Errno::EPERM as i32
+                    || errno == nix::errno::Errno::EACCES as i32 =>
+            {
+                crate::Error::Privilege(format!("{context}: {self}: run as root (CAP_NET_ADMIN)"))
+            }
+            e => crate::Error::Invalid(format!("{context}: {e}")),
         }
     }
 }
@@ -203,8 +217,8 @@ mod tests {
         assert_eq!(e.errno(), Some(libc_enetunreach()), "{e}");
         // An ACK ends an answer without messages.
         let ack = [
-            36, 0, 0, 0, 2, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 19, 0, 5,
-            0, 1, 0, 0, 0, 0, 0, 0, 0,
+            36, 0, 0, 0, 2, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 19, 0, 5, 0,
+            1, 0, 0, 0, 0, 0, 0, 0,
         ];
         let d = decode(&ack).unwrap();
         assert!(d.done && d.messages.is_empty());

@@ -43,10 +43,11 @@ pub fn use_request(hop: IpAddr, ifindex: u32) -> RouteNetlinkMessage {
     m.header.family = family(hop);
     m.header.ifindex = ifindex;
     m.header.flags = NeighbourFlags::Use;
-    m.attributes.push(NeighbourAttribute::Destination(match hop {
-        IpAddr::V4(a) => NeighbourAddress::Inet(a),
-        IpAddr::V6(a) => NeighbourAddress::Inet6(a),
-    }));
+    m.attributes
+        .push(NeighbourAttribute::Destination(match hop {
+            IpAddr::V4(a) => NeighbourAddress::Inet(a),
+            IpAddr::V6(a) => NeighbourAddress::Inet6(a),
+        }));
     RouteNetlinkMessage::NewNeighbour(m)
 }
 
@@ -58,12 +59,8 @@ pub fn find(replies: &[RouteNetlinkMessage], hop: IpAddr, ifindex: u32) -> Entry
             continue;
         };
         let dst = m.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                Some(IpAddr::from(*v4))
-            }
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                Some(IpAddr::from(*v6))
-            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => Some(IpAddr::from(*v4)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => Some(IpAddr::from(*v6)),
             _ => None,
         });
         if m.header.ifindex != ifindex || dst != Some(hop) {
@@ -71,9 +68,9 @@ pub fn find(replies: &[RouteNetlinkMessage], hop: IpAddr, ifindex: u32) -> Entry
         }
         let state = u16::from(m.header.state);
         let mac = m.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::LinkLayerAddress(l) => {
-                <[u8; 6]>::try_from(l.as_slice()).ok().filter(|m| m != &[0; 6])
-            }
+            NeighbourAttribute::LinkLayerAddress(l) => <[u8; 6]>::try_from(l.as_slice())
+                .ok()
+                .filter(|m| m != &[0; 6]),
             _ => None,
         });
         found = match mac {
@@ -120,7 +117,11 @@ mod tests {
         assert_eq!(find(&r, ip("198.18.1.9"), 2), Entry::Unusable(0x20));
         assert_eq!(state_name(0x01), "incomplete");
         assert_eq!(state_name(0x20), "failed");
-        assert_eq!(find(&r, ip("198.18.1.2"), 3), Entry::Absent, "other interface");
+        assert_eq!(
+            find(&r, ip("198.18.1.2"), 3),
+            Entry::Absent,
+            "other interface"
+        );
         assert_eq!(find(&r, ip("198.18.1.7"), 2), Entry::Absent);
     }
 
@@ -129,7 +130,11 @@ mod tests {
         let r = replies(include_str!("testdata/neigh_v6.hex"));
         assert_eq!(find(&r, ip("2001:2:0:1::2"), 2), Entry::Usable(ROUTER_MAC));
         assert_eq!(find(&r, ip("fe80::b:1"), 2), Entry::Usable(ROUTER_MAC));
-        assert_eq!(find(&r, ip("198.18.1.2"), 2), Entry::Absent, "v4 is not in a v6 dump");
+        assert_eq!(
+            find(&r, ip("198.18.1.2"), 2),
+            Entry::Absent,
+            "v4 is not in a v6 dump"
+        );
     }
 
     #[test]

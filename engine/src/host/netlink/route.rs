@@ -180,7 +180,10 @@ mod tests {
         };
         assert_eq!(m.header.address_family, AddressFamily::Inet6);
         assert_eq!(m.header.destination_prefix_length, 128);
-        assert_eq!(m.header.source_prefix_length, 0, "a v4 source is not asked for v6");
+        assert_eq!(
+            m.header.source_prefix_length, 0,
+            "a v4 source is not asked for v6"
+        );
         assert_eq!(
             m.attributes,
             vec![
@@ -188,7 +191,8 @@ mod tests {
                 RouteAttribute::Oif(7)
             ]
         );
-        let RouteNetlinkMessage::GetRoute(m) = request(ip("198.18.0.9"), Some(ip("198.18.0.1")), None)
+        let RouteNetlinkMessage::GetRoute(m) =
+            request(ip("198.18.0.9"), Some(ip("198.18.0.1")), None)
         else {
             panic!("a GetRoute");
         };
