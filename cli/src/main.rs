@@ -857,7 +857,11 @@ fn doctor_cmd(a: DoctorArgs) -> Result<()> {
                 .map_or(String::new(), |c| format!(" (ethtool channels {c})"))
         );
         if let Some((name, id)) = &r.xdp_program {
-            println!("  xdp program   {name:?} id {id} attached");
+            let detail = r.xdp_detail.clone();
+            println!(
+                "  xdp program   {} attached",
+                detail.unwrap_or_else(|| format!("{name:?} id {id}"))
+            );
         }
         println!(
             "  native XDP    {}",

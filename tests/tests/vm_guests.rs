@@ -298,6 +298,8 @@ fn two_guests_sweep_send_and_receive_then_nothing_left() {
         );
         assert!(s.contains("driver virtio_net"), "vm{k}: {s}");
         assert!(s.contains("listening on"), "vm{k}: {s}");
+        // The agent (routes, neighbours, XDP) runs with no `ip` in the guest.
+        assert!(s.contains("no ip in the guest"), "vm{k}: {s}");
     }
 
     // The results: every guest present, bytes equal on both sides, both

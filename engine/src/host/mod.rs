@@ -4,4 +4,6 @@
 
 pub mod iface;
 #[cfg(target_os = "linux")]
+pub mod netlink;
+#[cfg(target_os = "linux")]
 pub mod rss;

@@ -205,26 +205,17 @@ impl Steering {
     }
 }
 
-/// The XDP program on `iface`, if any, as `ip` reports it: "name N id I".
+/// The XDP program on `iface`, if any: (name, id); the name is empty
+/// where the bpf syscall may not read it.
 pub fn attached_program(iface: &str) -> Option<(String, u32)> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "-d", "link", "show", "dev", iface])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let xdp = v.get(0)?.get("xdp")?;
-    let prog = xdp
-        .get("prog")
-        .or_else(|| xdp.get("attached")?.get(0)?.get("prog"))?;
-    let id = prog.get("id")?.as_u64()? as u32;
-    let name = prog
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or("")
-        .to_string();
-    Some((name, id))
+    let (_, progs) = super::attached::on(iface).ok()?;
+    progs
+        .into_iter()
+        .next()
+        .map(|p| (p.name.unwrap_or_default(), p.id))
 }
 
 fn foreign_program(iface: &str) -> Option<String> {
-    attached_program(iface).map(|(name, id)| format!("{name:?}, id {id}"))
+    let (_, progs) = super::attached::on(iface).ok()?;
+    progs.first().map(|p| p.describe())
 }

@@ -1,7 +1,9 @@
-//! The kernel-bypass data path: the XDP steering program (`loader`),
+//! The kernel-bypass data path: the XDP steering program (`loader`) and
+//! what else is attached (`attached`),
 //! AF_XDP sockets (`xsk`), raw-frame workers (`raw`, `session`), the next
 //! hop's MAC (`neigh`), and what an interface can do (`probe`).
 
+pub mod attached;
 pub mod loader;
 pub mod neigh;
 pub mod probe;

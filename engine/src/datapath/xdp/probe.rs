@@ -7,7 +7,8 @@
 //! reconfigures some NICs' rings (a short traffic blip), so it runs only
 //! for an interface named with --iface.
 
-use super::loader::{attached_program, Steering, PROGRAM_NAME};
+use super::attached::{self, Detach};
+use super::loader::{Steering, PROGRAM_NAME};
 use super::xsk::{self, XskMode};
 use crate::host::iface::{self, driver_and_channels as ethtool, interfaces, read};
 use crate::metrics::irq::parse_interrupts;
@@ -27,6 +28,9 @@ pub struct IfaceReport {
     pub channels: Option<u32>,
     /// An XDP program already on the interface: (name, id).
     pub xdp_program: Option<(String, u32)>,
+    /// That program's mode and whether a bpf_link holds it, for people.
+    #[serde(default)]
+    pub xdp_detail: Option<String>,
     /// Probed: "native", "generic only", or why not; None = not probed.
     pub native_xdp: Option<String>,
     /// Probed: "zerocopy", "copy", or why not; None = not probed.
@@ -65,6 +69,9 @@ pub fn inspect(name: &str, probe: bool) -> Result<IfaceReport> {
     let (speed_bps, mtu) = iface::facts(name);
     let (driver, channels) = ethtool(name);
     let irqs = irq_lines(name);
+    let xdp = attached::on(name)
+        .ok()
+        .and_then(|(_, p)| p.into_iter().next());
     let mut r = IfaceReport {
         name: name.to_string(),
         driver,
@@ -73,7 +80,10 @@ pub fn inspect(name: &str, probe: bool) -> Result<IfaceReport> {
         rx_queues: iface::count_dir(&format!("{base}/queues"), "rx-"),
         tx_queues: iface::count_dir(&format!("{base}/queues"), "tx-"),
         channels,
-        xdp_program: attached_program(name),
+        xdp_program: xdp
+            .as_ref()
+            .map(|p| (p.name.clone().unwrap_or_default(), p.id)),
+        xdp_detail: xdp.as_ref().map(attached::Attached::describe),
         busy_poll: BusyPoll {
             busy_poll_us: read("/proc/sys/net/core/busy_poll").and_then(|s| s.parse().ok()),
             busy_read_us: read("/proc/sys/net/core/busy_read").and_then(|s| s.parse().ok()),
@@ -189,7 +199,7 @@ fn irq_lines(name: &str) -> Vec<IrqInfo> {
 /// Detach wirespeed's steering program where an older run left it attached
 /// over netlink. Programs held by a live bpf_link (a running wirespeed) and
 /// anyone else's programs are left alone. Returns one line per interface
-/// looked at.
+/// (or program) looked at.
 pub fn cleanup(only: Option<&str>) -> Result<Vec<String>> {
     let names = match only {
         Some(n) => {
@@ -200,29 +210,33 @@ pub fn cleanup(only: Option<&str>) -> Result<Vec<String>> {
     };
     let mut out = Vec::new();
     for n in names {
-        match attached_program(&n) {
-            None => {
-                if only.is_some() {
-                    out.push(format!("{n}: no XDP program"));
-                }
+        let (index, progs) = match attached::on(&n) {
+            Ok(x) => x,
+            Err(e) => {
+                out.push(format!("{n}: {e}"));
+                continue;
             }
-            Some((prog, id)) if prog != PROGRAM_NAME => out.push(format!(
-                "{n}: XDP program {prog:?} (id {id}) is not wirespeed's: left alone"
-            )),
-            Some((_, id)) => {
-                // Netlink detaches per mode; a program held by a bpf_link refuses all three.
-                for mode in ["xdp", "xdpgeneric", "xdpdrv"] {
-                    let _ = std::process::Command::new("ip")
-                        .args(["link", "set", "dev", &n, mode, "off"])
-                        .output();
-                }
-                let ok = attached_program(&n).is_none();
-                out.push(if ok {
-                    format!("{n}: detached wirespeed's XDP program (id {id})")
-                } else {
-                    format!("{n}: wirespeed's XDP program (id {id}) is held by a running wirespeed (bpf_link): left alone")
-                });
-            }
+        };
+        if progs.is_empty() && only.is_some() {
+            out.push(format!("{n}: no XDP program"));
+        }
+        for p in progs {
+            let what = p.describe();
+            out.push(match (p.name.as_deref(), p.link) {
+                (Some(PROGRAM_NAME), Some(true)) => format!(
+                    "{n}: wirespeed's XDP program {what} is held by a running wirespeed: left alone"
+                ),
+                (Some(PROGRAM_NAME), _) => match attached::detach(index, &p)? {
+                    Detach::Detached => format!("{n}: detached wirespeed's XDP program {what}"),
+                    Detach::HeldByLink => format!(
+                        "{n}: wirespeed's XDP program {what} is held by a bpf_link (the kernel refused with EBUSY): left alone"
+                    ),
+                },
+                (Some(_), _) => format!("{n}: XDP program {what} is not wirespeed's: left alone"),
+                (None, _) => format!(
+                    "{n}: XDP program {what}: its name is unreadable without CAP_SYS_ADMIN: left alone"
+                ),
+            });
         }
     }
     Ok(out)
