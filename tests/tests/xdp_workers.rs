@@ -36,6 +36,20 @@ fn exact(j: &serde_json::Value, bytes: u64, what: &str) {
     }
 }
 
+/// A clean link loses nothing: no retransmission, no frame dropped by
+/// the kernel before a worker's socket (the windows fit the fill rings).
+fn lossless(j: &serde_json::Value, what: &str) {
+    for d in j["end"]["directions"].as_array().unwrap() {
+        assert_eq!(d["retransmits"], 0, "{what}: {d}");
+    }
+    for side in ["local", "remote"] {
+        for w in j["end"]["workers"][side].as_array().unwrap() {
+            assert_eq!(w["kernel_dropped"], 0, "{what} {side}: {w}");
+            assert_eq!(w["fill_ring_empty"], 0, "{what} {side}: {w}");
+        }
+    }
+}
+
 /// A side's workers: (queue, flows, misrouted) each.
 fn workers(j: &serde_json::Value, side: &str) -> Vec<(u64, u64, u64)> {
     j["end"]["workers"][side]
@@ -73,6 +87,7 @@ fn two_workers_a_side_own_their_flows_xdp_to_xdp() {
         ];
         let j = ws(&tb, &a, &args).ok().json();
         exact(&j, 32 << 20, dir);
+        lossless(&j, dir);
         for side in ["local", "remote"] {
             let w = workers(&j, side);
             assert_eq!(
@@ -153,6 +168,7 @@ fn a_thousand_flows_each_end() {
     ];
     let j = ws(&tb, &a, &args).ok().json();
     exact(&j, 64 << 20, "1024 streams");
+    lossless(&j, "1024 streams");
     let flows = j["end"]["flows"].as_array().unwrap();
     assert_eq!(flows.len(), 1024);
     for f in flows {

@@ -315,8 +315,15 @@ pub struct WorkerReport {
     pub stray_frames: u64,
     /// Of those, frames whose IPv4 or TCP checksum was wrong.
     pub bad_checksum: u64,
-    /// Frames dropped by the kernel before its socket (XDP_STATISTICS).
+    /// Frames dropped by the kernel before its socket (XDP_STATISTICS):
+    /// the rx ring was full, plus other drops (no buffer, too long).
     pub kernel_dropped: u64,
+    /// Of those, the rx ring full; and times the fill ring was found
+    /// empty (a frame then waits or is dropped, by driver).
+    #[serde(default)]
+    pub rx_ring_full: Option<u64>,
+    #[serde(default)]
+    pub fill_ring_empty: Option<u64>,
 }
 
 impl WorkerReport {

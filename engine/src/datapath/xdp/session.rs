@@ -17,8 +17,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// UMEM frames per socket (16 MiB of UMEM): half stock the fill ring, half
-/// are the sender's.
+/// UMEM frames per raw socket (16 MiB of UMEM): half stock the fill ring,
+/// half are the sender's.
 const FRAMES: u32 = 4096;
 
 /// An attached, bound raw endpoint: one AF_XDP socket per queue.
@@ -68,7 +68,7 @@ impl RawEnd {
             ports: (port, port),
         };
         let mut steering = Steering::attach(iface, &[flow], false)?;
-        let socks = open_sockets(iface, &mut steering, &want)?;
+        let socks = open_sockets(iface, &mut steering, &want, FRAMES)?;
         let mode = mode_of(&steering, &socks);
         Ok(RawEnd {
             queues: socks,
@@ -115,10 +115,15 @@ pub fn select_queues(iface: &str, queues: Option<&[u16]>) -> Result<Vec<u16>> {
 /// An AF_XDP socket on each queue, registered with the steering program.
 /// Half of each socket's frames stock its fill ring before any frame can
 /// arrive; the other half are the sender's.
-pub fn open_sockets(iface: &str, steering: &mut Steering, want: &[u16]) -> Result<Vec<XskQueue>> {
+pub fn open_sockets(
+    iface: &str,
+    steering: &mut Steering,
+    want: &[u16],
+    frames: u32,
+) -> Result<Vec<XskQueue>> {
     let mut socks = Vec::with_capacity(want.len());
     for &qi in want {
-        let mut q = xsk::open(iface, u32::from(qi), FRAMES, false)?;
+        let mut q = xsk::open(iface, u32::from(qi), frames, false)?;
         let rest = q.descs.split_off(q.descs.len() / 2);
         // SAFETY: these frames are ours and on no ring.
         let stocked = unsafe { q.fill.produce(&q.descs) };

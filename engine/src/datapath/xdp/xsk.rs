@@ -4,7 +4,7 @@
 
 use crate::{Error, Result};
 use std::num::NonZeroU32;
-use xsk_rs::config::{BindFlags, LibxdpFlags, SocketConfig, UmemConfig};
+use xsk_rs::config::{BindFlags, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 /// How the kernel moves frames for this socket.
@@ -82,6 +82,19 @@ impl XskQueue {
             .map_or(0, |s| s.rx_dropped() + s.rx_ring_full())
     }
 
+    /// The kernel's drops before this socket by cause (XDP_STATISTICS):
+    /// (rx ring full, fill ring empty, dropped for another reason such as
+    /// no buffer or a frame too long); None where the kernel won't say.
+    pub fn drops(&self) -> Option<(u64, u64, u64)> {
+        self.rx.fd().xdp_statistics().ok().map(|s| {
+            (
+                s.rx_ring_full(),
+                s.rx_fill_ring_empty_descs(),
+                s.rx_dropped(),
+            )
+        })
+    }
+
     /// One non-blocking receive call: with busy polling on it runs the
     /// queue's NAPI here, and in need_wakeup mode it wakes the kernel.
     pub fn kick_rx(&self) {
@@ -100,10 +113,17 @@ impl XskQueue {
     }
 }
 
-fn config(flags: BindFlags) -> SocketConfig {
+/// The ring size for `frames` UMEM frames: half stock the fill ring, and
+/// the receive ring holds as many; never below libxdp's default.
+fn ring_size(frames: u32) -> QueueSize {
+    QueueSize::new((frames / 2).next_power_of_two().max(2048)).expect("a power of two")
+}
+
+fn config(flags: BindFlags, frames: u32) -> SocketConfig {
     SocketConfig::builder()
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(flags | BindFlags::XDP_USE_NEED_WAKEUP)
+        .rx_queue_size(ring_size(frames))
         .build()
 }
 
@@ -113,8 +133,12 @@ pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result
     let ifname = iface
         .parse()
         .map_err(|_| Error::Invalid(format!("{iface:?} is not a valid interface name")))?;
+    let umem_config = UmemConfig::builder()
+        .fill_queue_size(ring_size(frames))
+        .build()
+        .map_err(|e| Error::Invalid(format!("UMEM configuration: {e}")))?;
     let (umem, descs) = Umem::new(
-        UmemConfig::default(),
+        umem_config,
         NonZeroU32::new(frames.max(64)).expect("nonzero"),
         false,
     )
@@ -128,7 +152,7 @@ pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result
             break;
         }
         // SAFETY: a fresh UMEM, not shared with any other socket.
-        match unsafe { Socket::new(config(flags), &umem, &ifname, queue) } {
+        match unsafe { Socket::new(config(flags, frames), &umem, &ifname, queue) } {
             Ok((tx, rx, Some((fill, comp)))) => {
                 use std::os::fd::AsRawFd;
                 let busy_poll = prefer_busy_poll(rx.fd().as_raw_fd());

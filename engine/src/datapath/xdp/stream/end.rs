@@ -14,6 +14,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 /// on one end at most twice that).
 pub const MAX_FLOWS: usize = 2 * crate::spec::MAX_STREAMS as usize;
 
+/// UMEM frames per queue (32 MiB): half stock the fill ring, half are for
+/// transmitting. The fill ring bounds what may arrive between two passes
+/// of the worker, so it also bounds the windows it advertises
+/// ([`StreamEnd::window_cap`]).
+const FRAMES: u32 = 8192;
+
 /// Candidate blocks tried when reserving a run of free ports.
 const BLOCK_TRIES: usize = 64;
 
@@ -142,7 +148,7 @@ impl StreamEnd {
             ports: (first, last),
         };
         let mut steering = Steering::attach(iface, &[flow], native_only)?;
-        let queues = open_sockets(iface, &mut steering, &want)?;
+        let queues = open_sockets(iface, &mut steering, &want, FRAMES)?;
         let mode = mode_of(&steering, &queues);
         Ok(StreamEnd {
             queues,
@@ -210,6 +216,19 @@ impl StreamEnd {
     /// no more than a UMEM frame holds.
     pub fn mss(&self) -> u16 {
         (self.mtu.min(3498) - 40) as u16
+    }
+
+    /// The most each of `flows` connections may advertise as its receive
+    /// window so that, all windows full at once, every segment still finds
+    /// a fill-ring buffer on its queue: three quarters of the fill ring per
+    /// queue (the rest for ACKs and frames of the other direction), split
+    /// over the connections one queue carries, at least four segments. A
+    /// window past it is not faster, only lost in the kernel when the
+    /// worker is off its CPU for a moment (counted as `fill_ring_empty`).
+    pub fn window_cap(&self, flows: usize) -> usize {
+        let per_queue = FRAMES as usize / 2 * 3 / 4;
+        let flows_per_queue = flows.div_ceil(self.queues.len().max(1)).max(1);
+        (per_queue / flows_per_queue).max(4) * usize::from(self.mss())
     }
 
     /// Workers this end runs: one per opened queue.

@@ -32,10 +32,12 @@ impl StreamWork {
     /// `gate`.
     pub fn spawn(
         end: StreamEnd,
-        plan: RunPlan,
+        mut plan: RunPlan,
         gate: Gate,
         stop: &Arc<AtomicBool>,
     ) -> Result<StreamWork> {
+        let cap = end.window_cap(plan.streams.len());
+        plan.config.recv_buffer = plan.config.recv_buffer.min(cap);
         let StreamEnd {
             queues,
             steering,

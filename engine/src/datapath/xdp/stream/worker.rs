@@ -125,7 +125,7 @@ pub(super) struct Worker {
     t0: Instant,
     /// The UMEM frames kept for transmitting (the rest stock the fill ring).
     tx_frames: usize,
-    /// Rotates the first connection of each transmit batch.
+    /// The connection the next transmit batch serves first.
     turn: usize,
 }
 
@@ -305,6 +305,9 @@ impl Worker {
         let mut report = self.c.report;
         report.cpu = nix::sched::sched_getcpu().ok().map(|c| c as u16);
         report.kernel_dropped = self.queue.kernel_dropped();
+        let drops = self.queue.drops();
+        report.rx_ring_full = drops.map(|d| d.0);
+        report.fill_ring_empty = drops.map(|d| d.1);
         report.flows = self.c.flows.len() as u32;
         let results = self
             .c
@@ -401,16 +404,23 @@ impl Worker {
             return false;
         }
         s.batch.clear();
-        self.turn = self.turn.wrapping_add(1);
-        let turn = self.turn;
-        let share = (room / s.mine.len()).max(1);
+        // The first connection served is the one after the last served
+        // in the previous batch: with more connections than room, every
+        // one gets its turn within a few batches, its ACKs included.
+        let n = s.mine.len();
+        let first = self.turn % n;
+        let mut next = first;
+        let share = (room / n).max(1);
         for pass in 0..2 {
             let quota = if pass == 0 { share } else { room };
-            for k in 0..s.mine.len() {
+            for k in 0..n {
                 if s.batch.len() >= room {
                     break;
                 }
-                let flow = &mut flows[s.mine[(turn + k) % s.mine.len()]];
+                if pass == 0 {
+                    next = (first + k + 1) % n;
+                }
+                let flow = &mut flows[s.mine[(first + k) % n]];
                 let c = flow.conn.as_mut().expect("listed with a connection");
                 let mut took = 0;
                 while s.batch.len() < room && took < quota {
@@ -432,6 +442,7 @@ impl Worker {
                 }
             }
         }
+        self.turn = next;
         if s.batch.is_empty() {
             return false;
         }
