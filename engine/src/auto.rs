@@ -32,8 +32,6 @@ impl Peer {
 pub struct Facts<'a> {
     /// AF_XDP exists only on Linux.
     pub linux: bool,
-    /// TCP-lite runs IPv4 only.
-    pub ipv4: bool,
     /// One-way flows this end runs.
     pub flows: usize,
     /// The most TCP-lite runs per end.
@@ -61,9 +59,6 @@ pub fn pre_check<'a>(f: &Facts<'a>) -> Result<&'a str, String> {
     let socket = |why: String| Err(format!("auto: {why}; kernel sockets"));
     if !f.linux {
         return socket("AF_XDP needs Linux".into());
-    }
-    if !f.ipv4 {
-        return socket("TCP-lite runs IPv4 only and this test is IPv6".into());
     }
     if f.flows > f.max_flows {
         return socket(format!(
@@ -145,7 +140,6 @@ mod tests {
     fn facts() -> Facts<'static> {
         Facts {
             linux: true,
-            ipv4: true,
             flows: 1,
             max_flows: 8,
             peer_local: false,
@@ -163,20 +157,13 @@ mod tests {
 
     #[test]
     fn each_missing_fact_says_why_sockets() {
-        let cases: [(Facts, &str); 6] = [
+        let cases: [(Facts, &str); 5] = [
             (
                 Facts {
                     linux: false,
                     ..facts()
                 },
                 "needs Linux",
-            ),
-            (
-                Facts {
-                    ipv4: false,
-                    ..facts()
-                },
-                "IPv4 only",
             ),
             (
                 Facts {

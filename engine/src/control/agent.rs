@@ -462,7 +462,7 @@ impl Session {
     ) -> Result<()> {
         use crate::datapath::xdp::{neigh, stream};
         let local = end.ip;
-        let peer = super::ipv4_only(self.peer.ip(), "TCP-lite")?;
+        let peer = self.peer.ip();
         let iface = end.iface.clone();
         let iface = iface.as_str();
         let port = end.ports[0];
@@ -476,7 +476,7 @@ impl Session {
                 .map(|_| stream::StreamPlan {
                     open: stream::Open::Accept {
                         local: port,
-                        from: Some(std::net::IpAddr::V4(peer)),
+                        from: Some(peer),
                     },
                     flow: stream::Flow::Receive,
                     prefix: Vec::new(),
@@ -569,7 +569,7 @@ impl Session {
             .remote_iface
             .as_deref()
             .expect("validated: xdp tests name the agent's interface");
-        let local = super::ipv4_only(super::local_ip(&self.conn)?, "TCP-lite")?;
+        let local = super::local_ip(&self.conn)?;
         crate::datapath::xdp::stream::StreamEnd::open(
             iface,
             local,

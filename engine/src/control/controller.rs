@@ -471,7 +471,7 @@ fn open_stream_end(
     let iface = opts.iface.as_deref().ok_or_else(|| {
         Error::Invalid("--mode xdp needs the interface to run TCP-lite on: --iface IF".into())
     })?;
-    let ip = super::ipv4_only(super::local_ip(conn)?, "TCP-lite")?;
+    let ip = super::local_ip(conn)?;
     use crate::datapath::xdp::stream::{Ports, StreamEnd};
     StreamEnd::open(
         iface,
@@ -496,7 +496,7 @@ fn start_streams(
     let cookie: [u8; 16] = auth::from_hex(cookie)
         .and_then(|c| c.try_into().ok())
         .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
-    let agent_ip = super::ipv4_only(agent.ip(), "TCP-lite")?;
+    let agent_ip = agent.ip();
     let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(&end.iface, end.ip, agent_ip)?);
     let ids = opts.spec.flows();
     let counters: Vec<Counter> = ids.iter().map(|_| Counter::default()).collect();

@@ -147,7 +147,6 @@ pub fn auto_choice(r: &IfaceReport) -> (String, String) {
     };
     let facts = crate::auto::Facts {
         linux: true,
-        ipv4: true,
         flows: 1,
         max_flows: super::stream::MAX_FLOWS,
         peer_local: false,

@@ -8,7 +8,7 @@ use super::super::session::{check_frame_fits, mode_of, open_sockets, select_queu
 use super::super::xsk::XskQueue;
 use crate::wire::ethernet::MacAddr;
 use crate::{Error, Result};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 /// Most connections one end runs (`--streams` up to 1024, both directions
 /// on one end at most twice that).
@@ -30,7 +30,8 @@ pub struct StreamEnd {
     pub(super) steering: Steering,
     pub(super) reserved: Vec<socket2::Socket>,
     pub mac: MacAddr,
-    pub ip: Ipv4Addr,
+    /// IPv4 or IPv6: TCP-lite runs either.
+    pub ip: IpAddr,
     /// The reserved ports: one listening port, or a contiguous block
     /// (one per connection this end opens).
     pub ports: Vec<u16>,
@@ -53,10 +54,14 @@ pub enum Ports {
 
 /// Bind a TCP socket without listening: the port is ours, and the kernel
 /// never sees its frames (the steering program takes them first).
-fn reserve(ip: Ipv4Addr, port: u16) -> Result<(socket2::Socket, u16)> {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-        .map_err(|e| Error::io("reserving a TCP port", e))?;
-    s.bind(&SocketAddr::new(ip.into(), port).into())
+fn reserve(ip: IpAddr, port: u16) -> Result<(socket2::Socket, u16)> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(SocketAddr::new(ip, 0)),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(|e| Error::io("reserving a TCP port", e))?;
+    s.bind(&SocketAddr::new(ip, port).into())
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => Error::Refused(format!(
                 "TCP port {port} on {ip} is in use: choose another port"
@@ -77,7 +82,7 @@ fn reserve(ip: Ipv4Addr, port: u16) -> Result<(socket2::Socket, u16)> {
 /// `n` consecutive free ports on `ip`, each held by a bound socket; blocks
 /// are tried from a random base above the well-known and registered ranges
 /// most services use, a bounded number of times.
-fn reserve_block(ip: Ipv4Addr, n: usize) -> Result<(Vec<socket2::Socket>, u16)> {
+fn reserve_block(ip: IpAddr, n: usize) -> Result<(Vec<socket2::Socket>, u16)> {
     const LOW: usize = 20_000;
     const HIGH: usize = 60_000;
     let span = HIGH - LOW - n;
@@ -108,7 +113,7 @@ impl StreamEnd {
     /// `native_only` refuses the generic (skb) hook instead of falling back.
     pub fn open(
         iface: &str,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         ports: Ports,
         queues: Option<&[u16]>,
         native_only: bool,
@@ -144,7 +149,7 @@ impl StreamEnd {
         let last = first + (count - 1) as u16;
         let flow = FlowMatch {
             proto: 6,
-            addr: Some(ip.into()),
+            addr: Some(ip),
             ports: (first, last),
         };
         let mut steering = Steering::attach(iface, &[flow], native_only)?;
@@ -184,7 +189,6 @@ impl StreamEnd {
         let driver = iface.and_then(crate::host::iface::driver);
         let facts = crate::auto::Facts {
             linux: true,
-            ipv4: ip.is_ipv4() && peer_ip.is_ipv4(),
             flows,
             max_flows: MAX_FLOWS,
             peer_local: *route == Route::Local || peer_ip.is_loopback(),
@@ -197,10 +201,7 @@ impl StreamEnd {
             Ok(i) => i,
             Err(why) => return (None, why),
         };
-        let IpAddr::V4(ip4) = ip else {
-            unreachable!("pre_check refuses IPv6")
-        };
-        match StreamEnd::open(iface, ip4, ports, queues, true) {
+        match StreamEnd::open(iface, ip, ports, queues, true) {
             Ok(end) => {
                 let why = crate::auto::after_probe(iface, facts.driver, Ok(end.mode));
                 (Some(end), why)
@@ -212,10 +213,11 @@ impl StreamEnd {
         }
     }
 
-    /// The MSS this end announces: the MTU less IPv4 and TCP headers, and
-    /// no more than a UMEM frame holds.
+    /// The MSS this end announces: the MTU less the IP and TCP headers
+    /// (40 bytes for IPv4, 60 for IPv6), and no more than a UMEM frame holds.
     pub fn mss(&self) -> u16 {
-        (self.mtu.min(3498) - 40) as u16
+        let headers = if self.ip.is_ipv6() { 60 } else { 40 };
+        (self.mtu.min(3498) - headers) as u16
     }
 
     /// The most each of `flows` connections may advertise as its receive

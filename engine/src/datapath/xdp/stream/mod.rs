@@ -20,7 +20,7 @@ mod work;
 mod worker;
 
 pub use end::{Ports, StreamEnd, MAX_FLOWS};
-pub use plain::{ipv4_of, run_plain, PlainOptions, PlainReport};
+pub use plain::{address_of, run_plain, PlainOptions, PlainReport};
 pub use plan::{
     pattern_sha256, with_checksum_hint, EndReport, Flow, Gate, Open, RunPlan, StreamPlan,
     StreamResult, WorkerReport, PATTERN_PERIOD,

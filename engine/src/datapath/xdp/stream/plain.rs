@@ -9,7 +9,7 @@ use super::work::StreamWork;
 use crate::wire::ethernet::MacAddr;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct PlainOptions {
     pub iface: String,
-    /// This end's address; None = the interface's first IPv4 address.
-    pub local: Option<Ipv4Addr>,
+    /// This end's address; None = the interface's first address of the
+    /// peer's family.
+    pub local: Option<IpAddr>,
     pub peer: SocketAddr,
     pub flow: Flow,
     pub streams: u16,
@@ -49,30 +50,47 @@ pub struct PlainReport {
     pub cpu: crate::report::model::CpuReport,
 }
 
-/// The first IPv4 address of `iface`.
-pub fn ipv4_of(iface: &str) -> Result<Ipv4Addr> {
-    nix::ifaddrs::getifaddrs()
+/// The first address of `iface` in the family of `like`: for IPv6 a
+/// global one (a link-local address needs a scope no peer is given here).
+pub fn address_of(iface: &str, like: IpAddr) -> Result<IpAddr> {
+    let found = nix::ifaddrs::getifaddrs()
         .map_err(|e| Error::Invalid(format!("listing addresses: {e}")))?
         .filter(|a| a.interface_name == iface)
-        .find_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
-        .ok_or_else(|| {
-            Error::Invalid(format!(
-                "{iface} has no IPv4 address: TCP over AF_XDP runs over IPv4 here (add one, or name it with --local)"
-            ))
-        })
+        .find_map(|a| {
+            let a = a.address?;
+            match like {
+                IpAddr::V4(_) => a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip())),
+                IpAddr::V6(_) => a
+                    .as_sockaddr_in6()
+                    .map(|s| s.ip())
+                    .filter(|ip| !ip.is_unicast_link_local())
+                    .map(IpAddr::V6),
+            }
+        });
+    found.ok_or_else(|| {
+        let family = if like.is_ipv6() {
+            "global IPv6"
+        } else {
+            "IPv4"
+        };
+        Error::Invalid(format!(
+            "{iface} has no {family} address to reach {like} from: add one, or name it with --local"
+        ))
+    })
 }
 
 /// Run TCP-lite streams to or from a plain TCP peer.
 pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
-    let IpAddr::V4(peer_ip) = o.peer.ip() else {
-        return Err(Error::Invalid(
-            "--plain takes an IPv4 peer in this build".into(),
-        ));
-    };
+    let peer_ip = o.peer.ip();
     crate::datapath::socket::check_iface(&o.iface)?;
     let local = match o.local {
+        Some(l) if l.is_ipv6() != peer_ip.is_ipv6() => {
+            return Err(Error::Invalid(format!(
+                "--local {l} and the peer {peer_ip} are of different address families"
+            )))
+        }
         Some(l) => l,
-        None => ipv4_of(&o.iface)?,
+        None => address_of(&o.iface, peer_ip)?,
     };
     if o.duration.is_none() && o.bytes.is_none() && o.flow == Flow::Send {
         return Err(Error::Invalid(

@@ -13,7 +13,7 @@ use super::handoff;
 use super::plan::{Open, RunPlan, StreamResult, WorkerReport};
 use crate::tcplite::frame::{parse_frame, poll_transmit_frame, LinkAddrs, TcpFrame};
 use crate::tcplite::Connection;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -99,7 +99,7 @@ enum Delivered {
 /// queue so that a frame still in UMEM can be delivered.
 struct Conns {
     id: usize,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     flows: Vec<FlowState>,
     /// Slot of a connection by our port (those we open) and by the peer's
     /// port (those accepted on a listening port): O(1) per segment.
@@ -147,7 +147,7 @@ impl Worker {
         id: usize,
         queue: XskQueue,
         link: LinkAddrs,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         plan: &RunPlan,
         owners: std::sync::Arc<Owners>,
         accept_plans: std::sync::Arc<Vec<usize>>,
@@ -189,7 +189,7 @@ impl Worker {
             }
             let conn = Connection::connect(
                 plan.config.clone(),
-                SocketAddr::new(ip.into(), local),
+                SocketAddr::new(ip, local),
                 remote,
                 initial_seq(),
                 w.us(Instant::now()),
@@ -568,7 +568,7 @@ impl Conns {
         let index = self.accept_plans[k];
         let Some(conn) = Connection::accept(
             p.plan.config.clone(),
-            SocketAddr::new(IpAddr::V4(self.ip), seg.dst_port),
+            SocketAddr::new(self.ip, seg.dst_port),
             f.src,
             seg,
             initial_seq(),
