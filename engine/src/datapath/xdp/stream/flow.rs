@@ -460,6 +460,12 @@ impl FlowState {
             timeouts: st.rto_count,
             fast_retransmits: st.fast_retransmits,
             srtt_us: st.srtt,
+            rttvar_us: st.rttvar,
+            mss: self.conn.as_ref().map_or(0, |c| c.mss() as u32),
+            cwnd_segments: self
+                .conn
+                .as_ref()
+                .map_or(0, |c| (st.cwnd / c.mss().max(1) as u64) as u32),
             error: self.error,
             buffers: crate::report::model::SockBufs {
                 snd: run.config.send_buffer as u32,

@@ -126,6 +126,14 @@ pub struct StreamResult {
     pub timeouts: u64,
     pub fast_retransmits: u64,
     pub srtt_us: u64,
+    /// RTT variation, the MSS it sent with, and its congestion window in
+    /// segments, at the end.
+    #[serde(default)]
+    pub rttvar_us: u64,
+    #[serde(default)]
+    pub mss: u32,
+    #[serde(default)]
+    pub cwnd_segments: u32,
     pub error: Option<String>,
     /// rr tests: transactions, and the client's latency.
     #[serde(default)]
@@ -154,6 +162,9 @@ impl StreamResult {
             tcp: Some(TcpStats {
                 retransmits: self.retransmits as u32,
                 rtt_us: self.srtt_us as u32,
+                rttvar_us: self.rttvar_us as u32,
+                snd_cwnd: self.cwnd_segments,
+                mss: self.mss,
                 ..Default::default()
             }),
             error: self.error.map(|e| with_checksum_hint(e, bad_checksum)),
