@@ -5,8 +5,13 @@
 //! owner's bounded single-producer ring, one ring per (from, to) pair, so
 //! the per-packet path takes no lock. Rare by design, and counted.
 
-/// Bytes a ring holds: room for a few hundred MTU-sized frames.
-pub(super) const RING_BYTES: usize = 1 << 20;
+/// Bytes of each ring for an end of `workers` workers: together the rings
+/// into one worker hold a full queue's worth of windows (about 4000
+/// MTU-sized frames, the fill-ring budget) even when every frame of its
+/// connections lands elsewhere, as a kernel peer's may; at least 512 KiB.
+pub(super) fn ring_bytes(workers: usize) -> usize {
+    ((6 << 20) / workers.saturating_sub(1).max(1)).max(512 << 10)
+}
 
 /// Bytes of the length before each frame.
 const LEN: usize = 2;
@@ -34,10 +39,8 @@ impl Sender {
             return false;
         };
         let (a, b) = chunk.as_mut_slices();
-        let bytes = len.to_ne_bytes().into_iter().chain(frame.iter().copied());
-        for (slot, byte) in a.iter_mut().chain(b.iter_mut()).zip(bytes) {
-            *slot = byte;
-        }
+        copy_into((a, b), 0, &len.to_ne_bytes());
+        copy_into((a, b), LEN, frame);
         chunk.commit_all();
         true
     }
@@ -63,12 +66,29 @@ impl Receiver {
         // The sender commits length and frame together: both are here.
         let chunk = self.0.read_chunk(LEN + len).ok()?;
         let (a, b) = chunk.as_slices();
-        for (d, s) in buf[..len].iter_mut().zip(a.iter().chain(b).skip(LEN)) {
-            *d = *s;
+        // The frame starts LEN bytes in, possibly past the first slice.
+        let (a, b) = match a.len() {
+            n if n >= LEN => (&a[LEN..], b),
+            n => (&b[LEN - n..], &[][..]),
+        };
+        buf[..a.len().min(len)].copy_from_slice(&a[..a.len().min(len)]);
+        if a.len() < len {
+            buf[a.len()..len].copy_from_slice(&b[..len - a.len()]);
         }
         chunk.commit_all();
         Some(len)
     }
+}
+
+/// Copy `src` to offset `at` of a ring chunk given as its two slices.
+fn copy_into((a, b): (&mut [u8], &mut [u8]), at: usize, src: &[u8]) {
+    let in_a = a.len().saturating_sub(at).min(src.len());
+    if in_a > 0 {
+        a[at..at + in_a].copy_from_slice(&src[..in_a]);
+    }
+    let rest = &src[in_a..];
+    let b_at = at + in_a - a.len().min(at + in_a);
+    b[b_at..b_at + rest.len()].copy_from_slice(rest);
 }
 
 #[cfg(test)]
@@ -92,5 +112,19 @@ mod tests {
         assert_eq!(&buf[..30], &[6; 30]);
         assert_eq!(rx.pop(&mut buf), None);
         assert!(!tx.push(&vec![0; 70_000]), "longer than a length holds");
+    }
+
+    #[test]
+    fn every_split_of_length_and_frame_round_trips() {
+        // A 61-byte ring: over many frames every wrap position comes up,
+        // inside the length and inside the frame.
+        let (mut tx, mut rx) = channel(61);
+        let mut buf = vec![0u8; 1 << 16];
+        for k in 0..500usize {
+            let frame: Vec<u8> = (0..1 + k % 50).map(|i| (i * 7 + k) as u8).collect();
+            assert!(tx.push(&frame), "frame {k}");
+            assert_eq!(rx.pop(&mut buf), Some(frame.len()), "frame {k}");
+            assert_eq!(&buf[..frame.len()], &frame[..], "frame {k}");
+        }
     }
 }

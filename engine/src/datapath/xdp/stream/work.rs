@@ -84,7 +84,7 @@ impl StreamWork {
         for from in 0..n {
             for to in 0..n {
                 if from != to {
-                    let (tx, rx) = handoff::channel(handoff::RING_BYTES);
+                    let (tx, rx) = handoff::channel(handoff::ring_bytes(n));
                     workers[from].outbox[to] = Some(tx);
                     workers[to].inbox.push(rx);
                 }
