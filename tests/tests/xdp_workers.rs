@@ -88,6 +88,14 @@ fn two_workers_a_side_own_their_flows_xdp_to_xdp() {
         let j = ws(&tb, &a, &args).ok().json();
         exact(&j, 32 << 20, dir);
         lossless(&j, dir);
+        // veth hides its hash: the shared rule places the flows, and says why.
+        let how = j["end"]["workers"]["placement"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            how.starts_with("port % workers (") && how.contains("veth"),
+            "{how}"
+        );
         for side in ["local", "remote"] {
             let w = workers(&j, side);
             assert_eq!(

@@ -482,6 +482,7 @@ impl Session {
                     prefix: Vec::new(),
                     bytes: None,
                     header: Some(cookie),
+                    worker: None,
                 })
                 .collect(),
             peer_mac,
@@ -505,6 +506,7 @@ impl Session {
             ready: Some(ready.clone()),
             receiver_limits: false,
             expect_ids: expected.clone(),
+            placement: None,
             rr: super::controller::rr_of(spec),
             interval_latency: Vec::new(),
         };
@@ -768,6 +770,7 @@ impl Session {
             start_us: clock::us_of(start),
             end_us: clock::us_of(end),
             workers,
+            placement: None,
         };
         frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
     }

@@ -139,16 +139,22 @@ impl LocalWork {
     }
 
     /// The flows, and the TCP-lite workers' reports (none for other paths).
-    fn finish(self) -> (Vec<crate::report::model::FlowResult>, Vec<WorkerReport>) {
+    fn finish(
+        self,
+    ) -> (
+        Vec<crate::report::model::FlowResult>,
+        Vec<WorkerReport>,
+        Option<String>,
+    ) {
         match self {
-            LocalWork::Flows(s) => (s.finish(), Vec::new()),
+            LocalWork::Flows(s) => (s.finish(), Vec::new(), None),
             #[cfg(target_os = "linux")]
-            LocalWork::Raw(r) => (r.finish(), Vec::new()),
+            LocalWork::Raw(r) => (r.finish(), Vec::new(), None),
             #[cfg(target_os = "linux")]
             LocalWork::Stream(w, ids) => {
                 let (results, end) = w.finish();
-                let workers = end.workers.clone();
-                (stream_flows(&ids, (results, end)), workers)
+                let (workers, placement) = (end.workers.clone(), end.placement.clone());
+                (stream_flows(&ids, (results, end)), workers, placement)
             }
         }
     }
@@ -509,15 +515,18 @@ fn start_streams(
                 .then(crate::metrics::latency::shared)
         })
         .collect();
+    let remote = SocketAddr::new(agent.ip(), data_port);
+    let placed = end.place(ids.len(), remote);
     let plan = stream::RunPlan {
         streams: ids
             .iter()
-            .zip(&end.ports)
-            .map(|(&id, &port)| stream::StreamPlan {
+            .zip(&placed.flows)
+            .map(|(&id, &(port, worker))| stream::StreamPlan {
                 open: stream::Open::Connect {
                     local: port,
-                    remote: SocketAddr::new(agent.ip(), data_port),
+                    remote,
                 },
+                worker: Some(worker),
                 flow: match id.direction {
                     crate::spec::Direction::Send => stream::Flow::Send,
                     _ => stream::Flow::Receive,
@@ -545,6 +554,7 @@ fn start_streams(
         expect_ids: Vec::new(),
         rr: rr_of(&opts.spec),
         interval_latency: latency.clone(),
+        placement: Some(placed.how),
     };
     let gate = stream::Gate::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -778,7 +788,7 @@ impl Prepared {
                 return Err(e);
             }
         }
-        let (local_flows, workers) = set.finish();
+        let (local_flows, workers, placement) = set.finish();
         let end = Instant::now();
         let cpu = cpu0.report(&CpuSnapshot::take());
         let irq = irq0.report(&IrqSnapshot::take());
@@ -790,6 +800,7 @@ impl Prepared {
             start_us: clock::us_of(start),
             end_us: clock::us_of(end),
             workers,
+            placement,
         };
         let remote = remote.expect("loop ends with a result");
         let timing = Timing {

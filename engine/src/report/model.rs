@@ -288,6 +288,9 @@ pub struct SideReport {
     /// TCP-lite ends: one entry per worker.
     #[serde(default)]
     pub workers: Vec<WorkerReport>,
+    /// And how the connections it opened were placed on them.
+    #[serde(default)]
+    pub placement: Option<String>,
 }
 
 /// What one TCP-lite worker (one AF_XDP queue, one thread) did.
@@ -338,6 +341,10 @@ impl WorkerReport {
 pub struct BothWorkers {
     pub local: Vec<WorkerReport>,
     pub remote: Vec<WorkerReport>,
+    /// How this end's connections were placed on its workers (the
+    /// controller opens them; the agent's follow).
+    #[serde(default)]
+    pub placement: Option<String>,
 }
 
 /// One flow's share of a reporting interval.
@@ -573,6 +580,7 @@ impl End {
             workers: BothWorkers {
                 local: local.workers,
                 remote: remote.workers,
+                placement: local.placement,
             },
             mode: mode.to_string(),
             sent: Throughput::sum(flows.iter().map(|f| &f.sender.throughput)),

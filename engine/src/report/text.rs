@@ -299,6 +299,9 @@ pub fn summary(r: &RunReport) -> String {
             f.sender.sockbuf.snd, f.receiver.sockbuf.rcv, r.config.test.msg_size
         );
     }
+    if let Some(p) = &e.workers.placement {
+        let _ = writeln!(s, "placement: {p}");
+    }
     for (side, ws) in [("local ", &e.workers.local), ("remote", &e.workers.remote)] {
         for w in ws {
             let _ = writeln!(s, "workers {side} {}", worker_line(w));
@@ -354,6 +357,9 @@ pub fn plain_summary(r: &crate::datapath::xdp::stream::PlainReport) -> String {
         r.total.seconds,
         fmt_bps(r.total.bits_per_second),
     );
+    if let Some(p) = &r.placement {
+        let _ = writeln!(s, "placement: {p}");
+    }
     for w in &r.workers {
         let _ = writeln!(s, "{}", worker_line(w));
     }

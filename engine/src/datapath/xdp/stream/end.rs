@@ -40,6 +40,8 @@ pub struct StreamEnd {
     /// The interface it runs on.
     pub iface: String,
     mtu: u32,
+    /// The NIC's RSS hash, or why it cannot be known (placement).
+    rss: std::result::Result<crate::rss::Rss, String>,
 }
 
 /// Which ports an end takes.
@@ -136,14 +138,16 @@ impl StreamEnd {
                 all
             }
         };
+        let rss = crate::host::rss::read(iface).map_err(|e| e.0);
         let (reserved, first, count) = match ports {
             Ports::Listen(p) => {
                 let (s, p) = reserve(ip, p)?;
                 (vec![s], p, 1)
             }
             Ports::Block(n) => {
-                let (held, base) = reserve_block(ip, n)?;
-                (held, base, n)
+                let len = super::placement::block_len(n, rss.is_ok());
+                let (held, base) = reserve_block(ip, len)?;
+                (held, base, len)
             }
         };
         let last = first + (count - 1) as u16;
@@ -165,6 +169,7 @@ impl StreamEnd {
             mode,
             iface: iface.to_string(),
             mtu,
+            rss,
         })
     }
 
@@ -231,6 +236,20 @@ impl StreamEnd {
         let per_queue = FRAMES as usize / 2 * 3 / 4;
         let flows_per_queue = flows.div_ceil(self.queues.len().max(1)).max(1);
         (per_queue / flows_per_queue).max(4) * usize::from(self.mss())
+    }
+
+    /// Place `n` connections to `peer` on the workers: a port of the
+    /// reserved block and a worker each ([`super::placement`]).
+    pub fn place(&self, n: usize, peer: SocketAddr) -> super::Placement {
+        let queues: Vec<u32> = self.queues.iter().map(|q| q.queue).collect();
+        let block = self.ports[0]..=*self.ports.last().expect("at least one port");
+        super::placement::assign(
+            self.rss.as_ref().map_err(|e| e.as_str()),
+            block,
+            (self.ip, peer),
+            &queues,
+            n,
+        )
     }
 
     /// Workers this end runs: one per opened queue.

@@ -14,12 +14,14 @@
 mod end;
 mod flow;
 mod handoff;
+mod placement;
 mod plain;
 mod plan;
 mod work;
 mod worker;
 
 pub use end::{Ports, StreamEnd, MAX_FLOWS};
+pub use placement::Placement;
 pub use plain::{address_of, run_plain, PlainOptions, PlainReport};
 pub use plan::{
     pattern_sha256, with_checksum_hint, EndReport, Flow, Gate, Open, RunPlan, StreamPlan,

@@ -44,8 +44,9 @@ pub struct PlainReport {
     pub peer: String,
     pub flow: Flow,
     pub streams: Vec<StreamResult>,
-    /// One per queue.
+    /// One per queue, and how the connections were placed on them.
     pub workers: Vec<WorkerReport>,
+    pub placement: Option<String>,
     pub total: crate::report::model::Throughput,
     pub cpu: crate::report::model::CpuReport,
 }
@@ -107,15 +108,17 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
     let peer_mac = MacAddr(super::super::neigh::resolve(&o.iface, local, peer_ip)?);
     let mut config = RunPlan::lan_config(end.mss(), o.window, crate::spec::TCPLITE_DEFAULT_BUFFER);
     config.pacing_rate = o.pacing_bps.map(|b| b / 8 / u64::from(o.streams.max(1)));
+    let placed = end.place(usize::from(o.streams.max(1)), o.peer);
     let plan = RunPlan {
-        streams: end
-            .ports
+        streams: placed
+            .flows
             .iter()
-            .map(|&p| StreamPlan {
+            .map(|&(p, worker)| StreamPlan {
                 open: Open::Connect {
                     local: p,
                     remote: o.peer,
                 },
+                worker: Some(worker),
                 flow: o.flow,
                 prefix: Vec::new(),
                 bytes: None,
@@ -137,6 +140,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         expect_ids: Vec::new(),
         rr: None,
         interval_latency: Vec::new(),
+        placement: Some(placed.how),
     };
     let mode = end.mode.to_string();
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
@@ -172,6 +176,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         flow: o.flow,
         streams,
         workers: end.workers,
+        placement: end.placement,
         total,
         cpu,
     })

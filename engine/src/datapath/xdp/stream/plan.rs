@@ -37,6 +37,9 @@ pub struct StreamPlan {
     pub prefix: Vec<u8>,
     /// This stream's byte count, overriding the plan's.
     pub bytes: Option<u64>,
+    /// The worker a connection this end opens runs on (from its
+    /// [`super::Placement`]); None = by the shared rule, port % workers.
+    pub worker: Option<usize>,
     /// An agent's accepted connection: read the controller's data header
     /// (with this cookie) first; it says which flow this is, and so which
     /// way the bytes go and how many.
@@ -74,6 +77,8 @@ pub struct RunPlan {
     pub receiver_limits: bool,
     /// Header-driven streams: the flows the headers may name, each once.
     pub expect_ids: Vec<crate::spec::FlowId>,
+    /// How the connections this end opens were placed on its workers.
+    pub placement: Option<String>,
     /// rr clients: each latency is also recorded here, per stream, for
     /// interval percentiles.
     pub interval_latency: Vec<Option<crate::metrics::latency::Shared>>,
@@ -192,6 +197,8 @@ pub struct EndReport {
     /// `xdp-zerocopy`, `xdp-copy` or `xdp-generic`.
     pub mode: String,
     pub workers: Vec<WorkerReport>,
+    /// How the connections it opened were placed on its workers.
+    pub placement: Option<String>,
 }
 
 impl EndReport {

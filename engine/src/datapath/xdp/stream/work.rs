@@ -153,6 +153,7 @@ impl StreamWork {
         let mut report = EndReport {
             mode: self.mode.into(),
             workers: Vec::new(),
+            placement: self.plan.placement.clone(),
         };
         let handles = std::mem::take(&mut self.handles);
         let mut panicked = false;

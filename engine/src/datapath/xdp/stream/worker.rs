@@ -54,7 +54,8 @@ impl Owners {
         for s in &plan.streams {
             match s.open {
                 Open::Connect { local, .. } => {
-                    by_local[usize::from(local)] = Owners::place(local, workers) as u16
+                    let w = s.worker.unwrap_or_else(|| Owners::place(local, workers));
+                    by_local[usize::from(local)] = (w % workers) as u16
                 }
                 Open::Accept { local, .. } => {
                     if !listen.contains(&local) {
