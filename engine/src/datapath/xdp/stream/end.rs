@@ -240,7 +240,7 @@ impl StreamEnd {
 
     /// Place `n` connections to `peer` on the workers: a port of the
     /// reserved block and a worker each ([`super::placement`]).
-    pub fn place(&self, n: usize, peer: SocketAddr) -> super::Placement {
+    pub fn place(&self, n: usize, peer: SocketAddr) -> super::placement::Placement {
         let queues: Vec<u32> = self.queues.iter().map(|q| q.queue).collect();
         let block = self.ports[0]..=*self.ports.last().expect("at least one port");
         super::placement::assign(

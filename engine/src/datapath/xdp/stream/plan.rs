@@ -38,7 +38,7 @@ pub struct StreamPlan {
     /// This stream's byte count, overriding the plan's.
     pub bytes: Option<u64>,
     /// The worker a connection this end opens runs on (from its
-    /// [`super::Placement`]); None = by the shared rule, port % workers.
+    /// [`super::placement::Placement`]); None = by the shared rule, port % workers.
     pub worker: Option<usize>,
     /// An agent's accepted connection: read the controller's data header
     /// (with this cookie) first; it says which flow this is, and so which

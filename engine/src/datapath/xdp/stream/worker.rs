@@ -228,26 +228,17 @@ impl Worker {
             app: vec![0u8; 256 * 1024],
             frame: vec![0u8; 1 << 16],
         };
-        let mut start = gate.get().copied();
-        let mut fresh = start.is_some();
-        let mut limit_at = None;
-        let mut finished_at: Option<Instant> = None;
+        let mut clock = Clock::default();
         let mut running = Running {
             count: running,
             out: false,
+            done_at: None,
         };
         let mut spins = 0u32;
         loop {
             let now_i = Instant::now();
-            if start.is_none() {
-                start = gate.get().copied();
-                fresh = start.is_some();
-            }
-            if fresh {
-                let s0 = start.expect("set");
-                limit_at = plan.duration.map(|d| s0 + d);
+            if let Some(s0) = clock.opened(gate, plan) {
                 self.c.flows.iter_mut().for_each(|f| f.started(s0, now_i));
-                fresh = false;
             }
             let stopping = stop.load(Ordering::Relaxed);
             if stopping {
@@ -257,36 +248,13 @@ impl Worker {
                 plan,
                 now: self.us(now_i),
                 now_i,
-                start,
-                limit_at,
+                start: clock.start,
+                limit_at: clock.limit_at,
                 src: &src,
                 shared,
             };
-            self.take_completions(&mut s);
-            let mut busy = self.receive_batch(&pass, &mut s);
-            busy |= self.receive_handoffs(&pass, &mut s);
-            for f in &mut self.c.flows {
-                busy |= f.step(&pass, &mut s.app);
-            }
-            busy |= self.transmit_batch(pass.now, &mut s);
-            self.kick_tx();
-            for f in &mut self.c.flows {
-                f.check(&pass, self.t0, stopping);
-            }
-            // Done once its connections are (and, lingering, settled), and
-            // no accept can still come its way; it keeps handing frames
-            // over until every worker is done.
-            if !running.out
-                && self.c.flows.iter().all(|f| f.done)
-                && self.accepts_over(&pass, shared, stopping)
-            {
-                let since = *finished_at.get_or_insert(now_i);
-                if self.c.flows.iter().all(|f| f.settled()) || now_i.duration_since(since) >= LINGER
-                {
-                    running.leave();
-                }
-            }
-            if running.out && running.count.load(Ordering::Acquire) == 0 {
+            let busy = self.pass(&pass, &mut s, stopping);
+            if self.finished(&pass, stopping, &mut running) {
                 break;
             }
             self.c.report.polls += 1;
@@ -303,6 +271,47 @@ impl Worker {
             }
         }
         self.drain();
+        self.results(plan, clock.start)
+    }
+
+    /// One pass: completions, a receive batch, hand-overs, timers and the
+    /// application, a transmit batch, then each connection's progress.
+    /// True if anything happened.
+    fn pass(&mut self, p: &Pass, s: &mut Scratch, stopping: bool) -> bool {
+        self.take_completions(s);
+        let mut busy = self.receive_batch(p, s);
+        busy |= self.receive_handoffs(p, s);
+        for f in &mut self.c.flows {
+            busy |= f.step(p, &mut s.app);
+        }
+        busy |= self.transmit_batch(p.now, s);
+        self.kick_tx();
+        for f in &mut self.c.flows {
+            f.check(p, self.t0, stopping);
+        }
+        busy
+    }
+
+    /// Whether the loop may end: this worker is done once its connections
+    /// are (and, lingering, settled) and no accept can still come its way;
+    /// it then keeps handing frames over until every worker is done.
+    fn finished(&self, p: &Pass, stopping: bool, running: &mut Running) -> bool {
+        let flows = &self.c.flows;
+        if !running.out && flows.iter().all(|f| f.done) && self.accepts_over(p, stopping) {
+            let since = *running.done_at.get_or_insert(p.now_i);
+            if flows.iter().all(|f| f.settled()) || p.now_i.duration_since(since) >= LINGER {
+                running.leave();
+            }
+        }
+        running.out && running.count.load(Ordering::Acquire) == 0
+    }
+
+    /// Each connection's result with its plan index, and what the worker did.
+    fn results(
+        self,
+        plan: &RunPlan,
+        start: Option<Instant>,
+    ) -> (Vec<(usize, StreamResult)>, WorkerReport) {
         let mut report = self.c.report;
         report.cpu = nix::sched::sched_getcpu().ok().map(|c| c as u16);
         report.kernel_dropped = self.queue.kernel_dropped();
@@ -321,9 +330,9 @@ impl Worker {
 
     /// No accept plan is left, or none can still arrive: the end is
     /// stopping, or the wait for connections has run out.
-    fn accepts_over(&self, p: &Pass, shared: &Shared, stopping: bool) -> bool {
+    fn accepts_over(&self, p: &Pass, stopping: bool) -> bool {
         stopping
-            || shared.accepts_claimed.load(Ordering::Relaxed) >= self.c.accept_plans.len()
+            || p.shared.accepts_claimed.load(Ordering::Relaxed) >= self.c.accept_plans.len()
             || p.now_i
                 .duration_since(p.start.unwrap_or(self.t0).max(self.t0))
                 >= p.plan.idle
@@ -595,6 +604,29 @@ impl Conns {
 struct Running<'a> {
     count: &'a AtomicUsize,
     out: bool,
+    /// When its connections were first all done (it lingers from there).
+    done_at: Option<Instant>,
+}
+
+/// The measurement's clock: unset until the gate opens.
+#[derive(Default)]
+struct Clock {
+    start: Option<Instant>,
+    /// When senders stop (`--duration`).
+    limit_at: Option<Instant>,
+}
+
+impl Clock {
+    /// The start, the first time it is seen set: times count from there.
+    fn opened(&mut self, gate: &OnceLock<Instant>, plan: &RunPlan) -> Option<Instant> {
+        if self.start.is_some() {
+            return None;
+        }
+        let s0 = *gate.get()?;
+        self.start = Some(s0);
+        self.limit_at = plan.duration.map(|d| s0 + d);
+        Some(s0)
+    }
 }
 
 impl Running<'_> {
