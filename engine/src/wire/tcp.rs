@@ -1,7 +1,6 @@
-//! TCP segments (RFC 9293) and the options TCP-lite negotiates: MSS,
-//! window scale and timestamps (RFC 7323) are parsed and emitted;
-//! SACK-permitted and SACK blocks are parsed (so a Linux peer's SYN is
-//! understood) but never offered.
+//! TCP segments (RFC 9293) and the options TCP-lite negotiates, parsed
+//! and emitted: MSS, window scale and timestamps (RFC 7323),
+//! SACK-permitted and SACK blocks (RFC 2018).
 
 use super::{be16, be32, checksum, ip_protocol, put16, put32, Error, Result};
 use std::cmp::Ordering;
@@ -155,6 +154,62 @@ impl fmt::Debug for TcpFlags {
             f.write_str("-")?;
         }
         Ok(())
+    }
+}
+
+/// Up to four SACK blocks (RFC 2018), each the first sequence number of
+/// a block the receiver holds and the one past its last. Inline, so a
+/// segment carries them without allocating.
+#[derive(Clone, Copy, Default)]
+pub struct SackBlocks {
+    len: u8,
+    blocks: [(SeqNum, SeqNum); SackBlocks::MAX],
+}
+
+impl SackBlocks {
+    /// The most a SACK option can carry (40 option bytes).
+    pub const MAX: usize = 4;
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[(SeqNum, SeqNum)] {
+        &self.blocks[..self.len()]
+    }
+
+    /// Append a block; false (and nothing changes) when all four are taken.
+    pub fn push(&mut self, left: SeqNum, right: SeqNum) -> bool {
+        if self.len() == Self::MAX {
+            return false;
+        }
+        self.blocks[self.len()] = (left, right);
+        self.len += 1;
+        true
+    }
+
+    /// Keep the first `n` blocks.
+    pub fn truncate(&mut self, n: usize) {
+        self.len = self.len.min(n.min(Self::MAX) as u8);
+    }
+}
+
+/// Equal when the blocks in use are (the unused slots do not count).
+impl PartialEq for SackBlocks {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for SackBlocks {}
+
+impl fmt::Debug for SackBlocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
     }
 }
 
@@ -375,6 +430,9 @@ pub struct TcpRepr<'a> {
     pub sack_permitted: bool,
     /// (TSval, TSecr).
     pub timestamp: Option<(u32, u32)>,
+    /// SACK blocks; emitted as many as fit beside the other options
+    /// (see [`TcpRepr::sack_room`]).
+    pub sack: SackBlocks,
     pub payload: &'a [u8],
 }
 
@@ -392,6 +450,7 @@ impl<'a> TcpRepr<'a> {
             window_scale: None,
             sack_permitted: false,
             timestamp: None,
+            sack: SackBlocks::default(),
             payload: &[],
         }
     }
@@ -438,14 +497,20 @@ impl<'a> TcpRepr<'a> {
                 TcpOption::WindowScale(s) => r.window_scale = Some(s.min(14)),
                 TcpOption::SackPermitted => r.sack_permitted = true,
                 TcpOption::Timestamp { tsval, tsecr } => r.timestamp = Some((tsval, tsecr)),
+                TcpOption::Sack(n, blocks) => {
+                    r.sack = SackBlocks::default();
+                    for &(left, right) in &blocks[..usize::from(n)] {
+                        r.sack.push(SeqNum(left), SeqNum(right));
+                    }
+                }
                 _ => {}
             }
         }
         Ok(r)
     }
 
-    /// Options bytes as emitted, padded to a multiple of 4.
-    pub fn options_len(&self) -> usize {
+    /// Options bytes other than SACK blocks, as emitted.
+    fn fixed_options_len(&self) -> usize {
         let mut n = 0;
         if self.max_seg_size.is_some() {
             n += 4;
@@ -453,10 +518,32 @@ impl<'a> TcpRepr<'a> {
         if self.window_scale.is_some() {
             n += 4; // NOP + 3
         }
+        if self.sack_permitted {
+            n += 4; // NOP NOP + 2
+        }
         if self.timestamp.is_some() {
             n += 12; // NOP NOP + 10
         }
         n
+    }
+
+    /// How many of the SACK blocks are emitted: as many as fit in the 40
+    /// option bytes beside the others (3 with timestamps, 4 without).
+    pub fn sack_room(&self) -> usize {
+        let room = (MAX_HEADER_LEN - HEADER_LEN).saturating_sub(self.fixed_options_len());
+        (room.saturating_sub(4) / 8).min(self.sack.len())
+    }
+
+    /// Options bytes as emitted, padded to a multiple of 4.
+    pub fn options_len(&self) -> usize {
+        let n = self.fixed_options_len();
+        if self.sack.is_empty() {
+            return n;
+        }
+        match self.sack_room() {
+            0 => n,
+            b => n + 4 + 8 * b, // NOP NOP + 2 + 8 per block
+        }
     }
 
     pub fn header_len(&self) -> usize {
@@ -505,11 +592,29 @@ impl<'a> TcpRepr<'a> {
             b[at..at + 4].copy_from_slice(&[1, 3, 3, s]);
             at += 4;
         }
+        if self.sack_permitted {
+            b[at..at + 4].copy_from_slice(&[1, 1, 4, 2]);
+            at += 4;
+        }
         if let Some((v, e)) = self.timestamp {
             b[at..at + 4].copy_from_slice(&[1, 1, 8, 10]);
             put32(b, at + 4, v);
             put32(b, at + 8, e);
+            at += 12;
         }
+        if !self.sack.is_empty() {
+            let n = self.sack_room();
+            if n > 0 {
+                b[at..at + 4].copy_from_slice(&[1, 1, 5, (2 + 8 * n) as u8]);
+                at += 4;
+                for &(left, right) in &self.sack.as_slice()[..n] {
+                    put32(b, at, left.0);
+                    put32(b, at + 4, right.0);
+                    at += 8;
+                }
+            }
+        }
+        debug_assert_eq!(at, h);
         h
     }
 
@@ -595,6 +700,45 @@ mod tests {
         );
     }
 
+    /// An ACK as Linux sends one while it holds out-of-order data: NOP,
+    /// NOP, timestamps, NOP, NOP, SACK with two blocks.
+    #[test]
+    fn parses_linux_sack_blocks_and_emits_them_back() {
+        let (s, d) = addrs();
+        let mut b = SYN[..20].to_vec();
+        b[12] = 0xd0; // 52 bytes of header
+        b[13] = 0x10; // ACK
+        b.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 7, 1, 1, 5, 18]);
+        for edge in [3000u32, 4000, 1000, 2000] {
+            b.extend_from_slice(&edge.to_be_bytes());
+        }
+        Packet::new_unchecked(&mut b[..]).fill_checksum(s, d);
+        let r = TcpRepr::parse(&Packet::new_checked(&b[..]).unwrap(), s, d).unwrap();
+        assert_eq!(r.timestamp, Some((9, 7)));
+        assert_eq!(
+            r.sack.as_slice(),
+            &[(SeqNum(3000), SeqNum(4000)), (SeqNum(1000), SeqNum(2000))]
+        );
+        assert_eq!(r.header_len(), 52, "our layout is Linux's");
+        let mut out = vec![0u8; r.buffer_len()];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]), s, d);
+        assert_eq!(out, b, "emitted byte for byte as parsed");
+        // timestamps leave room for three blocks, none for a fourth
+        let mut r = r;
+        for i in 0..3 {
+            r.sack.push(SeqNum(5000 + i), SeqNum(5001 + i));
+        }
+        assert_eq!((r.sack.len(), r.sack_room()), (4, 3));
+        assert_eq!(r.header_len(), MAX_HEADER_LEN);
+        r.timestamp = None;
+        assert_eq!(r.sack_room(), 4);
+        // a SACK option whose length is not 2 + 8n is refused
+        let mut bad = b.clone();
+        bad[35] = 17;
+        let p = Packet::new_checked(&bad[..]).unwrap();
+        assert_eq!(TcpRepr::parse_unverified(&p), Err(Error::Malformed));
+    }
+
     #[test]
     fn sequence_numbers_wrap() {
         let a = SeqNum(u32::MAX - 10);
@@ -638,20 +782,28 @@ mod tests {
                 proptest::option::of(any::<u16>()),
                 proptest::option::of(0u8..=14),
                 proptest::option::of(any::<(u32, u32)>()),
+                any::<bool>(),
+                proptest::collection::vec(any::<(u32, u32)>(), 0..=4),
             ),
             proptest::collection::vec(any::<u8>(), 0..64),
         )
-            .prop_map(|((sp, dp, seq, ack, fl, win), (mss, ws, ts), payload)| {
-                let mut r = TcpRepr::new(sp, dp, SeqNum(seq), SeqNum(ack), TcpFlags(fl));
-                if !r.flags.ack() {
-                    r.ack_number = SeqNum(0);
-                }
-                r.window_len = win;
-                r.max_seg_size = mss;
-                r.window_scale = ws;
-                r.timestamp = ts;
-                (r, payload)
-            })
+            .prop_map(
+                |((sp, dp, seq, ack, fl, win), (mss, ws, ts, sp_ok, blocks), payload)| {
+                    let mut r = TcpRepr::new(sp, dp, SeqNum(seq), SeqNum(ack), TcpFlags(fl));
+                    if !r.flags.ack() {
+                        r.ack_number = SeqNum(0);
+                    }
+                    r.window_len = win;
+                    r.max_seg_size = mss;
+                    r.window_scale = ws;
+                    r.timestamp = ts;
+                    r.sack_permitted = sp_ok;
+                    for (left, right) in blocks {
+                        r.sack.push(SeqNum(left), SeqNum(right));
+                    }
+                    (r, payload)
+                },
+            )
     }
 
     proptest! {
@@ -686,7 +838,31 @@ mod tests {
             let mut b = vec![0u8; r.buffer_len()];
             r.emit(&mut Packet::new_unchecked(&mut b[..]), s, d);
             let back = TcpRepr::parse(&Packet::new_checked(&b[..]).unwrap(), s, d).unwrap();
+            prop_assert!(b.len() - payload.len() <= MAX_HEADER_LEN);
+            // the blocks beyond the option space are left out
+            r.sack.truncate(r.sack_room());
             prop_assert_eq!(back, r);
+        }
+
+        /// A SACK option of any length at any place in the option area
+        /// parses or is refused, never panics, never yields more than four
+        /// blocks.
+        #[test]
+        fn hostile_sack_options_never_panic(pre in proptest::collection::vec(any::<u8>(), 0..36),
+                                            len in any::<u8>(), at in 0usize..40) {
+            let mut opts = pre;
+            let at = at.min(opts.len());
+            opts.insert(at, len);
+            opts.insert(at, 5);
+            opts.resize(opts.len().div_ceil(4) * 4, 0);
+            opts.truncate(40);
+            let mut b = SYN[..20].to_vec();
+            b[12] = (((20 + opts.len()) / 4) as u8) << 4;
+            b.extend_from_slice(&opts);
+            let p = Packet::new_checked(&b[..]).unwrap();
+            if let Ok(r) = TcpRepr::parse_unverified(&p) {
+                prop_assert!(r.sack.len() <= SackBlocks::MAX);
+            }
         }
     }
 }
