@@ -34,7 +34,7 @@ fn tcp(b: &[u8], src: IpAddr, dst: IpAddr) {
     assert_eq!(Ok(r), unverified);
     // SACK blocks arrive with hostile lengths; what parsed holds at most
     // four, and emit writes those that fit beside the other options
-    assert!(r.sack.len() <= tcp::SackBlocks::MAX);
+    assert!(r.sack.len() <= tcp::SACK_MAX_BLOCKS);
     let mut r = r;
     r.sack.truncate(r.sack_room());
     if !r.flags.ack() {

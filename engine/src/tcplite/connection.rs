@@ -5,7 +5,7 @@
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::scoreboard::{Scoreboard, DUP_THRESH};
 use super::{Config, Congestion, Instant, SEC};
-use crate::wire::tcp::{self, SackBlocks, SeqNum, TcpFlags, TcpRepr};
+use crate::wire::tcp::{self, SackBlocks, SeqNum, TcpFlags, TcpRepr, SACK_BUF, SACK_MAX_BLOCKS};
 use crate::wire::{checksum, ip_protocol};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -195,7 +195,7 @@ pub struct Connection {
     sack_ok: bool,
     /// Where the latest out-of-order segments started, newest first: the
     /// order SACK blocks report their ranges in (RFC 2018 4).
-    sack_recent: [Option<SeqNum>; SackBlocks::MAX],
+    sack_recent: [Option<SeqNum>; SACK_MAX_BLOCKS],
 
     // acknowledgments
     ack_now: bool,
@@ -309,7 +309,7 @@ impl Connection {
             ws_peer: false,
             sack_peer: false,
             sack_ok: false,
-            sack_recent: [None; SackBlocks::MAX],
+            sack_recent: [None; SACK_MAX_BLOCKS],
             ack_now: false,
             unacked_bytes: 0,
             delack_at: None,
@@ -926,6 +926,7 @@ impl Connection {
 
     /// The ACK field and window of a segment in a synchronized state.
     /// False if the segment must be dropped.
+    #[inline(always)]
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr) -> bool {
         let ack = seg.ack_number;
         if ack > self.snd_max {
@@ -944,14 +945,10 @@ impl Connection {
         if advanced {
             self.on_new_ack(now, ack);
         }
-        if self.sack_ok && !seg.sack.is_empty() {
+        if !seg.sack.is_empty() && self.sack_ok {
             // RFC 6675 2: with SACK, a duplicate ACK is one that SACKs
             // bytes not SACKed before, whatever else it changes
-            if self
-                .scoreboard
-                .update(self.snd_una, self.snd_max, &seg.sack)
-                > 0
-            {
+            if self.scoreboard.update(self.snd_una, self.snd_max, seg.sack) > 0 {
                 self.on_dup_ack();
             }
         } else if !advanced
@@ -965,7 +962,7 @@ impl Connection {
         {
             self.on_dup_ack();
         }
-        if self.sack_ok && (self.in_recovery || !self.scoreboard.is_empty() || self.dupacks > 0) {
+        if (self.dupacks > 0 || self.in_recovery || !self.scoreboard.is_empty()) && self.sack_ok {
             self.sack_recovery_on_ack();
         }
         // 3.10.7.4 window update, guarded against old segments
@@ -1013,7 +1010,7 @@ impl Connection {
             acked = acked.saturating_sub(1);
         }
         let data_acked = acked.min(self.send.len());
-        if self.sack_ok {
+        if !self.scoreboard.is_empty() {
             self.scoreboard.advance(ack);
         }
         self.send.consume(data_acked);
@@ -1113,6 +1110,7 @@ impl Connection {
 
     /// Fast retransmit: the segment at snd_una goes again at once, the
     /// window halves (RFC 5681 3.2 steps 2-3; RFC 6675 5 step 4).
+    #[cold]
     fn enter_recovery(&mut self) {
         let mss = self.eff_mss;
         let flight = self.snd_max.since(self.snd_una);
@@ -1130,6 +1128,7 @@ impl Connection {
     /// RFC 6675 5 after each ACK (the scoreboard updated): enter recovery
     /// on DupThresh duplicate ACKs or a lost hole at snd_una; in recovery,
     /// recompute what is lost and the pipe.
+    #[cold]
     fn sack_recovery_on_ack(&mut self) {
         let una = self.snd_una;
         self.lost_edge = self.scoreboard.lost_edge(una, self.eff_mss);
@@ -1203,6 +1202,7 @@ impl Connection {
     /// Out-of-order data arrived at `offset` past rcv_nxt: its range goes
     /// first in the next SACK blocks, ahead of the ones reported before
     /// (which another arrival in the same range no longer stands for).
+    #[cold]
     fn note_out_of_order(&mut self, offset: usize) {
         let Some(&(start, end)) = self
             .recv
@@ -1213,7 +1213,7 @@ impl Connection {
             return;
         };
         let (start, end) = (self.rcv_nxt + start, self.rcv_nxt + end);
-        let mut recent = [None; SackBlocks::MAX];
+        let mut recent = [None; SACK_MAX_BLOCKS];
         recent[0] = Some(self.rcv_nxt + offset);
         let older = self.sack_recent.iter().flatten();
         let others = older.filter(|&&s| s < start || s >= end);
@@ -1224,29 +1224,32 @@ impl Connection {
     }
 
     /// SACK blocks for what the receive ring holds beyond a hole (RFC 2018
-    /// 4): the range of the latest arrival first, then those of the
-    /// arrivals before it, newest first, then the others in order.
-    fn sack_blocks(&self) -> SackBlocks {
-        let mut out = SackBlocks::default();
+    /// 4), encoded into `buf`: the range of the latest arrival first, then
+    /// those of the arrivals before it, newest first, then the others in
+    /// order.
+    #[cold]
+    fn sack_blocks<'b>(&self, buf: &'b mut [u8; SACK_BUF]) -> SackBlocks<'b> {
         let ranges = self.recv.ranges();
-        let mut used = [usize::MAX; SackBlocks::MAX];
+        let mut used = [usize::MAX; SACK_MAX_BLOCKS];
+        let mut n = 0;
         let recent = self.sack_recent.iter().flatten().filter_map(|&s| {
-            let off = s.diff(self.rcv_nxt);
-            let off = usize::try_from(off).ok()?;
+            let off = usize::try_from(s.diff(self.rcv_nxt)).ok()?;
             ranges.iter().position(|r| r.0 <= off && off < r.1)
         });
         for i in recent.chain(0..ranges.len()) {
-            if out.len() == SackBlocks::MAX {
+            if n == SACK_MAX_BLOCKS {
                 break;
             }
-            if used.contains(&i) {
-                continue;
+            if !used.contains(&i) {
+                used[n] = i;
+                n += 1;
             }
-            used[out.len()] = i;
-            let (start, end) = ranges[i];
-            out.push(self.rcv_nxt + start, self.rcv_nxt + end);
         }
-        out
+        let blocks = used[..n].iter().map(|&i| {
+            let (start, end) = ranges[i];
+            (self.rcv_nxt + start, self.rcv_nxt + end)
+        });
+        SackBlocks::encode(blocks, buf)
     }
 
     fn check_fin(&mut self, now: Instant) {
@@ -1305,7 +1308,7 @@ impl Connection {
                 None => SeqNum(0),
             };
             let repr = TcpRepr::new(self.local.port(), self.remote.port(), r.seq, ack, flags);
-            return Some(self.emit(buf, repr, 0));
+            return Some(self.emit(buf, &repr, 0));
         }
         match self.state {
             State::Closed => return None,
@@ -1346,8 +1349,9 @@ impl Connection {
             self.arm_persist(now);
         }
         if self.ack_now {
-            let repr = self.header(self.snd_nxt, TcpFlags::ACK, now);
-            return Some(self.emit(buf, repr, 0));
+            let mut sack = [0; SACK_BUF];
+            let repr = self.header(self.snd_nxt, TcpFlags::ACK, now, &mut sack);
+            return Some(self.emit(buf, &repr, 0));
         }
         None
     }
@@ -1377,6 +1381,7 @@ impl Connection {
     /// RFC 6675 5 (C) with NextSeg: while cwnd - pipe allows a segment,
     /// a lost hole, else new data, else a hole below the highest SACKed
     /// byte; the first retransmission of a recovery goes regardless.
+    #[cold]
     fn send_sack_recovery(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let una = self.snd_una;
         if self.rexmit_one {
@@ -1427,6 +1432,7 @@ impl Connection {
     /// New data (or data again after a timeout) within the windows; in
     /// SACK `recovery` the caller checked cwnd against the pipe, and only
     /// the peer's window limits here.
+    #[inline(always)]
     fn send_new(&mut self, now: Instant, buf: &mut [u8], recovery: bool) -> Option<Transmit> {
         let end = self.data_end();
         let avail = if end > self.snd_nxt {
@@ -1484,18 +1490,24 @@ impl Connection {
             return None;
         }
         let offset = seq.since(self.send_seq);
-        let hdr = self.header(seq, TcpFlags::ACK, now);
-        let room = buf.len() - hdr.header_len();
+        let mut sack = [0; SACK_BUF];
+        let mut repr = self.header(seq, TcpFlags::ACK, now, &mut sack);
+        let h = repr.header_len();
+        let room = buf.len() - h;
         let avail = self.send.len().saturating_sub(offset);
         // eff_mss allows for timestamps only: SACK blocks take payload room
-        let ts = if hdr.timestamp.is_some() {
-            TS_OPTION_LEN
+        let mss = if repr.sack.is_empty() {
+            self.eff_mss
         } else {
-            0
+            let ts = if repr.timestamp.is_some() {
+                TS_OPTION_LEN
+            } else {
+                0
+            };
+            let sack = h - tcp::HEADER_LEN - ts;
+            self.eff_mss - sack.min(self.eff_mss - 1)
         };
-        let mss = self.eff_mss - (hdr.options_len() - ts).min(self.eff_mss - 1);
         let len = avail.min(max).min(mss).min(room);
-        let mut repr = hdr;
         let fin = self.fin_seq().is_some_and(|f| seq + len == f) && !probe;
         if fin {
             repr.flags |= TcpFlags::FIN;
@@ -1537,7 +1549,7 @@ impl Connection {
         if end > self.snd_max {
             self.snd_max = end;
         }
-        Some(self.emit(buf, repr, len))
+        Some(self.emit(buf, &repr, len))
     }
 
     fn send_syn(&mut self, now: Instant, buf: &mut [u8]) -> Transmit {
@@ -1575,7 +1587,7 @@ impl Connection {
         if self.rexmit_at.is_none() {
             self.rexmit_at = Some(now + self.rto);
         }
-        self.emit(buf, r, 0)
+        self.emit(buf, &r, 0)
     }
 
     fn ts_now(&self, now: Instant) -> u32 {
@@ -1585,7 +1597,14 @@ impl Connection {
 
     /// A header for a segment at `seq` carrying our ACK, window and
     /// timestamps.
-    fn header(&self, seq: SeqNum, flags: TcpFlags, now: Instant) -> TcpRepr<'static> {
+    #[inline(always)]
+    fn header<'b>(
+        &self,
+        seq: SeqNum,
+        flags: TcpFlags,
+        now: Instant,
+        sack: &'b mut [u8; SACK_BUF],
+    ) -> TcpRepr<'b> {
         let mut r = TcpRepr::new(
             self.local.port(),
             self.remote.port(),
@@ -1598,7 +1617,7 @@ impl Connection {
             r.timestamp = Some((self.ts_now(now), self.ts_recent));
         }
         if self.sack_ok && self.recv.has_gaps() {
-            r.sack = self.sack_blocks();
+            r.sack = self.sack_blocks(sack);
         }
         r
     }
@@ -1606,7 +1625,7 @@ impl Connection {
     /// Write `repr` and `len` payload bytes from the send ring at the
     /// segment's sequence number into `buf`; bookkeeping common to every
     /// segment (an ACK goes out with it).
-    fn emit(&mut self, buf: &mut [u8], repr: TcpRepr, len: usize) -> Transmit {
+    fn emit(&mut self, buf: &mut [u8], repr: &TcpRepr, len: usize) -> Transmit {
         let h = repr.emit_header(buf);
         let size = h + len;
         // the payload is copied from the ring and summed in one pass

@@ -43,7 +43,7 @@ fn receiver_reports_the_latest_range_first() {
         feed(&mut s, 11_000, &segs[i..=i]);
         let acks = drain(&mut s, 11_000);
         assert_eq!(acks.len(), 1, "out of order: acked at once");
-        acks[0].repr().sack.as_slice().to_vec()
+        acks[0].repr().sack.iter().collect::<Vec<_>>()
     };
     // 0, 2, 4, 6 missing for now
     assert_eq!(arrive(5), [blk(5, 6)]);
@@ -68,7 +68,7 @@ fn receiver_reports_the_latest_range_first() {
     assert!(!out.is_empty());
     for seg in &out {
         let r = seg.repr();
-        assert_eq!(r.sack.as_slice(), [blk(9, 10)]);
+        assert_eq!(r.sack.iter().collect::<Vec<_>>(), [blk(9, 10)]);
         assert!(
             seg.0.len() <= tcp::HEADER_LEN + 1460,
             "{} bytes: beyond the MSS",
@@ -123,28 +123,28 @@ fn hostile_sack_blocks_are_ignored() {
     c.write(&pattern(6 * mss as usize));
     drain(&mut c, 10_000);
     let (a, b) = addrs();
-    let ack = |blocks: &[(u32, u32)]| {
+    let ack = |c: &mut Connection, blocks: &[(u32, u32)]| {
         let mut seg = TcpSegment::new(b.port(), a.port(), SeqNum(3), SeqNum(2), TcpFlags::ACK);
         seg.window_len = 1000;
-        for &(l, r) in blocks {
-            seg.sack.push(SeqNum(l), SeqNum(r));
-        }
-        seg
+        let edges = blocks.iter().map(|&(l, r)| (SeqNum(l), SeqNum(r)));
+        let mut buf = [0; tcp::SACK_BUF];
+        seg.sack = tcp::SackBlocks::encode(edges, &mut buf);
+        c.handle_segment(11_000, &seg);
     };
     // beyond what was sent, below snd_una (a D-SACK), inverted, empty
-    c.handle_segment(
-        11_000,
-        &ack(&[
+    ack(
+        &mut c,
+        &[
             (2 + 100 * mss, 2 + 101 * mss),
             (0, 2),
             (2 + 3 * mss, 2 + mss),
             (5, 5),
-        ]),
+        ],
     );
     assert!(c.scoreboard().is_empty());
     assert!(drain(&mut c, 11_000).is_empty());
     // straddling the cumulative ACK: cut to it
-    c.handle_segment(11_000, &ack(&[(0, 2 + mss)]));
+    ack(&mut c, &[(0, 2 + mss)]);
     assert_eq!(
         c.scoreboard().blocks(),
         [(SeqNum(2), SeqNum(2) + mss as usize)]

@@ -1,8 +1,9 @@
 //! The sender's SACK scoreboard (RFC 6675): the ranges of the data in
 //! flight that the receiver reported holding, and what follows from them:
 //! which holes count as lost, how many bytes are still in the network
-//! (the pipe) and which hole to retransmit next. Inline and of fixed
-//! capacity: an ACK costs O(blocks) and nothing allocates.
+//! (the pipe) and which hole to retransmit next. Of fixed capacity,
+//! allocated once with the connection: an ACK costs O(blocks) and nothing
+//! allocates; the ranges live apart from the connection's hot fields.
 
 use crate::wire::tcp::{SackBlocks, SeqNum};
 
@@ -17,21 +18,23 @@ pub const DUP_THRESH: usize = 3;
 
 #[derive(Debug)]
 pub struct Scoreboard {
-    /// SACKed [left, right) ranges: sorted, disjoint and not touching.
-    blocks: [(SeqNum, SeqNum); CAPACITY],
+    /// SACKed [left, right) ranges, the first `len`: sorted, disjoint and
+    /// not touching.
+    blocks: Box<[(SeqNum, SeqNum); CAPACITY]>,
     len: usize,
 }
 
 impl Default for Scoreboard {
     fn default() -> Self {
         Scoreboard {
-            blocks: [(SeqNum(0), SeqNum(0)); CAPACITY],
+            blocks: Box::new([(SeqNum(0), SeqNum(0)); CAPACITY]),
             len: 0,
         }
     }
 }
 
 impl Scoreboard {
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -60,9 +63,9 @@ impl Scoreboard {
     /// Take in an ACK's blocks, each cut to [una, max): a block below the
     /// cumulative ACK (a D-SACK) or reaching beyond what was sent (bogus)
     /// is ignored. Returns the bytes newly SACKed.
-    pub fn update(&mut self, una: SeqNum, max: SeqNum, sack: &SackBlocks) -> usize {
+    pub fn update(&mut self, una: SeqNum, max: SeqNum, sack: SackBlocks) -> usize {
         let mut newly = 0;
-        for &(left, right) in sack.as_slice() {
+        for (left, right) in sack.iter() {
             let left = left.max(una);
             if left >= right || right > max {
                 continue;
@@ -164,14 +167,12 @@ impl Scoreboard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::tcp::SACK_BUF;
     use proptest::prelude::*;
 
-    fn sack(blocks: &[(u32, u32)]) -> SackBlocks {
-        let mut s = SackBlocks::default();
-        for &(l, r) in blocks {
-            s.push(SeqNum(l), SeqNum(r));
-        }
-        s
+    /// `blocks` as an ACK's SACK blocks.
+    fn sack<'a>(blocks: &[(u32, u32)], buf: &'a mut [u8; SACK_BUF]) -> SackBlocks<'a> {
+        SackBlocks::encode(blocks.iter().map(|&(l, r)| (SeqNum(l), SeqNum(r))), buf)
     }
 
     fn seqs(b: &Scoreboard) -> Vec<(u32, u32)> {
@@ -180,25 +181,29 @@ mod tests {
 
     #[test]
     fn merges_cuts_and_ignores() {
+        let mut buf = [0; SACK_BUF];
         let mut b = Scoreboard::default();
         let (una, max) = (SeqNum(1000), SeqNum(9000));
         assert_eq!(
-            b.update(una, max, &sack(&[(3000, 4000), (1000, 2000)])),
+            b.update(una, max, sack(&[(3000, 4000), (1000, 2000)], &mut buf)),
             2000
         );
         assert_eq!(seqs(&b), [(1000, 2000), (3000, 4000)]);
         // touching merges; a duplicate adds nothing
         assert_eq!(
-            b.update(una, max, &sack(&[(2000, 2500), (3000, 4000)])),
+            b.update(una, max, sack(&[(2000, 2500), (3000, 4000)], &mut buf)),
             500
         );
         assert_eq!(seqs(&b), [(1000, 2500), (3000, 4000)]);
         // one bridging both
-        assert_eq!(b.update(una, max, &sack(&[(2400, 3100)])), 500);
+        assert_eq!(b.update(una, max, sack(&[(2400, 3100)], &mut buf)), 500);
         assert_eq!(seqs(&b), [(1000, 4000)]);
         // below una (a D-SACK), beyond max, empty, inverted: ignored
-        let junk = sack(&[(500, 900), (8000, 9500), (5000, 5000), (6000, 5000)]);
-        assert_eq!(b.update(una, max, &junk), 0);
+        let junk = sack(
+            &[(500, 900), (8000, 9500), (5000, 5000), (6000, 5000)],
+            &mut buf,
+        );
+        assert_eq!(b.update(una, max, junk), 0);
         assert_eq!(seqs(&b), [(1000, 4000)]);
         // straddling una is cut to it
         b.advance(SeqNum(1500));
@@ -209,24 +214,30 @@ mod tests {
 
     #[test]
     fn across_the_wrap() {
+        let mut buf = [0; SACK_BUF];
         let mut b = Scoreboard::default();
         let una = SeqNum(u32::MAX - 1000);
         let max = una + 10_000;
-        b.update(una, max, &sack(&[(u32::MAX - 500, 200), (1000, 2000)]));
+        b.update(
+            una,
+            max,
+            sack(&[(u32::MAX - 500, 200), (1000, 2000)], &mut buf),
+        );
         assert_eq!(seqs(&b), [(u32::MAX - 500, 200), (1000, 2000)]);
         assert_eq!(b.pipe(una, max, una, una), 10_000 - 701 - 1000);
     }
 
     #[test]
     fn full_forgets_the_highest() {
+        let mut buf = [0; SACK_BUF];
         let mut b = Scoreboard::default();
         let (una, max) = (SeqNum(0), SeqNum(1 << 20));
         for i in 0..CAPACITY as u32 {
-            b.update(una, max, &sack(&[(100 + i * 100, 150 + i * 100)]));
+            b.update(una, max, sack(&[(100 + i * 100, 150 + i * 100)], &mut buf));
         }
         assert_eq!(b.blocks().len(), CAPACITY);
-        assert_eq!(b.update(una, max, &sack(&[(90_000, 90_010)])), 0);
-        assert_eq!(b.update(una, max, &sack(&[(10, 20)])), 10);
+        assert_eq!(b.update(una, max, sack(&[(90_000, 90_010)], &mut buf)), 0);
+        assert_eq!(b.update(una, max, sack(&[(10, 20)], &mut buf)), 10);
         assert_eq!(b.blocks().len(), CAPACITY);
         assert_eq!(b.blocks()[0], (SeqNum(10), SeqNum(20)));
         assert_eq!(
@@ -239,14 +250,15 @@ mod tests {
     #[test]
     fn lost_pipe_and_next_segment() {
         let mss = 1000;
+        let mut buf = [0; SACK_BUF];
         let mut b = Scoreboard::default();
         let (una, max) = (SeqNum(0), SeqNum(10_000));
         // 0 not yet acked cumulatively; 3, 4 then 6..10 SACKed
-        b.update(una, max, &sack(&[(3000, 5000)]));
+        b.update(una, max, sack(&[(3000, 5000)], &mut buf));
         assert_eq!(b.lost_edge(una, mss), una, "2000 bytes above: not yet");
-        b.update(una, max, &sack(&[(6000, 7000), (3000, 5000)]));
+        b.update(una, max, sack(&[(6000, 7000), (3000, 5000)], &mut buf));
         assert_eq!(b.lost_edge(una, mss), SeqNum(3000), "3000 bytes above");
-        b.update(una, max, &sack(&[(6000, 10_000)]));
+        b.update(una, max, sack(&[(6000, 10_000)], &mut buf));
         assert_eq!(b.lost_edge(una, mss), SeqNum(6000));
         let lost = b.lost_edge(una, mss);
         // holes [0, 3000) and [5000, 6000), all lost, none resent: none in the pipe
@@ -284,17 +296,18 @@ mod tests {
             for (adv, blocks) in acks {
                 una = (una + adv / 8).min(100);
                 b.advance(SeqNum(base) + una as usize);
-                let mut s = SackBlocks::default();
+                let mut edges = Vec::new();
                 for (l, n) in blocks {
                     let r = (l + n).min(110);
-                    s.push(SeqNum(base) + l as usize, SeqNum(base) + r as usize);
+                    edges.push((SeqNum(base) + l as usize, SeqNum(base) + r as usize));
                     if r <= 100 {
                         for m in map.iter_mut().take(r as usize).skip(l.max(una) as usize) {
                             *m = true;
                         }
                     }
                 }
-                b.update(SeqNum(base) + una as usize, max, &s);
+                let mut buf = [0; SACK_BUF];
+                b.update(SeqNum(base) + una as usize, max, SackBlocks::encode(edges, &mut buf));
                 let want: Vec<bool> = (0..100).map(|i| i >= una as usize && map[i]).collect();
                 let mut got = [false; 100];
                 for &(l, r) in b.blocks() {

@@ -930,16 +930,17 @@ proptest! {
             } else {
                 (seq, ack)
             };
-            let mut sack = tcp::SackBlocks::default();
-            for (l, r) in blocks {
+            let edges = blocks.into_iter().map(|(l, r)| {
                 let (l, r) = if near {
                     let l = c_iss.wrapping_add(l % 40_000);
                     (l, l.wrapping_add(r % 8_000).wrapping_sub(1_000))
                 } else {
                     (l, r)
                 };
-                sack.push(SeqNum(l), SeqNum(r));
-            }
+                (SeqNum(l), SeqNum(r))
+            });
+            let mut sack_buf = [0; tcp::SACK_BUF];
+            let sack = tcp::SackBlocks::encode(edges, &mut sack_buf);
             let mut r = TcpSegment::new(b.port(), a.port(), SeqNum(seq), SeqNum(ack), TcpFlags(flags));
             r.window_len = win;
             r.window_scale = ws;

@@ -157,59 +157,62 @@ impl fmt::Debug for TcpFlags {
     }
 }
 
-/// Up to four SACK blocks (RFC 2018), each the first sequence number of
-/// a block the receiver holds and the one past its last. Inline, so a
-/// segment carries them without allocating.
-#[derive(Clone, Copy, Default)]
-pub struct SackBlocks {
-    len: u8,
-    blocks: [(SeqNum, SeqNum); SackBlocks::MAX],
-}
+/// SACK blocks (RFC 2018) as they are on the wire: up to four pairs of
+/// big-endian sequence numbers, a block's first byte and the one past its
+/// last. A view, so that a segment carries them without copying and stays
+/// small: a parsed one borrows the packet, one to send borrows the buffer
+/// [`SackBlocks::encode`] filled.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct SackBlocks<'a>(&'a [u8]);
 
-impl SackBlocks {
-    /// The most a SACK option can carry (40 option bytes).
-    pub const MAX: usize = 4;
+/// The most SACK blocks an option can carry (40 option bytes).
+pub const SACK_MAX_BLOCKS: usize = 4;
+/// Bytes that hold the most SACK blocks.
+pub const SACK_BUF: usize = 8 * SACK_MAX_BLOCKS;
+
+impl<'a> SackBlocks<'a> {
+    /// Up to four `blocks`, written into `buf`.
+    pub fn encode(
+        blocks: impl IntoIterator<Item = (SeqNum, SeqNum)>,
+        buf: &'a mut [u8; SACK_BUF],
+    ) -> Self {
+        let mut n = 0;
+        for (left, right) in blocks.into_iter().take(SACK_MAX_BLOCKS) {
+            put32(buf, n, left.0);
+            put32(buf, n + 4, right.0);
+            n += 8;
+        }
+        SackBlocks(&buf[..n])
+    }
 
     pub fn len(&self) -> usize {
-        usize::from(self.len)
+        self.0.len() / 8
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.0.is_empty()
     }
 
-    pub fn as_slice(&self) -> &[(SeqNum, SeqNum)] {
-        &self.blocks[..self.len()]
-    }
-
-    /// Append a block; false (and nothing changes) when all four are taken.
-    pub fn push(&mut self, left: SeqNum, right: SeqNum) -> bool {
-        if self.len() == Self::MAX {
-            return false;
-        }
-        self.blocks[self.len()] = (left, right);
-        self.len += 1;
-        true
+    pub fn iter(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + 'a {
+        let b: &'a [u8] = self.0;
+        b.chunks_exact(8)
+            .map(|c| (SeqNum(be32(c, 0)), SeqNum(be32(c, 4))))
     }
 
     /// Keep the first `n` blocks.
     pub fn truncate(&mut self, n: usize) {
-        self.len = self.len.min(n.min(Self::MAX) as u8);
+        self.0 = &self.0[..n.min(self.len()) * 8];
+    }
+
+    /// The blocks as on the wire (8 bytes each).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
     }
 }
 
-/// Equal when the blocks in use are (the unused slots do not count).
-impl PartialEq for SackBlocks {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for SackBlocks {}
-
-impl fmt::Debug for SackBlocks {
+impl fmt::Debug for SackBlocks<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.as_slice()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -221,8 +224,8 @@ pub enum TcpOption<'a> {
     MaxSegmentSize(u16),
     WindowScale(u8),
     SackPermitted,
-    /// Up to four blocks (left, right edge); the count is the first field.
-    Sack(u8, [(u32, u32); 4]),
+    /// One to four blocks.
+    Sack(SackBlocks<'a>),
     Timestamp {
         tsval: u32,
         tsecr: u32,
@@ -280,14 +283,7 @@ impl<'a> Iterator for OptionIter<'a> {
             (2, 4) => TcpOption::MaxSegmentSize(be16(data, 0)),
             (3, 3) => TcpOption::WindowScale(data[0]),
             (4, 2) => TcpOption::SackPermitted,
-            (5, l) if l >= 10 && (l - 2) % 8 == 0 && l <= 34 => {
-                let mut blocks = [(0, 0); 4];
-                let n = (l - 2) / 8;
-                for (i, blk) in blocks.iter_mut().enumerate().take(n) {
-                    *blk = (be32(data, i * 8), be32(data, i * 8 + 4));
-                }
-                TcpOption::Sack(n as u8, blocks)
-            }
+            (5, l) if l >= 10 && (l - 2) % 8 == 0 && l <= 34 => TcpOption::Sack(SackBlocks(data)),
             (8, 10) => TcpOption::Timestamp {
                 tsval: be32(data, 0),
                 tsecr: be32(data, 4),
@@ -432,7 +428,7 @@ pub struct TcpRepr<'a> {
     pub timestamp: Option<(u32, u32)>,
     /// SACK blocks; emitted as many as fit beside the other options
     /// (see [`TcpRepr::sack_room`]).
-    pub sack: SackBlocks,
+    pub sack: SackBlocks<'a>,
     pub payload: &'a [u8],
 }
 
@@ -471,6 +467,29 @@ impl<'a> TcpRepr<'a> {
     pub fn parse_unverified(p: &Packet<&'a [u8]>) -> Result<Self> {
         p.check_len()?;
         let b: &'a [u8] = p.buffer;
+        let h = p.header_len();
+        let options = &b[HEADER_LEN..h];
+        // the fast path: the options of every data segment as Linux and
+        // TCP-lite send them (NOP, NOP, timestamps), built in place (a
+        // repr built field by field and then moved costs a stalled copy)
+        if let [1, 1, 8, 10, ts @ ..] = options {
+            if ts.len() == 8 {
+                return Ok(TcpRepr {
+                    src_port: p.src_port(),
+                    dst_port: p.dst_port(),
+                    seq_number: p.seq_number(),
+                    ack_number: p.ack_number(),
+                    flags: p.flags(),
+                    window_len: p.window_len(),
+                    max_seg_size: None,
+                    window_scale: None,
+                    sack_permitted: false,
+                    timestamp: Some((be32(ts, 0), be32(ts, 4))),
+                    sack: SackBlocks::default(),
+                    payload: &b[h..],
+                });
+            }
+        }
         let mut r = TcpRepr::new(
             p.src_port(),
             p.dst_port(),
@@ -479,16 +498,7 @@ impl<'a> TcpRepr<'a> {
             p.flags(),
         );
         r.window_len = p.window_len();
-        r.payload = &b[p.header_len()..];
-        let options = &b[HEADER_LEN..p.header_len()];
-        // the fast path: the options of every data segment as Linux and
-        // TCP-lite send them (NOP, NOP, timestamps)
-        if let [1, 1, 8, 10, ts @ ..] = options {
-            if ts.len() == 8 {
-                r.timestamp = Some((be32(ts, 0), be32(ts, 4)));
-                return Ok(r);
-            }
-        }
+        r.payload = &b[h..];
         for opt in OptionIter::new(options) {
             match opt? {
                 TcpOption::EndOfList => break,
@@ -497,12 +507,7 @@ impl<'a> TcpRepr<'a> {
                 TcpOption::WindowScale(s) => r.window_scale = Some(s.min(14)),
                 TcpOption::SackPermitted => r.sack_permitted = true,
                 TcpOption::Timestamp { tsval, tsecr } => r.timestamp = Some((tsval, tsecr)),
-                TcpOption::Sack(n, blocks) => {
-                    r.sack = SackBlocks::default();
-                    for &(left, right) in &blocks[..usize::from(n)] {
-                        r.sack.push(SeqNum(left), SeqNum(right));
-                    }
-                }
+                TcpOption::Sack(blocks) => r.sack = blocks,
                 _ => {}
             }
         }
@@ -607,11 +612,8 @@ impl<'a> TcpRepr<'a> {
             if n > 0 {
                 b[at..at + 4].copy_from_slice(&[1, 1, 5, (2 + 8 * n) as u8]);
                 at += 4;
-                for &(left, right) in &self.sack.as_slice()[..n] {
-                    put32(b, at, left.0);
-                    put32(b, at + 4, right.0);
-                    at += 8;
-                }
+                b[at..at + 8 * n].copy_from_slice(&self.sack.as_bytes()[..8 * n]);
+                at += 8 * n;
             }
         }
         debug_assert_eq!(at, h);
@@ -716,8 +718,8 @@ mod tests {
         let r = TcpRepr::parse(&Packet::new_checked(&b[..]).unwrap(), s, d).unwrap();
         assert_eq!(r.timestamp, Some((9, 7)));
         assert_eq!(
-            r.sack.as_slice(),
-            &[(SeqNum(3000), SeqNum(4000)), (SeqNum(1000), SeqNum(2000))]
+            r.sack.iter().collect::<Vec<_>>(),
+            [(SeqNum(3000), SeqNum(4000)), (SeqNum(1000), SeqNum(2000))]
         );
         assert_eq!(r.header_len(), 52, "our layout is Linux's");
         let mut out = vec![0u8; r.buffer_len()];
@@ -725,9 +727,12 @@ mod tests {
         assert_eq!(out, b, "emitted byte for byte as parsed");
         // timestamps leave room for three blocks, none for a fourth
         let mut r = r;
-        for i in 0..3 {
-            r.sack.push(SeqNum(5000 + i), SeqNum(5001 + i));
-        }
+        let mut buf = [0; SACK_BUF];
+        let four = r
+            .sack
+            .iter()
+            .chain((0..2).map(|i| (SeqNum(i), SeqNum(i + 1))));
+        r.sack = SackBlocks::encode(four, &mut buf);
         assert_eq!((r.sack.len(), r.sack_room()), (4, 3));
         assert_eq!(r.header_len(), MAX_HEADER_LEN);
         r.timestamp = None;
@@ -783,12 +788,11 @@ mod tests {
                 proptest::option::of(0u8..=14),
                 proptest::option::of(any::<(u32, u32)>()),
                 any::<bool>(),
-                proptest::collection::vec(any::<(u32, u32)>(), 0..=4),
             ),
             proptest::collection::vec(any::<u8>(), 0..64),
         )
             .prop_map(
-                |((sp, dp, seq, ack, fl, win), (mss, ws, ts, sp_ok, blocks), payload)| {
+                |((sp, dp, seq, ack, fl, win), (mss, ws, ts, sp_ok), payload)| {
                     let mut r = TcpRepr::new(sp, dp, SeqNum(seq), SeqNum(ack), TcpFlags(fl));
                     if !r.flags.ack() {
                         r.ack_number = SeqNum(0);
@@ -798,9 +802,6 @@ mod tests {
                     r.window_scale = ws;
                     r.timestamp = ts;
                     r.sack_permitted = sp_ok;
-                    for (left, right) in blocks {
-                        r.sack.push(SeqNum(left), SeqNum(right));
-                    }
                     (r, payload)
                 },
             )
@@ -827,7 +828,8 @@ mod tests {
         }
 
         #[test]
-        fn emit_parse_round_trip((r, payload) in repr_strategy(), v6 in any::<bool>()) {
+        fn emit_parse_round_trip((r, payload) in repr_strategy(), v6 in any::<bool>(),
+                                 blocks in proptest::collection::vec(any::<(u32, u32)>(), 0..=4)) {
             let (s, d) = if v6 {
                 (IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1u16]), IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 2u16]))
             } else {
@@ -835,6 +837,8 @@ mod tests {
             };
             let mut r = r;
             r.payload = &payload;
+            let mut sack = [0; SACK_BUF];
+            r.sack = SackBlocks::encode(blocks.iter().map(|&(a, b)| (SeqNum(a), SeqNum(b))), &mut sack);
             let mut b = vec![0u8; r.buffer_len()];
             r.emit(&mut Packet::new_unchecked(&mut b[..]), s, d);
             let back = TcpRepr::parse(&Packet::new_checked(&b[..]).unwrap(), s, d).unwrap();
@@ -861,7 +865,7 @@ mod tests {
             b.extend_from_slice(&opts);
             let p = Packet::new_checked(&b[..]).unwrap();
             if let Ok(r) = TcpRepr::parse_unverified(&p) {
-                prop_assert!(r.sack.len() <= SackBlocks::MAX);
+                prop_assert!(r.sack.len() <= SACK_MAX_BLOCKS);
             }
         }
     }
