@@ -3,8 +3,8 @@
 //! one control byte and its arguments:
 //!
 //! * a forged segment to either side, its fields chosen by the input but
-//!   its sequence and acknowledgment numbers near the ones that side
-//!   expects (so the fuzzer reaches the in-window paths);
+//!   its sequence and acknowledgment numbers (and SACK blocks) near the
+//!   ones that side expects (so the fuzzer reaches the in-window paths);
 //! * raw bytes as a TCP header and payload, parsed and delivered;
 //! * the application writing, reading, closing or aborting;
 //! * time passing (timers fire) or the genuine traffic of both sides
@@ -168,6 +168,20 @@ fuzz_target!(|data: &[u8]| {
                 r.window_len = win;
                 if op & 0x20 != 0 {
                     r.timestamp = Some((from.tsval.wrapping_add(u32::from(op & 3)), 0));
+                }
+                let mut sack = [0; tcp::SACK_BUF];
+                if op & 0x10 != 0 {
+                    // SACK blocks near what `from` acknowledged, any shape
+                    let n = inp.u8().unwrap_or(0) % 5;
+                    let mut edges = Vec::new();
+                    for _ in 0..n {
+                        let (Some(dl), Some(len)) = (inp.u16(), inp.u16()) else {
+                            break;
+                        };
+                        let left = from.ack + (dl as i16 as isize as usize);
+                        edges.push((left, left + (len as i16 as isize as usize)));
+                    }
+                    r.sack = tcp::SackBlocks::encode(edges, &mut sack);
                 }
                 let n = usize::from(len) % 2048;
                 r.payload = &pattern[..n.min(pattern.len())];

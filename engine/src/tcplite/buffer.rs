@@ -145,6 +145,12 @@ impl RecvBuffer {
         !self.ranges.is_empty()
     }
 
+    /// The out-of-order ranges as [start, end) offsets from the in-order
+    /// end, in order.
+    pub fn ranges(&self) -> &[(usize, usize)] {
+        &self.ranges
+    }
+
     fn copy_in(&mut self, offset: usize, data: &[u8]) {
         let cap = self.capacity();
         let start = (self.head + self.len + offset) % cap;

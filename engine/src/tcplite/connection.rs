@@ -3,8 +3,9 @@
 //! unless another RFC is named.
 
 use super::buffer::{RecvBuffer, SendBuffer};
+use super::scoreboard::{Scoreboard, DUP_THRESH};
 use super::{Config, Congestion, Instant, SEC};
-use crate::wire::tcp::{self, SeqNum, TcpFlags, TcpRepr};
+use crate::wire::tcp::{self, SackBlocks, SeqNum, TcpFlags, TcpRepr, SACK_BUF, SACK_MAX_BLOCKS};
 use crate::wire::{checksum, ip_protocol};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -66,7 +67,11 @@ pub struct Stats {
     pub segments_received: u64,
     /// Segments sent again (any cause).
     pub retransmits: u64,
+    /// Loss recoveries entered on duplicate ACKs or SACK information.
     pub fast_retransmits: u64,
+    /// Segments sent again during SACK loss recovery (RFC 6675): holes
+    /// the peer's SACK blocks showed.
+    pub sack_recovery_retransmits: u64,
     /// Retransmission timeouts.
     pub rto_count: u64,
     /// Duplicate ACKs received.
@@ -184,6 +189,13 @@ pub struct Connection {
     ts_recent: u32,
     /// The peer's SYN offered window scaling.
     ws_peer: bool,
+    /// The peer's SYN offered SACK.
+    sack_peer: bool,
+    /// Both offered SACK: we send blocks and recover with the peer's.
+    sack_ok: bool,
+    /// Where the latest out-of-order segments started, newest first: the
+    /// order SACK blocks report their ranges in (RFC 2018 4).
+    sack_recent: [Option<SeqNum>; SACK_MAX_BLOCKS],
 
     // acknowledgments
     ack_now: bool,
@@ -218,7 +230,17 @@ pub struct Connection {
     ca_acked: usize,
     dupacks: u32,
     in_recovery: bool,
+    /// NewReno's `recover`, RFC 6675's RecoveryPoint.
     recover: SeqNum,
+
+    // SACK loss recovery (RFC 6675)
+    scoreboard: Scoreboard,
+    /// Everything below was retransmitted in this recovery (HighRxt + 1).
+    high_rxt: SeqNum,
+    /// Bytes estimated in the network (SetPipe), while in recovery.
+    pipe: usize,
+    /// Unsacked bytes below this are lost (IsLost), as of the last ACK.
+    lost_edge: SeqNum,
 
     pacer: Option<Pacer>,
     pace_at: Option<Instant>,
@@ -226,6 +248,9 @@ pub struct Connection {
     rst_pending: Option<Reset>,
     stats: Stats,
 }
+
+/// Option bytes timestamps take on every segment (NOP, NOP, 10).
+const TS_OPTION_LEN: usize = 12;
 
 /// Window scale that lets `buf` bytes be advertised (RFC 7323 2.3: at most 14).
 fn wscale_for(buf: usize) -> u8 {
@@ -282,6 +307,9 @@ impl Connection {
             ts_enabled: false,
             ts_recent: 0,
             ws_peer: false,
+            sack_peer: false,
+            sack_ok: false,
+            sack_recent: [None; SACK_MAX_BLOCKS],
             ack_now: false,
             unacked_bytes: 0,
             delack_at: None,
@@ -304,6 +332,10 @@ impl Connection {
             dupacks: 0,
             in_recovery: false,
             recover: iss,
+            scoreboard: Scoreboard::default(),
+            high_rxt: iss,
+            pipe: 0,
+            lost_edge: iss,
             pacer,
             pace_at: None,
             rst_pending: None,
@@ -409,7 +441,9 @@ impl Connection {
             }
         }
         self.ts_enabled = self.cfg.timestamps && syn.timestamp.is_some();
-        let opts = if self.ts_enabled { 12 } else { 0 };
+        self.sack_peer = syn.sack_permitted;
+        self.sack_ok = self.cfg.sack && syn.sack_permitted;
+        let opts = if self.ts_enabled { TS_OPTION_LEN } else { 0 };
         self.eff_mss = (peer_mss.min(usize::from(self.cfg.mss.max(64))) - opts).max(32);
         self.cwnd = match self.cfg.congestion {
             // RFC 6928: min(10*MSS, max(2*MSS, 14600))
@@ -464,6 +498,16 @@ impl Connection {
     /// The payload size of a full segment, once negotiated.
     pub fn mss(&self) -> usize {
         self.eff_mss
+    }
+
+    /// Both sides offered SACK in the handshake.
+    pub fn sack(&self) -> bool {
+        self.sack_ok
+    }
+
+    #[cfg(test)]
+    pub(super) fn scoreboard(&self) -> &Scoreboard {
+        &self.scoreboard
     }
 
     /// Room in the send ring.
@@ -637,6 +681,9 @@ impl Connection {
                 self.snd_nxt = self.snd_una;
                 self.in_recovery = false;
                 self.dupacks = 0;
+                // RFC 6675 5.1: what the peer held may have been reneged
+                self.scoreboard.clear();
+                self.lost_edge = self.snd_una;
                 // RFC 6582 4.2: no fast retransmit on dup ACKs of the old flight
                 self.recover = self.snd_max;
             }
@@ -879,6 +926,7 @@ impl Connection {
 
     /// The ACK field and window of a segment in a synchronized state.
     /// False if the segment must be dropped.
+    #[inline(always)]
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr) -> bool {
         let ack = seg.ack_number;
         if ack > self.snd_max {
@@ -893,9 +941,18 @@ impl Connection {
         }
         let seg_wnd = usize::from(seg.window_len) << self.snd_wscale;
         let flight = self.snd_nxt.since(self.snd_una);
-        if ack > self.snd_una {
+        let advanced = ack > self.snd_una;
+        if advanced {
             self.on_new_ack(now, ack);
-        } else if ack == self.snd_una
+        }
+        if !seg.sack.is_empty() && self.sack_ok {
+            // RFC 6675 2: with SACK, a duplicate ACK is one that SACKs
+            // bytes not SACKed before, whatever else it changes
+            if self.scoreboard.update(self.snd_una, self.snd_max, seg.sack) > 0 {
+                self.on_dup_ack();
+            }
+        } else if !advanced
+            && ack == self.snd_una
             && seg.payload.is_empty()
             && !seg.flags.syn()
             && !seg.flags.fin()
@@ -904,6 +961,9 @@ impl Connection {
             && flight > 0
         {
             self.on_dup_ack();
+        }
+        if (self.dupacks > 0 || self.in_recovery || !self.scoreboard.is_empty()) && self.sack_ok {
+            self.sack_recovery_on_ack();
         }
         // 3.10.7.4 window update, guarded against old segments
         if self.snd_wl1 < seg.seq_number || (self.snd_wl1 == seg.seq_number && self.snd_wl2 <= ack)
@@ -950,6 +1010,9 @@ impl Connection {
             acked = acked.saturating_sub(1);
         }
         let data_acked = acked.min(self.send.len());
+        if !self.scoreboard.is_empty() {
+            self.scoreboard.advance(ack);
+        }
         self.send.consume(data_acked);
         self.send_seq += data_acked;
         self.stats.bytes_acked += data_acked as u64;
@@ -963,13 +1026,17 @@ impl Connection {
         let reno = matches!(self.cfg.congestion, Congestion::NewReno);
         if self.in_recovery {
             if ack >= self.recover {
-                // full ACK (RFC 6582 3.2 step 3, option 1)
+                // full ACK (RFC 6582 3.2 step 3, option 1); after SACK
+                // recovery cwnd is already ssthresh (RFC 6675 5)
                 self.in_recovery = false;
                 self.dupacks = 0;
-                if reno {
+                if reno && !self.sack_ok {
                     let flight = self.snd_max.since(ack);
                     self.cwnd = self.ssthresh.min(flight.max(mss) + mss);
                 }
+            } else if self.sack_ok {
+                // a partial ACK: the scoreboard says what to send next
+                self.dupacks = 0;
             } else {
                 // partial ACK: the next hole was lost too
                 self.rexmit_one = true;
@@ -1021,6 +1088,10 @@ impl Connection {
     fn on_dup_ack(&mut self) {
         self.stats.dup_acks += 1;
         self.dupacks += 1;
+        if self.sack_ok {
+            // the pipe, not cwnd inflation, counts what left the network
+            return;
+        }
         let mss = self.eff_mss;
         let reno = matches!(self.cfg.congestion, Congestion::NewReno);
         if self.in_recovery {
@@ -1028,19 +1099,52 @@ impl Connection {
                 // each dup ACK means a segment left the network
                 self.cwnd += mss;
             }
-        } else if self.dupacks == 3 && self.snd_una >= self.recover {
+        } else if self.dupacks as usize == DUP_THRESH && self.snd_una >= self.recover {
             // RFC 6582 3.2 step 2: enter fast recovery
-            let flight = self.snd_max.since(self.snd_una);
-            self.stats.fast_retransmits += 1;
-            self.in_recovery = true;
-            self.recover = self.snd_max;
-            self.rexmit_one = true;
-            self.rtt_seq = None;
+            self.enter_recovery();
             if reno {
-                self.ssthresh = (flight / 2).max(2 * mss);
                 self.cwnd = self.ssthresh + 3 * mss;
             }
         }
+    }
+
+    /// Fast retransmit: the segment at snd_una goes again at once, the
+    /// window halves (RFC 5681 3.2 steps 2-3; RFC 6675 5 step 4).
+    #[cold]
+    fn enter_recovery(&mut self) {
+        let mss = self.eff_mss;
+        let flight = self.snd_max.since(self.snd_una);
+        self.stats.fast_retransmits += 1;
+        self.in_recovery = true;
+        self.recover = self.snd_max;
+        self.rexmit_one = true;
+        self.rtt_seq = None;
+        if let Congestion::NewReno = self.cfg.congestion {
+            self.ssthresh = (flight / 2).max(2 * mss);
+            self.cwnd = self.ssthresh;
+        }
+    }
+
+    /// RFC 6675 5 after each ACK (the scoreboard updated): enter recovery
+    /// on DupThresh duplicate ACKs or a lost hole at snd_una; in recovery,
+    /// recompute what is lost and the pipe.
+    #[cold]
+    fn sack_recovery_on_ack(&mut self) {
+        let una = self.snd_una;
+        self.lost_edge = self.scoreboard.lost_edge(una, self.eff_mss);
+        if !self.in_recovery {
+            let dup = self.dupacks as usize >= DUP_THRESH;
+            if una >= self.recover && una < self.snd_max && (dup || self.lost_edge > una) {
+                self.enter_recovery();
+                self.high_rxt = una;
+            } else {
+                return;
+            }
+        }
+        self.high_rxt = self.high_rxt.max(una);
+        self.pipe = self
+            .scoreboard
+            .pipe(una, self.snd_max, self.lost_edge, self.high_rxt);
     }
 
     fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8]) {
@@ -1070,6 +1174,9 @@ impl Connection {
             Some(0) => {
                 // out of order: a duplicate ACK at once tells the sender (RFC 5681 4.2)
                 self.ack_now = true;
+                if self.sack_ok {
+                    self.note_out_of_order(offset);
+                }
             }
             Some(adv) => {
                 self.rcv_nxt += adv;
@@ -1090,6 +1197,59 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Out-of-order data arrived at `offset` past rcv_nxt: its range goes
+    /// first in the next SACK blocks, ahead of the ones reported before
+    /// (which another arrival in the same range no longer stands for).
+    #[cold]
+    fn note_out_of_order(&mut self, offset: usize) {
+        let Some(&(start, end)) = self
+            .recv
+            .ranges()
+            .iter()
+            .find(|r| r.0 <= offset && offset < r.1)
+        else {
+            return;
+        };
+        let (start, end) = (self.rcv_nxt + start, self.rcv_nxt + end);
+        let mut recent = [None; SACK_MAX_BLOCKS];
+        recent[0] = Some(self.rcv_nxt + offset);
+        let older = self.sack_recent.iter().flatten();
+        let others = older.filter(|&&s| s < start || s >= end);
+        for (slot, &s) in recent[1..].iter_mut().zip(others) {
+            *slot = Some(s);
+        }
+        self.sack_recent = recent;
+    }
+
+    /// SACK blocks for what the receive ring holds beyond a hole (RFC 2018
+    /// 4), encoded into `buf`: the range of the latest arrival first, then
+    /// those of the arrivals before it, newest first, then the others in
+    /// order.
+    #[cold]
+    fn sack_blocks<'b>(&self, buf: &'b mut [u8; SACK_BUF]) -> SackBlocks<'b> {
+        let ranges = self.recv.ranges();
+        let mut used = [usize::MAX; SACK_MAX_BLOCKS];
+        let mut n = 0;
+        let recent = self.sack_recent.iter().flatten().filter_map(|&s| {
+            let off = usize::try_from(s.diff(self.rcv_nxt)).ok()?;
+            ranges.iter().position(|r| r.0 <= off && off < r.1)
+        });
+        for i in recent.chain(0..ranges.len()) {
+            if n == SACK_MAX_BLOCKS {
+                break;
+            }
+            if !used.contains(&i) {
+                used[n] = i;
+                n += 1;
+            }
+        }
+        let blocks = used[..n].iter().map(|&i| {
+            let (start, end) = ranges[i];
+            (self.rcv_nxt + start, self.rcv_nxt + end)
+        });
+        SackBlocks::encode(blocks, buf)
     }
 
     fn check_fin(&mut self, now: Instant) {
@@ -1148,7 +1308,7 @@ impl Connection {
                 None => SeqNum(0),
             };
             let repr = TcpRepr::new(self.local.port(), self.remote.port(), r.seq, ack, flags);
-            return Some(self.emit(buf, repr, 0));
+            return Some(self.emit(buf, &repr, 0));
         }
         match self.state {
             State::Closed => return None,
@@ -1161,14 +1321,20 @@ impl Connection {
             _ => {}
         }
         if self.state != State::TimeWait {
-            if self.rexmit_one {
-                self.rexmit_one = false;
-                if let Some(t) = self.send_data(now, buf, self.snd_una, usize::MAX, false) {
+            if self.in_recovery && self.sack_ok {
+                if let Some(t) = self.send_sack_recovery(now, buf) {
                     return Some(t);
                 }
-            }
-            if let Some(t) = self.send_new(now, buf) {
-                return Some(t);
+            } else {
+                if self.rexmit_one {
+                    self.rexmit_one = false;
+                    if let Some(t) = self.send_data(now, buf, self.snd_una, usize::MAX, false) {
+                        return Some(t);
+                    }
+                }
+                if let Some(t) = self.send_new(now, buf, false) {
+                    return Some(t);
+                }
             }
             if self.probe_pending {
                 self.probe_pending = false;
@@ -1183,8 +1349,9 @@ impl Connection {
             self.arm_persist(now);
         }
         if self.ack_now {
-            let repr = self.header(self.snd_nxt, TcpFlags::ACK, now);
-            return Some(self.emit(buf, repr, 0));
+            let mut sack = [0; SACK_BUF];
+            let repr = self.header(self.snd_nxt, TcpFlags::ACK, now, &mut sack);
+            return Some(self.emit(buf, &repr, 0));
         }
         None
     }
@@ -1211,8 +1378,62 @@ impl Connection {
         self.send_seq + self.send.len()
     }
 
-    /// New data (or data again after a timeout) within the windows.
-    fn send_new(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    /// RFC 6675 5 (C) with NextSeg: while cwnd - pipe allows a segment,
+    /// a lost hole, else new data, else a hole below the highest SACKed
+    /// byte; the first retransmission of a recovery goes regardless.
+    #[cold]
+    fn send_sack_recovery(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let una = self.snd_una;
+        if self.rexmit_one {
+            self.rexmit_one = false;
+            let end = self
+                .scoreboard
+                .blocks()
+                .first()
+                .map_or(self.snd_max, |b| b.0);
+            if let Some(t) = self.retransmit_hole(now, buf, una, end) {
+                return Some(t);
+            }
+        }
+        if self.cwnd.saturating_sub(self.pipe) < self.eff_mss {
+            return None;
+        }
+        if let Some((s, e)) = self
+            .scoreboard
+            .next_hole(una, self.high_rxt, self.lost_edge)
+        {
+            return self.retransmit_hole(now, buf, s, e);
+        }
+        if let Some(t) = self.send_new(now, buf, true) {
+            self.pipe += t.payload_len.max(1);
+            return Some(t);
+        }
+        let high = self.scoreboard.high_sacked()?;
+        let (s, e) = self.scoreboard.next_hole(una, self.high_rxt, high)?;
+        self.retransmit_hole(now, buf, s, e)
+    }
+
+    /// One segment of the hole [seq, end) again, counted in the pipe.
+    fn retransmit_hole(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        seq: SeqNum,
+        end: SeqNum,
+    ) -> Option<Transmit> {
+        let t = self.send_data(now, buf, seq, end.since(seq), false)?;
+        let sent = t.payload_len + usize::from(t.flags.fin());
+        self.high_rxt = self.high_rxt.max(seq + sent);
+        self.pipe += sent;
+        self.stats.sack_recovery_retransmits += 1;
+        Some(t)
+    }
+
+    /// New data (or data again after a timeout) within the windows; in
+    /// SACK `recovery` the caller checked cwnd against the pipe, and only
+    /// the peer's window limits here.
+    #[inline(always)]
+    fn send_new(&mut self, now: Instant, buf: &mut [u8], recovery: bool) -> Option<Transmit> {
         let end = self.data_end();
         let avail = if end > self.snd_nxt {
             end.since(self.snd_nxt)
@@ -1224,8 +1445,13 @@ impl Connection {
             return None;
         }
         let flight = self.snd_nxt.since(self.snd_una);
-        let wnd = self.cwnd.min(self.snd_wnd);
-        let usable = wnd.saturating_sub(flight);
+        let usable = if recovery {
+            self.snd_wnd
+                .saturating_sub(flight)
+                .min(self.cwnd.saturating_sub(self.pipe))
+        } else {
+            self.cwnd.min(self.snd_wnd).saturating_sub(flight)
+        };
         let len = avail.min(self.eff_mss).min(usable);
         if len == 0 && avail > 0 {
             return None;
@@ -1264,11 +1490,24 @@ impl Connection {
             return None;
         }
         let offset = seq.since(self.send_seq);
-        let hdr = self.header(seq, TcpFlags::ACK, now);
-        let room = buf.len() - hdr.header_len();
+        let mut sack = [0; SACK_BUF];
+        let mut repr = self.header(seq, TcpFlags::ACK, now, &mut sack);
+        let h = repr.header_len();
+        let room = buf.len() - h;
         let avail = self.send.len().saturating_sub(offset);
-        let len = avail.min(max).min(self.eff_mss).min(room);
-        let mut repr = hdr;
+        // eff_mss allows for timestamps only: SACK blocks take payload room
+        let mss = if repr.sack.is_empty() {
+            self.eff_mss
+        } else {
+            let ts = if repr.timestamp.is_some() {
+                TS_OPTION_LEN
+            } else {
+                0
+            };
+            let sack = h - tcp::HEADER_LEN - ts;
+            self.eff_mss - sack.min(self.eff_mss - 1)
+        };
+        let len = avail.min(max).min(mss).min(room);
         let fin = self.fin_seq().is_some_and(|f| seq + len == f) && !probe;
         if fin {
             repr.flags |= TcpFlags::FIN;
@@ -1310,7 +1549,7 @@ impl Connection {
         if end > self.snd_max {
             self.snd_max = end;
         }
-        Some(self.emit(buf, repr, len))
+        Some(self.emit(buf, &repr, len))
     }
 
     fn send_syn(&mut self, now: Instant, buf: &mut [u8]) -> Transmit {
@@ -1336,6 +1575,7 @@ impl Connection {
         if self.cfg.timestamps && (!passive || self.ts_enabled) {
             r.timestamp = Some((self.ts_now(now), self.ts_recent));
         }
+        r.sack_permitted = self.cfg.sack && (!passive || self.sack_peer);
         if self.snd_max == self.iss {
             self.rtt_seq = Some((self.iss, now));
         } else {
@@ -1347,7 +1587,7 @@ impl Connection {
         if self.rexmit_at.is_none() {
             self.rexmit_at = Some(now + self.rto);
         }
-        self.emit(buf, r, 0)
+        self.emit(buf, &r, 0)
     }
 
     fn ts_now(&self, now: Instant) -> u32 {
@@ -1357,7 +1597,14 @@ impl Connection {
 
     /// A header for a segment at `seq` carrying our ACK, window and
     /// timestamps.
-    fn header(&self, seq: SeqNum, flags: TcpFlags, now: Instant) -> TcpRepr<'static> {
+    #[inline(always)]
+    fn header<'b>(
+        &self,
+        seq: SeqNum,
+        flags: TcpFlags,
+        now: Instant,
+        sack: &'b mut [u8; SACK_BUF],
+    ) -> TcpRepr<'b> {
         let mut r = TcpRepr::new(
             self.local.port(),
             self.remote.port(),
@@ -1369,13 +1616,16 @@ impl Connection {
         if self.ts_enabled {
             r.timestamp = Some((self.ts_now(now), self.ts_recent));
         }
+        if self.sack_ok && self.recv.has_gaps() {
+            r.sack = self.sack_blocks(sack);
+        }
         r
     }
 
     /// Write `repr` and `len` payload bytes from the send ring at the
     /// segment's sequence number into `buf`; bookkeeping common to every
     /// segment (an ACK goes out with it).
-    fn emit(&mut self, buf: &mut [u8], repr: TcpRepr, len: usize) -> Transmit {
+    fn emit(&mut self, buf: &mut [u8], repr: &TcpRepr, len: usize) -> Transmit {
         let h = repr.emit_header(buf);
         let size = h + len;
         // the payload is copied from the ring and summed in one pass

@@ -10,15 +10,21 @@
 //!
 //! What "lite" covers: active and passive open with MSS, window scale and
 //! timestamps; cumulative ACKs with delayed ACK (at least every second
-//! full segment); bounded out-of-order reassembly; fast retransmit and
+//! full segment); bounded out-of-order reassembly, reported in SACK blocks
+//! (RFC 2018); fast retransmit with SACK-based loss recovery (RFC 6675,
+//! over a bounded scoreboard) or, when the peer does not offer SACK,
 //! NewReno recovery; RFC 6298 RTO with back-off and a retry limit; zero
 //! window probes; FIN and RST (RFC 9293, with RFC 5961's challenge ACK);
 //! NewReno or fixed-window congestion control; optional pacing.
-//! Not covered: SACK, PAWS, urgent data, keep-alive, ECN, MTU probing.
+//! Not covered: D-SACK, rescue retransmission (RFC 6675 NextSeg rule 4),
+//! PAWS, urgent data, keep-alive, ECN, MTU probing.
 
 mod buffer;
 mod connection;
 pub mod frame;
+#[cfg(test)]
+mod sack_tests;
+mod scoreboard;
 pub mod sim;
 #[cfg(test)]
 mod tests;
@@ -61,6 +67,10 @@ pub struct Config {
     pub window_scaling: bool,
     /// Offer timestamps (RFC 7323); echoed, not used for PAWS.
     pub timestamps: bool,
+    /// Offer SACK (RFC 2018): used when both sides offer it, for SACK
+    /// blocks on our ACKs and RFC 6675 loss recovery from the peer's;
+    /// otherwise recovery is NewReno's.
+    pub sack: bool,
     pub initial_rto: u64,
     /// RFC 6298 says 1 s; 200 ms is what Linux uses and suits LANs.
     pub min_rto: u64,
@@ -89,6 +99,7 @@ impl Default for Config {
             recv_buffer: 256 * 1024,
             window_scaling: true,
             timestamps: true,
+            sack: true,
             initial_rto: SEC,
             min_rto: 200 * MS,
             max_rto: 60 * SEC,

@@ -2,7 +2,7 @@
 //! test `Pair`: a fake clock, one queue of in-flight frames per direction
 //! with delivery times, and impairments (loss, duplication, jitter that
 //! reorders, delay, bandwidth, MTU) drawn from a seeded xorshift, so any
-//! run replays exactly from its seed. Frames cross as real Ethernet/IPv4
+//! run replays exactly from its seed, and fixed drop patterns. Frames cross as real Ethernet/IPv4
 //! bytes (built and parsed with `wire`), so the checksums are exercised
 //! too. Public, so that a benchmark can drive a lossless pair as well.
 
@@ -57,6 +57,9 @@ pub struct LinkConfig {
     pub jitter: u64,
     /// Probability a frame is lost.
     pub loss: f64,
+    /// Frames lost by their number on this link (0: the first sent),
+    /// besides `loss`: a fixed pattern, such as a burst in one window.
+    pub drop: Vec<u64>,
     /// Probability a frame arrives twice.
     pub duplicate: f64,
     /// Bytes per second on the wire (0: unlimited, no serialization delay).
@@ -73,6 +76,7 @@ impl Default for LinkConfig {
             delay: 1_000,
             jitter: 0,
             loss: 0.0,
+            drop: Vec::new(),
             duplicate: 0.0,
             bandwidth: 0,
             mtu: 1500,
@@ -135,7 +139,7 @@ impl Link {
             0
         };
         self.busy_until = start + tx;
-        if rng.unit() < self.cfg.loss {
+        if self.cfg.drop.contains(&(self.stats.sent - 1)) || rng.unit() < self.cfg.loss {
             self.stats.lost += 1;
             return;
         }

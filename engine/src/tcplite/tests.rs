@@ -7,11 +7,11 @@ use crate::wire::tcp;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-fn pattern(n: usize) -> Vec<u8> {
+pub(super) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
-fn addrs() -> (SocketAddr, SocketAddr) {
+pub(super) fn addrs() -> (SocketAddr, SocketAddr) {
     (
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40000),
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), 5001),
@@ -20,17 +20,17 @@ fn addrs() -> (SocketAddr, SocketAddr) {
 
 /// An emitted segment, owned.
 #[derive(Clone)]
-struct Seg(Vec<u8>);
+pub(super) struct Seg(pub(super) Vec<u8>);
 
 impl Seg {
-    fn repr(&self) -> TcpSegment<'_> {
+    pub(super) fn repr(&self) -> TcpSegment<'_> {
         let p = tcp::Packet::new_checked(&self.0[..]).unwrap();
         TcpSegment::parse_unverified(&p).unwrap()
     }
 }
 
 /// Everything `c` wants to send now.
-fn drain(c: &mut Connection, now: Instant) -> Vec<Seg> {
+pub(super) fn drain(c: &mut Connection, now: Instant) -> Vec<Seg> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 66_000];
     while let Some(t) = c.poll_transmit(now, &mut buf) {
@@ -40,14 +40,19 @@ fn drain(c: &mut Connection, now: Instant) -> Vec<Seg> {
     out
 }
 
-fn feed(c: &mut Connection, now: Instant, segs: &[Seg]) {
+pub(super) fn feed(c: &mut Connection, now: Instant, segs: &[Seg]) {
     for s in segs {
         c.handle_segment(now, &s.repr());
     }
 }
 
 /// Handshake by hand; returns (client, server).
-fn established(ccfg: Config, scfg: Config, c_iss: u32, s_iss: u32) -> (Connection, Connection) {
+pub(super) fn established(
+    ccfg: Config,
+    scfg: Config,
+    c_iss: u32,
+    s_iss: u32,
+) -> (Connection, Connection) {
     let (a, b) = addrs();
     let mut c = Connection::connect(ccfg, a, b, c_iss, 0);
     let syn = drain(&mut c, 0);
@@ -148,9 +153,17 @@ fn accepts_a_linux_syn() {
     assert_eq!(s.mss(), 1460 - 12);
 }
 
+/// Without SACK: recovery is NewReno's.
+pub(super) fn no_sack() -> Config {
+    Config {
+        sack: false,
+        ..Config::default()
+    }
+}
+
 #[test]
 fn fast_retransmit_on_three_dup_acks() {
-    let (mut c, mut s) = established(Config::default(), Config::default(), 1, 2);
+    let (mut c, mut s) = established(no_sack(), Config::default(), 1, 2);
     let mss = c.mss();
     c.write(&pattern(8 * mss));
     let segs = drain(&mut c, 10_000);
@@ -194,7 +207,7 @@ fn fast_retransmit_on_three_dup_acks() {
 
 #[test]
 fn newreno_partial_ack_retransmits_next_hole() {
-    let (mut c, mut s) = established(Config::default(), Config::default(), 1, 2);
+    let (mut c, mut s) = established(Config::default(), no_sack(), 1, 2);
     let mss = c.mss();
     c.write(&pattern(10 * mss));
     let segs = drain(&mut c, 10_000);
@@ -573,8 +586,10 @@ fn ipv6_frames_carry_a_connection() {
     c.handle_segment(20, &parse_frame(&sbuf[..n]).unwrap().segment);
     assert!(c.is_established());
     c.write(b"over IPv6");
-    while let Some((n, _)) = poll_transmit_frame(&mut c, 30, &la, &mut buf) {
-        s.handle_segment(40, &parse_frame(&buf[..n]).unwrap().segment);
+    let mut n = 0;
+    while let Some((m, _)) = poll_transmit_frame(&mut c, 30, &la, &mut buf) {
+        s.handle_segment(40, &parse_frame(&buf[..m]).unwrap().segment);
+        n = m;
     }
     let mut out = [0u8; 16];
     assert_eq!(s.read(&mut out), 9);
@@ -738,19 +753,45 @@ fn simultaneous_close() {
 
 #[test]
 fn lossy_runs_complete() {
-    for seed in 0..12 {
-        let link = LinkConfig {
-            delay: 10 * MS,
-            jitter: 5 * MS,
-            loss: 0.1,
-            duplicate: 0.05,
-            ..LinkConfig::default()
-        };
-        let mut p = Pair::symmetric(link, pattern(150_000), seed);
-        let o = p.run(2_000_000, 3600 * SEC);
-        assert_eq!(o, Outcome::Completed, "seed {seed}: {:?}", p.client.stats());
-        assert!(p.received == p.data);
-        assert_eq!(p.bad_frames, 0);
+    for sack in [true, false] {
+        let (mut sack_resent, mut rtos, mut time) = (0, 0, 0);
+        for seed in 0..12 {
+            let link = LinkConfig {
+                delay: 10 * MS,
+                jitter: 5 * MS,
+                loss: 0.1,
+                duplicate: 0.05,
+                ..LinkConfig::default()
+            };
+            let cfg = Config {
+                sack,
+                ..Config::default()
+            };
+            let mut p = Pair::new(
+                cfg.clone(),
+                cfg,
+                link.clone(),
+                link,
+                1000,
+                2000,
+                pattern(150_000),
+                seed,
+            );
+            let o = p.run(2_000_000, 3600 * SEC);
+            let st = p.client.stats();
+            assert_eq!(o, Outcome::Completed, "sack {sack} seed {seed}: {st:?}");
+            assert!(p.received == p.data);
+            assert_eq!(p.bad_frames, 0);
+            assert_eq!(p.client.sack(), sack);
+            sack_resent += st.sack_recovery_retransmits;
+            rtos += st.rto_count;
+            time += p.now;
+        }
+        eprintln!(
+            "sack {sack}: {sack_resent} SACK retransmissions, {rtos} RTOs, {} ms",
+            time / MS
+        );
+        assert_eq!(sack_resent > 0, sack, "SACK recovery ran iff negotiated");
     }
 }
 
@@ -777,31 +818,44 @@ proptest! {
         len in 0usize..120_000,
         delayed_ack in prop_oneof![Just(0u64), Just(40 * MS)],
         reno in any::<bool>(),
+        // SACK offered by the client, by the server
+        sack in (any::<bool>(), any::<bool>()),
+        // consecutive frames lost in one window, each way: (first, how many)
+        bursts in (proptest::option::of((0u64..200, 1u64..24)), proptest::option::of((0u64..200, 1u64..12))),
         seed in any::<u64>(),
     ) {
-        let link = |loss| LinkConfig {
+        let link = |loss, burst: Option<(u64, u64)>| LinkConfig {
             delay,
             jitter,
             loss,
+            drop: burst.map_or(Vec::new(), |(first, n)| (first..first + n).collect()),
             duplicate,
             mtu: usize::from(mss) + 40,
             ..LinkConfig::default()
         };
-        let cfg = Config {
+        let cfg = |sack| Config {
             mss,
             send_buffer: sbuf,
             recv_buffer: rbuf,
             delayed_ack,
             congestion: if reno { Congestion::NewReno } else { Congestion::Fixed(rbuf) },
+            sack,
             ..Config::default()
         };
-        let mut p = Pair::new(cfg.clone(), cfg, link(loss), link(back_loss), c_iss, s_iss, pattern(len), seed);
+        let mut p = Pair::new(cfg(sack.0), cfg(sack.1), link(loss, bursts.0), link(back_loss, bursts.1), c_iss, s_iss, pattern(len), seed);
         let o = p.run(3_000_000, 4 * 3600 * SEC);
         prop_assert!(p.data.starts_with(&p.received), "received bytes are not a prefix of the sent ones");
         prop_assert_eq!(p.bad_frames, 0);
         prop_assert_eq!(p.link_stats()[0].too_big + p.link_stats()[1].too_big, 0);
+        if !(sack.0 && sack.1) {
+            prop_assert_eq!(p.client.stats().sack_recovery_retransmits, 0);
+        }
         match o {
-            Outcome::Completed => prop_assert!(p.received == p.data),
+            Outcome::Completed => {
+                prop_assert!(p.received == p.data);
+                let both = sack.0 && sack.1;
+                prop_assert_eq!((p.client.sack(), p.server.as_ref().map(|s| s.sack())), (both, Some(both)));
+            }
             Outcome::Failed { client, server } => {
                 // a side gave up; or the client's TIME-WAIT ran out while the
                 // server still retransmitted its FIN, and the closed client
@@ -823,7 +877,8 @@ proptest! {
 
 /// A segment from the network, with the connection's ports but any
 /// sequence numbers, flags, window, options and payload.
-/// (seq, ack, flags, window, window scale, timestamps, payload, near)
+/// (seq, ack, flags, window, window scale, timestamps, payload, near,
+/// SACK blocks)
 type RawSegment = (
     u32,
     u32,
@@ -833,6 +888,7 @@ type RawSegment = (
     Option<(u32, u32)>,
     Vec<u8>,
     bool,
+    Vec<(u32, u32)>,
 );
 
 fn arbitrary_segment() -> impl Strategy<Value = RawSegment> {
@@ -845,6 +901,7 @@ fn arbitrary_segment() -> impl Strategy<Value = RawSegment> {
         proptest::option::of(any::<(u32, u32)>()),
         proptest::collection::vec(any::<u8>(), 0..3000),
         any::<bool>(),
+        proptest::collection::vec(any::<(u32, u32)>(), 0..5),
     )
 }
 
@@ -866,17 +923,29 @@ proptest! {
         let (a, b) = addrs();
         let mut now = 10_000;
         let mut buf = vec![0u8; 2000];
-        for (seq, ack, flags, win, ws, ts, payload, near) in segs {
+        for (seq, ack, flags, win, ws, ts, payload, near, blocks) in segs {
             // half of them close to what the connection expects
             let (seq, ack) = if near {
                 (s_iss.wrapping_add(1).wrapping_add(seq % 40_000), c_iss.wrapping_add(ack % 40_000))
             } else {
                 (seq, ack)
             };
+            let edges = blocks.into_iter().map(|(l, r)| {
+                let (l, r) = if near {
+                    let l = c_iss.wrapping_add(l % 40_000);
+                    (l, l.wrapping_add(r % 8_000).wrapping_sub(1_000))
+                } else {
+                    (l, r)
+                };
+                (SeqNum(l), SeqNum(r))
+            });
+            let mut sack_buf = [0; tcp::SACK_BUF];
+            let sack = tcp::SackBlocks::encode(edges, &mut sack_buf);
             let mut r = TcpSegment::new(b.port(), a.port(), SeqNum(seq), SeqNum(ack), TcpFlags(flags));
             r.window_len = win;
             r.window_scale = ws;
             r.timestamp = ts;
+            r.sack = sack;
             r.payload = &payload;
             c.handle_segment(now, &r);
             while let Some(t) = c.poll_transmit(now, &mut buf) {

@@ -1,7 +1,6 @@
-//! TCP segments (RFC 9293) and the options TCP-lite negotiates: MSS,
-//! window scale and timestamps (RFC 7323) are parsed and emitted;
-//! SACK-permitted and SACK blocks are parsed (so a Linux peer's SYN is
-//! understood) but never offered.
+//! TCP segments (RFC 9293) and the options TCP-lite negotiates, parsed
+//! and emitted: MSS, window scale and timestamps (RFC 7323),
+//! SACK-permitted and SACK blocks (RFC 2018).
 
 use super::{be16, be32, checksum, ip_protocol, put16, put32, Error, Result};
 use std::cmp::Ordering;
@@ -158,6 +157,65 @@ impl fmt::Debug for TcpFlags {
     }
 }
 
+/// SACK blocks (RFC 2018) as they are on the wire: up to four pairs of
+/// big-endian sequence numbers, a block's first byte and the one past its
+/// last. A view, so that a segment carries them without copying and stays
+/// small: a parsed one borrows the packet, one to send borrows the buffer
+/// [`SackBlocks::encode`] filled.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct SackBlocks<'a>(&'a [u8]);
+
+/// The most SACK blocks an option can carry (40 option bytes).
+pub const SACK_MAX_BLOCKS: usize = 4;
+/// Bytes that hold the most SACK blocks.
+pub const SACK_BUF: usize = 8 * SACK_MAX_BLOCKS;
+
+impl<'a> SackBlocks<'a> {
+    /// Up to four `blocks`, written into `buf`.
+    pub fn encode(
+        blocks: impl IntoIterator<Item = (SeqNum, SeqNum)>,
+        buf: &'a mut [u8; SACK_BUF],
+    ) -> Self {
+        let mut n = 0;
+        for (left, right) in blocks.into_iter().take(SACK_MAX_BLOCKS) {
+            put32(buf, n, left.0);
+            put32(buf, n + 4, right.0);
+            n += 8;
+        }
+        SackBlocks(&buf[..n])
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + 'a {
+        let b: &'a [u8] = self.0;
+        b.chunks_exact(8)
+            .map(|c| (SeqNum(be32(c, 0)), SeqNum(be32(c, 4))))
+    }
+
+    /// Keep the first `n` blocks.
+    pub fn truncate(&mut self, n: usize) {
+        self.0 = &self.0[..n.min(self.len()) * 8];
+    }
+
+    /// The blocks as on the wire (8 bytes each).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+impl fmt::Debug for SackBlocks<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// One TCP option.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpOption<'a> {
@@ -166,8 +224,8 @@ pub enum TcpOption<'a> {
     MaxSegmentSize(u16),
     WindowScale(u8),
     SackPermitted,
-    /// Up to four blocks (left, right edge); the count is the first field.
-    Sack(u8, [(u32, u32); 4]),
+    /// One to four blocks.
+    Sack(SackBlocks<'a>),
     Timestamp {
         tsval: u32,
         tsecr: u32,
@@ -225,14 +283,7 @@ impl<'a> Iterator for OptionIter<'a> {
             (2, 4) => TcpOption::MaxSegmentSize(be16(data, 0)),
             (3, 3) => TcpOption::WindowScale(data[0]),
             (4, 2) => TcpOption::SackPermitted,
-            (5, l) if l >= 10 && (l - 2) % 8 == 0 && l <= 34 => {
-                let mut blocks = [(0, 0); 4];
-                let n = (l - 2) / 8;
-                for (i, blk) in blocks.iter_mut().enumerate().take(n) {
-                    *blk = (be32(data, i * 8), be32(data, i * 8 + 4));
-                }
-                TcpOption::Sack(n as u8, blocks)
-            }
+            (5, l) if l >= 10 && (l - 2) % 8 == 0 && l <= 34 => TcpOption::Sack(SackBlocks(data)),
             (8, 10) => TcpOption::Timestamp {
                 tsval: be32(data, 0),
                 tsecr: be32(data, 4),
@@ -375,6 +426,9 @@ pub struct TcpRepr<'a> {
     pub sack_permitted: bool,
     /// (TSval, TSecr).
     pub timestamp: Option<(u32, u32)>,
+    /// SACK blocks; emitted as many as fit beside the other options
+    /// (see [`TcpRepr::sack_room`]).
+    pub sack: SackBlocks<'a>,
     pub payload: &'a [u8],
 }
 
@@ -392,6 +446,7 @@ impl<'a> TcpRepr<'a> {
             window_scale: None,
             sack_permitted: false,
             timestamp: None,
+            sack: SackBlocks::default(),
             payload: &[],
         }
     }
@@ -412,6 +467,29 @@ impl<'a> TcpRepr<'a> {
     pub fn parse_unverified(p: &Packet<&'a [u8]>) -> Result<Self> {
         p.check_len()?;
         let b: &'a [u8] = p.buffer;
+        let h = p.header_len();
+        let options = &b[HEADER_LEN..h];
+        // the fast path: the options of every data segment as Linux and
+        // TCP-lite send them (NOP, NOP, timestamps), built in place (a
+        // repr built field by field and then moved costs a stalled copy)
+        if let [1, 1, 8, 10, ts @ ..] = options {
+            if ts.len() == 8 {
+                return Ok(TcpRepr {
+                    src_port: p.src_port(),
+                    dst_port: p.dst_port(),
+                    seq_number: p.seq_number(),
+                    ack_number: p.ack_number(),
+                    flags: p.flags(),
+                    window_len: p.window_len(),
+                    max_seg_size: None,
+                    window_scale: None,
+                    sack_permitted: false,
+                    timestamp: Some((be32(ts, 0), be32(ts, 4))),
+                    sack: SackBlocks::default(),
+                    payload: &b[h..],
+                });
+            }
+        }
         let mut r = TcpRepr::new(
             p.src_port(),
             p.dst_port(),
@@ -420,16 +498,7 @@ impl<'a> TcpRepr<'a> {
             p.flags(),
         );
         r.window_len = p.window_len();
-        r.payload = &b[p.header_len()..];
-        let options = &b[HEADER_LEN..p.header_len()];
-        // the fast path: the options of every data segment as Linux and
-        // TCP-lite send them (NOP, NOP, timestamps)
-        if let [1, 1, 8, 10, ts @ ..] = options {
-            if ts.len() == 8 {
-                r.timestamp = Some((be32(ts, 0), be32(ts, 4)));
-                return Ok(r);
-            }
-        }
+        r.payload = &b[h..];
         for opt in OptionIter::new(options) {
             match opt? {
                 TcpOption::EndOfList => break,
@@ -438,14 +507,15 @@ impl<'a> TcpRepr<'a> {
                 TcpOption::WindowScale(s) => r.window_scale = Some(s.min(14)),
                 TcpOption::SackPermitted => r.sack_permitted = true,
                 TcpOption::Timestamp { tsval, tsecr } => r.timestamp = Some((tsval, tsecr)),
+                TcpOption::Sack(blocks) => r.sack = blocks,
                 _ => {}
             }
         }
         Ok(r)
     }
 
-    /// Options bytes as emitted, padded to a multiple of 4.
-    pub fn options_len(&self) -> usize {
+    /// Options bytes other than SACK blocks, as emitted.
+    fn fixed_options_len(&self) -> usize {
         let mut n = 0;
         if self.max_seg_size.is_some() {
             n += 4;
@@ -453,10 +523,32 @@ impl<'a> TcpRepr<'a> {
         if self.window_scale.is_some() {
             n += 4; // NOP + 3
         }
+        if self.sack_permitted {
+            n += 4; // NOP NOP + 2
+        }
         if self.timestamp.is_some() {
             n += 12; // NOP NOP + 10
         }
         n
+    }
+
+    /// How many of the SACK blocks are emitted: as many as fit in the 40
+    /// option bytes beside the others (3 with timestamps, 4 without).
+    pub fn sack_room(&self) -> usize {
+        let room = (MAX_HEADER_LEN - HEADER_LEN).saturating_sub(self.fixed_options_len());
+        (room.saturating_sub(4) / 8).min(self.sack.len())
+    }
+
+    /// Options bytes as emitted, padded to a multiple of 4.
+    pub fn options_len(&self) -> usize {
+        let n = self.fixed_options_len();
+        if self.sack.is_empty() {
+            return n;
+        }
+        match self.sack_room() {
+            0 => n,
+            b => n + 4 + 8 * b, // NOP NOP + 2 + 8 per block
+        }
     }
 
     pub fn header_len(&self) -> usize {
@@ -505,11 +597,26 @@ impl<'a> TcpRepr<'a> {
             b[at..at + 4].copy_from_slice(&[1, 3, 3, s]);
             at += 4;
         }
+        if self.sack_permitted {
+            b[at..at + 4].copy_from_slice(&[1, 1, 4, 2]);
+            at += 4;
+        }
         if let Some((v, e)) = self.timestamp {
             b[at..at + 4].copy_from_slice(&[1, 1, 8, 10]);
             put32(b, at + 4, v);
             put32(b, at + 8, e);
+            at += 12;
         }
+        if !self.sack.is_empty() {
+            let n = self.sack_room();
+            if n > 0 {
+                b[at..at + 4].copy_from_slice(&[1, 1, 5, (2 + 8 * n) as u8]);
+                at += 4;
+                b[at..at + 8 * n].copy_from_slice(&self.sack.as_bytes()[..8 * n]);
+                at += 8 * n;
+            }
+        }
+        debug_assert_eq!(at, h);
         h
     }
 
@@ -595,6 +702,48 @@ mod tests {
         );
     }
 
+    /// An ACK as Linux sends one while it holds out-of-order data: NOP,
+    /// NOP, timestamps, NOP, NOP, SACK with two blocks.
+    #[test]
+    fn parses_linux_sack_blocks_and_emits_them_back() {
+        let (s, d) = addrs();
+        let mut b = SYN[..20].to_vec();
+        b[12] = 0xd0; // 52 bytes of header
+        b[13] = 0x10; // ACK
+        b.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 7, 1, 1, 5, 18]);
+        for edge in [3000u32, 4000, 1000, 2000] {
+            b.extend_from_slice(&edge.to_be_bytes());
+        }
+        Packet::new_unchecked(&mut b[..]).fill_checksum(s, d);
+        let r = TcpRepr::parse(&Packet::new_checked(&b[..]).unwrap(), s, d).unwrap();
+        assert_eq!(r.timestamp, Some((9, 7)));
+        assert_eq!(
+            r.sack.iter().collect::<Vec<_>>(),
+            [(SeqNum(3000), SeqNum(4000)), (SeqNum(1000), SeqNum(2000))]
+        );
+        assert_eq!(r.header_len(), 52, "our layout is Linux's");
+        let mut out = vec![0u8; r.buffer_len()];
+        r.emit(&mut Packet::new_unchecked(&mut out[..]), s, d);
+        assert_eq!(out, b, "emitted byte for byte as parsed");
+        // timestamps leave room for three blocks, none for a fourth
+        let mut r = r;
+        let mut buf = [0; SACK_BUF];
+        let four = r
+            .sack
+            .iter()
+            .chain((0..2).map(|i| (SeqNum(i), SeqNum(i + 1))));
+        r.sack = SackBlocks::encode(four, &mut buf);
+        assert_eq!((r.sack.len(), r.sack_room()), (4, 3));
+        assert_eq!(r.header_len(), MAX_HEADER_LEN);
+        r.timestamp = None;
+        assert_eq!(r.sack_room(), 4);
+        // a SACK option whose length is not 2 + 8n is refused
+        let mut bad = b.clone();
+        bad[35] = 17;
+        let p = Packet::new_checked(&bad[..]).unwrap();
+        assert_eq!(TcpRepr::parse_unverified(&p), Err(Error::Malformed));
+    }
+
     #[test]
     fn sequence_numbers_wrap() {
         let a = SeqNum(u32::MAX - 10);
@@ -638,20 +787,24 @@ mod tests {
                 proptest::option::of(any::<u16>()),
                 proptest::option::of(0u8..=14),
                 proptest::option::of(any::<(u32, u32)>()),
+                any::<bool>(),
             ),
             proptest::collection::vec(any::<u8>(), 0..64),
         )
-            .prop_map(|((sp, dp, seq, ack, fl, win), (mss, ws, ts), payload)| {
-                let mut r = TcpRepr::new(sp, dp, SeqNum(seq), SeqNum(ack), TcpFlags(fl));
-                if !r.flags.ack() {
-                    r.ack_number = SeqNum(0);
-                }
-                r.window_len = win;
-                r.max_seg_size = mss;
-                r.window_scale = ws;
-                r.timestamp = ts;
-                (r, payload)
-            })
+            .prop_map(
+                |((sp, dp, seq, ack, fl, win), (mss, ws, ts, sp_ok), payload)| {
+                    let mut r = TcpRepr::new(sp, dp, SeqNum(seq), SeqNum(ack), TcpFlags(fl));
+                    if !r.flags.ack() {
+                        r.ack_number = SeqNum(0);
+                    }
+                    r.window_len = win;
+                    r.max_seg_size = mss;
+                    r.window_scale = ws;
+                    r.timestamp = ts;
+                    r.sack_permitted = sp_ok;
+                    (r, payload)
+                },
+            )
     }
 
     proptest! {
@@ -675,7 +828,8 @@ mod tests {
         }
 
         #[test]
-        fn emit_parse_round_trip((r, payload) in repr_strategy(), v6 in any::<bool>()) {
+        fn emit_parse_round_trip((r, payload) in repr_strategy(), v6 in any::<bool>(),
+                                 blocks in proptest::collection::vec(any::<(u32, u32)>(), 0..=4)) {
             let (s, d) = if v6 {
                 (IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 1u16]), IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, 2u16]))
             } else {
@@ -683,10 +837,36 @@ mod tests {
             };
             let mut r = r;
             r.payload = &payload;
+            let mut sack = [0; SACK_BUF];
+            r.sack = SackBlocks::encode(blocks.iter().map(|&(a, b)| (SeqNum(a), SeqNum(b))), &mut sack);
             let mut b = vec![0u8; r.buffer_len()];
             r.emit(&mut Packet::new_unchecked(&mut b[..]), s, d);
             let back = TcpRepr::parse(&Packet::new_checked(&b[..]).unwrap(), s, d).unwrap();
+            prop_assert!(b.len() - payload.len() <= MAX_HEADER_LEN);
+            // the blocks beyond the option space are left out
+            r.sack.truncate(r.sack_room());
             prop_assert_eq!(back, r);
+        }
+
+        /// A SACK option of any length at any place in the option area
+        /// parses or is refused, never panics, never yields more than four
+        /// blocks.
+        #[test]
+        fn hostile_sack_options_never_panic(pre in proptest::collection::vec(any::<u8>(), 0..36),
+                                            len in any::<u8>(), at in 0usize..40) {
+            let mut opts = pre;
+            let at = at.min(opts.len());
+            opts.insert(at, len);
+            opts.insert(at, 5);
+            opts.resize(opts.len().div_ceil(4) * 4, 0);
+            opts.truncate(40);
+            let mut b = SYN[..20].to_vec();
+            b[12] = (((20 + opts.len()) / 4) as u8) << 4;
+            b.extend_from_slice(&opts);
+            let p = Packet::new_checked(&b[..]).unwrap();
+            if let Ok(r) = TcpRepr::parse_unverified(&p) {
+                prop_assert!(r.sack.len() <= SACK_MAX_BLOCKS);
+            }
         }
     }
 }

@@ -460,6 +460,8 @@ impl FlowState {
             timeouts: st.rto_count,
             fast_retransmits: st.fast_retransmits,
             srtt_us: st.srtt,
+            sack: self.conn.as_ref().is_some_and(|c| c.sack()),
+            sack_retransmits: st.sack_recovery_retransmits,
             rttvar_us: st.rttvar,
             mss: self.conn.as_ref().map_or(0, |c| c.mss() as u32),
             cwnd_segments: self

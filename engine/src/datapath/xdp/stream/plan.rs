@@ -139,6 +139,11 @@ pub struct StreamResult {
     pub mss: u32,
     #[serde(default)]
     pub cwnd_segments: u32,
+    /// SACK was negotiated, and segments resent in SACK-based recovery.
+    #[serde(default)]
+    pub sack: bool,
+    #[serde(default)]
+    pub sack_retransmits: u64,
     pub error: Option<String>,
     /// rr tests: transactions, and the client's latency.
     #[serde(default)]
