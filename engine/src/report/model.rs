@@ -317,6 +317,10 @@ pub struct WorkerReport {
     pub bad_checksum: u64,
     /// Frames dropped by the kernel before its socket (XDP_STATISTICS).
     pub kernel_dropped: u64,
+    /// Its socket was bound with XDP_USE_SG: frames longer than one UMEM
+    /// chunk (jumbo frames) come and go as chains of descriptors.
+    #[serde(default)]
+    pub multi_buffer: bool,
 }
 
 impl WorkerReport {

@@ -365,7 +365,7 @@ pub fn plain_summary(r: &crate::datapath::xdp::stream::PlainReport) -> String {
 /// it moved, frames it handed to other workers, and how often it found work.
 pub fn worker_line(w: &super::model::WorkerReport) -> String {
     format!(
-        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, busy polls {}, stray {}, kernel dropped {}",
+        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, busy polls {}, stray {}, kernel dropped {}{}",
         w.queue,
         w.cpu.map_or("-".into(), |c| c.to_string()),
         w.cpu_pinned
@@ -382,7 +382,12 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
         w.poll_efficiency()
             .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
         w.stray_frames,
-        w.kernel_dropped
+        w.kernel_dropped,
+        if w.multi_buffer {
+            ", multi-buffer"
+        } else {
+            ""
+        }
     )
 }
 

@@ -5,14 +5,19 @@
 use super::super::loader::{FlowMatch, Steering};
 use super::super::neigh::Route;
 use super::super::session::{check_frame_fits, mode_of, open_sockets, select_queues};
-use super::super::xsk::XskQueue;
+use super::super::xsk::{self, XskQueue};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::ethernet::HEADER_LEN as ETH_HEADER;
 use crate::{Error, Result};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Most connections one end runs (`--streams` up to 1024, both directions
 /// on one end at most twice that).
 pub const MAX_FLOWS: usize = 2 * crate::spec::MAX_STREAMS as usize;
+
+/// The largest MTU TCP-lite follows: jumbo frames, at most three UMEM
+/// chunks each.
+pub const MAX_MTU: u32 = 9000;
 
 /// Candidate blocks tried when reserving a run of free ports.
 const BLOCK_TRIES: usize = 64;
@@ -142,7 +147,9 @@ impl StreamEnd {
             ports: (first, last),
         };
         let mut steering = Steering::attach(iface, &[flow], native_only)?;
-        let queues = open_sockets(iface, &mut steering, &want)?;
+        // Frames longer than a chunk need chained descriptors.
+        let multi_buffer = mtu as usize + ETH_HEADER > xsk::chunk_room();
+        let queues = open_sockets(iface, &mut steering, &want, multi_buffer)?;
         let mode = mode_of(&steering, &queues);
         Ok(StreamEnd {
             queues,
@@ -206,14 +213,41 @@ impl StreamEnd {
         }
     }
 
-    /// The MSS this end announces: the MTU less IPv4 and TCP headers, and
-    /// no more than a UMEM frame holds.
+    /// The MSS this end announces: the MTU (at most [`MAX_MTU`]) less IPv4
+    /// and TCP headers; without multi-buffer on every socket, no more than
+    /// one UMEM chunk holds.
     pub fn mss(&self) -> u16 {
-        (self.mtu.min(3498) - 40) as u16
+        let chained = self.queues.iter().all(|q| q.multi_buffer);
+        mss_for(self.mtu, chained, xsk::chunk_room())
     }
 
     /// Workers this end runs: one per opened queue.
     pub fn workers(&self) -> usize {
         self.queues.len()
+    }
+}
+
+/// The IPv4 MSS for `mtu`: capped at [`MAX_MTU`] when frames may span
+/// chunks (`chained`), else at what one chunk of `chunk_room` bytes holds.
+fn mss_for(mtu: u32, chained: bool, chunk_room: usize) -> u16 {
+    let cap = match chained {
+        true => MAX_MTU,
+        false => (chunk_room - ETH_HEADER) as u32,
+    };
+    (mtu.min(cap) - 40) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mss_follows_the_mtu_up_to_jumbo() {
+        assert_eq!(mss_for(1500, false, 3840), 1460);
+        assert_eq!(mss_for(1500, true, 3840), 1460);
+        // one chunk: 3840 less the Ethernet header
+        assert_eq!(mss_for(9000, false, 3840), 3786);
+        assert_eq!(mss_for(9000, true, 3840), 8960);
+        assert_eq!(mss_for(65535, true, 3840), 8960);
     }
 }

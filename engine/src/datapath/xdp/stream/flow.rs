@@ -460,6 +460,7 @@ impl FlowState {
             timeouts: st.rto_count,
             fast_retransmits: st.fast_retransmits,
             srtt_us: st.srtt,
+            mss: self.conn.as_ref().map_or(0, |c| c.mss() as u32),
             error: self.error,
             buffers: crate::report::model::SockBufs {
                 snd: run.config.send_buffer as u32,

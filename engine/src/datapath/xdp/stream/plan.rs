@@ -126,6 +126,11 @@ pub struct StreamResult {
     pub timeouts: u64,
     pub fast_retransmits: u64,
     pub srtt_us: u64,
+    /// Payload bytes of a full segment (the MSS both ends allow, less
+    /// options), as the kernel's TCP_INFO `snd_mss`; this end's own MSS
+    /// if no handshake completed, 0 without a connection.
+    #[serde(default)]
+    pub mss: u32,
     pub error: Option<String>,
     /// rr tests: transactions, and the client's latency.
     #[serde(default)]
@@ -154,6 +159,7 @@ impl StreamResult {
             tcp: Some(TcpStats {
                 retransmits: self.retransmits as u32,
                 rtt_us: self.srtt_us as u32,
+                mss: self.mss,
                 ..Default::default()
             }),
             error: self.error.map(|e| with_checksum_hint(e, bad_checksum)),
