@@ -4,7 +4,7 @@
 
 use crate::{Error, Result};
 use std::num::NonZeroU32;
-use xsk_rs::config::{BindFlags, LibxdpFlags, SocketConfig, UmemConfig};
+use xsk_rs::config::{BindFlags, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 /// How the kernel moves frames for this socket.
@@ -123,10 +123,26 @@ fn attempts(zerocopy_only: bool, multi_buffer: bool) -> Vec<(XskMode, bool)> {
     v
 }
 
-fn config(flags: BindFlags) -> SocketConfig {
+/// How much longer a multi-buffer socket's fill and receive rings are, and
+/// (less one) its UMEM: a jumbo frame takes three chunks and three
+/// descriptors, so this keeps room for as many frames in flight as a
+/// one-chunk socket has (rings must be powers of two).
+const CHAIN_RINGS: u32 = 4;
+const CHAIN_UMEM: u32 = 3;
+/// libxdp's default ring length (XSK_RING_CONS__DEFAULT_NUM_DESCS).
+const RING: u32 = 2048;
+
+/// The receive and fill rings' length: libxdp's default, or longer for chains.
+fn rx_ring(multi_buffer: bool) -> QueueSize {
+    let n = RING * if multi_buffer { CHAIN_RINGS } else { 1 };
+    QueueSize::new(n).expect("a power of two")
+}
+
+fn config(flags: BindFlags, rx: QueueSize) -> SocketConfig {
     SocketConfig::builder()
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(flags | BindFlags::XDP_USE_NEED_WAKEUP)
+        .rx_queue_size(rx)
         .build()
 }
 
@@ -150,8 +166,13 @@ pub fn open(
     let ifname = iface
         .parse()
         .map_err(|_| Error::Invalid(format!("{iface:?} is not a valid interface name")))?;
+    let frames = frames * if multi_buffer { CHAIN_UMEM } else { 1 };
+    let umem_config = UmemConfig::builder()
+        .fill_queue_size(rx_ring(multi_buffer))
+        .build()
+        .map_err(|e| Error::Invalid(format!("UMEM configuration: {e}")))?;
     let (umem, descs) = Umem::new(
-        UmemConfig::default(),
+        umem_config,
         NonZeroU32::new(frames.max(64)).expect("nonzero"),
         false,
     )
@@ -166,7 +187,7 @@ pub fn open(
             false => BindFlags::empty(),
         };
         // SAFETY: a fresh UMEM, not shared with any other socket.
-        match unsafe { Socket::new(config(flags), &umem, &ifname, queue) } {
+        match unsafe { Socket::new(config(flags, rx_ring(multi_buffer)), &umem, &ifname, queue) } {
             Ok((tx, rx, Some((fill, comp)))) => {
                 use std::os::fd::AsRawFd;
                 let busy_poll = prefer_busy_poll(rx.fd().as_raw_fd());
