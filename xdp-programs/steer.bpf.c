@@ -61,7 +61,11 @@ static __always_inline int addr_matches(const struct ws_flow *f, const __u8 *a, 
 	return 1;
 }
 
-SEC("xdp")
+/* Frags-aware ("xdp.frags", BPF_F_XDP_HAS_FRAGS): a jumbo frame may arrive
+ * as several buffers, and a driver refuses an MTU over one page to a program
+ * not declared so (veth: "Peer MTU is too large to set XDP"). Only the first
+ * buffer is read here (data..data_end), and the headers are all in it. */
+SEC("xdp.frags")
 int steer(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

@@ -5,6 +5,7 @@
 //! tears it down on drop, including during a panic's unwinding. Tests that
 //! use it need root; without it they fail with the reason, never skip.
 
+pub mod kernel_peer;
 pub mod linkem;
 pub mod process;
 pub mod testbed;

@@ -254,7 +254,7 @@ fn cleanup_detaches_what_ip_attached_in_driver_mode() {
             "obj",
             obj.to_str().unwrap(),
             "sec",
-            "xdp",
+            "xdp.frags",
         ],
     );
     let _ = std::fs::remove_file(&obj);

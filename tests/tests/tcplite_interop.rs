@@ -5,68 +5,16 @@
 //! emulator with loss, duplication and reordering, where a capture shows
 //! SACK negotiated and used both ways.
 
-use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 use wirespeed::datapath::xdp::stream::pattern_sha256;
+use wirespeed_tests::bin;
+use wirespeed_tests::kernel_peer::{kernel_sink, kernel_source};
 use wirespeed_tests::linkem::{ImpairedPair, Impairment};
 use wirespeed_tests::process::{run, Output};
 use wirespeed_tests::testbed::Testbed;
-use wirespeed_tests::{bin, in_netns};
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A kernel listener in host 1 that reads everything and returns
-/// (bytes, sha256).
-fn kernel_sink(tb: &Testbed, addr: &str) -> std::thread::JoinHandle<(u64, String)> {
-    let l = in_netns(tb.ns(1), || TcpListener::bind(addr)).expect("listening");
-    std::thread::spawn(move || {
-        let (mut s, _) = l.accept().expect("a connection");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut h = Sha256::new();
-        let mut n = 0u64;
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => {
-                    h.update(&buf[..k]);
-                    n += k as u64;
-                }
-                Err(e) => panic!("kernel sink: {e}"),
-            }
-        }
-        (n, hex(&h.finalize()))
-    })
-}
-
-/// A kernel listener in host 1 that sends `n` pseudo-random bytes to the
-/// first connection and closes; returns their sha256.
-fn kernel_source(tb: &Testbed, addr: &str, n: usize) -> std::thread::JoinHandle<String> {
-    let l = in_netns(tb.ns(1), || TcpListener::bind(addr)).expect("listening");
-    let mut x = 0x1234_5678_9abc_def0u64;
-    let data: Vec<u8> = (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let want = hex(&Sha256::digest(&data));
-    std::thread::spawn(move || {
-        let (mut s, _): (TcpStream, _) = l.accept().expect("a connection");
-        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-        s.write_all(&data).expect("kernel source writes");
-        drop(s);
-        want
-    })
-}
 
 fn plain(tb: &Testbed, iface: &str, args: &[&str]) -> Output {
     let mut c = tb.cmd(0, &bin());

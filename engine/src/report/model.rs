@@ -327,6 +327,10 @@ pub struct WorkerReport {
     pub rx_ring_full: Option<u64>,
     #[serde(default)]
     pub fill_ring_empty: Option<u64>,
+    /// Its socket was bound with XDP_USE_SG: frames longer than one UMEM
+    /// chunk (jumbo frames) come and go as chains of descriptors.
+    #[serde(default)]
+    pub multi_buffer: bool,
 }
 
 impl WorkerReport {

@@ -371,7 +371,7 @@ pub fn plain_summary(r: &crate::datapath::xdp::stream::PlainReport) -> String {
 /// it moved, frames it handed to other workers, and how often it found work.
 pub fn worker_line(w: &super::model::WorkerReport) -> String {
     format!(
-        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, busy polls {}, stray {}, kernel dropped {} (rx ring full {}, fill ring empty {})",
+        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, busy polls {}, stray {}, kernel dropped {} (rx ring full {}, fill ring empty {}){}",
         w.queue,
         w.cpu.map_or("-".into(), |c| c.to_string()),
         w.cpu_pinned
@@ -391,6 +391,11 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
         w.kernel_dropped,
         w.rx_ring_full.map_or("-".into(), |n| n.to_string()),
         w.fill_ring_empty.map_or("-".into(), |n| n.to_string()),
+        if w.multi_buffer {
+            ", multi-buffer"
+        } else {
+            ""
+        }
     )
 }
 

@@ -120,7 +120,7 @@ pub fn inspect(name: &str, probe: bool) -> Result<IfaceReport> {
 }
 
 fn probe_xsk(name: &str) -> String {
-    match xsk::open(name, 0, 64, false) {
+    match xsk::open(name, 0, 64, false, false) {
         Ok(q) if q.mode == XskMode::ZeroCopy => "zerocopy".into(),
         Ok(_) => "copy (the driver has no zero-copy AF_XDP)".into(),
         Err(e) => format!("unavailable: {e}"),

@@ -68,7 +68,7 @@ impl RawEnd {
             ports: (port, port),
         };
         let mut steering = Steering::attach(iface, &[flow], false)?;
-        let socks = open_sockets(iface, &mut steering, &want, FRAMES)?;
+        let socks = open_sockets(iface, &mut steering, &want, FRAMES, false)?;
         let mode = mode_of(&steering, &socks);
         Ok(RawEnd {
             queues: socks,
@@ -112,7 +112,8 @@ pub fn select_queues(iface: &str, queues: Option<&[u16]>) -> Result<Vec<u16>> {
     Ok(want)
 }
 
-/// An AF_XDP socket on each queue, registered with the steering program.
+/// An AF_XDP socket on each queue, registered with the steering program
+/// (`multi_buffer`: asking for XDP_USE_SG, see [`xsk::open`]).
 /// Half of each socket's frames stock its fill ring before any frame can
 /// arrive; the other half are the sender's.
 pub fn open_sockets(
@@ -120,10 +121,11 @@ pub fn open_sockets(
     steering: &mut Steering,
     want: &[u16],
     frames: u32,
+    multi_buffer: bool,
 ) -> Result<Vec<XskQueue>> {
     let mut socks = Vec::with_capacity(want.len());
     for &qi in want {
-        let mut q = xsk::open(iface, u32::from(qi), frames, false)?;
+        let mut q = xsk::open(iface, u32::from(qi), frames, false, multi_buffer)?;
         let rest = q.descs.split_off(q.descs.len() / 2);
         // SAFETY: these frames are ours and on no ring.
         let stocked = unsafe { q.fill.produce(&q.descs) };

@@ -37,6 +37,15 @@ pub struct XskQueue {
     /// SO_PREFER_BUSY_POLL and SO_BUSY_POLL_BUDGET took: the worker then
     /// drives the NIC's NAPI itself with each non-blocking recvfrom/sendto.
     pub busy_poll: bool,
+    /// Bound with XDP_USE_SG: a frame longer than [`chunk_room`] comes and
+    /// goes as a chain of descriptors (see `stream::chain`).
+    pub multi_buffer: bool,
+}
+
+/// Bytes of frame one UMEM chunk holds: the 4 KiB chunk less the XDP
+/// headroom the kernel keeps in front of every frame (3840).
+pub fn chunk_room() -> usize {
+    UmemConfig::default().mtu() as usize
 }
 
 /// Busy-poll budget: frames the kernel's NAPI may handle per poll we drive.
@@ -113,28 +122,67 @@ impl XskQueue {
     }
 }
 
-/// The ring size for `frames` UMEM frames: half stock the fill ring, and
-/// the receive ring holds as many; never below libxdp's default.
-fn ring_size(frames: u32) -> QueueSize {
-    QueueSize::new((frames / 2).next_power_of_two().max(2048)).expect("a power of two")
+/// The binds to try, in order: (mode, XDP_USE_SG). Multi-buffer goes
+/// before zero-copy: a jumbo link wants its frames whole; without the flag
+/// (a kernel before 6.6) copy mode still runs, its frames one chunk long.
+fn attempts(zerocopy_only: bool, multi_buffer: bool) -> Vec<(XskMode, bool)> {
+    let mut v = vec![(XskMode::ZeroCopy, multi_buffer)];
+    if !zerocopy_only {
+        v.push((XskMode::Copy, multi_buffer));
+        if multi_buffer {
+            v.push((XskMode::Copy, false));
+        }
+    }
+    v
 }
 
-fn config(flags: BindFlags, frames: u32) -> SocketConfig {
+/// How much longer a multi-buffer socket's fill and receive rings are, and
+/// (less one) its UMEM: a jumbo frame takes three chunks and three
+/// descriptors, so this keeps room for as many frames in flight as a
+/// one-chunk socket has (rings must be powers of two).
+const CHAIN_RINGS: u32 = 4;
+const CHAIN_UMEM: u32 = 3;
+
+/// The receive and fill rings' length for `frames` one-chunk frames: half
+/// of them stock the fill ring, and the receive ring holds as many; never
+/// below libxdp's default (2048); longer for chains.
+fn rx_ring(frames: u32, multi_buffer: bool) -> QueueSize {
+    let n = (frames / 2).next_power_of_two().max(2048) * if multi_buffer { CHAIN_RINGS } else { 1 };
+    QueueSize::new(n).expect("a power of two")
+}
+
+fn config(flags: BindFlags, rx: QueueSize) -> SocketConfig {
     SocketConfig::builder()
         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
         .bind_flags(flags | BindFlags::XDP_USE_NEED_WAKEUP)
-        .rx_queue_size(ring_size(frames))
+        .rx_queue_size(rx)
         .build()
 }
 
 /// Open a socket on `iface` queue `queue` with `frames` UMEM frames,
 /// zero-copy if the driver can, else copy (unless `zerocopy_only`).
-pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result<XskQueue> {
+///
+/// `multi_buffer` binds with XDP_USE_SG (Linux 6.6), for frames longer
+/// than one chunk: that, not larger chunks, is how jumbo frames are
+/// carried. Chunks over the 4 KiB page need a UMEM in huge pages and,
+/// where they landed (6.6), worked in copy mode only; zero-copy drivers
+/// (ice, i40e, mlx5) instead chain their 4 KiB buffers, and copy mode
+/// chains alike, so one receive and transmit path serves both. A driver
+/// whose zero-copy cannot chain refuses the flag, and copy mode is tried.
+pub fn open(
+    iface: &str,
+    queue: u32,
+    frames: u32,
+    zerocopy_only: bool,
+    multi_buffer: bool,
+) -> Result<XskQueue> {
     let ifname = iface
         .parse()
         .map_err(|_| Error::Invalid(format!("{iface:?} is not a valid interface name")))?;
+    let rx = rx_ring(frames, multi_buffer);
+    let frames = frames * if multi_buffer { CHAIN_UMEM } else { 1 };
     let umem_config = UmemConfig::builder()
-        .fill_queue_size(ring_size(frames))
+        .fill_queue_size(rx)
         .build()
         .map_err(|e| Error::Invalid(format!("UMEM configuration: {e}")))?;
     let (umem, descs) = Umem::new(
@@ -144,15 +192,16 @@ pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result
     )
     .map_err(|e| Error::Invalid(format!("creating the UMEM: {e}")))?;
     let mut last = None;
-    for (mode, flags) in [
-        (XskMode::ZeroCopy, BindFlags::XDP_ZEROCOPY),
-        (XskMode::Copy, BindFlags::XDP_COPY),
-    ] {
-        if mode == XskMode::Copy && zerocopy_only {
-            break;
-        }
+    for (mode, sg) in attempts(zerocopy_only, multi_buffer) {
+        let flags = match mode {
+            XskMode::ZeroCopy => BindFlags::XDP_ZEROCOPY,
+            XskMode::Copy => BindFlags::XDP_COPY,
+        } | match sg {
+            true => BindFlags::XDP_USE_SG,
+            false => BindFlags::empty(),
+        };
         // SAFETY: a fresh UMEM, not shared with any other socket.
-        match unsafe { Socket::new(config(flags, frames), &umem, &ifname, queue) } {
+        match unsafe { Socket::new(config(flags, rx), &umem, &ifname, queue) } {
             Ok((tx, rx, Some((fill, comp)))) => {
                 use std::os::fd::AsRawFd;
                 let busy_poll = prefer_busy_poll(rx.fd().as_raw_fd());
@@ -166,6 +215,7 @@ pub fn open(iface: &str, queue: u32, frames: u32, zerocopy_only: bool) -> Result
                     fill,
                     comp,
                     mode,
+                    multi_buffer: sg,
                 });
             }
             Ok(_) => {

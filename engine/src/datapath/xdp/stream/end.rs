@@ -5,8 +5,9 @@
 use super::super::loader::{FlowMatch, Steering};
 use super::super::neigh::Route;
 use super::super::session::{check_frame_fits, mode_of, open_sockets, select_queues};
-use super::super::xsk::XskQueue;
+use super::super::xsk::{self, XskQueue};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::ethernet::HEADER_LEN as ETH_HEADER;
 use crate::{Error, Result};
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,11 +15,15 @@ use std::net::{IpAddr, SocketAddr};
 /// on one end at most twice that).
 pub const MAX_FLOWS: usize = 2 * crate::spec::MAX_STREAMS as usize;
 
-/// UMEM frames per queue (32 MiB): half stock the fill ring, half are for
-/// transmitting. The fill ring bounds what may arrive between two passes
-/// of the worker, so it also bounds the windows it advertises
-/// ([`StreamEnd::window_cap`]).
+/// UMEM frames per queue (32 MiB; three times that with multi-buffer):
+/// half stock the fill ring, half are for transmitting. The fill ring
+/// bounds what may arrive between two passes of the worker, so it also
+/// bounds the windows it advertises ([`StreamEnd::window_cap`]).
 const FRAMES: u32 = 8192;
+
+/// The largest MTU TCP-lite follows: jumbo frames, at most three UMEM
+/// chunks each.
+pub const MAX_MTU: u32 = 9000;
 
 /// Candidate blocks tried when reserving a run of free ports.
 const BLOCK_TRIES: usize = 64;
@@ -157,7 +162,9 @@ impl StreamEnd {
             ports: (first, last),
         };
         let mut steering = Steering::attach(iface, &[flow], native_only)?;
-        let queues = open_sockets(iface, &mut steering, &want, FRAMES)?;
+        // Frames longer than a chunk need chained descriptors.
+        let multi_buffer = mtu as usize + ETH_HEADER > xsk::chunk_room();
+        let queues = open_sockets(iface, &mut steering, &want, FRAMES, multi_buffer)?;
         let mode = mode_of(&steering, &queues);
         Ok(StreamEnd {
             queues,
@@ -218,11 +225,12 @@ impl StreamEnd {
         }
     }
 
-    /// The MSS this end announces: the MTU less the IP and TCP headers
-    /// (40 bytes for IPv4, 60 for IPv6), and no more than a UMEM frame holds.
+    /// The MSS this end announces: the MTU (at most [`MAX_MTU`]) less the
+    /// IP and TCP headers (40 bytes for IPv4, 60 for IPv6); without
+    /// multi-buffer on every socket, no more than one UMEM chunk holds.
     pub fn mss(&self) -> u16 {
-        let headers = if self.ip.is_ipv6() { 60 } else { 40 };
-        (self.mtu.min(3498) - headers) as u16
+        let chained = self.queues.iter().all(|q| q.multi_buffer);
+        mss_for(self.mtu, self.ip.is_ipv6(), chained, xsk::chunk_room())
     }
 
     /// The most each of `flows` connections may advertise as its receive
@@ -255,5 +263,33 @@ impl StreamEnd {
     /// Workers this end runs: one per opened queue.
     pub fn workers(&self) -> usize {
         self.queues.len()
+    }
+}
+
+/// The MSS for `mtu`, IPv4 or IPv6: capped at [`MAX_MTU`] when frames may
+/// span chunks (`chained`), else at what one chunk of `chunk_room` bytes holds.
+fn mss_for(mtu: u32, ipv6: bool, chained: bool, chunk_room: usize) -> u16 {
+    let cap = match chained {
+        true => MAX_MTU,
+        false => (chunk_room - ETH_HEADER) as u32,
+    };
+    let headers = if ipv6 { 60 } else { 40 };
+    (mtu.min(cap) - headers) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mss_follows_the_mtu_up_to_jumbo() {
+        assert_eq!(mss_for(1500, false, false, 3840), 1460);
+        assert_eq!(mss_for(1500, false, true, 3840), 1460);
+        // one chunk: 3840 less the Ethernet header
+        assert_eq!(mss_for(9000, false, false, 3840), 3786);
+        assert_eq!(mss_for(9000, false, true, 3840), 8960);
+        assert_eq!(mss_for(65535, false, true, 3840), 8960);
+        assert_eq!(mss_for(1500, true, false, 3840), 1440, "IPv6");
+        assert_eq!(mss_for(9000, true, true, 3840), 8940, "IPv6");
     }
 }

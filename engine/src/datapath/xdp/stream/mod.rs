@@ -9,8 +9,10 @@
 //! connections that live on its queue; a frame that lands on another
 //! queue is handed to its owner ([`handoff`]). [`end`] reserves the ports
 //! and opens the sockets, [`flow`] is one connection's application side,
-//! [`work`] runs the workers, [`plain`] runs against a plain peer.
+//! [`work`] runs the workers, [`plain`] runs against a plain peer;
+//! [`chain`] carries jumbo frames over several UMEM chunks.
 
+mod chain;
 mod end;
 mod flow;
 mod handoff;

@@ -131,10 +131,12 @@ pub struct StreamResult {
     pub timeouts: u64,
     pub fast_retransmits: u64,
     pub srtt_us: u64,
-    /// RTT variation, the MSS it sent with, and its congestion window in
-    /// segments, at the end.
+    /// RTT variation and its congestion window in segments, at the end.
     #[serde(default)]
     pub rttvar_us: u64,
+    /// Payload bytes of a full segment (the MSS both ends allow, less
+    /// options), as the kernel's TCP_INFO `snd_mss`; this end's own MSS
+    /// if no handshake completed, 0 without a connection.
     #[serde(default)]
     pub mss: u32,
     #[serde(default)]

@@ -8,6 +8,7 @@
 //! `poll()` until the next timer, so a small machine's kernel keeps a core.
 
 use super::super::xsk::XskQueue;
+use super::chain::{self, Piece, Reassembly};
 use super::flow::{FlowState, Pass, Shared};
 use super::handoff;
 use super::plan::{Open, RunPlan, StreamResult, WorkerReport};
@@ -128,6 +129,8 @@ pub(super) struct Worker {
     tx_frames: usize,
     /// The connection the next transmit batch serves first.
     turn: usize,
+    /// UMEM chunks the longest frame takes: 1, or more for jumbo frames.
+    span: usize,
 }
 
 /// Buffers a pass reuses, so the loop allocates nothing per frame.
@@ -137,7 +140,9 @@ struct Scratch {
     batch: Vec<xsk_rs::FrameDesc>,
     mine: Vec<usize>,
     app: Vec<u8>,
+    /// A frame handed over, or a jumbo frame being built.
     frame: Vec<u8>,
+    chain: Reassembly,
 }
 
 impl Worker {
@@ -167,6 +172,7 @@ impl Worker {
                 owners,
                 report: WorkerReport {
                     queue: queue.queue,
+                    multi_buffer: queue.multi_buffer,
                     ..Default::default()
                 },
                 t0,
@@ -179,6 +185,7 @@ impl Worker {
             t0,
             tx_frames: 0,
             turn: 0,
+            span: chain::span_for_mss(plan.config.mss),
         };
         w.tx_frames = w.queue.descs.len();
         for (i, s) in plan.streams.iter().enumerate() {
@@ -227,6 +234,7 @@ impl Worker {
             mine: Vec::new(),
             app: vec![0u8; 256 * 1024],
             frame: vec![0u8; 1 << 16],
+            chain: Reassembly::default(),
         };
         let mut clock = Clock::default();
         let mut running = Running {
@@ -357,7 +365,15 @@ impl Worker {
         for d in &s.rx[..n] {
             // SAFETY: a received frame, ours until handed back below.
             let data = unsafe { self.queue.umem.data(d) };
-            let bytes = data.contents();
+            // A jumbo frame comes in pieces: deliver it once whole.
+            let bytes = match s.chain.take(data.contents(), d.options()) {
+                Piece::Whole(b) => b,
+                Piece::Partial => continue,
+                Piece::Dropped => {
+                    self.c.report.stray_frames += 1;
+                    continue;
+                }
+            };
             match self.c.deliver(p, bytes) {
                 Delivered::Handled => {}
                 Delivered::Stray => self.c.report.stray_frames += 1,
@@ -433,7 +449,16 @@ impl Worker {
                 let flow = &mut flows[s.mine[(first + k) % n]];
                 let c = flow.conn.as_mut().expect("listed with a connection");
                 let mut took = 0;
-                while s.batch.len() < room && took < quota {
+                while s.batch.len() + self.span <= room && took < quota {
+                    if self.span > 1 {
+                        let c = (&mut *c, now, &self.link);
+                        let (free, need) = (&mut q.descs, self.span);
+                        if !chain::transmit(&q.umem, free, need, c, &mut s.frame, &mut s.batch) {
+                            break;
+                        }
+                        took += 1;
+                        continue;
+                    }
                     let Some(mut d) = q.descs.pop() else { break };
                     // SAFETY: a free frame of this UMEM, on no ring.
                     let mut data = unsafe { q.umem.data_mut(&mut d) };
@@ -461,7 +486,7 @@ impl Worker {
         if sent == 0 {
             q.descs.extend_from_slice(&s.batch);
         } else {
-            self.c.report.segments_out += sent as u64;
+            self.c.report.segments_out += chain::frames(&s.batch[..sent]) as u64;
         }
         true
     }
