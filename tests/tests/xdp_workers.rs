@@ -253,3 +253,79 @@ fn ipv6_to_tcplite_and_to_kernel() {
         assert_eq!(w["handoff_dropped"], 0, "{w}");
     }
 }
+
+/// `--plain` against a kernel sink on a 2-queue link: 8 connections over
+/// two workers, the kernel's ACKs landing on either queue; every
+/// connection's bytes arrive whole (SHA-256 on both sides).
+#[test]
+fn plain_kernel_sink_over_two_workers_is_exact() {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let tb = pair_with_queues(2);
+    let l = &tb.links[0];
+    let (ns, dev) = (tb.ns(1), &l.ifname[1]);
+    sh(
+        "ip",
+        &["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"],
+    )
+    .unwrap();
+    const STREAMS: usize = 8;
+    const PER: u64 = 4 << 20;
+    let addr = format!("{}:9000", l.v4[1]);
+    let listener = in_netns(ns, || std::net::TcpListener::bind(&addr)).expect("listening");
+    let sink = std::thread::spawn(move || {
+        let readers: Vec<_> = (0..STREAMS)
+            .map(|_| {
+                let (mut s, _) = listener.accept().expect("a connection");
+                std::thread::spawn(move || {
+                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    let (mut h, mut n, mut buf) = (Sha256::new(), 0u64, vec![0u8; 1 << 16]);
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => {
+                                h.update(&buf[..k]);
+                                n += k as u64;
+                            }
+                        }
+                    }
+                    (n, wirespeed_tests::kernel_peer::hex(&h.finalize()))
+                })
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("reader"))
+            .collect::<Vec<_>>()
+    });
+    let mut c = tb.cmd(0, &bin());
+    c.args([
+        "run",
+        "--mode",
+        "xdp",
+        "--iface",
+        &l.ifname[0],
+        "--verify",
+        "--json",
+    ])
+    .args(["--plain", &addr, "--streams", "8", "--bytes"])
+    .arg((PER * STREAMS as u64).to_string());
+    let j = run(c, Duration::from_secs(90)).ok().json();
+    let want = wirespeed::datapath::xdp::stream::pattern_sha256(PER);
+    for (n, hash) in sink.join().expect("sink") {
+        assert_eq!((n, hash.as_str()), (PER, want.as_str()), "{j}");
+    }
+    let streams = j["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), STREAMS);
+    assert!(streams.iter().all(|s| s["sha256"] == want.as_str()), "{j}");
+    let workers = j["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{j}");
+    assert_eq!(
+        workers
+            .iter()
+            .map(|w| w["flows"].as_u64().unwrap())
+            .sum::<u64>(),
+        STREAMS as u64
+    );
+    assert!(workers.iter().all(|w| w["handoff_dropped"] == 0), "{j}");
+}
