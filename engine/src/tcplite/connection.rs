@@ -1347,7 +1347,9 @@ impl Connection {
     /// Write the next segment to send into `buf` (TCP header and payload,
     /// checksum over the connection's addresses filled), or None if there
     /// is nothing to send now. `buf` should hold an MSS plus 60 bytes;
-    /// a shorter one gets shorter segments.
+    /// a shorter one gets shorter segments. Inlined, see
+    /// [`super::frame::poll_transmit_frame`].
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if buf.len() < tcp::MAX_HEADER_LEN {
             return None;
