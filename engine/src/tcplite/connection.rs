@@ -500,6 +500,12 @@ impl Connection {
         s
     }
 
+    /// Payload bytes the peer acknowledged: [`Stats::bytes_acked`] without
+    /// copying every counter, for a caller that polls it each pass.
+    pub fn bytes_acked(&self) -> u64 {
+        self.stats.bytes_acked
+    }
+
     /// The payload size of a full segment, once negotiated.
     pub fn mss(&self) -> usize {
         self.eff_mss
