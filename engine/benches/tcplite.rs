@@ -34,7 +34,15 @@
 //! `WIRESPEED_BENCH_SECS` sets how long the per-side measurement runs
 //! (default 3 s); a filter that matches no benchmark (`none`) skips
 //! criterion. On a machine shared with other work the median moves from
-//! run to run; the best window is the steadier figure.
+//! run to run; the best window is the steadier figure, and instruction
+//! counts steadier still: each side's work is a function of its own
+//! (`Bench::send` and `Bench::take_acks` the sender, `Bench::receive`
+//! the receiver), never inlined, for valgrind's
+//! `--tool=callgrind --toggle-collect='*Bench::receive*'` and the like
+//! (with `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4294967295`,
+//! or memcpy's `rep movsb` counts one instruction per byte). Divide by
+//! the segments moved: those the report prints plus 64 for each of the
+//! 1100 warm-up rounds.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use std::hint::black_box;
