@@ -7,16 +7,19 @@
 //!   (payload copied from the send ring, TCP and IPv4 checksums computed)
 //!   straight into the link's frame slots, and the ACKs that come back are
 //!   parsed (`frame::parse_frame` verifies both checksums) and handled;
-//! * receiver: each data frame is parsed and verified, handled (payload
-//!   copied into the receive ring), the ACKs it calls for are built as
-//!   frames, and the application reads the bytes (copy out).
+//! * receiver: each data frame is parsed and handled (payload copied into
+//!   the receive ring and its checksum verified on the way, as the AF_XDP
+//!   worker does), the application reads the bytes (copy out), and the
+//!   ACK the batch calls for is built as a frame.
 //!
 //! The link is a fixed set of 2 KiB frame slots, written in place and read
 //! in place like a UMEM: no allocation, no copy, no clock, no loss. Each
 //! round the sender fills the window up to `BATCH` frames, then the
-//! receiver takes them one by one (polling for an ACK after every
-//! segment, as the connection's contract says), then the sender takes the
-//! ACKs. Each side's work is timed separately, per round.
+//! receiver takes them as one receive batch, as the AF_XDP worker does
+//! (every segment handled, the application's read, then one
+//! `poll_transmit`: one ACK for the batch, with the window the read
+//! opened), then the sender takes the ACK. Each side's work is timed
+//! separately, per round.
 //!
 //! Besides criterion's figure (one round, both sides), the bench prints
 //! nanoseconds per full-size segment per side and the goodput one core
@@ -31,7 +34,15 @@
 //! `WIRESPEED_BENCH_SECS` sets how long the per-side measurement runs
 //! (default 3 s); a filter that matches no benchmark (`none`) skips
 //! criterion. On a machine shared with other work the median moves from
-//! run to run; the best window is the steadier figure.
+//! run to run; the best window is the steadier figure, and instruction
+//! counts steadier still: each side's work is a function of its own
+//! (`Bench::send` and `Bench::take_acks` the sender, `Bench::receive`
+//! the receiver), never inlined, for valgrind's
+//! `--tool=callgrind --toggle-collect='*Bench::receive*'` and the like
+//! (with `GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4294967295`,
+//! or memcpy's `rep movsb` counts one instruction per byte). Divide by
+//! the segments moved: those the report prints plus 64 for each of the
+//! 1100 warm-up rounds.
 
 use criterion::{criterion_group, Criterion, Throughput};
 use std::hint::black_box;
@@ -157,6 +168,7 @@ impl Bench {
     }
 
     /// The sender's first half: write, then frames onto the link.
+    #[inline(never)]
     fn send(&mut self) -> usize {
         let tx = &mut self.tx;
         loop {
@@ -180,14 +192,16 @@ impl Bench {
         full
     }
 
-    /// The receiver: every data frame parsed, handled, answered; then read.
+    /// The receiver: every data frame parsed and handled, the bytes read,
+    /// then the batch answered (the worker's receive batch, application
+    /// step, transmit batch).
+    #[inline(never)]
     fn receive(&mut self) {
         let rx = &mut self.rx;
         for i in 0..self.data.n {
-            let f =
-                frame::parse_frame(&self.data.slots[i][..self.data.lens[i]]).expect("data frame");
-            rx.handle_segment(self.now, &f.segment);
-            self.acks.transmit(rx, self.now, &self.rx_link);
+            let (f, check) = frame::parse_frame_deferred(&self.data.slots[i][..self.data.lens[i]])
+                .expect("data frame");
+            assert!(rx.handle_segment_deferred(self.now, &f.segment, check));
         }
         self.data.n = 0;
         loop {
@@ -197,12 +211,12 @@ impl Bench {
             }
             self.received += n as u64;
         }
-        // a window update, if reading opened the window enough
         self.acks.transmit(rx, self.now, &self.rx_link);
         black_box(rx.poll_timeout());
     }
 
     /// The sender's second half: the ACKs.
+    #[inline(never)]
     fn take_acks(&mut self) {
         deliver(&mut self.acks, &mut self.tx, self.now);
         black_box(self.tx.poll_timeout());
@@ -235,8 +249,12 @@ impl Bench {
 
 fn deliver(link: &mut Link, c: &mut Connection, now: Instant) {
     for i in 0..link.n {
-        let f = frame::parse_frame(&link.slots[i][..link.lens[i]]).expect("frame parses");
-        c.handle_segment(now, &f.segment);
+        let (f, check) =
+            frame::parse_frame_deferred(&link.slots[i][..link.lens[i]]).expect("frame parses");
+        assert!(
+            c.handle_segment_deferred(now, &f.segment, check),
+            "checksum"
+        );
     }
     link.n = 0;
 }

@@ -5,6 +5,27 @@
 //! out-of-order bytes already placed at their final position, tracked by a
 //! fixed number of ranges.
 
+use crate::wire::checksum;
+
+/// Copy each piece's source into its destination, and return `acc` plus
+/// the checksum sum of the sources as one run of bytes (the run starting
+/// at an even offset of the checksummed data): a ring's two pieces
+/// around its wrap copied and summed in one pass.
+fn copy_sum_pieces(acc: u64, pieces: [(&mut [u8], &[u8]); 2]) -> u64 {
+    let [(a, a_src), (b, b_src)] = pieces;
+    let acc = checksum::copy_sum(acc, a, a_src);
+    if b.is_empty() {
+        return acc;
+    }
+    let rest = checksum::copy_sum(0, b, b_src);
+    let rest = if a.len() % 2 == 1 {
+        checksum::sum_at_odd(rest)
+    } else {
+        rest
+    };
+    checksum::add(acc, rest)
+}
+
 /// Bytes written by the application and not yet acknowledged by the peer.
 #[derive(Debug)]
 pub struct SendBuffer {
@@ -70,24 +91,19 @@ impl SendBuffer {
     /// bytes added to `acc` (which covers an even number of bytes before
     /// them): the payload of a segment copied and summed in one pass.
     pub fn read_at_sum(&self, offset: usize, dst: &mut [u8], acc: u64) -> u64 {
-        use crate::wire::checksum;
         debug_assert!(offset + dst.len() <= self.len);
         let n = dst.len();
         let cap = self.capacity();
         let start = (self.head + offset) % cap;
         let first = n.min(cap - start);
         let (a, b) = dst.split_at_mut(first);
-        let acc = checksum::copy_sum(acc, a, &self.buf[start..start + first]);
-        if b.is_empty() {
-            return acc;
-        }
-        let rest = checksum::copy_sum(0, b, &self.buf[..n - first]);
-        let rest = if first % 2 == 1 {
-            checksum::sum_at_odd(rest)
-        } else {
-            rest
-        };
-        checksum::add(acc, rest)
+        copy_sum_pieces(
+            acc,
+            [
+                (a, &self.buf[start..start + first]),
+                (b, &self.buf[..n - first]),
+            ],
+        )
     }
 
     /// Drop the `n` oldest bytes (acknowledged).
@@ -192,6 +208,36 @@ impl RecvBuffer {
             return Some(0);
         }
         self.copy_in(0, data);
+        Some(self.advance(end))
+    }
+
+    /// Copy `data` to the in-order end without taking it in yet, and
+    /// return `acc` plus its checksum sum: the payload of a segment placed
+    /// while its checksum is verified. Then [`Self::commit_placed`] takes
+    /// it in, or nothing happened (the bytes sit in free space). The
+    /// caller checked it fits (`data.len() <= free()`) and that no
+    /// out-of-order data is held, which the copy could overwrite.
+    pub fn place_sum(&mut self, data: &[u8], acc: u64) -> u64 {
+        debug_assert!(data.len() <= self.free() && !self.has_gaps());
+        let cap = self.capacity();
+        let start = (self.head + self.len) % cap;
+        let first = data.len().min(cap - start);
+        let (before, from) = self.buf.split_at_mut(start);
+        let (a, b) = data.split_at(first);
+        let pieces = [(&mut from[..first], a), (&mut before[..b.len()], b)];
+        copy_sum_pieces(acc, pieces)
+    }
+
+    /// Take in `n` bytes [`Self::place_sum`] placed; returns how far the
+    /// in-order end advanced, as [`Self::write_at`] does.
+    pub fn commit_placed(&mut self, n: usize) -> usize {
+        debug_assert!(n <= self.free() && !self.has_gaps());
+        self.advance(n)
+    }
+
+    /// In-order bytes up to `end` arrived: take them in with every
+    /// out-of-order range they reach; returns the advance.
+    fn advance(&mut self, end: usize) -> usize {
         let mut advance = end;
         let mut done = 0;
         for r in &self.ranges {
@@ -207,7 +253,7 @@ impl RecvBuffer {
             r.1 -= advance;
         }
         self.len += advance;
-        Some(advance)
+        advance
     }
 
     /// Copy out in-order bytes.
@@ -276,6 +322,29 @@ mod tests {
                     "{cap} {skip} {off} {len}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn place_sum_across_the_wrap_then_commit() {
+        use crate::wire::checksum;
+        let data: Vec<u8> = (0..200).map(|i| (i * 13 + 5) as u8).collect();
+        for (cap, skip, n) in [(64, 50, 40), (64, 51, 13), (101, 0, 101), (257, 200, 199)] {
+            let mut r = RecvBuffer::new(cap, 4);
+            let mut sink = vec![0; cap];
+            r.write_at(0, &data[..skip]);
+            r.read(&mut sink);
+            let acc = r.place_sum(&data[..n], 0x4321);
+            let want = checksum::sum(0x4321, &data[..n]);
+            assert_eq!(
+                checksum::finish(acc),
+                checksum::finish(want),
+                "{cap} {skip} {n}"
+            );
+            assert_eq!(r.len(), 0, "placed, not taken in");
+            assert_eq!(r.commit_placed(n), n);
+            assert_eq!(r.read(&mut sink), n);
+            assert_eq!(&sink[..n], &data[..n], "{cap} {skip} {n}");
         }
     }
 

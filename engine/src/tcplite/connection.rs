@@ -5,7 +5,9 @@
 use super::buffer::{RecvBuffer, SendBuffer};
 use super::scoreboard::{Scoreboard, DUP_THRESH};
 use super::{Config, Congestion, Instant, SEC};
-use crate::wire::tcp::{self, SackBlocks, SeqNum, TcpFlags, TcpRepr, SACK_BUF, SACK_MAX_BLOCKS};
+use crate::wire::tcp::{
+    self, DeferredChecksum, SackBlocks, SeqNum, TcpFlags, TcpRepr, SACK_BUF, SACK_MAX_BLOCKS,
+};
 use crate::wire::{checksum, ip_protocol};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -144,7 +146,10 @@ struct Reset {
 }
 
 /// One TCP connection. Call `poll_transmit` until it returns None after
-/// every `handle_segment`, `write`, `read`, `close` and `on_timeout`.
+/// every `write`, `read`, `close` and `on_timeout`, and after each
+/// `handle_segment` or each batch of them: the segments of one receive
+/// batch are answered together, one ACK for all (as Linux's GRO does),
+/// which spares both ends an ACK per two segments.
 #[derive(Debug)]
 pub struct Connection {
     cfg: Config,
@@ -495,6 +500,12 @@ impl Connection {
         s
     }
 
+    /// Payload bytes the peer acknowledged: [`Stats::bytes_acked`] without
+    /// copying every counter, for a caller that polls it each pass.
+    pub fn bytes_acked(&self) -> u64 {
+        self.stats.bytes_acked
+    }
+
     /// The payload size of a full segment, once negotiated.
     pub fn mss(&self) -> usize {
         self.eff_mss
@@ -734,6 +745,48 @@ impl Connection {
     /// Process one segment addressed to this connection (the caller has
     /// verified the checksum and matched addresses and ports).
     pub fn handle_segment(&mut self, now: Instant, seg: &TcpRepr) {
+        self.handle(now, seg, false);
+    }
+
+    /// [`Self::handle_segment`] for a segment whose TCP checksum is not
+    /// verified yet ([`super::frame::parse_frame_deferred`]): in-order
+    /// data for a receive ring that holds no out-of-order bytes (the bulk
+    /// of a stream) is verified while it is copied into the ring, one pass
+    /// over the payload instead of two; any other segment is verified
+    /// first. False, with nothing changed, if the checksum fails.
+    pub fn handle_segment_deferred(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr,
+        check: DeferredChecksum,
+    ) -> bool {
+        let n = seg.payload.len();
+        let in_order = n > 0
+            && seg.seq_number == self.rcv_nxt
+            && n <= self.recv.free()
+            && !self.recv.has_gaps()
+            && matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            );
+        if !in_order {
+            if !check.verify(seg.payload) {
+                return false;
+            }
+            self.handle(now, seg, false);
+            return true;
+        }
+        // the copy lands in free space: nothing is taken in until verified
+        if !check.verify_sum(self.recv.place_sum(seg.payload, 0)) {
+            return false;
+        }
+        self.handle(now, seg, true);
+        true
+    }
+
+    /// A segment; `placed`: its payload is already at the in-order end of
+    /// the receive ring ([`RecvBuffer::place_sum`]).
+    fn handle(&mut self, now: Instant, seg: &TcpRepr, placed: bool) {
         if seg.src_port != self.remote.port() || seg.dst_port != self.local.port() {
             return;
         }
@@ -853,7 +906,7 @@ impl Connection {
                 State::Established | State::FinWait1 | State::FinWait2
             )
         {
-            self.on_data(now, seq, seg.payload);
+            self.on_data(now, seq, seg.payload, placed);
         }
         // eighth: FIN (possibly beyond a hole: remembered until it fills)
         if f.fin() {
@@ -1147,7 +1200,7 @@ impl Connection {
             .pipe(una, self.snd_max, self.lost_edge, self.high_rxt);
     }
 
-    fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8]) {
+    fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], placed: bool) {
         // cut to what lies in [rcv_nxt, rcv_nxt + free)
         let (offset, skip) = if seq >= self.rcv_nxt {
             (seq.since(self.rcv_nxt), 0)
@@ -1166,7 +1219,14 @@ impl Connection {
             return;
         }
         let had_gaps = self.recv.has_gaps();
-        match self.recv.write_at(offset, data) {
+        let taken = if placed {
+            // what handle_segment_deferred copied: all of it, in order
+            debug_assert!(offset == 0 && data.len() == payload.len());
+            Some(self.recv.commit_placed(data.len()))
+        } else {
+            self.recv.write_at(offset, data)
+        };
+        match taken {
             None => {
                 self.stats.ooo_dropped += 1;
                 self.ack_now = true;
@@ -1293,7 +1353,9 @@ impl Connection {
     /// Write the next segment to send into `buf` (TCP header and payload,
     /// checksum over the connection's addresses filled), or None if there
     /// is nothing to send now. `buf` should hold an MSS plus 60 bytes;
-    /// a shorter one gets shorter segments.
+    /// a shorter one gets shorter segments. Inlined, see
+    /// [`super::frame::poll_transmit_frame`].
+    #[inline]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if buf.len() < tcp::MAX_HEADER_LEN {
             return None;
@@ -1631,7 +1693,7 @@ impl Connection {
         // the payload is copied from the ring and summed in one pass
         let (src, dst) = (self.local.ip(), self.remote.ip());
         let acc = checksum::pseudo_header(src, dst, ip_protocol::TCP, size as u32);
-        let mut acc = checksum::sum(acc, &buf[..h]);
+        let mut acc = checksum::add(acc, repr.header_sum());
         if len > 0 {
             let offset = repr.seq_number.since(self.send_seq);
             acc = self.send.read_at_sum(offset, &mut buf[h..size], acc);

@@ -10,7 +10,8 @@
 //!
 //! What "lite" covers: active and passive open with MSS, window scale and
 //! timestamps; cumulative ACKs with delayed ACK (at least every second
-//! full segment); bounded out-of-order reassembly, reported in SACK blocks
+//! full segment, or one for a whole receive batch when the caller polls
+//! after the batch); bounded out-of-order reassembly, reported in SACK blocks
 //! (RFC 2018); fast retransmit with SACK-based loss recovery (RFC 6675,
 //! over a bounded scoreboard) or, when the peer does not offer SACK,
 //! NewReno recovery; RFC 6298 RTO with back-off and a retry limit; zero

@@ -1,7 +1,7 @@
 //! A simulated network for two TCP-lite endpoints, after quinn-proto's
 //! test `Pair`: a fake clock, one queue of in-flight frames per direction
-//! with delivery times, and impairments (loss, duplication, jitter that
-//! reorders, delay, bandwidth, MTU) drawn from a seeded xorshift, so any
+//! with delivery times, and impairments (loss, duplication, corruption,
+//! jitter that reorders, delay, bandwidth, MTU) drawn from a seeded xorshift, so any
 //! run replays exactly from its seed, and fixed drop patterns. Frames cross as real Ethernet/IPv4
 //! bytes (built and parsed with `wire`), so the checksums are exercised
 //! too. Public, so that a benchmark can drive a lossless pair as well.
@@ -9,6 +9,7 @@
 use super::frame::{self, LinkAddrs};
 use super::{Config, Connection, ConnectionError, Instant, SEC};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::tcp::DeferredChecksum;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -62,6 +63,9 @@ pub struct LinkConfig {
     pub drop: Vec<u64>,
     /// Probability a frame arrives twice.
     pub duplicate: f64,
+    /// Probability a frame arrives with one bit of its TCP segment
+    /// flipped: the receiver's checksum must catch every one.
+    pub corrupt: f64,
     /// Bytes per second on the wire (0: unlimited, no serialization delay).
     pub bandwidth: u64,
     /// Largest IP packet carried; longer ones are dropped (counted).
@@ -78,6 +82,7 @@ impl Default for LinkConfig {
             loss: 0.0,
             drop: Vec::new(),
             duplicate: 0.0,
+            corrupt: 0.0,
             bandwidth: 0,
             mtu: 1500,
             queue: 0,
@@ -92,16 +97,21 @@ pub struct LinkStats {
     pub delivered: u64,
     pub lost: u64,
     pub duplicated: u64,
+    pub corrupted: u64,
     pub too_big: u64,
     pub queue_drops: u64,
     pub bytes_delivered: u64,
 }
 
+/// A frame on its way: (delivery time, order of sending, frame, whether
+/// it was corrupted).
+type InFlight = (Instant, u64, Vec<u8>, bool);
+
 #[derive(Debug)]
 struct Link {
     cfg: LinkConfig,
     /// (delivery time, order of sending) -> frame
-    in_flight: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
     busy_until: Instant,
     counter: u64,
     stats: LinkStats,
@@ -143,6 +153,14 @@ impl Link {
             self.stats.lost += 1;
             return;
         }
+        let mut frame = frame.to_vec();
+        let corrupted = rng.unit() < self.cfg.corrupt && frame.len() > frame::HEADROOM_V4;
+        if corrupted {
+            self.stats.corrupted += 1;
+            let at = frame::HEADROOM_V4
+                + rng.upto((frame.len() - frame::HEADROOM_V4 - 1) as u64) as usize;
+            frame[at] ^= 1 << rng.upto(7);
+        }
         let copies = if rng.unit() < self.cfg.duplicate {
             self.stats.duplicated += 1;
             2
@@ -153,7 +171,7 @@ impl Link {
             let at = self.busy_until + self.cfg.delay + rng.upto(self.cfg.jitter);
             self.counter += 1;
             self.in_flight
-                .push(Reverse((at, self.counter, frame.to_vec())));
+                .push(Reverse((at, self.counter, frame.clone(), corrupted)));
         }
     }
 
@@ -161,12 +179,12 @@ impl Link {
         self.in_flight.peek().map(|r| r.0 .0)
     }
 
-    fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+    fn pop_due(&mut self, now: Instant) -> Option<(Vec<u8>, bool)> {
         if self.next_delivery()? <= now {
-            let Reverse((_, _, f)) = self.in_flight.pop()?;
+            let Reverse((_, _, f, corrupted)) = self.in_flight.pop()?;
             self.stats.delivered += 1;
             self.stats.bytes_delivered += f.len() as u64;
-            Some(f)
+            Some((f, corrupted))
         } else {
             None
         }
@@ -215,6 +233,10 @@ pub struct Pair {
     pub steps: u64,
     /// Frames that did not parse at the receiver (must stay 0).
     pub bad_frames: u64,
+    /// Corrupted frames the receiver rejected (parse or checksum).
+    pub corrupt_dropped: u64,
+    /// Corrupted frames the receiver took in (must stay 0).
+    pub corrupt_accepted: u64,
     buf: Vec<u8>,
 }
 
@@ -255,6 +277,8 @@ impl Pair {
             client_closes: true,
             steps: 0,
             bad_frames: 0,
+            corrupt_dropped: 0,
+            corrupt_accepted: 0,
             buf: vec![0; buf_len],
         }
     }
@@ -346,29 +370,44 @@ impl Pair {
         }
     }
 
-    fn deliver(&mut self, to_server: bool, f: &[u8]) {
-        let Ok(tf) = frame::parse_frame(f) else {
-            self.bad_frames += 1;
-            return;
+    /// A frame to its endpoint as a datapath hands it over: parsed with
+    /// the TCP checksum left to the connection, which verifies it while
+    /// copying the payload in.
+    fn deliver(&mut self, to_server: bool, f: &[u8], corrupted: bool) {
+        let taken = match frame::parse_frame_deferred(f) {
+            Ok((tf, check)) => self.take(to_server, &tf, check),
+            Err(_) => false,
         };
-        let now = self.now;
-        if to_server {
-            match &mut self.server {
-                Some(s) => s.handle_segment(now, &tf.segment),
-                None => {
-                    self.server = Connection::accept(
-                        self.server_cfg.clone(),
-                        self.server_addr,
-                        tf.src,
-                        &tf.segment,
-                        self.server_iss,
-                        now,
-                    );
-                }
-            }
-        } else {
-            self.client.handle_segment(now, &tf.segment);
+        match (taken, corrupted) {
+            (true, false) => {}
+            (false, false) => self.bad_frames += 1,
+            (false, true) => self.corrupt_dropped += 1,
+            (true, true) => self.corrupt_accepted += 1,
         }
+    }
+
+    /// The segment to the client or server (opened by a SYN); false if
+    /// its checksum fails.
+    fn take(&mut self, to_server: bool, tf: &frame::TcpFrame, check: DeferredChecksum) -> bool {
+        let now = self.now;
+        if !to_server {
+            return self.client.handle_segment_deferred(now, &tf.segment, check);
+        }
+        if let Some(s) = &mut self.server {
+            return s.handle_segment_deferred(now, &tf.segment, check);
+        }
+        if !check.verify(tf.segment.payload) {
+            return false;
+        }
+        self.server = Connection::accept(
+            self.server_cfg.clone(),
+            self.server_addr,
+            tf.src,
+            &tf.segment,
+            self.server_iss,
+            now,
+        );
+        true
     }
 
     /// One event: run the applications, send what the endpoints have, move
@@ -392,11 +431,11 @@ impl Pair {
         };
         self.now = self.now.max(t);
         let now = self.now;
-        while let Some(f) = self.links[0].pop_due(now) {
-            self.deliver(true, &f);
+        while let Some((f, corrupted)) = self.links[0].pop_due(now) {
+            self.deliver(true, &f, corrupted);
         }
-        while let Some(f) = self.links[1].pop_due(now) {
-            self.deliver(false, &f);
+        while let Some((f, corrupted)) = self.links[1].pop_due(now) {
+            self.deliver(false, &f, corrupted);
         }
         if self.client.poll_timeout().is_some_and(|t| t <= now) {
             self.client.on_timeout(now);

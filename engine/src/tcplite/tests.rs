@@ -751,6 +751,16 @@ fn simultaneous_close() {
     assert_eq!(s.state(), State::TimeWait);
 }
 
+/// A pair with the default config (SACK offered or not) on both ends and
+/// `link` both ways.
+fn same_both_ways(sack: bool, link: LinkConfig, data: Vec<u8>, seed: u64) -> Pair {
+    let cfg = Config {
+        sack,
+        ..Config::default()
+    };
+    Pair::new(cfg.clone(), cfg, link.clone(), link, 1000, 2000, data, seed)
+}
+
 #[test]
 fn lossy_runs_complete() {
     for sack in [true, false] {
@@ -763,20 +773,7 @@ fn lossy_runs_complete() {
                 duplicate: 0.05,
                 ..LinkConfig::default()
             };
-            let cfg = Config {
-                sack,
-                ..Config::default()
-            };
-            let mut p = Pair::new(
-                cfg.clone(),
-                cfg,
-                link.clone(),
-                link,
-                1000,
-                2000,
-                pattern(150_000),
-                seed,
-            );
+            let mut p = same_both_ways(sack, link, pattern(150_000), seed);
             let o = p.run(2_000_000, 3600 * SEC);
             let st = p.client.stats();
             assert_eq!(o, Outcome::Completed, "sack {sack} seed {seed}: {st:?}");
@@ -795,6 +792,38 @@ fn lossy_runs_complete() {
     }
 }
 
+/// Bit flips in data and ACKs: every one is caught by the checksum (the
+/// payload's while it is copied into the receive ring, which then must
+/// not keep it), the stream arrives intact, with or without SACK.
+#[test]
+fn corrupted_frames_are_dropped_and_resent() {
+    for sack in [true, false] {
+        let link = LinkConfig {
+            corrupt: 0.1,
+            ..LinkConfig::default()
+        };
+        let mut p = same_both_ways(sack, link, pattern(500_000), 3);
+        assert_eq!(
+            p.run(2_000_000, 3600 * SEC),
+            Outcome::Completed,
+            "sack {sack}"
+        );
+        assert!(p.received == p.data, "sack {sack}: the stream differs");
+        assert_eq!(p.corrupt_accepted, 0);
+        assert_eq!(p.bad_frames, 0);
+        let corrupted = p.link_stats()[0].corrupted + p.link_stats()[1].corrupted;
+        assert!(
+            p.corrupt_dropped >= 10,
+            "sack {sack}: {} dropped",
+            p.corrupt_dropped
+        );
+        assert_eq!(
+            p.corrupt_dropped, corrupted,
+            "every corrupted frame arrived, none kept"
+        );
+    }
+}
+
 fn iss_strategy() -> impl Strategy<Value = u32> {
     prop_oneof![any::<u32>(), (u32::MAX - 100_000)..=u32::MAX, 0u32..10]
 }
@@ -808,6 +837,7 @@ proptest! {
         loss in 0.0f64..0.2,
         back_loss in 0.0f64..0.2,
         duplicate in 0.0f64..0.1,
+        corrupt in prop_oneof![Just(0.0f64), 0.0f64..0.05],
         delay in 0u64..50_000,
         jitter in 0u64..20_000,
         mss in prop_oneof![Just(536u16), Just(1460u16), 200u16..1460],
@@ -830,6 +860,7 @@ proptest! {
             loss,
             drop: burst.map_or(Vec::new(), |(first, n)| (first..first + n).collect()),
             duplicate,
+            corrupt,
             mtu: usize::from(mss) + 40,
             ..LinkConfig::default()
         };
@@ -846,6 +877,7 @@ proptest! {
         let o = p.run(3_000_000, 4 * 3600 * SEC);
         prop_assert!(p.data.starts_with(&p.received), "received bytes are not a prefix of the sent ones");
         prop_assert_eq!(p.bad_frames, 0);
+        prop_assert_eq!(p.corrupt_accepted, 0, "a corrupted frame was taken in");
         prop_assert_eq!(p.link_stats()[0].too_big + p.link_stats()[1].too_big, 0);
         if !(sack.0 && sack.1) {
             prop_assert_eq!(p.client.stats().sack_recovery_retransmits, 0);

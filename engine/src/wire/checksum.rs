@@ -61,6 +61,12 @@ pub fn sum(acc: u64, data: &[u8]) -> u64 {
 #[inline]
 pub fn copy_sum(acc: u64, dst: &mut [u8], src: &[u8]) -> u64 {
     assert_eq!(dst.len(), src.len(), "copy_sum needs equal lengths");
+    copy_sum_run(acc, dst, src)
+}
+
+/// [`copy_sum`] without aligning the destination first.
+#[inline]
+fn copy_sum_run(acc: u64, dst: &mut [u8], src: &[u8]) -> u64 {
     let (s, done) = bulk_copy_sum(dst, src);
     dst[done..].copy_from_slice(&src[done..]);
     add(sum(acc, &src[done..]), u64::from(u16::from_be(fold16(s))))
@@ -124,61 +130,73 @@ mod x86 {
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn sum_avx2(data: &[u8]) -> (u64, usize) {
-        let n = data.len() / 32;
-        let p = data.as_ptr();
-        let zero = _mm256_setzero_si256();
-        let mut total = 0u64;
-        let mut i = 0;
-        while i < n {
-            let end = (i + BLOCK).min(n);
-            let (mut lo, mut hi) = (zero, zero);
-            while i < end {
-                // SAFETY: i < n, so the 32 bytes at 32 * i are in `data`
-                let v = unsafe { _mm256_loadu_si256(p.add(32 * i).cast()) };
-                lo = _mm256_add_epi32(lo, _mm256_unpacklo_epi16(v, zero));
-                hi = _mm256_add_epi32(hi, _mm256_unpackhi_epi16(v, zero));
-                i += 1;
-            }
-            // lanes below 2^31 each: their sum does not overflow 32 bits
-            // per lane pair, and is widened before the total
-            let mut lanes = [0u32; 16];
-            // SAFETY: `lanes` holds 64 bytes
-            unsafe {
-                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), lo);
-                _mm256_storeu_si256(lanes.as_mut_ptr().add(8).cast(), hi);
-            }
-            total += lanes.iter().map(|&l| u64::from(l)).sum::<u64>();
-        }
-        (total, 32 * n)
+        // SAFETY: no copy: the destination is never written
+        unsafe { sum_avx2_kernel::<false>(std::ptr::null_mut(), data) }
     }
 
-    /// [`sum_avx2`] that also stores each 32 bytes into `dst`.
+    /// [`sum_avx2`] that also stores each 32 bytes into `dst`, in the same
+    /// pass (each byte is loaded once).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn copy_sum_avx2(dst: &mut [u8], src: &[u8]) -> (u64, usize) {
-        let n = src.len().min(dst.len()) / 32;
-        let (p, q) = (src.as_ptr(), dst.as_mut_ptr());
+        let n = src.len().min(dst.len());
+        // SAFETY: `dst` holds the first `n` bytes of `src` that are copied
+        unsafe { sum_avx2_kernel::<true>(dst.as_mut_ptr(), &src[..n]) }
+    }
+
+    /// The native-endian sum of the leading multiple of 32 bytes of `src`
+    /// and its length; with `COPY`, those bytes are also stored to `dst`
+    /// (which must have room for them). The 16-bit words of each 32-bit
+    /// lane are split by mask and shift rather than by unpacking (fewer
+    /// shuffles, which have one port); two vectors per iteration give two
+    /// chains of adds.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn sum_avx2_kernel<const COPY: bool>(dst: *mut u8, src: &[u8]) -> (u64, usize) {
+        let n = src.len() / 32;
+        let p = src.as_ptr();
         let zero = _mm256_setzero_si256();
+        let mask = _mm256_set1_epi32(0xffff);
+        // one vector at byte `at` into the accumulators (lo, hi)
+        let step = |lo: &mut __m256i, hi: &mut __m256i, at: usize| {
+            // SAFETY: the caller passes `at` with 32 bytes of `src` (and,
+            // with COPY, of `dst`) from it
+            let v = unsafe { _mm256_loadu_si256(p.add(at).cast()) };
+            if COPY {
+                // stored by asm: the compiler would otherwise split the
+                // loop into a memcpy call and a sum, reading each byte twice
+                // SAFETY: 32 bytes of `dst` at `at`, as above
+                unsafe {
+                    std::arch::asm!(
+                        "vmovdqu ymmword ptr [{d}], {v}",
+                        d = in(reg) dst.add(at),
+                        v = in(ymm_reg) v,
+                        options(nostack, preserves_flags)
+                    );
+                }
+            }
+            *lo = _mm256_add_epi32(*lo, _mm256_and_si256(v, mask));
+            *hi = _mm256_add_epi32(*hi, _mm256_srli_epi32(v, 16));
+        };
         let mut total = 0u64;
         let mut i = 0;
         while i < n {
             let end = (i + BLOCK).min(n);
-            let (mut lo, mut hi) = (zero, zero);
-            while i < end {
-                // SAFETY: i < n, so the 32 bytes at 32 * i are in both slices
-                let v = unsafe {
-                    let v = _mm256_loadu_si256(p.add(32 * i).cast());
-                    _mm256_storeu_si256(q.add(32 * i).cast(), v);
-                    v
-                };
-                lo = _mm256_add_epi32(lo, _mm256_unpacklo_epi16(v, zero));
-                hi = _mm256_add_epi32(hi, _mm256_unpackhi_epi16(v, zero));
+            let [mut a, mut b, mut c, mut d] = [zero; 4];
+            while i + 2 <= end {
+                step(&mut a, &mut b, 32 * i);
+                step(&mut c, &mut d, 32 * i + 32);
+                i += 2;
+            }
+            if i < end {
+                step(&mut a, &mut b, 32 * i);
                 i += 1;
             }
-            let mut lanes = [0u32; 16];
-            // SAFETY: `lanes` holds 64 bytes
-            unsafe {
-                _mm256_storeu_si256(lanes.as_mut_ptr().cast(), lo);
-                _mm256_storeu_si256(lanes.as_mut_ptr().add(8).cast(), hi);
+            // lanes below 2^31 each (at most 0xffff per vector, 2^15
+            // vectors per block), widened before the total
+            let mut lanes = [0u32; 32];
+            for (k, v) in [a, b, c, d].into_iter().enumerate() {
+                // SAFETY: `lanes` holds 8 lanes per accumulator
+                unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().add(8 * k).cast(), v) };
             }
             total += lanes.iter().map(|&l| u64::from(l)).sum::<u64>();
         }

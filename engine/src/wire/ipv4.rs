@@ -186,9 +186,20 @@ impl Ipv4Repr {
         b[9] = self.protocol;
         b[12..16].copy_from_slice(&self.src_addr.octets());
         b[16..20].copy_from_slice(&self.dst_addr.octets());
-        put16(b, 10, 0);
-        let c = checksum::checksum(&b[..HEADER_LEN]);
-        put16(b, 10, c);
+        // summed from the fields: reading back what small stores just
+        // wrote stalls on store forwarding
+        let words = |a: Ipv4Addr| {
+            let v = u32::from(a);
+            u64::from(v >> 16) + u64::from(v & 0xffff)
+        };
+        let acc = words(self.src_addr)
+            + words(self.dst_addr)
+            + (HEADER_LEN + self.payload_len) as u64
+            + u64::from(0x4500 | u16::from(self.dscp_ecn))
+            + u64::from(self.ident)
+            + 0x4000
+            + u64::from(u16::from_be_bytes([self.hop_limit, self.protocol]));
+        put16(b, 10, checksum::finish(acc));
     }
 }
 

@@ -388,7 +388,7 @@ impl FlowState {
             } else if matches!(c.state(), State::Closed | State::TimeWait) {
                 self.done = true;
             }
-            let acked = c.stats().bytes_acked;
+            let acked = c.bytes_acked();
             if self.plan.flow == Flow::Send && plan.rr.is_none() && acked > self.acked {
                 if let Some(c) = plan.counters.get(self.index) {
                     // payload only: the prefix is acknowledged first

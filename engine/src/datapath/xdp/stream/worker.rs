@@ -12,7 +12,7 @@ use super::chain::{self, Piece, Reassembly};
 use super::flow::{FlowState, Pass, Shared};
 use super::handoff;
 use super::plan::{Open, RunPlan, StreamResult, WorkerReport};
-use crate::tcplite::frame::{parse_frame, poll_transmit_frame, LinkAddrs, TcpFrame};
+use crate::tcplite::frame::{parse_frame_deferred, poll_transmit_frame, LinkAddrs, TcpFrame};
 use crate::tcplite::Connection;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -540,9 +540,10 @@ impl Worker {
 
 impl Conns {
     /// Parse a frame and hand its segment to the connection it belongs to,
-    /// accepting a new one for a SYN on a listening port.
+    /// accepting a new one for a SYN on a listening port. The TCP checksum
+    /// is verified by the connection as it copies the payload in.
     fn deliver(&mut self, p: &Pass, bytes: &[u8]) -> Delivered {
-        let f = match parse_frame(bytes) {
+        let (f, check) = match parse_frame_deferred(bytes) {
             Ok(f) => f,
             Err(e) => {
                 self.report.bad_checksum += u64::from(e == crate::wire::Error::Checksum);
@@ -560,6 +561,10 @@ impl Conns {
             s => s,
         };
         if slot == NONE {
+            if !check.verify(seg.payload) {
+                self.report.bad_checksum += 1;
+                return Delivered::Stray;
+            }
             return match self.accept(p, &f) {
                 true => Delivered::Handled,
                 false => Delivered::Stray,
@@ -572,7 +577,10 @@ impl Conns {
         if c.remote() != SocketAddr::new(f.src, seg.src_port) || c.local().port() != seg.dst_port {
             return Delivered::Stray;
         }
-        c.handle_segment(p.now, seg);
+        if !c.handle_segment_deferred(p.now, seg, check) {
+            self.report.bad_checksum += 1;
+            return Delivered::Stray;
+        }
         flow.touched(p.now_i);
         self.report.segments_in += 1;
         Delivered::Handled
