@@ -405,10 +405,10 @@ fn agent(a: AgentArgs) -> Result<()> {
     Ok(())
 }
 
-fn run(r: RunArgs) -> Result<()> {
-    if let Some(peer) = r.plain {
-        return run_plain(r, peer);
-    }
+/// Each end's TCP-lite workers from --queues/--cpus and --remote-queues/
+/// --remote-cpus (raw mode keeps its lists in RawOptions); refused where
+/// no end runs AF_XDP.
+fn tcplite_workers(r: &RunArgs) -> Result<(wirespeed::spec::Workers, wirespeed::spec::Workers)> {
     if !r.raw && r.rate.is_some() {
         anyhow::bail!("--rate applies to --raw and --plain tests");
     }
@@ -425,8 +425,17 @@ fn run(r: RunArgs) -> Result<()> {
             },
         })
     };
-    let own_workers = workers(Some(&r.queues), r.cpus.as_deref())?;
-    let remote_workers = workers(r.remote_queues.as_deref(), r.remote_cpus.as_deref())?;
+    Ok((
+        workers(Some(&r.queues), r.cpus.as_deref())?,
+        workers(r.remote_queues.as_deref(), r.remote_cpus.as_deref())?,
+    ))
+}
+
+fn run(r: RunArgs) -> Result<()> {
+    if let Some(peer) = r.plain {
+        return run_plain(r, peer);
+    }
+    let (own_workers, remote_workers) = tcplite_workers(&r)?;
     let spec = TestSpec {
         direction: match r.direction {
             DirArg::Send => Direction::Send,
