@@ -102,7 +102,7 @@ impl StreamWork {
                 running.clone(),
             );
             let spawned = std::thread::Builder::new()
-                .name(format!("tcplite-{}", w.id))
+                .name(format!("tcplite-{}", w.id()))
                 .spawn(move || {
                     // A worker that panics stops the others: its flows are lost.
                     let guard = StopOnPanic(&halt);

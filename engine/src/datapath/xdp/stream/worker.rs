@@ -116,7 +116,6 @@ struct Conns {
 
 /// One queue's worker.
 pub(super) struct Worker {
-    pub id: usize,
     queue: XskQueue,
     link: LinkAddrs,
     c: Conns,
@@ -124,7 +123,6 @@ pub(super) struct Worker {
     pub inbox: Vec<handoff::Receiver>,
     pub outbox: Vec<Option<handoff::Sender>>,
     cpu: Option<u16>,
-    t0: Instant,
     /// The UMEM frames kept for transmitting (the rest stock the fill ring).
     tx_frames: usize,
     /// The connection the next transmit batch serves first.
@@ -161,7 +159,6 @@ impl Worker {
     ) -> Worker {
         let cpu = (!plan.cpus.is_empty()).then(|| plan.cpus[id % plan.cpus.len()]);
         let mut w = Worker {
-            id,
             c: Conns {
                 id,
                 ip,
@@ -182,7 +179,6 @@ impl Worker {
             inbox: Vec::new(),
             outbox: Vec::new(),
             cpu,
-            t0,
             tx_frames: 0,
             turn: 0,
             span: chain::span_for_mss(plan.config.mss),
@@ -208,8 +204,13 @@ impl Worker {
         w
     }
 
+    /// This worker's index among its end's workers.
+    pub fn id(&self) -> usize {
+        self.c.id
+    }
+
     fn us(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.t0).as_micros() as u64
+        t.saturating_duration_since(self.c.t0).as_micros() as u64
     }
 
     /// Run to the end of every connection this end has (this worker keeps
@@ -295,7 +296,7 @@ impl Worker {
         busy |= self.transmit_batch(p.now, s);
         self.kick_tx();
         for f in &mut self.c.flows {
-            f.check(p, self.t0, stopping);
+            f.check(p, self.c.t0, stopping);
         }
         busy
     }
@@ -342,7 +343,7 @@ impl Worker {
         stopping
             || p.shared.accepts_claimed.load(Ordering::Relaxed) >= self.c.accept_plans.len()
             || p.now_i
-                .duration_since(p.start.unwrap_or(self.t0).max(self.t0))
+                .duration_since(p.start.unwrap_or(self.c.t0).max(self.c.t0))
                 >= p.plan.idle
     }
 
