@@ -66,6 +66,7 @@ pub fn send(
             live.add((n * len) as u64);
         }
         free.extend_from_slice(&reaped[..n]);
+        q.wake_zerocopy();
         let now = Instant::now();
         if now >= deadline || stop.load(Ordering::Relaxed) {
             break;
@@ -117,6 +118,7 @@ pub fn send(
     // Let what is on the ring go out, bounded.
     let drain = Instant::now() + Duration::from_millis(500);
     while done < seq && Instant::now() < drain {
+        q.wake_zerocopy();
         if q.tx.needs_wakeup() {
             let _ = q.tx.wakeup();
         }
@@ -191,6 +193,7 @@ pub fn receive(
             spins += 1;
             let recent = last.is_some_and(|t| now - t < QUIET);
             if spins > SPINS && !recent {
+                q.wake_zerocopy();
                 let _ = q.rx.poll(1);
                 spins = 0;
             } else if q.busy_poll || q.fill.needs_wakeup() {
@@ -232,6 +235,7 @@ pub fn receive(
                 let _ = q.fill.wakeup(q.rx.fd_mut(), 0);
             }
         }
+        q.wake_zerocopy();
     }
     for t in &trackers {
         c.frames += t.received;

@@ -138,6 +138,7 @@ pub fn open_sockets(
         }
         q.descs = rest;
         steering.register(u32::from(qi), q.rx.fd())?;
+        q.wake_zerocopy();
         socks.push(q);
     }
     Ok(socks)

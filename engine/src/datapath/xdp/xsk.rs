@@ -108,6 +108,35 @@ impl XskQueue {
         })
     }
 
+    /// In zero-copy mode, wake the driver for this queue both ways
+    /// (sendto and recvfrom), whatever the rings' need-wakeup flags say.
+    /// The queue is shared with the kernel's own packets (the control
+    /// connection among them). On virtio_net the transmit wakeup is what
+    /// runs the queue's send NAPI (`virtnet_xsk_wakeup` schedules it),
+    /// which reaps the kernel's completions and restarts its transmit
+    /// queue when the ring has room; a socket that only receives, or a
+    /// sender whose ring stays full, otherwise leaves the kernel's packets
+    /// waiting (measured: the agent's control messages stalled past the
+    /// controller's 10 s timeout in every zero-copy raw test on a
+    /// two-queue guest; with these wakeups, none did). A no-op in copy mode.
+    pub fn wake_zerocopy(&self) {
+        if self.mode == XskMode::ZeroCopy {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a zero-length, non-blocking sendto on our own socket.
+            unsafe {
+                nix::libc::sendto(
+                    self.tx.fd().as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    nix::libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                );
+            }
+            self.kick_rx();
+        }
+    }
+
     /// One non-blocking receive call: with busy polling on it runs the
     /// queue's NAPI here, and in need_wakeup mode it wakes the kernel.
     pub fn kick_rx(&self) {
