@@ -626,6 +626,41 @@ data_port = 7001
     }
 
     #[test]
+    fn xdp_binds_per_side_refused_where_no_af_xdp_runs() {
+        let with =
+            |extra: &str| GOOD.replace("sockbuf = \"64K\"", &format!("sockbuf = \"64K\"\n{extra}"));
+        let p = Plan::parse(
+            &with("remote_mode = \"auto\"\nxdp_bind = \"copy\"\nremote_xdp_bind = \"zerocopy\""),
+            "p.toml",
+        )
+        .unwrap();
+        let c = &p.configurations[0];
+        assert_eq!(
+            (c.xdp_bind, c.remote_xdp_bind),
+            (XdpBind::Copy, XdpBind::Zerocopy)
+        );
+        assert_eq!(
+            c.spec(Direction::Send, 1).remote_xdp_bind,
+            XdpBind::Zerocopy
+        );
+        let e = Plan::parse(
+            &with("mode = \"socket\"\nxdp_bind = \"zerocopy\""),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("xdp_bind") && e.contains("mode = \"socket\""),
+            "{e}"
+        );
+        // The agents run kernel sockets unless told otherwise.
+        let e = Plan::parse(&with("remote_xdp_bind = \"copy\""), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--remote-xdp-bind copy"), "{e}");
+    }
+
+    #[test]
     fn data_paths_per_side() {
         let p = Plan::parse(GOOD, "p.toml").unwrap();
         let c = &p.configurations[0];
