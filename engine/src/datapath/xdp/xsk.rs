@@ -109,7 +109,8 @@ impl XskQueue {
     }
 
     /// In zero-copy mode, wake the driver for this queue both ways
-    /// (sendto and recvfrom), whatever the rings' need-wakeup flags say.
+    /// (sendto and recvfrom), whatever the rings' need-wakeup flags say;
+    /// raw workers call it after each bind, every 16 batches and when idle.
     /// The queue is shared with the kernel's own packets (the control
     /// connection among them). On virtio_net the transmit wakeup is what
     /// runs the queue's send NAPI (`virtnet_xsk_wakeup` schedules it),
