@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// This end's TCP-lite workers: queues and CPUs.
     pub workers: crate::spec::Workers,
+    /// This end's AF_XDP bind (raw mode, or TCP-lite when it runs).
+    pub xdp_bind: crate::spec::XdpBind,
     /// Raw frames over AF_XDP (`--mode xdp --raw`) instead of TCP.
     pub raw: Option<RawOptions>,
 }
@@ -236,7 +238,7 @@ fn open_raw(
         ip,
         None,
         r.frame_size,
-        r.queues.as_deref(),
+        (r.queues.as_deref(), opts.xdp_bind),
     )?;
     let tag = u32::from_be_bytes(auth::nonce()[..4].try_into().expect("4 bytes"));
     let spec = crate::spec::RawSpec {
@@ -301,6 +303,12 @@ pub struct Prepared {
 /// data connection; nothing is measured yet.
 pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Prepared> {
     let (mut mode, mut mode_reason) = resolve_mode(opts.mode, opts.raw.is_some())?;
+    if mode == "socket" && opts.xdp_bind != crate::spec::XdpBind::Auto {
+        return Err(Error::Invalid(format!(
+            "--xdp-bind {} chooses this end's AF_XDP bind: it needs --mode xdp or auto, not socket",
+            opts.xdp_bind.as_str()
+        )));
+    }
     if let Some(i) = &opts.iface {
         sockpath::check_iface(i)?;
     }
@@ -354,6 +362,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
                 (
                     crate::datapath::xdp::stream::Ports::Block(spec.flows().len()),
                     opts.workers.queues.as_deref(),
+                    opts.xdp_bind,
                 ),
                 spec.flows().len(),
                 crate::auto::Peer::of(spec.remote_mode),
@@ -483,7 +492,7 @@ fn open_stream_end(
         iface,
         ip,
         Ports::Block(opts.spec.flows().len()),
-        opts.workers.queues.as_deref(),
+        (opts.workers.queues.as_deref(), opts.xdp_bind),
         false,
     )
 }
@@ -810,6 +819,8 @@ impl Prepared {
             remote_start_us: est.to_controller(remote.start_us),
             start_skew_us: est.to_controller(remote.start_us) as i64 - local.start_us as i64,
         };
+        let mut end = End::merge(mode, local, remote, timing);
+        end.remote_mode = Some(remote_mode.clone()).filter(|m| !m.is_empty());
         Ok(RunReport {
             schema: SCHEMA.into(),
             config: RunConfig {
@@ -825,7 +836,7 @@ impl Prepared {
                 started_unix,
             },
             intervals,
-            end: End::merge(mode, local, remote, timing),
+            end,
         })
     }
 }
