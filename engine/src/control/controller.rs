@@ -586,7 +586,13 @@ impl Prepared {
                 other => return Err(unexpected("pong", other)),
             }
         }
-        self.clock = Estimate::best(&samples).unwrap_or_default();
+        // No plausible probe means no offset: refuse rather than assume
+        // the clocks agree (offset 0, rtt 0) and schedule a wrong start.
+        self.clock = Estimate::best(&samples).ok_or_else(|| {
+            Error::Protocol(format!(
+                "clock sync: none of the agent's {n} probe answers had plausible timestamps (it replied before it received, or took longer than the round trip)"
+            ))
+        })?;
         Ok(self.clock)
     }
 

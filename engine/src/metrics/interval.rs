@@ -97,20 +97,17 @@ impl Sampler {
                     d
                 });
                 let rr = p.latency.as_ref().map(|h| {
-                    let pct = h
-                        .lock()
-                        .map(|mut h| {
-                            let pct = latency::percentiles(&h);
-                            h.reset();
-                            pct
-                        })
-                        .unwrap_or_default();
+                    // A flow thread that panicked holding the lock leaves
+                    // the figures it recorded: read them all the same.
+                    let mut h = h.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let pct = (!h.is_empty()).then(|| latency::percentiles(&h));
+                    h.reset();
                     IntervalRr {
                         transactions: delta,
                         transactions_per_second: if secs > 0.0 { delta as f64 / secs } else { 0.0 },
-                        p50_us: pct.p50_us,
-                        p99_us: pct.p99_us,
-                        max_us: pct.max_us,
+                        p50_us: pct.map(|p| p.p50_us),
+                        p99_us: pct.map(|p| p.p99_us),
+                        max_us: pct.map(|p| p.max_us),
                     }
                 });
                 let bytes = if rr.is_some() { 0 } else { delta };

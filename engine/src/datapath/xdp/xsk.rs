@@ -84,11 +84,13 @@ impl XskQueue {
     /// Frames the kernel dropped on their way to this socket, from
     /// XDP_STATISTICS: no fill-ring buffer or too long (rx_dropped), or the
     /// rx ring full. (The fill-ring-empty count is part of rx_dropped.)
-    pub fn kernel_dropped(&self) -> u64 {
+    /// None where XDP_STATISTICS could not be read: absent, not zero.
+    pub fn kernel_dropped(&self) -> Option<u64> {
         self.rx
             .fd()
             .xdp_statistics()
-            .map_or(0, |s| s.rx_dropped() + s.rx_ring_full())
+            .ok()
+            .map(|s| s.rx_dropped() + s.rx_ring_full())
     }
 
     /// The kernel's drops before this socket by cause (XDP_STATISTICS):

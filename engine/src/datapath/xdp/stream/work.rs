@@ -182,8 +182,14 @@ impl StreamWork {
                 ),
                 (Open::Connect { .. }, false) => "its TCP-lite worker never ran it".into(),
             };
+            // What it moved before, where a live counter kept it.
+            let bytes = self.plan.counters.get(i).map_or(0, |c| c.get());
             StreamResult {
-                error: Some(why),
+                error: Some(match self.plan.counters.get(i) {
+                    Some(_) => format!("{why}, after {bytes} B"),
+                    None => why,
+                }),
+                bytes,
                 ..Default::default()
             }
         };
