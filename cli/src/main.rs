@@ -465,6 +465,7 @@ fn run(r: RunArgs) -> Result<()> {
         },
         peer_xdp: false, // set by the controller once its end is open
         remote_workers,
+        sender_tcp_ms: None, // asked by the controller, from --interval
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {

@@ -251,6 +251,7 @@ fn data_connections_never_arrive() {
         remote_mode: wirespeed::spec::Mode::Socket,
         peer_xdp: false,
         remote_workers: Default::default(),
+        sender_tcp_ms: None,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

@@ -339,6 +339,17 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         }
         None => None,
     };
+    // The agent sends in receive and both tests: ask for its senders'
+    // TCP state at twice the interval rate, so the latest is at most half
+    // an interval old at each tick.
+    spec.sender_tcp_ms = opts
+        .interval
+        .filter(|_| spec.direction != crate::spec::Direction::Send && spec.raw.is_none())
+        .map(|i| {
+            u32::try_from(i.as_millis() / 2)
+                .unwrap_or(u32::MAX)
+                .max(crate::spec::MIN_SENDER_TCP_MS)
+        });
     spec.validate()?;
     // TCP-lite: this end's ports are reserved and steered before the agent
     // is asked, so a refusal here costs the agent nothing.
@@ -651,12 +662,11 @@ impl Prepared {
             let interval_latency = (matches!(opts.spec.test, crate::spec::TestKind::Rr { .. })
                 && role == crate::report::model::Role::Sender)
                 .then(crate::metrics::latency::shared);
-            sampler.watch_rr(
-                id,
-                counter.clone(),
-                sock.try_clone().ok(),
-                interval_latency.clone(),
-            );
+            // The sender's TCP state: ours where we send, else the agent's.
+            let sending = (role == crate::report::model::Role::Sender)
+                .then(|| sock.try_clone().ok())
+                .flatten();
+            sampler.watch_rr(id, counter.clone(), sending, interval_latency.clone());
             flows.push(Flow {
                 id,
                 role,
@@ -766,6 +776,15 @@ impl Prepared {
                 match poll_msg(&mut conn, Duration::from_millis(1), frame::MAX_REPORT) {
                     Ok(None) => {}
                     Ok(Some(Msg::Result(r))) => remote = Some(*r),
+                    Ok(Some(Msg::SenderTcp { flows })) => {
+                        for f in flows {
+                            let id = FlowId {
+                                stream: f.stream,
+                                direction: f.direction,
+                            };
+                            sampler.remote_tcp(id, f.tcp);
+                        }
+                    }
                     Ok(Some(Msg::Error { kind, message })) => {
                         failure = Some(Msg::into_error(kind, message))
                     }

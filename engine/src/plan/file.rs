@@ -466,6 +466,7 @@ impl Configuration {
             remote_mode: self.remote_mode,
             peer_xdp: false,
             remote_workers: Default::default(),
+            sender_tcp_ms: None,
         }
     }
 }

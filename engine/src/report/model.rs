@@ -373,11 +373,37 @@ pub struct IntervalFlow {
     pub direction: Direction,
     pub bytes: u64,
     pub bits_per_second: f64,
+    /// The sending socket's TCP state (TCP_INFO): retransmits in this
+    /// interval, smoothed RTT and congestion window (segments) at its end;
+    /// None where the sender's state was not read.
     pub retransmits: Option<u32>,
     pub rtt_us: Option<u32>,
+    #[serde(default)]
+    pub snd_cwnd: Option<u32>,
+    /// Which end's socket those came from: the sender's, this end's in a
+    /// send test, the agent's (its latest report) in a receive test.
+    #[serde(default)]
+    pub tcp_from: Option<TcpFrom>,
     /// rr tests: this interval's transactions and latency (client side).
     #[serde(default)]
     pub rr: Option<IntervalRr>,
+}
+
+/// The end a flow's TCP state was read on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpFrom {
+    Local,
+    Agent,
+}
+
+impl TcpFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpFrom::Local => "local",
+            TcpFrom::Agent => "agent",
+        }
+    }
 }
 
 /// One interval of an rr flow.

@@ -396,6 +396,7 @@ pub(crate) mod fixture {
                     remote_mode: crate::spec::Mode::Socket,
                     peer_xdp: false,
                     remote_workers: Default::default(),
+                    sender_tcp_ms: None,
                 },
                 local: None,
                 iface: None,

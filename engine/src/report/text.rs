@@ -5,11 +5,12 @@ use super::model::{CpuReport, Interval, IntervalRr, RunReport};
 use crate::units::{fmt_bps, fmt_bytes};
 use std::fmt::Write;
 
-/// Header printed above the interval lines.
+/// Header printed above the interval lines: retr, rtt and cwnd are the
+/// sending socket's, and `tcp of` says which end that was.
 pub fn interval_header() -> String {
     format!(
-        "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}",
-        "[stream]", "interval", "transfer", "bitrate", "retr", "rtt"
+        "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9} {:>6} {:>6}",
+        "[stream]", "interval", "transfer", "bitrate", "retr", "rtt", "cwnd", "tcp of"
     )
 }
 
@@ -20,13 +21,15 @@ pub fn interval_lines(iv: &Interval) -> String {
     for f in &iv.flows {
         let _ = writeln!(
             s,
-            "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}",
+            "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9} {:>6} {:>6}",
             format!("[{} {}]", f.stream, f.direction),
             span,
             fmt_bytes(f.bytes),
             fmt_bps(f.bits_per_second),
-            f.retransmits.map_or("-".into(), |r| r.to_string()),
+            opt_u32(f.retransmits),
             f.rtt_us.map_or("-".into(), |r| format!("{r} us")),
+            opt_u32(f.snd_cwnd),
+            f.tcp_from.map_or("-", |e| e.as_str()),
         );
     }
     if iv.flows.len() > 1 {
