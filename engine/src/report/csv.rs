@@ -82,3 +82,47 @@ pub fn render(r: &RunReport) -> String {
     );
     out
 }
+
+/// Column names of `run --plain --csv`.
+#[cfg(target_os = "linux")]
+pub const PLAIN_HEADER: &str =
+    "row,mode,flow,local_port,remote,bytes,seconds,bps,retransmits,srtt_us,cwnd_segments,error";
+
+/// A plain-peer test: one row per connection, then the total (whose TCP
+/// cells are empty: they are per connection).
+#[cfg(target_os = "linux")]
+pub fn render_plain(r: &crate::datapath::xdp::stream::PlainReport) -> String {
+    let mut out = String::from(PLAIN_HEADER);
+    out.push('\n');
+    let flow = match r.flow {
+        crate::datapath::xdp::stream::Flow::Send => "send",
+        crate::datapath::xdp::stream::Flow::Receive => "receive",
+    };
+    for s in &r.streams {
+        // Errors are free text: quote them, doubling any quote inside.
+        let error = s
+            .error
+            .as_deref()
+            .map_or(String::new(), |e| format!("\"{}\"", e.replace('"', "\"\"")));
+        let _ = writeln!(
+            out,
+            "stream,{},{flow},{},{},{},{:.6},{:.0},{},{},{},{error}",
+            r.mode,
+            s.local_port,
+            s.remote,
+            s.bytes,
+            s.seconds,
+            s.bits_per_second,
+            s.retransmits,
+            s.srtt_us,
+            s.cwnd_segments
+        );
+    }
+    let t = &r.total;
+    let _ = writeln!(
+        out,
+        "total,{},{flow},,{},{},{:.6},{:.0},,,,",
+        r.mode, r.peer, t.bytes, t.seconds, t.bits_per_second
+    );
+    out
+}
