@@ -269,3 +269,71 @@ fn unreadable_proc_stat_is_unavailable_not_busy() {
     assert!(!line.contains("busy"), "{line}");
     let _ = std::fs::remove_file(&empty);
 }
+
+/// Options that cannot apply are refused before anything runs, with the
+/// reason, never accepted and ignored.
+#[test]
+fn options_that_cannot_apply_are_refused() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["--to", "127.0.0.1:9", "--burst", "2"], "add --test rr"),
+        (
+            &["--to", "127.0.0.1:9", "--request-size", "64"],
+            "add --test rr",
+        ),
+        (
+            &["--to", "127.0.0.1:9", "--test", "rr", "--msg-size", "4K"],
+            "--msg-size sizes a stream's send() calls",
+        ),
+        (
+            &[
+                "--to",
+                "127.0.0.1:9",
+                "--mode",
+                "xdp",
+                "--raw",
+                "--sockbuf",
+                "64K",
+            ],
+            "drop --sockbuf and --msg-size",
+        ),
+        (
+            &["--mode", "xdp", "--plain", "127.0.0.1:9", "--test", "rr"],
+            "request/response needs a wirespeed agent",
+        ),
+        (
+            &[
+                "--mode",
+                "xdp",
+                "--plain",
+                "127.0.0.1:9",
+                "--msg-size",
+                "8K",
+            ],
+            "drop --msg-size",
+        ),
+        (
+            &[
+                "--mode",
+                "xdp",
+                "--plain",
+                "127.0.0.1:9",
+                "--remote-cpus",
+                "0",
+            ],
+            "--remote-cpus is for a wirespeed agent",
+        ),
+    ];
+    for (args, why) in cases {
+        let mut c = Command::new(bin());
+        c.arg("run").args(args);
+        let o = run(c, Duration::from_secs(10));
+        assert!(!o.status.success(), "{args:?} must be refused");
+        assert_eq!(
+            o.stderr.lines().count(),
+            1,
+            "{args:?}: one line: {}",
+            o.stderr
+        );
+        assert!(o.stderr.contains(why), "{args:?}: {}", o.stderr);
+    }
+}
