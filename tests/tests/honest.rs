@@ -221,9 +221,10 @@ fn unreadable_proc_stat_is_unavailable_not_busy() {
     let a = agent(&tb);
     let empty = std::env::temp_dir().join(format!("honest-empty-stat-{}", std::process::id()));
     std::fs::write(&empty, "").unwrap();
-    let masked = |args: &[&str]| {
+    // `wirespeed ARGS` on host h with an empty /proc/stat.
+    let masked_cmd = |h: usize, args: &[&str]| {
         let script = format!(
-            "mount --bind {} /proc/stat && exec {} run {}",
+            "mount --bind {} /proc/stat && exec {} {}",
             empty.display(),
             bin().display(),
             args.join(" ")
@@ -232,14 +233,20 @@ fn unreadable_proc_stat_is_unavailable_not_busy() {
         c.args([
             "netns",
             "exec",
-            tb.ns(0),
+            tb.ns(h),
             "unshare",
             "-m",
             "--propagation",
             "private",
         ])
         .args(["sh", "-c", &script]);
-        run(c, Duration::from_secs(60))
+        c
+    };
+    let masked = |args: &[&str]| {
+        run(
+            masked_cmd(0, &[&["run"], args].concat()),
+            Duration::from_secs(60),
+        )
     };
     let base = ["--to", &a.addr, "--mode", "socket", "--duration", "1s"];
     let j = masked(&[&base[..], &["--json"]].concat()).ok().json();
@@ -267,7 +274,38 @@ fn unreadable_proc_stat_is_unavailable_not_busy() {
         .unwrap_or_else(|| panic!("{}", o.stdout));
     assert!(line.contains("host unavailable: /proc/stat"), "{line}");
     assert!(!line.contains("busy"), "{line}");
-    let _ = std::fs::remove_file(&empty);
+    // A plan whose every host has no CPU figures: no CPU verdict.
+    let listen = format!("{}:5291", tb.links[0].v4[1]);
+    let _blind = AgentProc::start(masked_cmd(1, &["agent", "--listen", &listen]));
+    let plan = empty.with_extension("toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name = \"blind\"\n[defaults]\nduration = \"1s\"\nwarmup = \"0s\"\nmode = \"socket\"\nlink_speed = \"10G\"\n[[agents]]\nname = \"a0\"\naddress = \"{listen}\"\n[[pairs]]\nagent = \"a0\"\n"
+        ),
+    )
+    .unwrap();
+    let results = empty.with_extension("json");
+    let plan_args = [
+        "plan",
+        plan.to_str().unwrap(),
+        "--json",
+        results.to_str().unwrap(),
+    ];
+    run(masked_cmd(0, &plan_args), Duration::from_secs(60)).ok();
+    let j: Value = serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+    let rep = &j["points"][0]["repetitions"][0];
+    for h in rep["hosts"].as_array().unwrap() {
+        assert_eq!(h["cpu"]["host"], Value::Null, "{h}");
+    }
+    let v = &rep["verdict"];
+    assert!(
+        !v["limit"].as_str().unwrap().contains("cpu") && v["limit"] != "irq-concentration",
+        "a CPU verdict without CPU figures: {v}"
+    );
+    for f in [&empty, &plan, &results] {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 /// Options that cannot apply are refused before anything runs, with the
