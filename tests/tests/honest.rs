@@ -31,23 +31,16 @@ fn receive_intervals_carry_the_agents_sending_socket() {
     let a = agent(&tb);
     // 2% loss into the controller: the agent's sender must retransmit.
     tb.ingress_loss(0, 0, 2.0).unwrap();
-    let o = ws(
-        &tb,
-        &[
-            "--to",
-            &a.addr,
-            "--mode",
-            "socket",
-            "--direction",
-            "receive",
-            "--duration",
-            "3s",
-            "--interval",
-            "1s",
-            "--json",
-        ],
-    )
-    .ok();
+    let receive = [
+        "--to",
+        &a.addr,
+        "--mode",
+        "socket",
+        "--direction",
+        "receive",
+    ];
+    let json = ["--duration", "3s", "--interval", "1s", "--json"];
+    let o = ws(&tb, &[&receive[..], &json].concat()).ok();
     let j = o.json();
     let ivs = j["intervals"].as_array().unwrap();
     assert!(ivs.len() >= 2, "{ivs:?}");
@@ -72,20 +65,7 @@ fn receive_intervals_carry_the_agents_sending_socket() {
     let d = &j["end"]["directions"][0];
     assert!(d["retransmits"].as_u64().unwrap() > 0, "{d}");
     // And the text names the end.
-    let o = ws(
-        &tb,
-        &[
-            "--to",
-            &a.addr,
-            "--mode",
-            "socket",
-            "--direction",
-            "receive",
-            "--duration",
-            "2s",
-        ],
-    )
-    .ok();
+    let o = ws(&tb, &[&receive[..], &["--duration", "2s"]].concat()).ok();
     let line = o
         .stdout
         .lines()
