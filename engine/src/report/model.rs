@@ -8,7 +8,9 @@ use crate::units::bps;
 use serde::{Deserialize, Serialize};
 
 /// Identifies the JSON document's shape; bump on incompatible change.
-pub const SCHEMA: &str = "wirespeed.run/1";
+/// v2: figures that were not measured are null (sender/receiver, process,
+/// sockbuf, retransmits, kernel_dropped, interval latencies), not 0.
+pub const SCHEMA: &str = "wirespeed.run/2";
 
 /// What a host is, as reported by itself.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
