@@ -211,23 +211,23 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = DirArg::Send)]
     direction: DirArg,
     /// rr: request size (netperf's default: 1 byte).
-    #[arg(long, default_value = "1", value_parser = size)]
-    request_size: u64,
-    /// rr: response size.
-    #[arg(long, default_value = "1", value_parser = size)]
-    response_size: u64,
-    /// rr: transactions in flight per stream.
-    #[arg(long, default_value_t = 1)]
-    burst: u32,
+    #[arg(long, value_parser = size)]
+    request_size: Option<u64>,
+    /// rr: response size (default 1 byte).
+    #[arg(long, value_parser = size)]
+    response_size: Option<u64>,
+    /// rr: transactions in flight per stream (default 1).
+    #[arg(long)]
+    burst: Option<u32>,
     /// How long to send (10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = duration, conflicts_with = "bytes")]
     duration: Duration,
     /// Send this many bytes per direction instead (8M, 1G), split over streams.
     #[arg(long, value_parser = size)]
     bytes: Option<u64>,
-    /// Bytes per send() call.
-    #[arg(long, default_value = "8K", value_parser = size)]
-    msg_size: u64,
+    /// Bytes per send() call (default 8K).
+    #[arg(long, value_parser = size)]
+    msg_size: Option<u64>,
     /// SO_SNDBUF and SO_RCVBUF on both sides; unset = OS autotuning.
     #[arg(long, value_parser = size)]
     sockbuf: Option<u64>,
@@ -243,8 +243,8 @@ struct RunArgs {
     /// The agent's data path: socket (kernel TCP), xdp (TCP-lite on
     /// AF_XDP on its --remote-iface) or auto (the agent probes its NIC and
     /// picks; the report says which ran and why).
-    #[arg(long, value_enum, default_value_t = RemoteModeArg::Socket)]
-    remote_mode: RemoteModeArg,
+    #[arg(long, value_enum)]
+    remote_mode: Option<RemoteModeArg>,
     /// Ask the agent to bind its data sockets to this interface.
     #[arg(long)]
     remote_iface: Option<String>,
@@ -459,7 +459,53 @@ fn tcplite_workers(r: &RunArgs) -> Result<(wirespeed::spec::Workers, wirespeed::
     ))
 }
 
+/// netperf's and the study's message size.
+const DEFAULT_MSG_SIZE: u64 = 8 << 10;
+
+/// Options that would be accepted and then ignored: refused, with why.
+fn refuse_ignored(r: &RunArgs) -> Result<()> {
+    let rr = r.test == TestArg::Rr;
+    let rr_shape = r.request_size.is_some() || r.response_size.is_some() || r.burst.is_some();
+    if !rr && rr_shape {
+        anyhow::bail!(
+            "--request-size, --response-size and --burst shape rr transactions: add --test rr"
+        );
+    }
+    if rr && r.msg_size.is_some() {
+        anyhow::bail!("--msg-size sizes a stream's send() calls; rr messages are --request-size and --response-size");
+    }
+    if r.raw {
+        if r.sockbuf.is_some() || r.msg_size.is_some() {
+            anyhow::bail!("--raw sends --frame-size frames with no socket buffers: drop --sockbuf and --msg-size");
+        }
+        if rr {
+            anyhow::bail!("--raw sends frames, not transactions: --test rr needs TCP (drop --raw)");
+        }
+    }
+    if r.plain.is_some() {
+        if rr {
+            anyhow::bail!("--plain runs a bulk stream against a server that runs no wirespeed; request/response needs a wirespeed agent: use --to");
+        }
+        if r.msg_size.is_some() {
+            anyhow::bail!("--msg-size sizes send() calls on kernel sockets; TCP-lite against a plain peer sends full segments: drop --msg-size");
+        }
+        let agent_only = [
+            ("--remote-mode", r.remote_mode.is_some()),
+            ("--remote-iface", r.remote_iface.is_some()),
+            ("--remote-queues", r.remote_queues.is_some()),
+            ("--remote-cpus", r.remote_cpus.is_some()),
+            ("--data-port", r.data_port.is_some()),
+            ("--psk-file", r.psk_file.is_some()),
+        ];
+        if let Some((flag, _)) = agent_only.iter().find(|(_, set)| *set) {
+            anyhow::bail!("{flag} is for a wirespeed agent; a --plain peer runs none");
+        }
+    }
+    Ok(())
+}
+
 fn run(r: RunArgs) -> Result<()> {
+    refuse_ignored(&r)?;
     if let Some(peer) = r.plain {
         return run_plain(r, peer);
     }
@@ -476,7 +522,8 @@ fn run(r: RunArgs) -> Result<()> {
                 seconds: r.duration.as_secs_f64(),
             },
         },
-        msg_size: u32::try_from(r.msg_size).context("--msg-size is too large")?,
+        msg_size: u32::try_from(r.msg_size.unwrap_or(DEFAULT_MSG_SIZE))
+            .context("--msg-size is too large")?,
         sockbuf: r
             .sockbuf
             .map(u32::try_from)
@@ -486,7 +533,8 @@ fn run(r: RunArgs) -> Result<()> {
         remote_iface: r.remote_iface,
         data_port: r.data_port,
         raw: None, // filled in by the controller once its AF_XDP end is open
-        remote_mode: match r.remote_mode {
+        // Unset: the agent runs kernel sockets.
+        remote_mode: match r.remote_mode.unwrap_or(RemoteModeArg::Socket) {
             RemoteModeArg::Socket => Mode::Socket,
             RemoteModeArg::Xdp => Mode::Xdp,
             RemoteModeArg::Auto => Mode::Auto,
@@ -494,12 +542,15 @@ fn run(r: RunArgs) -> Result<()> {
         peer_xdp: false, // set by the controller once its end is open
         remote_workers,
         remote_xdp_bind: r.remote_xdp_bind.bind(),
+        sender_tcp_ms: None, // asked by the controller, from --interval
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {
-                request: u32::try_from(r.request_size).context("--request-size is too large")?,
-                response: u32::try_from(r.response_size).context("--response-size is too large")?,
-                burst: r.burst,
+                request: u32::try_from(r.request_size.unwrap_or(1))
+                    .context("--request-size is too large")?,
+                response: u32::try_from(r.response_size.unwrap_or(1))
+                    .context("--response-size is too large")?,
+                burst: r.burst.unwrap_or(1),
             },
         },
     };
@@ -661,13 +712,28 @@ fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
             ),
         },
         cpus: parse_cpus(r.cpus.as_deref())?,
+        buffer: r.sockbuf.map(|b| b as usize),
+        interval: (!r.interval.is_zero()).then_some(r.interval),
     };
     catch_interrupts();
-    let rep = stream::run_plain(&opts, &cancel_flag())?;
+    let quiet = r.json || r.csv;
     let mut out = std::io::stdout().lock();
+    let mut header = !quiet;
+    let rep = stream::run_plain(&opts, &cancel_flag(), |iv| {
+        if quiet {
+            return;
+        }
+        if std::mem::take(&mut header) {
+            let _ = writeln!(out, "{}", text::interval_header());
+        }
+        let _ = write!(out, "{}", text::interval_lines(iv));
+        let _ = out.flush();
+    })?;
     if r.json {
         serde_json::to_writer_pretty(&mut out, &rep).context("writing JSON")?;
         writeln!(out)?;
+    } else if r.csv {
+        write!(out, "{}", csv::render_plain(&rep))?;
     } else {
         write!(out, "{}", text::plain_summary(&rep))?;
     }

@@ -127,6 +127,12 @@ pub struct TestSpec {
     /// The agent's AF_XDP bind (raw mode, or TCP-lite when it runs).
     #[serde(default)]
     pub remote_xdp_bind: XdpBind,
+    /// Ask the agent to send its sending sockets' TCP_INFO this often
+    /// (milliseconds) while the test runs, so the controller's interval
+    /// lines show the sender's retransmits and RTT in a receive test.
+    /// None: it sends none (and an older controller never asks).
+    #[serde(default)]
+    pub sender_tcp_ms: Option<u32>,
 }
 
 /// What each flow does.
@@ -280,6 +286,8 @@ pub const TCPLITE_MIN_BUFFER: usize = 64 << 10;
 pub const MAX_MSG_SIZE: u32 = 16 << 20;
 pub const MAX_SOCKBUF: u32 = 1 << 30;
 pub const MAX_STREAMS: u16 = 1024;
+/// Shortest period of the agent's mid-test TCP_INFO messages.
+pub const MIN_SENDER_TCP_MS: u32 = 50;
 
 impl TestSpec {
     /// Reject parameters no data path could honour.
@@ -315,6 +323,11 @@ impl TestSpec {
                 )))
             }
             _ => {}
+        }
+        if self.sender_tcp_ms.is_some_and(|ms| ms < MIN_SENDER_TCP_MS) {
+            return Err(Error::Invalid(format!(
+                "sender TCP samples more often than every {MIN_SENDER_TCP_MS} ms flood the control connection"
+            )));
         }
         if let Some(r) = &self.raw {
             if !(60..=MAX_RAW_FRAME).contains(&r.frame_size) {
@@ -472,6 +485,7 @@ mod tests {
             peer_xdp: false,
             remote_workers: Default::default(),
             remote_xdp_bind: XdpBind::Auto,
+            sender_tcp_ms: None,
         }
     }
 

@@ -163,9 +163,11 @@ fn rr_over_tcp_lite_both_ends_and_against_kernel_sockets() {
             e["errors"]
         );
         checked(e);
-        if what.starts_with("xdp") {
-            assert_eq!(e["mode"], "xdp-copy", "{what}");
-        }
+        // Each end ran the path asked of it, as the report says.
+        let (ours, agents) = what.split_once(" to ").unwrap();
+        let ran = |p: &str| if p == "xdp" { "xdp-copy" } else { "socket" };
+        assert_eq!(e["mode"], ran(ours), "{what}");
+        assert_eq!(j["config"]["remote_mode"], ran(agents), "{what}");
     }
 }
 

@@ -6,10 +6,11 @@
 use super::auth::{self, Role as AuthRole};
 use super::frame::{self, PROTOCOL_VERSION};
 use super::messages::Msg;
+use super::sender_tcp::SenderFeed;
 use super::{clock, expect_msg, poll_msg};
 use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
 use crate::metrics::{cpu::CpuSnapshot, host, interval::Counter, irq::IrqSnapshot};
-use crate::report::model::SideReport;
+use crate::report::model::{Role, SideReport};
 use crate::spec::{Limit, Mode, TestSpec};
 use crate::{Error, Result};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -444,7 +445,11 @@ impl Session {
             start,
         };
         let mut work = RawWork::spawn(end, run, &stop, &Counter::default())?;
-        let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
+        let lost = self.watch(
+            || work.poll(Duration::from_millis(20)),
+            &stop,
+            &mut SenderFeed::none(),
+        );
         let flows = work.finish();
         self.send_result(lost, (flows, Vec::new()), (cpu0, irq0), start)
     }
@@ -550,7 +555,12 @@ impl Session {
         let irq0 = IrqSnapshot::take();
         let start = clock::wait_until(at);
         let _ = gate.set(start);
-        let lost = self.watch(|| work.poll(Duration::from_millis(20)), &stop);
+        // TCP-lite's own state comes with the result, not mid-test.
+        let lost = self.watch(
+            || work.poll(Duration::from_millis(20)),
+            &stop,
+            &mut SenderFeed::none(),
+        );
         let (results, end) = work.finish();
         let workers = end.workers.clone();
         let flows = results
@@ -699,6 +709,12 @@ impl Session {
             }
             Limit::Bytes { .. } => self.cfg.max_duration,
         };
+        let senders = socks
+            .iter()
+            .filter(|(id, _)| sockpath::role_of(*id, false) == Role::Sender)
+            .filter_map(|(id, s)| Some((*id, s.try_clone().ok()?)))
+            .collect();
+        let mut feed = SenderFeed::new(spec.sender_tcp_ms, senders, start);
         let flows = socks
             .into_iter()
             .map(|(id, sock)| Flow {
@@ -722,21 +738,33 @@ impl Session {
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let mut set = FlowSet::spawn(flows, start, &stop)?;
-        let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop);
+        let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop, &mut feed);
+        drop(feed);
         let flows = set.finish();
         self.send_result(lost, (flows, Vec::new()), (cpu0, irq0), start)
     }
 
     /// Watch the control connection until `done` says the local work has
-    /// ended; a stop request (abort, or the controller gone) sets `stop`
-    /// and is returned.
-    fn watch(&mut self, mut done: impl FnMut() -> bool, stop: &AtomicBool) -> Option<Error> {
+    /// ended, sending `feed`'s TCP state when due; a stop request (abort,
+    /// or the controller gone) sets `stop` and is returned.
+    fn watch(
+        &mut self,
+        mut done: impl FnMut() -> bool,
+        stop: &AtomicBool,
+        feed: &mut SenderFeed,
+    ) -> Option<Error> {
         let mut lost = None;
         while !done() {
             if lost.is_none() {
                 lost = self.stop_requested(Duration::from_millis(1));
                 if lost.is_some() {
                     stop.store(true, Ordering::Relaxed);
+                }
+            }
+            if let (None, Some(flows)) = (&lost, feed.due(Instant::now())) {
+                if let Err(e) = frame::write_msg(&mut self.conn, &Msg::SenderTcp { flows }) {
+                    stop.store(true, Ordering::Relaxed);
+                    lost = Some(e);
                 }
             }
         }

@@ -347,6 +347,17 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         }
         None => None,
     };
+    // The agent sends in receive and both tests: ask for its senders'
+    // TCP state at twice the interval rate, so the latest is at most half
+    // an interval old at each tick.
+    spec.sender_tcp_ms = opts
+        .interval
+        .filter(|_| spec.direction != crate::spec::Direction::Send && spec.raw.is_none())
+        .map(|i| {
+            u32::try_from(i.as_millis() / 2)
+                .unwrap_or(u32::MAX)
+                .max(crate::spec::MIN_SENDER_TCP_MS)
+        });
     spec.validate()?;
     // TCP-lite: this end's ports are reserved and steered before the agent
     // is asked, so a refusal here costs the agent nothing.
@@ -595,7 +606,13 @@ impl Prepared {
                 other => return Err(unexpected("pong", other)),
             }
         }
-        self.clock = Estimate::best(&samples).unwrap_or_default();
+        // No plausible probe means no offset: refuse rather than assume
+        // the clocks agree (offset 0, rtt 0) and schedule a wrong start.
+        self.clock = Estimate::best(&samples).ok_or_else(|| {
+            Error::Protocol(format!(
+                "clock sync: none of the agent's {n} probe answers had plausible timestamps (it replied before it received, or took longer than the round trip)"
+            ))
+        })?;
         Ok(self.clock)
     }
 
@@ -654,12 +671,11 @@ impl Prepared {
             let interval_latency = (matches!(opts.spec.test, crate::spec::TestKind::Rr { .. })
                 && role == crate::report::model::Role::Sender)
                 .then(crate::metrics::latency::shared);
-            sampler.watch_rr(
-                id,
-                counter.clone(),
-                sock.try_clone().ok(),
-                interval_latency.clone(),
-            );
+            // The sender's TCP state: ours where we send, else the agent's.
+            let sending = (role == crate::report::model::Role::Sender)
+                .then(|| sock.try_clone().ok())
+                .flatten();
+            sampler.watch_rr(id, counter.clone(), sending, interval_latency.clone());
             flows.push(Flow {
                 id,
                 role,
@@ -769,6 +785,15 @@ impl Prepared {
                 match poll_msg(&mut conn, Duration::from_millis(1), frame::MAX_REPORT) {
                     Ok(None) => {}
                     Ok(Some(Msg::Result(r))) => remote = Some(*r),
+                    Ok(Some(Msg::SenderTcp { flows })) => {
+                        for f in flows {
+                            let id = FlowId {
+                                stream: f.stream,
+                                direction: f.direction,
+                            };
+                            sampler.remote_tcp(id, f.tcp);
+                        }
+                    }
                     Ok(Some(Msg::Error { kind, message })) => {
                         failure = Some(Msg::into_error(kind, message))
                     }

@@ -16,12 +16,13 @@
 //!   Ping      ─────────────────────►                   (clock offset, repeated)
 //!             ◄───────────────────── Pong
 //!   Start{at} ─────────────────────►                   (common start instant)
+//!             ◄───────────────────── SenderTcp         (if asked: its senders' TCP_INFO, repeated)
 //!   ...       (either side may send Abort)
 //!             ◄───────────────────── Result | Error
 //! ```
 
-use crate::report::model::{HostInfo, SideReport};
-use crate::spec::TestSpec;
+use crate::report::model::{HostInfo, SideReport, TcpStats};
+use crate::spec::{Direction, TestSpec};
 use serde::{Deserialize, Serialize};
 
 /// A control message.
@@ -65,10 +66,21 @@ pub enum Msg {
     Start { at_us: Option<u64> },
     /// Stop the test early.
     Abort { reason: String },
+    /// Mid-test, when the test asked for it (`sender_tcp_ms`): TCP_INFO of
+    /// the agent's sending sockets, for the controller's interval lines.
+    SenderTcp { flows: Vec<FlowTcp> },
     /// The agent's own measurements.
     Result(Box<SideReport>),
     /// A refusal or failure, with a one-line reason.
     Error { kind: ErrorKind, message: String },
+}
+
+/// One sending socket's TCP state.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FlowTcp {
+    pub stream: u16,
+    pub direction: Direction,
+    pub tcp: TcpStats,
 }
 
 /// Why an agent said no; lets a controller react without parsing prose.
@@ -97,6 +109,7 @@ impl Msg {
             Msg::Pong { .. } => "pong",
             Msg::Start { .. } => "start",
             Msg::Abort { .. } => "abort",
+            Msg::SenderTcp { .. } => "sender_tcp",
             Msg::Result(_) => "result",
             Msg::Error { .. } => "error",
         }

@@ -284,9 +284,10 @@ impl Flow {
     /// Move bytes until the limit, the peer's close, an error, or `stop`.
     /// Never panics on peer behaviour; errors land in the result.
     pub fn run(self, start: Instant, stop: &AtomicBool) -> FlowResult {
+        let read = |v: io::Result<usize>| v.ok().and_then(|b| u32::try_from(b).ok());
         let sockbuf = SockBufs {
-            snd: self.sock.send_buffer_size().unwrap_or(0) as u32,
-            rcv: self.sock.recv_buffer_size().unwrap_or(0) as u32,
+            snd: read(self.sock.send_buffer_size()),
+            rcv: read(self.sock.recv_buffer_size()),
         };
         let _ = self.sock.set_read_timeout(Some(POLL));
         let _ = self.sock.set_write_timeout(Some(POLL));
@@ -597,6 +598,67 @@ pub struct FlowSet {
     rx: std::sync::mpsc::Receiver<FlowResult>,
     handles: Vec<std::thread::JoinHandle<()>>,
     results: Vec<FlowResult>,
+    /// Each flow's identity and live counter, so a flow whose thread dies
+    /// without a result is still accounted for with what it moved.
+    started: Vec<Started>,
+    start: Instant,
+}
+
+/// What is known of a flow without its thread's result.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub id: FlowId,
+    pub role: Role,
+    pub test: TestKind,
+    pub counter: Counter,
+}
+
+/// The results of a flow set, with one made up from its counter for each
+/// flow whose thread ended without one: what it moved (bytes, or an rr
+/// flow's transactions) and an error saying why (`why` per flow, e.g. its
+/// panic message). Its TCP state and buffers are absent, not zero.
+pub fn account_lost(
+    mut results: Vec<FlowResult>,
+    started: &[Started],
+    why: impl Fn(FlowId) -> String,
+    seconds: f64,
+) -> Vec<FlowResult> {
+    for s in started {
+        if results
+            .iter()
+            .any(|r| r.stream == s.id.stream && r.direction == s.id.direction)
+        {
+            continue;
+        }
+        let moved = s.counter.get();
+        let rr = matches!(s.test, TestKind::Rr { .. });
+        results.push(FlowResult {
+            stream: s.id.stream,
+            direction: s.id.direction,
+            role: s.role,
+            // An rr flow's counter counts transactions, not bytes.
+            throughput: Throughput::new(if rr { 0 } else { moved }, seconds),
+            sockbuf: SockBufs::default(),
+            tcp: None,
+            error: Some(format!(
+                "its flow thread ended without a result ({}) after {moved} {}",
+                why(s.id),
+                if rr { "transactions" } else { "B" }
+            )),
+            raw: None,
+            rr: rr.then(|| RrStats {
+                transactions: moved,
+                transactions_per_second: if seconds > 0.0 {
+                    moved as f64 / seconds
+                } else {
+                    0.0
+                },
+                latency: None,
+                histogram: None,
+            }),
+        });
+    }
+    results
 }
 
 impl FlowSet {
@@ -609,6 +671,15 @@ impl FlowSet {
     ) -> Result<FlowSet> {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut handles = Vec::with_capacity(flows.len());
+        let started = flows
+            .iter()
+            .map(|f| Started {
+                id: f.id,
+                role: f.role,
+                test: f.test,
+                counter: f.counter.clone(),
+            })
+            .collect();
         for f in flows {
             let (tx, stop) = (tx.clone(), stop.clone());
             let name = format!("flow-{}-{}", f.id.stream, f.id.direction);
@@ -624,6 +695,8 @@ impl FlowSet {
             rx,
             handles,
             results: Vec::new(),
+            started,
+            start,
         })
     }
 
@@ -643,15 +716,33 @@ impl FlowSet {
         self.results.len() == self.handles.len()
     }
 
-    /// Join the threads and return the results (waits for all).
+    /// Join the threads and return the results (waits for all); a flow
+    /// whose thread died without one is in them with what it moved and
+    /// an error.
     pub fn finish(mut self) -> Vec<FlowResult> {
         while !self.poll(Duration::from_millis(100)) {}
-        for h in self.handles {
-            let _ = h.join();
+        let mut panics = Vec::new();
+        for (h, s) in self.handles.into_iter().zip(&self.started) {
+            if let Err(p) = h.join() {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                panics.push((s.id, msg));
+            }
         }
-        self.results
-            .sort_by_key(|r| (r.direction == Direction::Receive, r.stream));
-        self.results
+        self.results.extend(self.rx.try_iter());
+        let why = |id: FlowId| {
+            panics
+                .iter()
+                .find(|(p, _)| *p == id)
+                .map_or("it vanished".into(), |(_, m)| format!("panicked: {m}"))
+        };
+        let seconds = self.start.elapsed().as_secs_f64();
+        let mut results = account_lost(self.results, &self.started, why, seconds);
+        results.sort_by_key(|r| (r.direction == Direction::Receive, r.stream));
+        results
     }
 }
 
@@ -696,6 +787,51 @@ mod tests {
         let mut bad = h.encode();
         bad[26] = 9;
         assert!(FlowHeader::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn a_flow_lost_without_a_result_keeps_its_bytes_and_fails() {
+        let id = |stream| FlowId {
+            stream,
+            direction: Direction::Send,
+        };
+        let started: Vec<Started> = [(0, 1000), (1, 4096)]
+            .into_iter()
+            .map(|(s, n)| {
+                let counter = Counter::default();
+                counter.add(n);
+                Started {
+                    id: id(s),
+                    role: Role::Sender,
+                    test: TestKind::Stream,
+                    counter,
+                }
+            })
+            .collect();
+        let finished = FlowResult {
+            stream: 0,
+            direction: Direction::Send,
+            role: Role::Sender,
+            throughput: Throughput::new(1000, 2.0),
+            sockbuf: SockBufs::default(),
+            tcp: None,
+            error: None,
+            raw: None,
+            rr: None,
+        };
+        let all = account_lost(
+            vec![finished.clone()],
+            &started,
+            |_| "panicked: boom".into(),
+            2.0,
+        );
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], finished, "a flow with a result is left alone");
+        let lost = &all[1];
+        assert_eq!((lost.stream, lost.throughput.bytes), (1, 4096));
+        let e = lost.error.as_deref().unwrap();
+        assert!(e.contains("panicked: boom") && e.contains("4096 B"), "{e}");
+        assert_eq!((lost.tcp, lost.sockbuf.snd), (None, None));
     }
 
     #[test]

@@ -115,8 +115,8 @@ pub struct CpuSnapshot {
     at: Instant,
     /// The counters, or why they could not be read.
     host: Result<HostTimes, String>,
-    /// Process user and system seconds.
-    process: (f64, f64),
+    /// Process user and system seconds, or why they could not be read.
+    process: Result<(f64, f64), String>,
     ncores: usize,
 }
 
@@ -124,7 +124,7 @@ impl CpuSnapshot {
     /// Read the counters now.
     pub fn take() -> CpuSnapshot {
         let at = Instant::now();
-        let ncores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ncores = crate::metrics::host::online_cpus();
         CpuSnapshot {
             at,
             host: read_host(),
@@ -153,14 +153,23 @@ impl CpuSnapshot {
             }
             (Err(e), _) | (_, Err(e)) => (format!("unavailable: {e}"), None, Vec::new()),
         };
-        let (u, s) = (
-            later.process.0 - self.process.0,
-            later.process.1 - self.process.1,
-        );
-        let pct = if seconds > 0.0 {
-            (u + s) * 100.0 / seconds
-        } else {
-            0.0
+        let process = match (&self.process, &later.process) {
+            (Ok((u0, s0)), Ok((u1, s1))) if seconds > 0.0 => {
+                let (u, s) = (u1 - u0, s1 - s0);
+                let pct = (u + s) * 100.0 / seconds;
+                Ok(ProcessCpu {
+                    user_seconds: u,
+                    system_seconds: s,
+                    percent_of_core: pct,
+                    percent_of_host: pct / self.ncores as f64,
+                })
+            }
+            (Ok(_), Ok(_)) => Err("unavailable: no time passed between the readings".into()),
+            (Err(e), _) | (_, Err(e)) => Err(format!("unavailable: {e}")),
+        };
+        let (process, process_source) = match process {
+            Ok(p) => (Some(p), PROCESS_SOURCE.to_string()),
+            Err(e) => (None, e),
         };
         CpuReport {
             source,
@@ -168,12 +177,8 @@ impl CpuSnapshot {
             cores: self.ncores,
             host,
             per_core,
-            process: ProcessCpu {
-                user_seconds: u,
-                system_seconds: s,
-                percent_of_core: pct,
-                percent_of_host: pct / self.ncores as f64,
-            },
+            process,
+            process_source,
         }
     }
 }
@@ -190,15 +195,14 @@ fn read_host() -> Result<HostTimes, String> {
 }
 
 #[cfg(target_os = "linux")]
-fn process_times() -> (f64, f64) {
+const PROCESS_SOURCE: &str = "getrusage";
+
+#[cfg(target_os = "linux")]
+fn process_times() -> Result<(f64, f64), String> {
     use nix::sys::resource::{getrusage, UsageWho};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(r) => {
-            let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            (tv(r.user_time()), tv(r.system_time()))
-        }
-        Err(_) => (0.0, 0.0),
-    }
+    let r = getrusage(UsageWho::RUSAGE_SELF).map_err(|e| format!("getrusage: {e}"))?;
+    let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok((tv(r.user_time()), tv(r.system_time())))
 }
 
 #[cfg(windows)]
@@ -238,7 +242,10 @@ fn read_host() -> Result<HostTimes, String> {
 }
 
 #[cfg(windows)]
-fn process_times() -> (f64, f64) {
+const PROCESS_SOURCE: &str = "GetProcessTimes";
+
+#[cfg(windows)]
+fn process_times() -> Result<(f64, f64), String> {
     use windows_sys::Win32::Foundation::FILETIME;
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
     let z = || FILETIME {
@@ -249,9 +256,12 @@ fn process_times() -> (f64, f64) {
     // SAFETY: the pseudo-handle is always valid; out-pointers are ours.
     let ok = unsafe { GetProcessTimes(GetCurrentProcess(), &mut c, &mut e, &mut k, &mut u) } != 0;
     if ok {
-        (filetime(&u) as f64 / 1e7, filetime(&k) as f64 / 1e7)
+        Ok((filetime(&u) as f64 / 1e7, filetime(&k) as f64 / 1e7))
     } else {
-        (0.0, 0.0)
+        Err(format!(
+            "GetProcessTimes: {}",
+            std::io::Error::last_os_error()
+        ))
     }
 }
 
@@ -264,8 +274,11 @@ fn read_host() -> Result<HostTimes, String> {
 }
 
 #[cfg(not(any(target_os = "linux", windows)))]
-fn process_times() -> (f64, f64) {
-    (0.0, 0.0)
+const PROCESS_SOURCE: &str = "none";
+
+#[cfg(not(any(target_os = "linux", windows)))]
+fn process_times() -> Result<(f64, f64), String> {
+    Err("no process CPU times on this OS".into())
 }
 
 #[cfg(test)]
@@ -291,7 +304,7 @@ mod tests {
         CpuSnapshot {
             at: Instant::now() + std::time::Duration::from_secs(secs),
             host: parse_proc_stat(text),
-            process: (0.0, 0.0),
+            process: Ok((0.0, 0.0)),
             ncores: 2,
         }
     }
@@ -362,6 +375,19 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
+    fn unreadable_process_times_are_absent_not_zero() {
+        let bad = CpuSnapshot {
+            process: Err("getrusage: EINVAL".into()),
+            ..snapshot(HOST_BEFORE, 0)
+        };
+        let r = bad.report(&snapshot(HOST_AFTER, 1));
+        assert_eq!(r.process, None);
+        assert_eq!(r.process_source, "unavailable: getrusage: EINVAL");
+        assert!(r.host.is_some(), "the host counters were read");
+    }
+
+    #[test]
     fn live_snapshot_is_sane() {
         let a = CpuSnapshot::take();
         let mut x = 0u64;
@@ -371,7 +397,12 @@ mod tests {
         std::hint::black_box(x);
         let r = a.report(&CpuSnapshot::take());
         assert!(r.seconds > 0.0);
-        assert!(r.process.user_seconds >= 0.0);
+        assert_eq!(r.process_source, PROCESS_SOURCE, "{r:?}");
+        let p = r.process.expect("process times");
+        // The loop above burnt CPU in this process: its time cannot be zero
+        // (a failed read that became 0 would show here).
+        assert!(p.user_seconds + p.system_seconds > 0.0, "{p:?}");
+        assert!(p.percent_of_core > 0.0 && p.percent_of_core <= 100.0 * r.cores as f64 + 1.0);
         assert_eq!(r.source, SOURCE, "{r:?}");
         let host = r.host.expect("host counters");
         assert!((0.0..=100.0).contains(&host.idle), "{host:?}");

@@ -3,7 +3,7 @@
 //! [`Interval`] per tick, as iperf3 prints them.
 
 use crate::metrics::{latency, tcpinfo};
-use crate::report::model::{Interval, IntervalFlow, IntervalRr, Throughput};
+use crate::report::model::{Interval, IntervalFlow, IntervalRr, TcpFrom, TcpStats, Throughput};
 use crate::spec::FlowId;
 use socket2::Socket;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,10 @@ impl Counter {
 struct Probe {
     id: FlowId,
     counter: Counter,
+    /// This end's sending socket, when this end sends.
     sock: Option<Socket>,
+    /// Else the agent's latest report of its sending socket.
+    remote: Option<TcpStats>,
     /// rr flows: the counter counts transactions, and this holds the
     /// interval's latencies (taken and reset at each sample).
     latency: Option<latency::Shared>,
@@ -51,7 +54,8 @@ impl Sampler {
         }
     }
 
-    /// Watch a flow; `sock` (a duplicate handle) lets us read TCP_INFO.
+    /// Watch a flow; `sock` (a duplicate handle of this end's socket, given
+    /// only where this end sends) lets us read the sender's TCP_INFO.
     pub fn watch(&mut self, id: FlowId, counter: Counter, sock: Option<Socket>) {
         self.watch_rr(id, counter, sock, None);
     }
@@ -70,9 +74,22 @@ impl Sampler {
             counter,
             sock,
             latency,
+            remote: None,
             last_bytes: 0,
             last_retrans: 0,
         });
+    }
+
+    /// The agent's latest TCP state of a flow it sends; used for flows
+    /// this end watches without a sending socket of its own.
+    pub fn remote_tcp(&mut self, id: FlowId, tcp: TcpStats) {
+        if let Some(p) = self
+            .probes
+            .iter_mut()
+            .find(|p| p.id == id && p.sock.is_none())
+        {
+            p.remote = Some(tcp);
+        }
     }
 
     /// Seconds since the last sample.
@@ -90,27 +107,27 @@ impl Sampler {
                 let bytes = p.counter.get();
                 let delta = bytes - p.last_bytes;
                 p.last_bytes = bytes;
-                let tcp = p.sock.as_ref().and_then(tcpinfo::read);
+                let (tcp, from) = match &p.sock {
+                    Some(s) => (tcpinfo::read(s), TcpFrom::Local),
+                    None => (p.remote, TcpFrom::Agent),
+                };
                 let retransmits = tcp.map(|t| {
                     let d = t.retransmits.saturating_sub(p.last_retrans);
                     p.last_retrans = t.retransmits;
                     d
                 });
                 let rr = p.latency.as_ref().map(|h| {
-                    let pct = h
-                        .lock()
-                        .map(|mut h| {
-                            let pct = latency::percentiles(&h);
-                            h.reset();
-                            pct
-                        })
-                        .unwrap_or_default();
+                    // A flow thread that panicked holding the lock leaves
+                    // the figures it recorded: read them all the same.
+                    let mut h = h.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let pct = (!h.is_empty()).then(|| latency::percentiles(&h));
+                    h.reset();
                     IntervalRr {
                         transactions: delta,
                         transactions_per_second: if secs > 0.0 { delta as f64 / secs } else { 0.0 },
-                        p50_us: pct.p50_us,
-                        p99_us: pct.p99_us,
-                        max_us: pct.max_us,
+                        p50_us: pct.map(|p| p.p50_us),
+                        p99_us: pct.map(|p| p.p99_us),
+                        max_us: pct.map(|p| p.max_us),
                     }
                 });
                 let bytes = if rr.is_some() { 0 } else { delta };
@@ -121,6 +138,8 @@ impl Sampler {
                     bits_per_second: crate::units::bps(bytes, secs),
                     retransmits,
                     rtt_us: tcp.map(|t| t.rtt_us),
+                    snd_cwnd: tcp.map(|t| t.snd_cwnd),
+                    tcp_from: tcp.map(|_| from),
                     rr,
                 }
             })
@@ -165,5 +184,36 @@ mod tests {
         assert_eq!(b.sum.bytes, 500);
         assert_eq!((b.start, b.end), (1.0, 2.0));
         assert_eq!(b.flows[0].retransmits, None);
+        assert_eq!(b.flows[0].tcp_from, None, "nothing read, no end named");
+    }
+
+    #[test]
+    fn without_a_sending_socket_the_agents_report_is_used_and_labelled() {
+        let t0 = Instant::now();
+        let mut s = Sampler::new(t0);
+        let id = FlowId {
+            stream: 0,
+            direction: Direction::Receive,
+        };
+        s.watch(id, Counter::default(), None);
+        let a = s.sample(t0 + Duration::from_secs(1));
+        assert_eq!(a.flows[0].rtt_us, None, "no report yet: absent");
+        let tcp = |retransmits| TcpStats {
+            retransmits,
+            rtt_us: 1200,
+            snd_cwnd: 40,
+            ..Default::default()
+        };
+        s.remote_tcp(id, tcp(7));
+        let b = s.sample(t0 + Duration::from_secs(2));
+        let f = &b.flows[0];
+        assert_eq!(
+            (f.retransmits, f.rtt_us, f.snd_cwnd),
+            (Some(7), Some(1200), Some(40))
+        );
+        assert_eq!(f.tcp_from, Some(TcpFrom::Agent));
+        s.remote_tcp(id, tcp(10));
+        let c = s.sample(t0 + Duration::from_secs(3));
+        assert_eq!(c.flows[0].retransmits, Some(3), "a delta per interval");
     }
 }

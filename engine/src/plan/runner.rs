@@ -340,7 +340,11 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
     }
     let aggregate_bps = out.iter().map(|p| p.goodput_bps).sum();
     let best: Option<f64> = out.iter().map(|p| p.best_bps).sum();
-    let rr = RrSummary::combine(out.iter().filter_map(|p| p.run.end.latency.as_ref()));
+    // A pair whose histogram is bad is named; the others still merge.
+    let rr = RrSummary::combine_named(
+        out.iter()
+            .filter_map(|p| Some((format!("pair {}", p.pair), p.run.end.latency.as_ref()?))),
+    );
     let verdict = match &rr {
         Some(r) => diagnose_latency(&hosts, &r.latency),
         None => diagnose(&hosts, best.map(|b| 100.0 * aggregate_bps / b)),

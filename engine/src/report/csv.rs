@@ -16,33 +16,44 @@ pub fn render(r: &RunReport) -> String {
         .test
         .sockbuf
         .map_or(String::new(), |b| b.to_string());
-    let cpu = format!(
-        "{:.2},{:.2}",
-        e.cpu.local.process.percent_of_core, e.cpu.remote.process.percent_of_core
-    );
+    // An unread figure is an empty cell, never 0.
+    let pct = |c: &super::model::CpuReport| {
+        c.process
+            .map_or(String::new(), |p| format!("{:.2}", p.percent_of_core))
+    };
+    let cpu = format!("{},{}", pct(&e.cpu.local), pct(&e.cpu.remote));
     let mut out = String::from(HEADER);
     out.push('\n');
     let mut row = |kind: &str,
                    dir: &str,
                    stream: &str,
-                   s: &Throughput,
-                   rv: &Throughput,
+                   s: Option<&Throughput>,
+                   rv: Option<&Throughput>,
                    retr: String,
                    rtt: String| {
+        // An end that reported nothing leaves its three cells empty.
+        let t = |t: Option<&Throughput>| {
+            t.map_or(",,".into(), |t| {
+                format!("{},{:.6},{:.0}", t.bytes, t.seconds, t.bits_per_second)
+            })
+        };
         let _ = writeln!(
             out,
-            "{kind},{},{dir},{stream},{},{sockbuf},{},{:.6},{:.0},{},{:.6},{:.0},{retr},{rtt},{cpu}",
-            e.mode, r.config.test.msg_size, s.bytes, s.seconds, s.bits_per_second, rv.bytes, rv.seconds, rv.bits_per_second
+            "{kind},{},{dir},{stream},{},{sockbuf},{},{},{retr},{rtt},{cpu}",
+            e.mode,
+            r.config.test.msg_size,
+            t(s),
+            t(rv)
         );
     };
     for f in &e.flows {
-        let tcp = f.sender.tcp;
+        let tcp = f.sender.as_ref().and_then(|s| s.tcp);
         row(
             "flow",
             f.direction.as_str(),
             &f.stream.to_string(),
-            &f.sender.throughput,
-            &f.receiver.throughput,
+            f.sender.as_ref().map(|s| &s.throughput),
+            f.receiver.as_ref().map(|r| &r.throughput),
             tcp.map_or(String::new(), |t| t.retransmits.to_string()),
             tcp.map_or(String::new(), |t| t.rtt_us.to_string()),
         );
@@ -52,21 +63,66 @@ pub fn render(r: &RunReport) -> String {
             "direction",
             d.direction.as_str(),
             "",
-            &d.sent,
-            &d.received,
-            d.retransmits.to_string(),
+            Some(&d.sent),
+            Some(&d.received),
+            d.retransmits.map_or(String::new(), |r| r.to_string()),
             String::new(),
         );
     }
-    let retr: u64 = e.directions.iter().map(|d| d.retransmits).sum();
+    // A total only when every direction's senders were measured.
+    let retr: Option<u64> = e.directions.iter().map(|d| d.retransmits).sum();
     row(
         "total",
         r.config.test.direction.as_str(),
         "",
-        &e.sent,
-        &e.received,
-        retr.to_string(),
+        Some(&e.sent),
+        Some(&e.received),
+        retr.map_or(String::new(), |r| r.to_string()),
         String::new(),
+    );
+    out
+}
+
+/// Column names of `run --plain --csv`.
+#[cfg(target_os = "linux")]
+pub const PLAIN_HEADER: &str =
+    "row,mode,flow,local_port,remote,bytes,seconds,bps,retransmits,srtt_us,cwnd_segments,error";
+
+/// A plain-peer test: one row per connection, then the total (whose TCP
+/// cells are empty: they are per connection).
+#[cfg(target_os = "linux")]
+pub fn render_plain(r: &crate::datapath::xdp::stream::PlainReport) -> String {
+    let mut out = String::from(PLAIN_HEADER);
+    out.push('\n');
+    let flow = match r.flow {
+        crate::datapath::xdp::stream::Flow::Send => "send",
+        crate::datapath::xdp::stream::Flow::Receive => "receive",
+    };
+    for s in &r.streams {
+        // Errors are free text: quote them, doubling any quote inside.
+        let error = s
+            .error
+            .as_deref()
+            .map_or(String::new(), |e| format!("\"{}\"", e.replace('"', "\"\"")));
+        let _ = writeln!(
+            out,
+            "stream,{},{flow},{},{},{},{:.6},{:.0},{},{},{},{error}",
+            r.mode,
+            s.local_port,
+            s.remote,
+            s.bytes,
+            s.seconds,
+            s.bits_per_second,
+            s.retransmits,
+            s.srtt_us,
+            s.cwnd_segments
+        );
+    }
+    let t = &r.total;
+    let _ = writeln!(
+        out,
+        "total,{},{flow},,{},{},{:.6},{:.0},,,,",
+        r.mode, r.peer, t.bytes, t.seconds, t.bits_per_second
     );
     out
 }

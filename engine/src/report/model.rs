@@ -8,7 +8,9 @@ use crate::units::bps;
 use serde::{Deserialize, Serialize};
 
 /// Identifies the JSON document's shape; bump on incompatible change.
-pub const SCHEMA: &str = "wirespeed.run/1";
+/// v2: figures that were not measured are null (sender/receiver, process,
+/// sockbuf, retransmits, kernel_dropped, interval latencies), not 0.
+pub const SCHEMA: &str = "wirespeed.run/2";
 
 /// What a host is, as reported by itself.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -56,11 +58,12 @@ pub enum Role {
 }
 
 /// Socket buffer sizes as the kernel granted them (Linux reports double
-/// the requested value: half is bookkeeping overhead).
+/// the requested value: half is bookkeeping overhead); None where they
+/// could not be read back, or there is no socket (raw frames).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SockBufs {
-    pub snd: u32,
-    pub rcv: u32,
+    pub snd: Option<u32>,
+    pub rcv: Option<u32>,
 }
 
 /// TCP's own view of a connection at its end (Linux TCP_INFO).
@@ -85,9 +88,10 @@ pub struct RawCount {
     pub malformed: u64,
     /// Frames the kernel dropped before the receiving socket saw them
     /// (its rx ring full, its fill ring empty, or invalid): loss that is the
-    /// receiver's own, not the path's.
+    /// receiver's own, not the path's. None where XDP_STATISTICS could
+    /// not be read (on any of the queues added up).
     #[serde(default)]
-    pub kernel_dropped: u64,
+    pub kernel_dropped: Option<u64>,
 }
 
 impl RawCount {
@@ -98,7 +102,10 @@ impl RawCount {
         self.gaps += o.gaps;
         self.reorders += o.reorders;
         self.malformed += o.malformed;
-        self.kernel_dropped += o.kernel_dropped;
+        self.kernel_dropped = self
+            .kernel_dropped
+            .zip(o.kernel_dropped)
+            .map(|(a, b)| a + b);
     }
 }
 
@@ -172,7 +179,11 @@ impl RawStats {
     /// The totals of several queues' workers, which ran side by side: the
     /// counts add up, the time is the longest worker's.
     pub fn from_queues(frame_size: u32, mut queues: Vec<QueueRaw>) -> RawStats {
-        let mut count = RawCount::default();
+        // Drops are known only if every queue's are.
+        let mut count = RawCount {
+            kernel_dropped: Some(0),
+            ..Default::default()
+        };
         let mut seconds = 0.0f64;
         for q in &mut queues {
             q.frames_per_second = rate(q.count.frames, q.seconds);
@@ -269,7 +280,12 @@ pub struct CpuReport {
     /// None when the host's counters could not be read (`source` says why).
     pub host: Option<CpuShare>,
     pub per_core: Vec<CoreShare>,
-    pub process: ProcessCpu,
+    /// None when the process's times could not be read (`process_source`
+    /// says why).
+    pub process: Option<ProcessCpu>,
+    /// `getrusage`, `GetProcessTimes`, or `unavailable: REASON`.
+    #[serde(default)]
+    pub process_source: String,
 }
 
 /// Everything one side reports about a test.
@@ -319,8 +335,9 @@ pub struct WorkerReport {
     /// Of those, frames whose IPv4 or TCP checksum was wrong.
     pub bad_checksum: u64,
     /// Frames dropped by the kernel before its socket (XDP_STATISTICS):
-    /// the rx ring was full, plus other drops (no buffer, too long).
-    pub kernel_dropped: u64,
+    /// the rx ring was full, plus other drops (no buffer, too long); None
+    /// where the kernel's statistics could not be read.
+    pub kernel_dropped: Option<u64>,
     /// Of those, the rx ring full; and times the fill ring was found
     /// empty (a frame then waits or is dropped, by driver).
     #[serde(default)]
@@ -358,11 +375,37 @@ pub struct IntervalFlow {
     pub direction: Direction,
     pub bytes: u64,
     pub bits_per_second: f64,
+    /// The sending socket's TCP state (TCP_INFO): retransmits in this
+    /// interval, smoothed RTT and congestion window (segments) at its end;
+    /// None where the sender's state was not read.
     pub retransmits: Option<u32>,
     pub rtt_us: Option<u32>,
+    #[serde(default)]
+    pub snd_cwnd: Option<u32>,
+    /// Which end's socket those came from: the sender's, this end's in a
+    /// send test, the agent's (its latest report) in a receive test.
+    #[serde(default)]
+    pub tcp_from: Option<TcpFrom>,
     /// rr tests: this interval's transactions and latency (client side).
     #[serde(default)]
     pub rr: Option<IntervalRr>,
+}
+
+/// The end a flow's TCP state was read on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpFrom {
+    Local,
+    Agent,
+}
+
+impl TcpFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpFrom::Local => "local",
+            TcpFrom::Agent => "agent",
+        }
+    }
 }
 
 /// One interval of an rr flow.
@@ -370,9 +413,10 @@ pub struct IntervalFlow {
 pub struct IntervalRr {
     pub transactions: u64,
     pub transactions_per_second: f64,
-    pub p50_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
+    /// This interval's latency; None when no transaction completed in it.
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub max_us: Option<f64>,
 }
 
 /// One reporting interval, measured on the controller.
@@ -410,8 +454,10 @@ pub struct RunConfig {
 pub struct FlowPair {
     pub stream: u16,
     pub direction: Direction,
-    pub sender: FlowResult,
-    pub receiver: FlowResult,
+    /// None when that end reported nothing for this flow (an error in
+    /// `End::errors` says so); the other end's figures still count.
+    pub sender: Option<FlowResult>,
+    pub receiver: Option<FlowResult>,
 }
 
 /// Totals for one direction: the sender's and the receiver's view.
@@ -420,7 +466,10 @@ pub struct DirectionSummary {
     pub direction: Direction,
     pub sent: Throughput,
     pub received: Throughput,
-    pub retransmits: u64,
+    /// The senders' retransmits (TCP_INFO or TCP-lite); None unless every
+    /// sender of this direction measured them (a Windows sender, raw
+    /// frames): a partial sum would read as a clean link.
+    pub retransmits: Option<u64>,
 }
 
 /// CPU on both sides.
@@ -493,6 +542,14 @@ pub struct RrSummary {
     pub transactions_per_second: f64,
     pub latency: crate::metrics::latency::Percentiles,
     pub histogram: String,
+    /// True when some flow's latencies are not in `latency`: their
+    /// transactions still count, `unmerged` says whose and why.
+    #[serde(default)]
+    pub partial: bool,
+    /// One line per flow (or pair) whose histogram was missing or did not
+    /// decode, naming it.
+    #[serde(default)]
+    pub unmerged: Vec<String>,
 }
 
 impl RrSummary {
@@ -501,26 +558,55 @@ impl RrSummary {
     /// exactly, so the percentiles are of every transaction, not averages
     /// of percentiles. None when there are none.
     pub fn combine<'a>(parts: impl IntoIterator<Item = &'a RrSummary>) -> Option<RrSummary> {
+        Self::combine_named(
+            parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| (format!("part {i}"), p)),
+        )
+    }
+
+    /// As [`RrSummary::combine`], with each part's name for the line in
+    /// `unmerged` when its histogram does not decode: one bad histogram
+    /// leaves the others' latencies standing, marked partial.
+    pub fn combine_named<'a>(
+        parts: impl IntoIterator<Item = (String, &'a RrSummary)>,
+    ) -> Option<RrSummary> {
         use crate::metrics::latency;
-        let parts: Vec<&RrSummary> = parts.into_iter().collect();
+        let parts: Vec<(String, &RrSummary)> = parts.into_iter().collect();
         if parts.is_empty() {
             return None;
         }
-        // A part without a histogram (a client that recorded none) adds
-        // no transactions to the merge.
-        let h = latency::merge(
-            parts
-                .iter()
-                .map(|p| p.histogram.as_str())
-                .filter(|h| !h.is_empty()),
-        )
-        .unwrap_or_else(|_| latency::new_histogram());
+        let mut h = latency::new_histogram();
+        let mut unmerged = Vec::new();
+        for (name, p) in &parts {
+            // A part's own unmerged flows stay named, under its name.
+            unmerged.extend(p.unmerged.iter().map(|u| format!("{name}: {u}")));
+            if p.histogram.is_empty() {
+                if p.client_transactions > 0 && p.unmerged.is_empty() {
+                    unmerged.push(format!("{name}: no latency histogram"));
+                }
+                continue;
+            }
+            let added = latency::decode(&p.histogram).and_then(|one| {
+                h.add(one).map_err(|e| {
+                    crate::Error::Invalid(format!("latency histogram does not add: {e:?}"))
+                })
+            });
+            match added {
+                Ok(()) => {}
+                Err(crate::Error::Invalid(why)) => unmerged.push(format!("{name}: {why}")),
+                Err(e) => unmerged.push(format!("{name}: {e}")),
+            }
+        }
         Some(RrSummary {
-            client_transactions: parts.iter().map(|p| p.client_transactions).sum(),
-            server_transactions: parts.iter().map(|p| p.server_transactions).sum(),
-            transactions_per_second: parts.iter().map(|p| p.transactions_per_second).sum(),
+            client_transactions: parts.iter().map(|p| p.1.client_transactions).sum(),
+            server_transactions: parts.iter().map(|p| p.1.server_transactions).sum(),
+            transactions_per_second: parts.iter().map(|p| p.1.transactions_per_second).sum(),
             latency: latency::percentiles(&h),
             histogram: latency::encode(&h),
+            partial: !unmerged.is_empty(),
+            unmerged,
         })
     }
 }
@@ -535,42 +621,11 @@ pub struct RunReport {
 }
 
 impl End {
-    /// Merge the two sides' results. A flow one side lost stays visible
-    /// as an error rather than vanishing from the totals.
+    /// Merge the two sides' results. Every flow either side reported is
+    /// in the totals with what it moved; a flow one side lost, and a flow
+    /// that ended abnormally, is also an error (which fails the run).
     pub fn merge(mode: &str, local: SideReport, remote: SideReport, timing: Timing) -> End {
-        let mut flows = Vec::new();
-        let mut errors = Vec::new();
-        for l in &local.flows {
-            let Some(r) = remote
-                .flows
-                .iter()
-                .find(|r| r.stream == l.stream && r.direction == l.direction)
-            else {
-                errors.push(format!(
-                    "stream {} ({}): the agent reported no result",
-                    l.stream, l.direction
-                ));
-                continue;
-            };
-            let (sender, receiver) = match l.role {
-                Role::Sender => (l.clone(), r.clone()),
-                Role::Receiver => (r.clone(), l.clone()),
-            };
-            for (side, f) in [("local", l), ("remote", r)] {
-                if let Some(e) = &f.error {
-                    errors.push(format!(
-                        "stream {} ({}), {side}: {e}",
-                        f.stream, f.direction
-                    ));
-                }
-            }
-            flows.push(FlowPair {
-                stream: l.stream,
-                direction: l.direction,
-                sender,
-                receiver,
-            });
-        }
+        let (flows, mut errors) = pair_flows(&local.flows, &remote.flows);
         let directions: Vec<DirectionSummary> = [Direction::Send, Direction::Receive]
             .into_iter()
             .filter(|d| flows.iter().any(|f| f.direction == *d))
@@ -578,15 +633,26 @@ impl End {
                 let of = || flows.iter().filter(move |f| f.direction == d);
                 DirectionSummary {
                     direction: d,
-                    sent: Throughput::sum(of().map(|f| &f.sender.throughput)),
-                    received: Throughput::sum(of().map(|f| &f.receiver.throughput)),
+                    sent: Throughput::sum(
+                        of().filter_map(|f| f.sender.as_ref().map(|s| &s.throughput)),
+                    ),
+                    received: Throughput::sum(
+                        of().filter_map(|f| f.receiver.as_ref().map(|r| &r.throughput)),
+                    ),
                     retransmits: of()
-                        .filter_map(|f| f.sender.tcp.map(|t| u64::from(t.retransmits)))
+                        .map(|f| f.sender.as_ref()?.tcp.map(|t| u64::from(t.retransmits)))
                         .sum(),
                 }
             })
             .collect();
         let latency = rr_summary(&flows);
+        if let Some(l) = &latency {
+            errors.extend(
+                l.unmerged.iter().map(|u| {
+                    format!("{u}: its latencies are left out of the percentiles (partial)")
+                }),
+            );
+        }
         End {
             latency,
             workers: BothWorkers {
@@ -597,8 +663,16 @@ impl End {
             mode: mode.to_string(),
             local_mode: mode.to_string(),
             remote_mode: None,
-            sent: Throughput::sum(flows.iter().map(|f| &f.sender.throughput)),
-            received: Throughput::sum(flows.iter().map(|f| &f.receiver.throughput)),
+            sent: Throughput::sum(
+                flows
+                    .iter()
+                    .filter_map(|f| f.sender.as_ref().map(|s| &s.throughput)),
+            ),
+            received: Throughput::sum(
+                flows
+                    .iter()
+                    .filter_map(|f| f.receiver.as_ref().map(|r| &r.throughput)),
+            ),
             directions,
             flows,
             cpu: BothCpu {
@@ -617,22 +691,81 @@ impl End {
     }
 }
 
-/// Merge the rr flows' histograms (None for stream tests).
+/// Pair each flow's two ends, from both sides' lists (a flow only one
+/// side reported keeps that side's figures), and the errors: each end's
+/// own, and one for each end that reported nothing. Ordered by direction,
+/// then stream.
+fn pair_flows(local: &[FlowResult], remote: &[FlowResult]) -> (Vec<FlowPair>, Vec<String>) {
+    let mut ids: Vec<(Direction, u16)> = local
+        .iter()
+        .chain(remote)
+        .map(|f| (f.direction, f.stream))
+        .collect();
+    ids.sort_by_key(|&(d, s)| (d == Direction::Receive, s));
+    ids.dedup();
+    let mut flows = Vec::new();
+    let mut errors = Vec::new();
+    for (direction, stream) in ids {
+        let find = |side: &[FlowResult]| {
+            side.iter()
+                .find(|f| f.stream == stream && f.direction == direction)
+                .cloned()
+        };
+        let (l, r) = (find(local), find(remote));
+        for (side, f) in [("local", &l), ("agent", &r)] {
+            match f {
+                None => errors.push(format!(
+                    "stream {stream} ({direction}): the {side} end reported no result; the totals hold only the other end's count"
+                )),
+                Some(f) => {
+                    if let Some(e) = &f.error {
+                        errors.push(format!(
+                            "stream {stream} ({direction}), {side}: {e} (after {} B)",
+                            f.throughput.bytes
+                        ));
+                    }
+                }
+            }
+        }
+        // The controller's role decides which end is which.
+        let local_sends =
+            crate::datapath::socket::role_of(crate::spec::FlowId { stream, direction }, true)
+                == Role::Sender;
+        let (sender, receiver) = if local_sends { (l, r) } else { (r, l) };
+        flows.push(FlowPair {
+            stream,
+            direction,
+            sender,
+            receiver,
+        });
+    }
+    (flows, errors)
+}
+
+/// Merge the rr flows' histograms (None for stream tests); a flow whose
+/// histogram is missing or bad is named in `unmerged`.
 fn rr_summary(flows: &[FlowPair]) -> Option<RrSummary> {
-    let per_flow: Vec<RrSummary> = flows
+    let per_flow: Vec<(String, RrSummary)> = flows
         .iter()
         .filter_map(|f| {
-            let c = f.sender.rr.as_ref()?;
-            Some(RrSummary {
+            let c = f.sender.as_ref()?.rr.as_ref()?;
+            let summary = RrSummary {
                 client_transactions: c.transactions,
-                server_transactions: f.receiver.rr.as_ref().map_or(0, |r| r.transactions),
+                server_transactions: f
+                    .receiver
+                    .as_ref()
+                    .and_then(|r| r.rr.as_ref())
+                    .map_or(0, |r| r.transactions),
                 transactions_per_second: c.transactions_per_second,
                 latency: c.latency.unwrap_or_default(),
                 histogram: c.histogram.clone().unwrap_or_default(),
-            })
+                partial: false,
+                unmerged: Vec::new(),
+            };
+            Some((format!("stream {} ({})", f.stream, f.direction), summary))
         })
         .collect();
-    RrSummary::combine(&per_flow)
+    RrSummary::combine_named(per_flow.iter().map(|(n, s)| (n.clone(), s)))
 }
 
 #[cfg(test)]
@@ -678,14 +811,14 @@ mod tests {
         let pair = |stream, c: RrStats, n| FlowPair {
             stream,
             direction: Direction::Send,
-            sender: FlowResult {
+            sender: Some(FlowResult {
                 rr: Some(c),
                 ..flow(stream, Direction::Send, Role::Sender, 1, 1.0)
-            },
-            receiver: FlowResult {
+            }),
+            receiver: Some(FlowResult {
                 rr: Some(server(n)),
                 ..flow(stream, Direction::Send, Role::Receiver, 1, 1.0)
-            },
+            }),
         };
         let flows = [
             pair(0, client(&[10, 20]), 2),
@@ -699,8 +832,8 @@ mod tests {
         let stream = [FlowPair {
             stream: 0,
             direction: Direction::Send,
-            sender: flow(0, Direction::Send, Role::Sender, 1, 1.0),
-            receiver: flow(0, Direction::Send, Role::Receiver, 1, 1.0),
+            sender: Some(flow(0, Direction::Send, Role::Sender, 1, 1.0)),
+            receiver: Some(flow(0, Direction::Send, Role::Receiver, 1, 1.0)),
         }];
         assert!(
             rr_summary(&stream).is_none(),
@@ -732,10 +865,142 @@ mod tests {
         assert_eq!(end.sent.bytes, 4500);
         assert_eq!(end.sent.seconds, 2.0);
         assert_eq!(end.directions[0].sent.bytes, 4000);
-        assert_eq!(end.directions[0].retransmits, 4);
+        assert_eq!(end.directions[0].retransmits, Some(4));
         assert_eq!(end.directions[1].received.bytes, 500);
-        assert_eq!(end.flows[2].sender.role, Role::Sender);
-        assert_eq!(end.flows[2].receiver.role, Role::Receiver);
+        assert_eq!(end.flows[2].sender.as_ref().unwrap().role, Role::Sender);
+        assert_eq!(end.flows[2].receiver.as_ref().unwrap().role, Role::Receiver);
+    }
+
+    #[test]
+    fn a_flow_either_end_lost_stays_in_the_totals_and_is_an_error() {
+        // The agent lost send stream 1 (its thread died before reporting);
+        // this end lost receive stream 0.
+        let local = SideReport {
+            flows: vec![
+                flow(0, Direction::Send, Role::Sender, 1000, 1.0),
+                flow(1, Direction::Send, Role::Sender, 700, 1.0),
+            ],
+            ..Default::default()
+        };
+        let remote = SideReport {
+            flows: vec![
+                flow(0, Direction::Send, Role::Receiver, 1000, 1.0),
+                flow(0, Direction::Receive, Role::Sender, 300, 1.0),
+            ],
+            ..Default::default()
+        };
+        let end = End::merge("socket", local, remote, Timing::default());
+        assert_eq!(end.flows.len(), 3, "{:?}", end.flows);
+        assert_eq!(end.sent.bytes, 2000, "every sender's bytes count");
+        assert_eq!(end.received.bytes, 1000);
+        assert_eq!(end.directions[1].sent.bytes, 300);
+        assert_eq!(end.errors.len(), 2, "{:?}", end.errors);
+        assert!(end.errors[0].starts_with("stream 1 (send): the agent end reported no result"));
+        assert!(end.errors[1].starts_with("stream 0 (receive): the local end reported no result"));
+        let lost = &end.flows[1];
+        assert_eq!((lost.stream, lost.receiver.is_none()), (1, true));
+        assert_eq!(lost.sender.as_ref().unwrap().throughput.bytes, 700);
+        assert_eq!(end.flows[2].receiver, None);
+    }
+
+    #[test]
+    fn a_flow_error_names_the_flow_its_end_and_its_bytes() {
+        let local = SideReport {
+            flows: vec![FlowResult {
+                error: Some("send failed: Connection reset by peer".into()),
+                ..flow(2, Direction::Send, Role::Sender, 5000, 1.0)
+            }],
+            ..Default::default()
+        };
+        let remote = SideReport {
+            flows: vec![flow(2, Direction::Send, Role::Receiver, 4000, 1.0)],
+            ..Default::default()
+        };
+        let end = End::merge("socket", local, remote, Timing::default());
+        assert_eq!(
+            end.errors,
+            vec!["stream 2 (send), local: send failed: Connection reset by peer (after 5000 B)"]
+        );
+        assert_eq!(end.sent.bytes, 5000);
+    }
+
+    #[test]
+    fn retransmits_are_absent_unless_every_sender_measured_them() {
+        let side = |tcp: bool| SideReport {
+            flows: vec![
+                flow(0, Direction::Send, Role::Sender, 1, 1.0),
+                FlowResult {
+                    tcp: tcp.then(TcpStats::default),
+                    ..flow(1, Direction::Send, Role::Sender, 1, 1.0)
+                },
+            ],
+            ..Default::default()
+        };
+        let peer = || SideReport {
+            flows: vec![
+                flow(0, Direction::Send, Role::Receiver, 1, 1.0),
+                flow(1, Direction::Send, Role::Receiver, 1, 1.0),
+            ],
+            ..Default::default()
+        };
+        let end = End::merge("socket", side(false), peer(), Timing::default());
+        assert_eq!(end.directions[0].retransmits, None, "not retr 2");
+        let end = End::merge("socket", side(true), peer(), Timing::default());
+        assert_eq!(end.directions[0].retransmits, Some(2));
+    }
+
+    #[test]
+    fn a_bad_histogram_is_an_error_and_the_others_still_merge() {
+        use crate::metrics::latency;
+        let client = |us: &[u64], histogram: Option<String>| {
+            let mut h = latency::new_histogram();
+            for &u in us {
+                latency::record(&mut h, u * 1000);
+            }
+            RrStats {
+                transactions: us.len() as u64,
+                transactions_per_second: us.len() as f64,
+                latency: Some(latency::percentiles(&h)),
+                histogram: Some(histogram.unwrap_or_else(|| latency::encode(&h))),
+            }
+        };
+        let side = |flows| SideReport {
+            flows,
+            ..Default::default()
+        };
+        let local = side(vec![
+            FlowResult {
+                rr: Some(client(&[10, 20, 30], None)),
+                ..flow(0, Direction::Send, Role::Sender, 1, 1.0)
+            },
+            FlowResult {
+                rr: Some(client(&[5000], Some("bm90IGEgaGlzdG9ncmFt".into()))),
+                ..flow(1, Direction::Send, Role::Sender, 1, 1.0)
+            },
+        ]);
+        let remote = side(vec![
+            flow(0, Direction::Send, Role::Receiver, 1, 1.0),
+            flow(1, Direction::Send, Role::Receiver, 1, 1.0),
+        ]);
+        let end = End::merge("socket", local, remote, Timing::default());
+        let l = end.latency.as_ref().unwrap();
+        assert!(l.partial);
+        assert_eq!(
+            l.client_transactions, 4,
+            "the bad flow's transactions count"
+        );
+        assert_eq!(l.latency.count, 3, "the good flow's latencies are kept");
+        assert!((l.latency.max_us - 30.0).abs() < 0.1, "{:?}", l.latency);
+        assert_eq!(end.errors.len(), 1, "{:?}", end.errors);
+        assert!(
+            end.errors[0].starts_with("stream 1 (send): latency histogram")
+                && end.errors[0].ends_with("(partial)"),
+            "{}",
+            end.errors[0]
+        );
+        // Merged again (a plan's point), the bad pair stays named.
+        let again = RrSummary::combine_named([("pair vm1".to_string(), l)]).unwrap();
+        assert!(again.partial && again.unmerged[0].starts_with("pair vm1: stream 1 (send)"));
     }
 
     #[test]

@@ -81,7 +81,11 @@ pub struct RrPoint {
 impl RrPoint {
     /// The point from its repetitions (None unless they are rr).
     pub fn of(reps: &[Repetition], confidence: u32) -> Option<RrPoint> {
-        let all = RrSummary::combine(reps.iter().filter_map(|r| r.rr.as_ref()))?;
+        let all = RrSummary::combine_named(
+            reps.iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((format!("repetition {}", i + 1), r.rr.as_ref()?))),
+        )?;
         let tps: Vec<f64> = reps.iter().map(Repetition::figure).collect();
         Some(RrPoint {
             transactions_per_second: Summary::of(&tps, confidence),
@@ -397,6 +401,7 @@ pub(crate) mod fixture {
                     peer_xdp: false,
                     remote_workers: Default::default(),
                     remote_xdp_bind: Default::default(),
+                    sender_tcp_ms: None,
                 },
                 local: None,
                 iface: None,

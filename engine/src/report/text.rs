@@ -5,11 +5,12 @@ use super::model::{CpuReport, Interval, IntervalRr, RunReport};
 use crate::units::{fmt_bps, fmt_bytes};
 use std::fmt::Write;
 
-/// Header printed above the interval lines.
+/// Header printed above the interval lines: retr, rtt and cwnd are the
+/// sending socket's, and `tcp of` says which end that was.
 pub fn interval_header() -> String {
     format!(
-        "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}",
-        "[stream]", "interval", "transfer", "bitrate", "retr", "rtt"
+        "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9} {:>6} {:>6}",
+        "[stream]", "interval", "transfer", "bitrate", "retr", "rtt", "cwnd", "tcp of"
     )
 }
 
@@ -20,13 +21,15 @@ pub fn interval_lines(iv: &Interval) -> String {
     for f in &iv.flows {
         let _ = writeln!(
             s,
-            "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9}",
+            "{:<14} {:>13} {:>12} {:>14} {:>6} {:>9} {:>6} {:>6}",
             format!("[{} {}]", f.stream, f.direction),
             span,
             fmt_bytes(f.bytes),
             fmt_bps(f.bits_per_second),
-            f.retransmits.map_or("-".into(), |r| r.to_string()),
+            opt_u32(f.retransmits),
             f.rtt_us.map_or("-".into(), |r| format!("{r} us")),
+            opt_u32(f.snd_cwnd),
+            f.tcp_from.map_or("-", |e| e.as_str()),
         );
     }
     if iv.flows.len() > 1 {
@@ -63,9 +66,9 @@ pub fn rr_interval_lines(iv: &Interval) -> String {
             span,
             r.transactions,
             r.transactions_per_second,
-            fmt_us(r.p50_us),
-            fmt_us(r.p99_us),
-            fmt_us(r.max_us),
+            opt_us(r.p50_us),
+            opt_us(r.p99_us),
+            opt_us(r.max_us),
         );
     }
     s
@@ -80,8 +83,9 @@ pub fn rr_interval_sum(iv: &Interval) -> Option<String> {
         return None;
     }
     let tps: f64 = rr.iter().map(|r| r.transactions_per_second).sum();
-    let p99 = rr.iter().map(|r| r.p99_us).fold(0.0, f64::max);
-    Some(format!("{tps:.0} tr/s, p99 {}", fmt_us(p99)))
+    // The worst of the flows that completed any transaction.
+    let p99 = rr.iter().filter_map(|r| r.p99_us).reduce(f64::max);
+    Some(format!("{tps:.0} tr/s, p99 {}", opt_us(p99)))
 }
 
 /// p50 to max of a latency summary, as the summaries print them.
@@ -95,6 +99,11 @@ pub fn percentile_line(p: &crate::metrics::latency::Percentiles) -> String {
         fmt_us(p.p9999_us),
         fmt_us(p.max_us)
     )
+}
+
+/// Microseconds, or `-` where none were measured.
+fn opt_us(us: Option<f64>) -> String {
+    us.map_or("-".into(), fmt_us)
 }
 
 /// Microseconds, with a unit that keeps three figures readable.
@@ -146,6 +155,11 @@ fn fmt_pps(pps: f64) -> String {
     }
 }
 
+/// A figure, or `-` where it was not measured.
+fn opt_u32(v: Option<u32>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
 fn cpu_line(c: &CpuReport) -> String {
     let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
     let host = match &c.host {
@@ -159,10 +173,14 @@ fn cpu_line(c: &CpuReport) -> String {
         ),
         None => format!("host {}", c.source),
     };
-    format!(
-        "process {:.1}% of a core ({:.1}% of {} cores); {host}",
-        c.process.percent_of_core, c.process.percent_of_host, c.cores,
-    )
+    let process = match &c.process {
+        Some(p) => format!(
+            "process {:.1}% of a core ({:.1}% of {} cores)",
+            p.percent_of_core, p.percent_of_host, c.cores
+        ),
+        None => format!("process {}", c.process_source),
+    };
+    format!("{process}; {host}")
 }
 
 /// The end-of-test summary.
@@ -218,7 +236,7 @@ pub fn summary(r: &RunReport) -> String {
             fmt_bytes(d.sent.bytes),
             d.sent.seconds,
             fmt_bps(d.sent.bits_per_second),
-            d.retransmits
+            d.retransmits.map_or("-".into(), |r| r.to_string())
         );
         let _ = writeln!(
             s,
@@ -230,7 +248,11 @@ pub fn summary(r: &RunReport) -> String {
         );
     }
     for f in &e.flows {
-        if let (Some(sr), Some(rr)) = (&f.sender.raw, &f.receiver.raw) {
+        let (sr, rr) = (f.sender.as_ref(), f.receiver.as_ref());
+        if let (Some(sr), Some(rr)) = (
+            sr.and_then(|e| e.raw.as_ref()),
+            rr.and_then(|e| e.raw.as_ref()),
+        ) {
             let lost = sr.count.frames.saturating_sub(rr.count.frames);
             let pct = if sr.count.frames > 0 {
                 100.0 * lost as f64 / sr.count.frames as f64
@@ -262,7 +284,7 @@ pub fn summary(r: &RunReport) -> String {
                     s,
                     "raw loss, where: {} before the receiver's XDP hook (link, driver rings), {} between XDP and the receiving sockets (rx ring full, no fill buffer), {} on queues without a socket",
                     sr.count.frames.saturating_sub(steered + rr.no_socket.unwrap_or(0)),
-                    rr.count.kernel_dropped,
+                    rr.count.kernel_dropped.map_or("-".into(), |n| n.to_string()),
                     rr.no_socket.unwrap_or(0)
                 );
             }
@@ -283,11 +305,12 @@ pub fn summary(r: &RunReport) -> String {
             }
         }
     }
-    if let Some(f) = e
-        .flows
-        .first()
-        .filter(|f| f.sender.raw.is_none() && f.sender.rr.is_none())
-    {
+    if let Some(f) = e.flows.first().filter(|f| {
+        [&f.sender, &f.receiver]
+            .iter()
+            .filter_map(|end| end.as_ref())
+            .all(|end| end.raw.is_none() && end.rr.is_none())
+    }) {
         let req = r
             .config
             .test
@@ -296,7 +319,9 @@ pub fn summary(r: &RunReport) -> String {
         let _ = writeln!(
             s,
             "socket buffers: {req}; granted sender snd {} / receiver rcv {}; message {} B",
-            f.sender.sockbuf.snd, f.receiver.sockbuf.rcv, r.config.test.msg_size
+            opt_u32(f.sender.as_ref().and_then(|e| e.sockbuf.snd)),
+            opt_u32(f.receiver.as_ref().and_then(|e| e.sockbuf.rcv)),
+            r.config.test.msg_size
         );
     }
     if let Some(p) = &e.workers.placement {
@@ -388,7 +413,7 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
         w.poll_efficiency()
             .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
         w.stray_frames,
-        w.kernel_dropped,
+        w.kernel_dropped.map_or("-".into(), |n| n.to_string()),
         w.rx_ring_full.map_or("-".into(), |n| n.to_string()),
         w.fill_ring_empty.map_or("-".into(), |n| n.to_string()),
         if w.multi_buffer {

@@ -190,17 +190,22 @@ impl Steering {
         })
     }
 
-    /// The program's counters now.
+    /// The program's counters now; a slot that cannot be read fails the
+    /// whole reading (its caller reports the counters as absent, not 0).
     pub fn counters(&self) -> Result<SteerCounters> {
         let m: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map("counters").expect("counters map"))
                 .map_err(|e| Error::Invalid(format!("counters: {e}")))?;
-        let get = |i: u32| -> u64 { m.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        let get = |i: u32| -> Result<u64> {
+            m.get(&i, 0)
+                .map(|v| v.iter().sum())
+                .map_err(|e| Error::Invalid(format!("reading XDP counter {i}: {e}")))
+        };
         Ok(SteerCounters {
-            seen: get(0),
-            redirected: get(1),
-            passed: get(2),
-            no_socket: get(3),
+            seen: get(0)?,
+            redirected: get(1)?,
+            passed: get(2)?,
+            no_socket: get(3)?,
         })
     }
 }

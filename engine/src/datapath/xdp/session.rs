@@ -185,6 +185,9 @@ pub struct RawWork {
     frame_size: u32,
     direction: Direction,
     role: Role,
+    /// Bytes every worker moved so far: what a worker that dies without
+    /// its figures moved is this less the others'.
+    live: Counter,
 }
 
 /// What of a [`RawEnd`] outlives its sockets' hand-off to the workers: the
@@ -303,6 +306,7 @@ impl RawWork {
             frame_size: u32::from(run.raw.frame_size),
             direction: run.direction,
             role: run.role,
+            live: live.clone(),
         })
     }
 
@@ -319,15 +323,20 @@ impl RawWork {
     /// them); the sockets close and the steering program detaches here.
     pub fn finish(self) -> Vec<FlowResult> {
         let mut queues = Vec::new();
-        let mut error = None;
+        let mut panicked = 0;
         for h in self.handles {
             match h.join() {
                 Ok((_sock, q)) => queues.push(q),
-                Err(_) => error = Some("a raw worker panicked".to_string()),
+                Err(_) => panicked += 1,
             }
         }
         queues.sort_by_key(|q| q.queue);
         let mut stats = RawStats::from_queues(self.frame_size, queues);
+        // A dead worker's queue has no figures, but its bytes count.
+        let lost = self.live.get().saturating_sub(stats.count.bytes);
+        let error = (panicked > 0).then(|| {
+            format!("{panicked} raw worker(s) panicked after moving {lost} B (in the totals; their queues' figures are lost)")
+        });
         if self.role == Role::Receiver {
             // Only this test's flow matches, so these count its frames.
             if let Ok(c) = self._end._steering.counters() {
@@ -340,7 +349,7 @@ impl RawWork {
             direction: self.direction,
             role: self.role,
             throughput: Throughput::new(
-                stats.count.bytes,
+                stats.count.bytes + if panicked > 0 { lost } else { 0 },
                 stats.queues.iter().map(|q| q.seconds).fold(0.0, f64::max),
             ),
             sockbuf: SockBufs::default(),

@@ -58,8 +58,10 @@ const BUSY_POLL_BUDGET: i32 = 64;
 const BUSY_POLL_US: i32 = 20;
 
 /// Ask the kernel to let this socket's own polls drive its queue's NAPI
-/// (SO_PREFER_BUSY_POLL, Linux 5.11), with a budget per poll. False where
-/// the kernel lacks them or refuses (the budget needs CAP_NET_ADMIN).
+/// (SO_PREFER_BUSY_POLL, Linux 5.11), with a budget per poll. True only
+/// when the kernel reads back every value asked (getsockopt): false where
+/// it lacks them, refuses (the budget needs CAP_NET_ADMIN), or keeps
+/// another value.
 fn prefer_busy_poll(fd: std::os::fd::RawFd) -> bool {
     use nix::libc;
     const SO_PREFER_BUSY_POLL: libc::c_int = 69;
@@ -71,16 +73,29 @@ fn prefer_busy_poll(fd: std::os::fd::RawFd) -> bool {
     ]
     .into_iter()
     .all(|(opt, v)| {
+        let int_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
         // SAFETY: an int option on a socket this process owns.
-        unsafe {
+        let set = unsafe {
             libc::setsockopt(
                 fd,
                 libc::SOL_SOCKET,
                 opt,
                 (&v as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                int_len,
             ) == 0
-        }
+        };
+        let (mut got, mut len): (libc::c_int, libc::socklen_t) = (0, int_len);
+        // SAFETY: reads one int option into an int we own.
+        let read = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut got as *mut libc::c_int).cast(),
+                &mut len,
+            ) == 0
+        };
+        set && read && got == v
     })
 }
 
@@ -88,11 +103,13 @@ impl XskQueue {
     /// Frames the kernel dropped on their way to this socket, from
     /// XDP_STATISTICS: no fill-ring buffer or too long (rx_dropped), or the
     /// rx ring full. (The fill-ring-empty count is part of rx_dropped.)
-    pub fn kernel_dropped(&self) -> u64 {
+    /// None where XDP_STATISTICS could not be read: absent, not zero.
+    pub fn kernel_dropped(&self) -> Option<u64> {
         self.rx
             .fd()
             .xdp_statistics()
-            .map_or(0, |s| s.rx_dropped() + s.rx_ring_full())
+            .ok()
+            .map(|s| s.rx_dropped() + s.rx_ring_full())
     }
 
     /// The kernel's drops before this socket by cause (XDP_STATISTICS):

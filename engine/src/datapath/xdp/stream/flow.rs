@@ -477,8 +477,8 @@ impl FlowState {
                 .map_or(0, |c| (st.cwnd / c.mss().max(1) as u64) as u32),
             error: self.error,
             buffers: crate::report::model::SockBufs {
-                snd: run.config.send_buffer as u32,
-                rcv: run.config.recv_buffer as u32,
+                snd: u32::try_from(run.config.send_buffer).ok(),
+                rcv: u32::try_from(run.config.recv_buffer).ok(),
             },
             rr: run.rr.map(|_| crate::report::model::RrStats {
                 transactions: rr.transactions,

@@ -6,6 +6,7 @@ use super::plan::{
     with_checksum_hint, Flow, Gate, Open, RunPlan, StreamPlan, StreamResult, WorkerReport,
 };
 use super::work::StreamWork;
+use crate::metrics::interval::{Counter, Sampler};
 use crate::wire::ethernet::MacAddr;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,11 @@ pub struct PlainOptions {
     pub cpus: Vec<u16>,
     /// Zero-copy, copy, or either (zero-copy first).
     pub xdp_bind: crate::spec::XdpBind,
+    /// TCP-lite's send and receive buffer per connection (`--sockbuf`);
+    /// None = its default.
+    pub buffer: Option<usize>,
+    /// Interval between progress samples; None = no intervals.
+    pub interval: Option<Duration>,
 }
 
 /// What a plain-peer test measured (`--json`: schema `wirespeed.plain/2`).
@@ -51,6 +57,9 @@ pub struct PlainReport {
     pub placement: Option<String>,
     pub total: crate::report::model::Throughput,
     pub cpu: crate::report::model::CpuReport,
+    /// One per `--interval`, bytes per stream (TCP state at the end only).
+    #[serde(default)]
+    pub intervals: Vec<crate::report::model::Interval>,
 }
 
 /// The first address of `iface` in the family of `like`: for IPv6 a
@@ -82,8 +91,13 @@ pub fn address_of(iface: &str, like: IpAddr) -> Result<IpAddr> {
     })
 }
 
-/// Run TCP-lite streams to or from a plain TCP peer.
-pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
+/// Run TCP-lite streams to or from a plain TCP peer; `on_interval` sees
+/// each interval as it is sampled.
+pub fn run_plain(
+    o: &PlainOptions,
+    stop: &AtomicBool,
+    mut on_interval: impl FnMut(&crate::report::model::Interval),
+) -> Result<PlainReport> {
     let peer_ip = o.peer.ip();
     crate::datapath::socket::check_iface(&o.iface)?;
     let local = match o.local {
@@ -108,9 +122,14 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         false,
     )?;
     let peer_mac = MacAddr(super::super::neigh::resolve(&o.iface, local, peer_ip)?);
-    let mut config = RunPlan::lan_config(end.mss(), o.window, crate::spec::TCPLITE_DEFAULT_BUFFER);
+    let mut config = RunPlan::lan_config(
+        end.mss(),
+        o.window,
+        o.buffer.unwrap_or(crate::spec::TCPLITE_DEFAULT_BUFFER),
+    );
     config.pacing_rate = o.pacing_bps.map(|b| b / 8 / u64::from(o.streams.max(1)));
     let placed = end.place(usize::from(o.streams.max(1)), o.peer);
+    let counters: Vec<Counter> = placed.flows.iter().map(|_| Counter::default()).collect();
     let plan = RunPlan {
         streams: placed
             .flows
@@ -135,7 +154,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         idle: Duration::from_secs(10),
         hard: o.duration.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30),
         cpus: o.cpus.clone(),
-        counters: Vec::new(),
+        counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,
         receiver_limits: true,
@@ -147,10 +166,40 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
     let mode = end.mode.to_string();
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
     let gate = Gate::default();
-    let _ = gate.set(Instant::now());
+    let start = Instant::now();
+    let _ = gate.set(start);
     let halt = std::sync::Arc::new(AtomicBool::new(false));
     let mut work = StreamWork::spawn(end, plan, gate, &halt)?;
-    while !work.poll(Duration::from_millis(20)) {
+    let mut sampler = Sampler::new(start);
+    let direction = match o.flow {
+        Flow::Send => crate::spec::Direction::Send,
+        Flow::Receive => crate::spec::Direction::Receive,
+    };
+    for (stream, c) in (0u16..).zip(&counters) {
+        sampler.watch(crate::spec::FlowId { stream, direction }, c.clone(), None);
+    }
+    let mut intervals = Vec::new();
+    let mut next = o.interval.map(|i| start + i);
+    loop {
+        let done = work.poll(Duration::from_millis(20));
+        let now = Instant::now();
+        if let (Some(every), Some(tick)) = (o.interval, next) {
+            // Full intervals, and the last partial one.
+            if now >= tick || (done && sampler.since_last(now) >= every.as_secs_f64() / 10.0) {
+                let iv = sampler.sample(now);
+                on_interval(&iv);
+                intervals.push(iv);
+                // Skip ticks a late wake-up already passed.
+                let mut t = tick + every;
+                while t <= now {
+                    t += every;
+                }
+                next = Some(t);
+            }
+        }
+        if done {
+            break;
+        }
         if stop.load(Ordering::Relaxed) {
             halt.store(true, Ordering::Relaxed);
         }
@@ -181,5 +230,6 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         placement: end.placement,
         total,
         cpu,
+        intervals,
     })
 }

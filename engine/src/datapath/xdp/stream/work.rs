@@ -36,6 +36,16 @@ impl StreamWork {
         gate: Gate,
         stop: &Arc<AtomicBool>,
     ) -> Result<StreamWork> {
+        // Worker k runs on CPU k: CPUs beyond the workers would be ignored.
+        if plan.cpus.len() > end.queues.len().max(1) {
+            return Err(crate::Error::Invalid(format!(
+                "{} CPUs given to pin TCP-lite workers to, but this end runs {} (one per queue of {} it uses): name at most {} (--cpus / --remote-cpus)",
+                plan.cpus.len(),
+                end.queues.len().max(1),
+                end.iface,
+                end.queues.len().max(1)
+            )));
+        }
         let cap = end.window_cap(plan.streams.len());
         plan.config.recv_buffer = plan.config.recv_buffer.min(cap);
         let StreamEnd {
@@ -182,8 +192,14 @@ impl StreamWork {
                 ),
                 (Open::Connect { .. }, false) => "its TCP-lite worker never ran it".into(),
             };
+            // What it moved before, where a live counter kept it.
+            let bytes = self.plan.counters.get(i).map_or(0, |c| c.get());
             StreamResult {
-                error: Some(why),
+                error: Some(match self.plan.counters.get(i) {
+                    Some(_) => format!("{why}, after {bytes} B"),
+                    None => why,
+                }),
+                bytes,
                 ..Default::default()
             }
         };
