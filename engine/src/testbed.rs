@@ -1,38 +1,25 @@
 //! A netns testbed: N hosts joined by veth links, addressed from the
 //! benchmarking ranges (198.18.0.0/15, RFC 2544; 2001:2::/48, RFC 5180),
-//! with optional `tc` qdiscs and ingress loss per link side. Dropping it
-//! deletes the namespaces, which deletes their links and qdiscs with them.
+//! with an optional tbf shaper per link side. Dropping it deletes the
+//! namespaces, which deletes their links and qdiscs with them.
 //! Used by `wirespeed demo` and by the end-to-end tests. Linux only; root.
+//!
+//! Everything is made through the kernel's own interfaces (named
+//! namespaces as iproute2 makes them, see [`crate::host::netns`]; links,
+//! addresses and qdiscs over rtnetlink), so the product runs no `ip` or
+//! `tc`; the namespaces are still ordinary ones that `ip netns` lists and
+//! `ip netns exec` enters.
 
+use crate::host::netlink::{addr, link, qdisc, NlError};
+use crate::host::netns;
 use crate::{Error, Result};
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// Run a command; its stderr becomes the error.
-pub fn sh(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            Error::io(
-                format!("running {cmd} (is iproute2/nftables installed?)"),
-                e,
-            )
-        })?;
-    if !out.status.success() {
-        return Err(Error::Invalid(format!(
-            "{cmd} {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
 /// One veth link between two hosts; side 0 is `a`, side 1 is `b`.
 #[derive(Clone, Debug)]
@@ -85,9 +72,9 @@ impl Testbed {
         };
         for h in 0..n {
             let name = format!("{prefix}-{pid}-{id}-h{h}");
-            sh("ip", &["netns", "add", &name])?;
+            netns::create(&name)?;
             tb.hosts.push(name.clone());
-            sh("ip", &["-n", &name, "link", "set", "lo", "up"])?;
+            in_ns(&name, "setting lo up", || link::set_up("lo"))?;
         }
         for (k, &(a, b)) in links.iter().enumerate() {
             let tag = &prefix[..prefix.len().min(2)];
@@ -101,22 +88,10 @@ impl Testbed {
                     ifname[0]
                 )));
             }
-            let q = queues.max(1).to_string();
-            let qs = ["numtxqueues", q.as_str(), "numrxqueues", q.as_str()];
-            let mut args = vec!["link", "add", &ifname[0]];
-            args.extend(qs);
-            args.extend([
-                "netns",
-                &tb.hosts[a],
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &ifname[1],
-            ]);
-            args.extend(qs);
-            args.extend(["netns", &tb.hosts[b]]);
-            sh("ip", &args)?;
+            let peer_ns = netns::open(&tb.hosts[b])?;
+            in_ns(&tb.hosts[a], &format!("adding veth {}", ifname[0]), || {
+                link::add_veth(&ifname[0], &ifname[1], u32::from(queues.max(1)), &peer_ns)
+            })?;
             let v4 = [
                 Ipv4Addr::new(198, 18, k as u8, 1),
                 Ipv4Addr::new(198, 18, k as u8, 2),
@@ -126,35 +101,13 @@ impl Testbed {
                 Ipv6Addr::new(0x2001, 2, 0, k as u16, 0, 0, 0, 2),
             ];
             for (side, host) in [a, b].into_iter().enumerate() {
-                let ns = &tb.hosts[host];
                 let dev = &ifname[side];
-                sh(
-                    "ip",
-                    &[
-                        "-n",
-                        ns,
-                        "addr",
-                        "add",
-                        &format!("{}/24", v4[side]),
-                        "dev",
-                        dev,
-                    ],
-                )?;
-                sh(
-                    "ip",
-                    &[
-                        "-n",
-                        ns,
-                        "-6",
-                        "addr",
-                        "add",
-                        &format!("{}/64", v6[side]),
-                        "dev",
-                        dev,
-                        "nodad",
-                    ],
-                )?;
-                sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
+                in_ns(&tb.hosts[host], &format!("addressing {dev}"), || {
+                    let index = link::by_name(dev)?.index;
+                    addr::add(index, IpAddr::V4(v4[side]), 24)?;
+                    addr::add(index, IpAddr::V6(v6[side]), 64)?;
+                    link::set_up(dev)
+                })?;
             }
             tb.links.push(Link {
                 hosts: [a, b],
@@ -171,63 +124,53 @@ impl Testbed {
         &self.hosts[h]
     }
 
-    /// Put a root qdisc on one side of a link, e.g.
+    /// Put a root qdisc on one side of a link, in tc's words after `root`:
     /// `["tbf", "rate", "1gbit", "burst", "256kb", "latency", "10ms"]`.
+    /// Only tbf is supported (see [`qdisc::Tbf::parse`]); other specs are
+    /// refused.
     pub fn qdisc(&self, link: usize, side: usize, spec: &[&str]) -> Result<()> {
+        let tbf = qdisc::Tbf::parse(spec)?;
         let l = &self.links[link];
-        let ns = &self.hosts[l.hosts[side]];
-        let mut args = vec!["-n", ns, "qdisc", "replace", "dev", &l.ifname[side], "root"];
-        args.extend_from_slice(spec);
-        sh("tc", &args).map(drop)
+        let dev = &l.ifname[side];
+        in_ns(&self.hosts[l.hosts[side]], &format!("tbf on {dev}"), || {
+            qdisc::replace_root(link::by_name(dev)?.index, &tbf)
+        })
     }
 
-    /// Drop `percent` of the packets arriving on one side of a link, at the
-    /// device's ingress (nftables netdev hook, `numgen random`): the loss a
-    /// bad wire makes, seen by the receiving stack. (netem is the usual
-    /// tool, but kernels built without CONFIG_NET_SCH_NETEM lack it.)
-    pub fn ingress_loss(&self, link: usize, side: usize, percent: f64) -> Result<()> {
-        let l = &self.links[link];
-        let ns = &self.hosts[l.hosts[side]];
-        let per_10k = (percent * 100.0).round() as u32;
-        let chain = format!(
-            "{{ type filter hook ingress device \"{}\" priority 0; }}",
-            l.ifname[side]
-        );
-        let rule = format!("numgen random mod 10000 < {per_10k} drop");
-        sh(
-            "ip",
-            &["netns", "exec", ns, "nft", "add", "table", "netdev", "wst"],
-        )?;
-        sh(
-            "ip",
-            &[
-                "netns", "exec", ns, "nft", "add", "chain", "netdev", "wst", "loss", &chain,
-            ],
-        )?;
-        sh(
-            "ip",
-            &[
-                "netns", "exec", ns, "nft", "add", "rule", "netdev", "wst", "loss", &rule,
-            ],
-        )
-        .map(drop)
-    }
-
-    /// A command that runs inside host `h`.
+    /// A command that runs inside host `h`, entered as `ip netns exec`
+    /// enters it (its own mount namespace, with a /sys of host `h`).
+    /// Spawning it fails if the namespace is gone.
     pub fn cmd(&self, h: usize, program: &std::path::Path) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.hosts[h]]).arg(program);
+        let mut c = Command::new(program);
+        let ns = netns::open(&self.hosts[h]);
+        let label = self.hosts[h].clone();
+        // SAFETY: the closure makes only system calls (setns, unshare,
+        // mount) on values prepared before the fork; it allocates nothing.
+        unsafe {
+            c.pre_exec(move || match &ns {
+                Ok(f) => netns::enter_for_exec(f, &label),
+                Err(_) => Err(std::io::Error::from_raw_os_error(nix::libc::ENOENT)),
+            });
+        }
         c
     }
+}
+
+/// Run netlink work inside namespace `ns`; its failure says what we did.
+fn in_ns(
+    ns: &str,
+    what: &str,
+    f: impl FnOnce() -> std::result::Result<(), NlError> + Send,
+) -> Result<()> {
+    netns::within(ns, || {
+        f().map_err(|e| e.into_error(format!("{what} in {ns}")))
+    })
 }
 
 impl Drop for Testbed {
     fn drop(&mut self) {
         for ns in &self.hosts {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
+            let _ = netns::delete(ns);
         }
     }
 }
@@ -239,11 +182,7 @@ fn is_root() -> bool {
 /// Delete testbeds left by processes that died without cleaning up
 /// (kill -9): their names carry the owner's pid.
 fn sweep_stale(prefix: &str) {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
+    for name in netns::list() {
         let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {
             continue;
         };
@@ -251,7 +190,7 @@ fn sweep_stale(prefix: &str) {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
+            let _ = netns::delete(&name);
         }
     }
 }

@@ -5,10 +5,11 @@
 //! here); `src/bin/linkem.rs` does the packet I/O; [`ImpairedPair`] builds
 //! the three namespaces and runs it.
 
+use crate::testbed::sh;
 use std::collections::BinaryHeap;
 use std::process::Child;
 use std::time::Duration;
-use wirespeed::testbed::{sh, terminate, Testbed};
+use wirespeed::testbed::{terminate, Testbed};
 
 /// What the link does to each frame, in each direction.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -1,8 +1,50 @@
 //! The engine's netns testbed (`wirespeed::testbed`), with the test-side
 //! conveniences: a missing root is a failure with the reason, and any
-//! setup error panics with the command that failed.
+//! setup error panics with the command that failed. Tests may run `ip`,
+//! `tc` and `nft` (the product does not): [`sh`] and [`ingress_loss`].
 
+use std::process::{Command, Stdio};
 pub use wirespeed::testbed::{Link, Testbed};
+
+/// Run a command; its stderr becomes the error.
+pub fn sh(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {cmd} (is iproute2/nftables installed?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Drop `percent` of the packets arriving on one side of a link, at the
+/// device's ingress (nftables netdev hook, `numgen random`): the loss a
+/// bad wire makes, seen by the receiving stack. (netem is the usual tool,
+/// but kernels built without CONFIG_NET_SCH_NETEM lack it.)
+pub fn ingress_loss(tb: &Testbed, link: usize, side: usize, percent: f64) -> Result<(), String> {
+    let l = &tb.links[link];
+    let ns = tb.ns(l.hosts[side]);
+    let per_10k = (percent * 100.0).round() as u32;
+    let chain = format!(
+        "{{ type filter hook ingress device \"{}\" priority 0; }}",
+        l.ifname[side]
+    );
+    let rule = format!("numgen random mod 10000 < {per_10k} drop");
+    let nft = |args: &[&str]| {
+        let mut v = vec!["netns", "exec", ns, "nft", "add"];
+        v.extend_from_slice(args);
+        sh("ip", &v).map(drop)
+    };
+    nft(&["table", "netdev", "wst"])?;
+    nft(&["chain", "netdev", "wst", "loss", &chain])?;
+    nft(&["rule", "netdev", "wst", "loss", &rule])
+}
 
 /// `n` hosts and a link per pair, or a panic saying why not.
 pub fn testbed(n: usize, links: &[(usize, usize)]) -> Testbed {

@@ -15,8 +15,8 @@ use wirespeed::datapath::xdp::neigh::{resolve, route_to, Route};
 use wirespeed::host::netlink::link::XdpMode;
 use wirespeed::host::netlink::neigh::{self, Entry};
 use wirespeed::host::netlink::{link, route};
-use wirespeed::testbed::sh;
 use wirespeed_tests::process::run;
+use wirespeed_tests::testbed::sh;
 use wirespeed_tests::testbed::{ping, testbed, Testbed};
 use wirespeed_tests::{bin, in_netns};
 

@@ -398,8 +398,8 @@ fn verdict_names_the_cpu_that_takes_all_softirq_work() {
     for side in 0..2 {
         let (ns, dev) = (tb.ns(side), &l.ifname[side]);
         let rps = format!("echo 1 > /sys/class/net/{dev}/queues/rx-0/rps_cpus");
-        wirespeed::testbed::sh("ip", &["netns", "exec", ns, "sh", "-c", &rps]).unwrap();
-        wirespeed::testbed::sh(
+        wirespeed_tests::testbed::sh("ip", &["netns", "exec", ns, "sh", "-c", &rps]).unwrap();
+        wirespeed_tests::testbed::sh(
             "ip",
             &[
                 "netns", "exec", ns, "ethtool", "-K", dev, "gso", "off", "tso", "off", "gro", "off",
@@ -415,7 +415,7 @@ fn verdict_names_the_cpu_that_takes_all_softirq_work() {
         rules += " }\n}\n";
         let file = std::env::temp_dir().join(format!("ws-burn-{}-{side}.nft", std::process::id()));
         std::fs::write(&file, rules).unwrap();
-        let loaded = wirespeed::testbed::sh(
+        let loaded = wirespeed_tests::testbed::sh(
             "ip",
             &["netns", "exec", ns, "nft", "-f", file.to_str().unwrap()],
         );
@@ -492,7 +492,7 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
         );
     }
     // nothing left behind
-    let ns = wirespeed::testbed::sh("ip", &["netns", "list"]).unwrap();
+    let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
     assert!(!ns.contains("wsdemo-"), "{ns}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -537,7 +537,7 @@ fn ctrl_c_mid_sweep_saves_points_and_tears_down() {
         measured >= 2,
         "the points before Ctrl-C are saved: {measured}"
     );
-    let ns = wirespeed::testbed::sh("ip", &["netns", "list"]).unwrap();
+    let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
     assert!(!ns.contains("wsdemo-"), "{ns}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

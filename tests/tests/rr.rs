@@ -114,7 +114,7 @@ fn rr_over_tcp_lite_both_ends_and_against_kernel_sockets() {
     // Kernel TCP on veth leaves checksums to an offload AF_XDP never sees done.
     for side in 0..2 {
         let dev = &tb.links[0].ifname[side];
-        wirespeed::testbed::sh(
+        wirespeed_tests::testbed::sh(
             "ip",
             &[
                 "netns",

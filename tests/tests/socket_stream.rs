@@ -256,7 +256,7 @@ fn shaped_link_and_lossy_link() {
         "goodput {bps} through a 100 Mbit/s shaper"
     );
     // 2% loss into the receiver: TCP retransmits, every byte still arrives, TCP_INFO shows it.
-    tb.ingress_loss(0, 1, 2.0).unwrap();
+    testbed::ingress_loss(&tb, 0, 1, 2.0).unwrap();
     let j = ws(&tb, &["--to", &a.addr, "--duration", "2s", "--json"])
         .ok()
         .json();

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 use wirespeed::datapath::xdp::stream::pattern_sha256;
-use wirespeed::testbed::sh;
 use wirespeed_tests::bin;
 use wirespeed_tests::kernel_peer::{kernel_sink, kernel_source};
 use wirespeed_tests::process::{run, AgentProc};
+use wirespeed_tests::testbed::sh;
 use wirespeed_tests::testbed::{pair, Testbed};
 
 const MTU: &str = "9000";

@@ -192,7 +192,7 @@ fn foreign_program_is_refused_and_old_ones_cleaned_up() {
     let obj = std::env::temp_dir().join(format!("ws-steer-{}.o", std::process::id()));
     std::fs::write(&obj, wirespeed::datapath::xdp::loader::program_object()).unwrap();
     let obj_s = obj.to_str().unwrap();
-    wirespeed::testbed::sh(
+    wirespeed_tests::testbed::sh(
         "ip",
         &[
             "-n",

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 use wirespeed::datapath::xdp::loader::attached_program;
-use wirespeed::testbed::sh;
 use wirespeed_tests::process::{run, AgentProc, Output};
+use wirespeed_tests::testbed::sh;
 use wirespeed_tests::testbed::{pair, Testbed};
 use wirespeed_tests::{bin, in_netns};
 

@@ -5,8 +5,8 @@
 //! handed over and counted. Byte counts match on both sides every way.
 
 use std::time::Duration;
-use wirespeed::testbed::sh;
 use wirespeed_tests::process::{run, AgentProc, Output};
+use wirespeed_tests::testbed::sh;
 use wirespeed_tests::testbed::{pair_with_queues, Testbed};
 use wirespeed_tests::{bin, in_netns};
 

@@ -1,10 +1,14 @@
 //! One interface over RTM_GETLINK: its index, name and the XDP programs
 //! the kernel reports attached (IFLA_XDP), and detaching one of those
-//! through RTM_SETLINK as `ip link set dev X xdp… off` does.
+//! through RTM_SETLINK as `ip link set dev X xdp… off` does; and, for
+//! testbeds, making a veth pair and setting a link up (RTM_NEWLINK).
 
 use super::NlError;
-use netlink_packet_core::NLM_F_ACK;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as Info, LinkMessage, LinkXdp,
+    XdpAttached,
+};
 use netlink_packet_route::RouteNetlinkMessage;
 
 /// Where in the stack an XDP program runs.
@@ -83,6 +87,44 @@ pub fn detach_request(index: u32, mode: XdpMode) -> RouteNetlinkMessage {
     RouteNetlinkMessage::SetLink(m)
 }
 
+/// The request that makes veth `name` here with its peer `peer` in the
+/// namespace open as `peer_ns`, each end with `queues` transmit and receive
+/// queues (`ip link add NAME numtxqueues Q numrxqueues Q type veth peer
+/// name PEER numtxqueues Q numrxqueues Q netns NS`).
+pub fn veth_request(
+    name: &str,
+    peer: &str,
+    queues: u32,
+    peer_ns: std::os::fd::RawFd,
+) -> RouteNetlinkMessage {
+    let end = |n: &str| {
+        vec![
+            LinkAttribute::IfName(n.to_string()),
+            LinkAttribute::NumTxQueues(queues),
+            LinkAttribute::NumRxQueues(queues),
+        ]
+    };
+    let mut p = LinkMessage::default();
+    p.attributes = end(peer);
+    p.attributes.push(LinkAttribute::NetNsFd(peer_ns));
+    let mut m = LinkMessage::default();
+    m.attributes = end(name);
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        Info::Kind(InfoKind::Veth),
+        Info::Data(InfoData::Veth(InfoVeth::Peer(p))),
+    ]));
+    RouteNetlinkMessage::NewLink(m)
+}
+
+/// The request that sets interface `index` up (`ip link set X up`).
+pub fn up_request(index: u32) -> RouteNetlinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.header.flags = LinkFlags::Up;
+    m.header.change_mask = LinkFlags::Up;
+    RouteNetlinkMessage::NewLink(m)
+}
+
 /// The programs an IFLA_XDP attribute lists: per-mode ids where the kernel
 /// gives them, else the one id with the attached mode.
 fn xdp_programs(nlas: &[LinkXdp]) -> Vec<XdpProgram> {
@@ -159,6 +201,24 @@ pub fn detach_xdp(index: u32, mode: XdpMode) -> Result<(), NlError> {
     super::ask(detach_request(index, mode), NLM_F_ACK).map(drop)
 }
 
+/// Make veth `name` in the calling thread's namespace, its peer `peer` in
+/// the namespace open as `peer_ns`.
+pub fn add_veth(
+    name: &str,
+    peer: &str,
+    queues: u32,
+    peer_ns: impl std::os::fd::AsFd,
+) -> Result<(), NlError> {
+    use std::os::fd::AsRawFd;
+    let req = veth_request(name, peer, queues, peer_ns.as_fd().as_raw_fd());
+    super::ask(req, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL).map(drop)
+}
+
+/// Set interface `name` (in the calling thread's namespace) up.
+pub fn set_up(name: &str) -> Result<(), NlError> {
+    super::ask(up_request(by_name(name)?.index), NLM_F_ACK).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::recorded::replies;
@@ -219,5 +279,32 @@ mod tests {
             vec![LinkAttribute::Xdp(vec![LinkXdp::Fd(-1), LinkXdp::Flags(2)])]
         );
         assert_eq!(XdpMode::Driver.flag(), 4);
+    }
+
+    #[test]
+    fn veth_peer_goes_to_the_other_namespace() {
+        let RouteNetlinkMessage::NewLink(m) = veth_request("a", "b", 2, 7) else {
+            panic!("a NewLink");
+        };
+        assert!(m.attributes.contains(&LinkAttribute::NumTxQueues(2)));
+        let peer = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(i) => i.iter().find_map(|i| match i {
+                Info::Data(InfoData::Veth(InfoVeth::Peer(p))) => Some(p.clone()),
+                _ => None,
+            }),
+            _ => None,
+        });
+        let peer = peer.expect("a veth peer");
+        assert!(peer.attributes.contains(&LinkAttribute::IfName("b".into())));
+        assert!(peer.attributes.contains(&LinkAttribute::NetNsFd(7)));
+        assert!(
+            !m.attributes.contains(&LinkAttribute::NetNsFd(7)),
+            "our end stays here"
+        );
+        let RouteNetlinkMessage::NewLink(m) = up_request(3) else {
+            panic!("a NewLink");
+        };
+        assert_eq!((m.header.index, m.header.flags), (3, LinkFlags::Up));
+        assert_eq!(m.header.change_mask, LinkFlags::Up);
     }
 }

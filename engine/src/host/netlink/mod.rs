@@ -12,8 +12,10 @@
 //! I/O, one fresh socket per question so it always speaks to the network
 //! namespace of the calling thread.
 
+pub mod addr;
 pub mod link;
 pub mod neigh;
+pub mod qdisc;
 pub mod route;
 
 use netlink_packet_core::{
