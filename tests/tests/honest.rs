@@ -30,7 +30,7 @@ fn receive_intervals_carry_the_agents_sending_socket() {
     let tb = testbed::pair();
     let a = agent(&tb);
     // 2% loss into the controller: the agent's sender must retransmit.
-    tb.ingress_loss(0, 0, 2.0).unwrap();
+    testbed::ingress_loss(&tb, 0, 0, 2.0).unwrap();
     let receive = [
         "--to",
         &a.addr,
