@@ -141,10 +141,12 @@ pub fn wait_until(at: Instant) -> (Instant, StartFacts) {
         std::hint::spin_loop();
     }
     let woke = Instant::now();
+    // Read before dropping the priority: waits after the start are not its.
+    let delay1 = run_delay_ns();
     if boosted {
         realtime(false);
     }
-    let (delay1, steal1) = (run_delay_ns(), steal_ticks());
+    let steal1 = steal_ticks();
     let facts = StartFacts {
         target_us: us_of(at),
         late_us: woke.saturating_duration_since(at).as_micros() as u64,

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod controller;
 pub mod frame;
 pub mod messages;
+pub mod start;
 
 /// Default control port of `wirespeed agent`.
 pub const DEFAULT_PORT: u16 = 5290;

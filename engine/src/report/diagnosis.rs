@@ -92,8 +92,12 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
             let mut v = no_cpu_limit(Some(p));
             v.notes = headroom(hosts);
             if let Some(c) = found {
-                v.notes
-                    .push(format!("not the limit at wire speed: {}", c.message));
+                // What the rule saw, without its claim to be the limit.
+                let seen = c.message.split_once(": ").map_or(&*c.message, |(a, _)| a);
+                v.notes.push(format!(
+                    "not the limit at wire speed, but the first to watch ({}): {seen}",
+                    c.limit
+                ));
             }
             v
         }
@@ -790,7 +794,7 @@ mod tests {
             assert!(
                 v.notes
                     .iter()
-                    .any(|n| n.starts_with("not the limit at wire speed: CPU0 on vm1")),
+                    .any(|n| n.starts_with("not the limit at wire speed, but the first to watch (interrupt-cpu): CPU0 on vm1 spends 67%")),
                 "{v:?}"
             );
         }
