@@ -320,10 +320,7 @@ fn busy_host(hosts: &[HostFigures]) -> Option<Verdict> {
                 "give the agent's host more CPUs, or fewer pairs per agent",
             )
         };
-        let shared = hosts.len() > 1
-            && hosts
-                .iter()
-                .all(|o| o.cpu.cores == h.cpu.cores && o.cpu.host == h.cpu.host);
+        let shared = hosts.len() > 1 && hosts.iter().all(|o| same_machine(o, h));
         let note = if shared {
             " (the hosts share these CPUs: namespaces on one machine)"
         } else {
@@ -342,6 +339,22 @@ fn busy_host(hosts: &[HostFigures]) -> Option<Verdict> {
         ));
     }
     None
+}
+
+/// Whether two hosts' figures are one machine's, read from two network
+/// namespaces over the same time: as many cores, host-wide busy within 3
+/// points (read milliseconds apart), and the same interrupt lines fired.
+fn same_machine(a: &HostFigures, b: &HostFigures) -> bool {
+    let close = match (a.cpu.host, b.cpu.host) {
+        (Some(x), Some(y)) => (x.busy() - y.busy()).abs() < 3.0,
+        _ => false,
+    };
+    fn lines(h: &HostFigures) -> Vec<&str> {
+        let mut v: Vec<&str> = h.irq.lines.iter().map(|l| l.irq.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+    a.cpu.cores == b.cpu.cores && close && !a.irq.lines.is_empty() && lines(a) == lines(b)
 }
 
 /// At wire speed: the path's cores that are busy enough to watch, once
@@ -543,6 +556,37 @@ mod tests {
             (v.limit.as_str(), v.confidence.as_str()),
             ("none-visible", "low")
         );
+    }
+
+    #[test]
+    fn namespaces_of_one_machine_are_said_to_share_its_cpus() {
+        let line = crate::metrics::irq::IrqDelta {
+            irq: "36".into(),
+            name: "virtio1-req.0".into(),
+            per_cpu: vec![0, 90],
+            affinity: None,
+        };
+        let mut ctl = host(
+            "controller",
+            true,
+            vec![core(0, 95.0, 0.0), core(1, 95.0, 0.0)],
+        );
+        let mut vm = host("vm1", false, vec![core(0, 94.0, 0.0), core(1, 95.0, 0.0)]);
+        ctl.irq.lines = vec![line.clone()];
+        vm.irq.lines = vec![line];
+        let v = diagnose(&[ctl.clone(), vm.clone()], Some(50.0));
+        assert_eq!(
+            (v.limit.as_str(), v.confidence.as_str()),
+            ("controller-cpu", "low")
+        );
+        assert!(
+            v.message.contains("namespaces on one machine"),
+            "{}",
+            v.message
+        );
+        vm.irq.lines.clear();
+        let v = diagnose(&[ctl, vm], Some(50.0));
+        assert_eq!(v.confidence, "medium", "other lines: another machine");
     }
 
     #[test]
