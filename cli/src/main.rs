@@ -12,7 +12,7 @@ use wirespeed::control::agent::{Agent, AgentConfig};
 use wirespeed::control::controller::{self, Event, RunOptions};
 use wirespeed::control::{auth, DEFAULT_PORT};
 use wirespeed::report::{csv, text};
-use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec};
+use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind};
 use wirespeed::units::{parse_duration, parse_size};
 
 #[derive(Parser)]
@@ -147,6 +147,27 @@ enum RemoteModeArg {
     Auto,
 }
 
+/// `--xdp-bind` / `--remote-xdp-bind`: which AF_XDP bind an end asks for.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum XdpBindArg {
+    /// Zero-copy where the driver has it, else copy.
+    Auto,
+    /// Zero-copy only: fail with the errno and its fix where refused.
+    Zerocopy,
+    /// Copy mode only, even where zero-copy would run.
+    Copy,
+}
+
+impl XdpBindArg {
+    fn bind(self) -> XdpBind {
+        match self {
+            XdpBindArg::Auto => XdpBind::Auto,
+            XdpBindArg::Zerocopy => XdpBind::Zerocopy,
+            XdpBindArg::Copy => XdpBind::Copy,
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
 enum TestArg {
     /// Bulk transfer (netperf TCP_STREAM/TCP_MAERTS).
@@ -227,6 +248,13 @@ struct RunArgs {
     /// Ask the agent to bind its data sockets to this interface.
     #[arg(long)]
     remote_iface: Option<String>,
+    /// This end's AF_XDP bind (raw, TCP-lite, --plain): auto (zero-copy
+    /// first), zerocopy or copy, to compare both on one NIC.
+    #[arg(long, value_enum, default_value_t = XdpBindArg::Auto)]
+    xdp_bind: XdpBindArg,
+    /// The agent's AF_XDP bind (raw, or --remote-mode xdp|auto).
+    #[arg(long, value_enum, default_value_t = XdpBindArg::Auto)]
+    remote_xdp_bind: XdpBindArg,
     /// Data port on the agent (default: any free port).
     #[arg(long)]
     data_port: Option<u16>,
@@ -465,6 +493,7 @@ fn run(r: RunArgs) -> Result<()> {
         },
         peer_xdp: false, // set by the controller once its end is open
         remote_workers,
+        remote_xdp_bind: r.remote_xdp_bind.bind(),
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {
@@ -491,6 +520,7 @@ fn run(r: RunArgs) -> Result<()> {
         idle_timeout: Duration::from_secs(10),
         cancel: None,
         workers: own_workers,
+        xdp_bind: r.xdp_bind.bind(),
         raw: match r.raw {
             true => Some(controller::RawOptions {
                 frame_size: r.frame_size,
@@ -601,7 +631,13 @@ fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
     };
     let local = r.local;
     let streams = r.streams.max(1);
+    if r.remote_xdp_bind != XdpBindArg::Auto {
+        anyhow::bail!(
+            "--remote-xdp-bind is for a wirespeed agent; a --plain peer has no AF_XDP end"
+        );
+    }
     let opts = PlainOptions {
+        xdp_bind: r.xdp_bind.bind(),
         iface,
         local,
         peer,

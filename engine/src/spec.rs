@@ -61,6 +61,27 @@ impl Mode {
     }
 }
 
+/// Which AF_XDP bind an end asks for, so copy and zero-copy can be
+/// measured on the same NIC; `auto` tries zero-copy first, then copy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpBind {
+    #[default]
+    Auto,
+    Zerocopy,
+    Copy,
+}
+
+impl XdpBind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpBind::Auto => "auto",
+            XdpBind::Zerocopy => "zerocopy",
+            XdpBind::Copy => "copy",
+        }
+    }
+}
+
 /// When a sender stops.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -103,6 +124,9 @@ pub struct TestSpec {
     /// The agent's TCP-lite workers: its queues and CPUs.
     #[serde(default)]
     pub remote_workers: Workers,
+    /// The agent's AF_XDP bind (raw mode, or TCP-lite when it runs).
+    #[serde(default)]
+    pub remote_xdp_bind: XdpBind,
 }
 
 /// What each flow does.
@@ -351,6 +375,15 @@ impl TestSpec {
                 "--remote-mode xdp runs TCP tests over AF_XDP on the agent's --remote-iface".into(),
             ));
         }
+        if self.remote_xdp_bind != XdpBind::Auto
+            && self.remote_mode == Mode::Socket
+            && self.raw.is_none()
+        {
+            return Err(Error::Invalid(format!(
+                "--remote-xdp-bind {} chooses the agent's AF_XDP bind: it needs --remote-mode xdp or auto, or --raw (the agent runs kernel sockets here)",
+                self.remote_xdp_bind.as_str()
+            )));
+        }
         self.remote_workers.validate()?;
         if self.remote_workers.is_set() && (self.remote_mode == Mode::Socket || self.raw.is_some())
         {
@@ -438,7 +471,26 @@ mod tests {
             remote_mode: Mode::Socket,
             peer_xdp: false,
             remote_workers: Default::default(),
+            remote_xdp_bind: XdpBind::Auto,
         }
+    }
+
+    #[test]
+    fn an_xdp_bind_for_a_socket_agent_is_refused() {
+        let mut s = spec();
+        s.remote_xdp_bind = XdpBind::Copy;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("--remote-xdp-bind copy") && e.contains("kernel sockets"),
+            "{e}"
+        );
+        s.remote_mode = Mode::Auto;
+        s.validate().unwrap();
+        // An agent that predates the field reads it as auto.
+        let mut j = serde_json::to_value(spec()).unwrap();
+        j.as_object_mut().unwrap().remove("remote_xdp_bind");
+        let back: TestSpec = serde_json::from_value(j).unwrap();
+        assert_eq!(back.remote_xdp_bind, XdpBind::Auto);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod kernel_peer;
 pub mod linkem;
 pub mod process;
 pub mod testbed;
+pub mod vm;
 
 use std::path::PathBuf;
 
@@ -49,4 +50,28 @@ pub fn in_netns<T>(ns: &str, f: impl FnOnce() -> T) -> T {
     let r = f();
     setns(&here, CloneFlags::CLONE_NEWNET).expect("returning to our namespace");
     r
+}
+
+/// Raw mode's loss accounting, from the sender's and the receiver's `raw`
+/// JSON: every frame sent is received or dropped at a counted place. What
+/// the steering program redirected is what the sockets got plus what the
+/// kernel dropped on their way, nothing more than was sent arrived, and
+/// gaps are lost frames (a lost tail is no gap).
+pub fn raw_accounted(s: &serde_json::Value, r: &serde_json::Value) {
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let (sent, got) = (n(s, "frames"), n(r, "frames"));
+    let (steered, dropped) = (n(r, "steered"), n(r, "kernel_dropped"));
+    assert_eq!(
+        steered,
+        got + dropped,
+        "steered {steered} = received {got} + dropped {dropped}"
+    );
+    assert!(
+        steered + n(r, "no_socket") <= sent,
+        "steered {steered} of {sent} sent"
+    );
+    assert!(
+        n(r, "gaps") <= sent - got,
+        "gaps are lost frames (a lost tail is no gap)"
+    );
 }

@@ -251,6 +251,7 @@ fn data_connections_never_arrive() {
         remote_mode: wirespeed::spec::Mode::Socket,
         peer_xdp: false,
         remote_workers: Default::default(),
+        remote_xdp_bind: Default::default(),
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

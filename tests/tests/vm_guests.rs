@@ -11,11 +11,10 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use wirespeed_tests::{bin, require_root, workspace};
+use std::time::Duration;
+use wirespeed_tests::vm::{image, is_qemu, nothing_left, qemu_pids, scratch, Launch};
+use wirespeed_tests::{bin, require_root};
 
 const GUESTS: usize = 2;
 
@@ -25,130 +24,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial_section() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The launcher as a child; on drop (a panic included) it is asked to stop
-/// (SIGTERM: its trap stops its guests and removes its namespace), and
-/// anything it listed that is still there is removed by pid and by name.
-struct Launch {
-    child: Option<Child>,
-    netns: String,
-    logs: PathBuf,
-}
-
-impl Launch {
-    fn wait(&mut self, timeout: Duration) -> (bool, String, String) {
-        let mut child = self.child.take().expect("running");
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let o = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let e = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if start.elapsed() > timeout {
-                stop(&mut child);
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let (o, e) = (o.join().unwrap(), e.join().unwrap());
-        match status {
-            None => panic!(
-                "vm-images/launch did not finish within {timeout:?}; stderr:\n{e}\nguest logs: {}",
-                self.logs.display()
-            ),
-            Some(s) => (s.success(), o, e),
-        }
-    }
-}
-
-/// SIGTERM, 30 s to clean up, then SIGKILL.
-fn stop(child: &mut Child) {
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30) {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-impl Drop for Launch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
-        for pid in qemu_pids(&self.logs) {
-            if is_qemu(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        if netns_exists(&self.netns) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.netns])
-                .status();
-        }
-    }
-}
-
-/// The qemu pids the launcher recorded in LOGS/guests.txt.
-fn qemu_pids(logs: &Path) -> Vec<i32> {
-    std::fs::read_to_string(logs.join("guests.txt"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(" pid ").nth(1))
-        .filter_map(|p| p.trim().parse().ok())
-        .collect()
-}
-
-fn is_qemu(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains("qemu-system"))
-        .unwrap_or(false)
-}
-
-fn netns_exists(name: &str) -> bool {
-    Path::new("/var/run/netns").join(name).exists()
-}
-
-/// Processes whose command line mentions `needle` (our namespace or logs).
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        if !e
-            .file_name()
-            .to_string_lossy()
-            .chars()
-            .all(|c| c.is_ascii_digit())
-        {
-            continue;
-        }
-        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
-            let c = String::from_utf8_lossy(&c).replace('\0', " ");
-            if c.contains(needle) {
-                v.push(format!("{}: {c}", e.file_name().to_string_lossy()));
-            }
-        }
-    }
-    v
 }
 
 fn plan(dir: &Path) -> PathBuf {
@@ -177,101 +52,39 @@ fn plan(dir: &Path) -> PathBuf {
     p
 }
 
-/// The guest image: built once per set of inputs, then cached.
-fn image() -> PathBuf {
-    let t = Instant::now();
-    let o = wirespeed_tests::process::run(
-        {
-            let mut c = Command::new("bash");
-            c.arg(workspace().join("vm-images/build"))
-                .arg("--agent")
-                .arg(bin())
-                .arg("--print-dir");
-            c
-        },
-        Duration::from_secs(900),
-    );
-    assert!(
-        o.status.success(),
-        "vm-images/build failed (it needs root, apt for busybox-static, kmod, cpio, e2fsprogs, qemu-utils, and the Debian archive for the kernel package):\n{}",
-        o.stderr
-    );
-    let image = PathBuf::from(o.stdout.trim());
-    for f in ["vmlinuz", "initrd.img", "disk.qcow2", "manifest.txt"] {
-        assert!(image.join(f).is_file(), "{} has no {f}", image.display());
-    }
-    eprintln!("image {} ready in {:?}", image.display(), t.elapsed());
-    image
-}
-
-/// No qemu, namespace or tap of this launch is left, nor any process that
-/// names its namespace or its logs.
-fn nothing_left(netns: &str, logs: &Path) {
-    assert!(!netns_exists(netns), "namespace {netns} is left behind");
-    let left = processes_mentioning(netns);
-    assert!(left.is_empty(), "processes left: {left:?}");
-    let left = processes_mentioning(&logs.to_string_lossy());
-    assert!(left.is_empty(), "processes left: {left:?}");
-    let taps: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with("tap") && n[3..].parse::<u32>().is_ok())
-        .collect();
-    assert!(taps.is_empty(), "taps left in the root namespace: {taps:?}");
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ws-vm{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn two_guests_sweep_send_and_receive_then_nothing_left() {
     require_root();
     let _one = serial_section();
     let dir = scratch("");
-    let root = workspace();
     let agent = bin();
-    let image = image();
+    let image = image(&[]);
 
     // Boot two guests and run the sweep from the host side.
     let netns = format!("wsvm-t{}", std::process::id());
     let logs = dir.join("logs");
     let json = dir.join("results.json");
-    let mut launch = Launch {
-        child: None,
-        netns: netns.clone(),
-        logs: logs.clone(),
-    };
-    let mut c = Command::new("bash");
-    c.arg(root.join("vm-images/launch"))
-        .args([
+    let plan = plan(&dir);
+    let mut launch = Launch::start(
+        &image,
+        (&netns, &logs),
+        &[
             "-n",
             &GUESTS.to_string(),
             "--mem",
             "256M",
             "--timeout",
             "300",
-        ])
-        .arg("--image")
-        .arg(&image)
-        .args(["--netns", &netns])
-        .arg("--logs")
-        .arg(&logs)
-        .arg("--")
-        .arg(&agent)
-        .arg("plan")
-        .arg(plan(&dir))
-        .arg("--json")
-        .arg(&json)
-        .arg("--quiet")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    launch.child = Some(c.spawn().expect("running vm-images/launch"));
+        ],
+        &[
+            agent.as_os_str(),
+            "plan".as_ref(),
+            plan.as_os_str(),
+            "--json".as_ref(),
+            json.as_os_str(),
+            "--quiet".as_ref(),
+        ],
+    );
     let (ok, stdout, stderr) = launch.wait(Duration::from_secs(600));
     let serial = |k: usize| {
         std::fs::read_to_string(logs.join(format!("vm{k}.serial.log"))).unwrap_or_default()
@@ -390,30 +203,17 @@ fn a_guest_that_never_answers_is_named_and_torn_down() {
     require_root();
     let _one = serial_section();
     let dir = scratch("-late");
-    let image = image();
+    let image = image(&[]);
     let netns = format!("wsvm-l{}", std::process::id());
     let logs = dir.join("logs");
     let ran = dir.join("command-ran");
-    let mut launch = Launch {
-        child: None,
-        netns: netns.clone(),
-        logs: logs.clone(),
-    };
-    let mut c = Command::new("bash");
     // Under TCG the guest needs several seconds to boot: 2 s is too short.
-    c.arg(workspace().join("vm-images/launch"))
-        .args(["-n", "1", "--accel", "tcg", "--timeout", "2"])
-        .arg("--image")
-        .arg(&image)
-        .args(["--netns", &netns])
-        .arg("--logs")
-        .arg(&logs)
-        .args(["--", "touch"])
-        .arg(&ran)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    launch.child = Some(c.spawn().expect("running vm-images/launch"));
+    let mut launch = Launch::start(
+        &image,
+        (&netns, &logs),
+        &["-n", "1", "--accel", "tcg", "--timeout", "2"],
+        &["touch".as_ref(), ran.as_os_str()],
+    );
     let (ok, _, stderr) = launch.wait(Duration::from_secs(120));
     assert!(!ok, "the launch succeeded with a 2 s timeout:\n{stderr}");
     assert!(

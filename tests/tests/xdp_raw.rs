@@ -127,30 +127,8 @@ fn unpaced_raw_counts_and_text() {
     let (sent, got) = (s["frames"].as_u64().unwrap(), r["frames"].as_u64().unwrap());
     assert!(got > 0 && got <= sent, "received {got} of {sent}");
     assert_eq!(r["malformed"], 0);
-    accounted(s, r);
+    wirespeed_tests::raw_accounted(s, r);
     no_xdp_left(&tb);
-}
-
-/// Every frame sent is received or dropped at a counted place: what the
-/// steering program redirected is what the sockets got plus what the
-/// kernel dropped on their way, and nothing more than was sent.
-fn accounted(s: &Value, r: &Value) {
-    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
-    let (sent, got) = (n(s, "frames"), n(r, "frames"));
-    let (steered, dropped) = (n(r, "steered"), n(r, "kernel_dropped"));
-    assert_eq!(
-        steered,
-        got + dropped,
-        "steered {steered} = received {got} + dropped {dropped}"
-    );
-    assert!(
-        steered + n(r, "no_socket") <= sent,
-        "steered {steered} of {sent} sent"
-    );
-    assert!(
-        n(r, "gaps") <= sent - got,
-        "gaps are lost frames (a lost tail is no gap)"
-    );
 }
 
 #[test]
@@ -174,7 +152,7 @@ fn two_queues_pinned_workers_and_loss_accounting() {
         ]);
         let j = ws(&tb, &args).ok().json();
         let (s, r) = raw_of(&j["end"]);
-        accounted(s, r);
+        wirespeed_tests::raw_accounted(s, r);
         // --cpus pins the local end, --remote-cpus the agent's.
         let (local, remote) = if dir == "send" { (s, r) } else { (r, s) };
         for (end, cpus) in [(local, [0, 1]), (remote, [1, 0])] {

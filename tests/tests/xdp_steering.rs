@@ -113,8 +113,10 @@ fn steering_takes_only_test_flows() {
     assert_eq!(c0.redirected, 0, "{c0:?}");
 
     // With an AF_XDP socket on queue 0 the flow goes there, not to the kernel.
-    let mut q = in_netns(tb.ns(1), || xsk::open(&l.ifname[1], 0, 256, false, false))
-        .expect("AF_XDP socket");
+    let mut q = in_netns(tb.ns(1), || {
+        xsk::open(&l.ifname[1], 0, 256, wirespeed::spec::XdpBind::Auto, false)
+    })
+    .expect("AF_XDP socket");
     assert_eq!(q.mode.as_str(), "copy");
     steer.register(0, q.rx.fd()).unwrap();
     // SAFETY: these frames are ours and idle.

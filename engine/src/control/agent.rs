@@ -413,7 +413,7 @@ impl Session {
             local,
             spec.data_port,
             raw.frame_size,
-            raw.queues.as_deref(),
+            (raw.queues.as_deref(), spec.remote_xdp_bind),
         )?;
         // As the controller does: the neighbour table, else the MAC it sent.
         let peer = Peer {
@@ -585,7 +585,7 @@ impl Session {
             iface,
             local,
             crate::datapath::xdp::stream::Ports::Listen(spec.data_port.unwrap_or(0)),
-            spec.remote_workers.queues.as_deref(),
+            (spec.remote_workers.queues.as_deref(), spec.remote_xdp_bind),
             false,
         )
     }
@@ -623,6 +623,7 @@ impl Session {
             (
                 crate::datapath::xdp::stream::Ports::Listen(spec.data_port.unwrap_or(0)),
                 spec.remote_workers.queues.as_deref(),
+                spec.remote_xdp_bind,
             ),
             spec.flows().len(),
             peer,

@@ -47,6 +47,8 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// This end's TCP-lite workers: queues and CPUs.
     pub workers: crate::spec::Workers,
+    /// This end's AF_XDP bind (raw mode, or TCP-lite when it runs).
+    pub xdp_bind: crate::spec::XdpBind,
     /// Raw frames over AF_XDP (`--mode xdp --raw`) instead of TCP.
     pub raw: Option<RawOptions>,
 }
@@ -237,7 +239,7 @@ fn open_raw(
         ip,
         None,
         r.frame_size,
-        r.queues.as_deref(),
+        (r.queues.as_deref(), opts.xdp_bind),
     )?;
     let tag = u32::from_be_bytes(auth::nonce()[..4].try_into().expect("4 bytes"));
     let spec = crate::spec::RawSpec {
@@ -302,6 +304,12 @@ pub struct Prepared {
 /// data connection; nothing is measured yet.
 pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Prepared> {
     let (mut mode, mut mode_reason) = resolve_mode(opts.mode, opts.raw.is_some())?;
+    if mode == "socket" && opts.xdp_bind != crate::spec::XdpBind::Auto {
+        return Err(Error::Invalid(format!(
+            "--xdp-bind {} chooses this end's AF_XDP bind: it needs --mode xdp or auto, not socket",
+            opts.xdp_bind.as_str()
+        )));
+    }
     if let Some(i) = &opts.iface {
         sockpath::check_iface(i)?;
     }
@@ -355,6 +363,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
                 (
                     crate::datapath::xdp::stream::Ports::Block(spec.flows().len()),
                     opts.workers.queues.as_deref(),
+                    opts.xdp_bind,
                 ),
                 spec.flows().len(),
                 crate::auto::Peer::of(spec.remote_mode),
@@ -484,7 +493,7 @@ fn open_stream_end(
         iface,
         ip,
         Ports::Block(opts.spec.flows().len()),
-        opts.workers.queues.as_deref(),
+        (opts.workers.queues.as_deref(), opts.xdp_bind),
         false,
     )
 }
@@ -826,6 +835,8 @@ impl Prepared {
             local_start: local.start,
             remote_start: remote.start,
         };
+        let mut end = End::merge(mode, local, remote, timing);
+        end.remote_mode = Some(remote_mode.clone()).filter(|m| !m.is_empty());
         Ok(RunReport {
             schema: SCHEMA.into(),
             config: RunConfig {
@@ -841,7 +852,7 @@ impl Prepared {
                 started_unix,
             },
             intervals,
-            end: End::merge(mode, local, remote, timing),
+            end,
         })
     }
 }

@@ -5,7 +5,7 @@
 
 use super::test_kind::{self, SizeValue, TestName};
 use super::wire::{parse_speed, Framing};
-use crate::spec::{Direction, Limit, Mode, TestKind, TestSpec};
+use crate::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind};
 use crate::units::{parse_duration, parse_size};
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -29,6 +29,10 @@ pub struct Settings {
     pub mode: Option<Mode>,
     /// The agents' data path (default socket; auto lets each agent pick).
     pub remote_mode: Option<Mode>,
+    /// Each end's AF_XDP bind where it runs AF_XDP (default auto:
+    /// zero-copy, else copy), to compare copy and zero-copy on one NIC.
+    pub xdp_bind: Option<XdpBind>,
+    pub remote_xdp_bind: Option<XdpBind>,
     pub directions: Option<Vec<Direction>>,
     pub streams: Option<u16>,
     pub link_speed: Option<Spanned<String>>,
@@ -129,6 +133,8 @@ pub struct Configuration {
     pub name: String,
     pub mode: Mode,
     pub remote_mode: Mode,
+    pub xdp_bind: XdpBind,
+    pub remote_xdp_bind: XdpBind,
     pub duration: Duration,
     pub warmup: Duration,
     pub msg_size: u32,
@@ -364,10 +370,15 @@ impl Plan {
                     return loc.err(None, format!("configuration {cname:?}: remote_mode = \"xdp\" runs TCP-lite on each pair's agent interface, and pair {:?} names none: set remote_iface, or use remote_mode = \"auto\"", p.name));
                 }
             }
+            if s.mode == Some(Mode::Socket) && s.xdp_bind.is_some_and(|b| b != XdpBind::Auto) {
+                return loc.err(None, format!("configuration {cname:?}: xdp_bind chooses the controller's AF_XDP bind, and mode = \"socket\" runs none: drop it, or use mode = \"xdp\" or \"auto\""));
+            }
             let conf = Configuration {
                 name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
                 remote_mode: s.remote_mode.unwrap_or(Mode::Socket),
+                xdp_bind: s.xdp_bind.unwrap_or_default(),
+                remote_xdp_bind: s.remote_xdp_bind.unwrap_or_default(),
                 duration,
                 warmup,
                 msg_size,
@@ -485,6 +496,7 @@ impl Configuration {
             remote_mode: self.remote_mode,
             peer_xdp: false,
             remote_workers: Default::default(),
+            remote_xdp_bind: self.remote_xdp_bind,
         }
     }
 }
@@ -498,6 +510,8 @@ fn merge(base: &Settings, over: &Settings) -> Settings {
         sockbuf: over.sockbuf.clone().or_else(|| base.sockbuf.clone()),
         mode: over.mode.or(base.mode),
         remote_mode: over.remote_mode.or(base.remote_mode),
+        xdp_bind: over.xdp_bind.or(base.xdp_bind),
+        remote_xdp_bind: over.remote_xdp_bind.or(base.remote_xdp_bind),
         directions: over.directions.clone().or_else(|| base.directions.clone()),
         streams: over.streams.or(base.streams),
         link_speed: over.link_speed.clone().or_else(|| base.link_speed.clone()),
@@ -647,6 +661,41 @@ data_port = 7001
         );
         let p = Plan::parse(&skew("0.5ms"), "p.toml").unwrap();
         assert_eq!(p.repeat.max_start_skew_us, Some(500));
+    }
+
+    #[test]
+    fn xdp_binds_per_side_refused_where_no_af_xdp_runs() {
+        let with =
+            |extra: &str| GOOD.replace("sockbuf = \"64K\"", &format!("sockbuf = \"64K\"\n{extra}"));
+        let p = Plan::parse(
+            &with("remote_mode = \"auto\"\nxdp_bind = \"copy\"\nremote_xdp_bind = \"zerocopy\""),
+            "p.toml",
+        )
+        .unwrap();
+        let c = &p.configurations[0];
+        assert_eq!(
+            (c.xdp_bind, c.remote_xdp_bind),
+            (XdpBind::Copy, XdpBind::Zerocopy)
+        );
+        assert_eq!(
+            c.spec(Direction::Send, 1).remote_xdp_bind,
+            XdpBind::Zerocopy
+        );
+        let e = Plan::parse(
+            &with("mode = \"socket\"\nxdp_bind = \"zerocopy\""),
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("xdp_bind") && e.contains("mode = \"socket\""),
+            "{e}"
+        );
+        // The agents run kernel sockets unless told otherwise.
+        let e = Plan::parse(&with("remote_xdp_bind = \"copy\""), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--remote-xdp-bind copy"), "{e}");
     }
 
     #[test]

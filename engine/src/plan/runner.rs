@@ -223,6 +223,7 @@ fn options(
         idle_timeout: Duration::from_secs(10),
         cancel: Some(cancel.clone()),
         workers: Default::default(),
+        xdp_bind: conf.xdp_bind,
         raw: None,
     })
 }

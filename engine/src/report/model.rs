@@ -462,7 +462,15 @@ pub struct Timing {
 /// The end-of-test summary.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct End {
+    /// The controller's data path (kept for scripts; `local_mode` is the same).
     pub mode: String,
+    /// Both ends' data paths, side by side (`xdp-zerocopy`, `xdp-copy`,
+    /// `xdp-generic`, `socket`): the controller's, and the agent's as it
+    /// reported it (null from an agent that does not say).
+    #[serde(default)]
+    pub local_mode: String,
+    #[serde(default)]
+    pub remote_mode: Option<String>,
     /// All flows, as their senders counted them.
     pub sent: Throughput,
     /// All flows, as their receivers counted them.
@@ -595,6 +603,8 @@ impl End {
                 placement: local.placement,
             },
             mode: mode.to_string(),
+            local_mode: mode.to_string(),
+            remote_mode: None,
             sent: Throughput::sum(flows.iter().map(|f| &f.sender.throughput)),
             received: Throughput::sum(flows.iter().map(|f| &f.receiver.throughput)),
             directions,

@@ -432,6 +432,7 @@ pub(crate) mod fixture {
                     remote_mode: crate::spec::Mode::Socket,
                     peer_xdp: false,
                     remote_workers: Default::default(),
+                    remote_xdp_bind: Default::default(),
                 },
                 local: None,
                 iface: None,

@@ -4,34 +4,99 @@
 //! receive ring keeps in-order bytes for the application plus
 //! out-of-order bytes already placed at their final position, tracked by a
 //! fixed number of ranges.
+//!
+//! Bytes the application will never change can also be queued by
+//! reference to a shared [`Source`] (as `sendfile` queues page-cache
+//! pages): they count against the send buffer like copied bytes, but
+//! are read straight from the source when a segment is built, so the
+//! payload is touched once on its way out instead of three times.
 
 use crate::wire::checksum;
+use std::sync::Arc;
 
 /// Copy each piece's source into its destination, and return `acc` plus
 /// the checksum sum of the sources as one run of bytes (the run starting
-/// at an even offset of the checksummed data): a ring's two pieces
-/// around its wrap copied and summed in one pass.
-fn copy_sum_pieces(acc: u64, pieces: [(&mut [u8], &[u8]); 2]) -> u64 {
-    let [(a, a_src), (b, b_src)] = pieces;
-    let acc = checksum::copy_sum(acc, a, a_src);
-    if b.is_empty() {
-        return acc;
+/// at an even offset of the checksummed data): pieces around a ring's
+/// wrap, or from the ring into a source, copied and summed in one pass.
+fn copy_sum_pieces<const N: usize>(acc: u64, pieces: [(&mut [u8], &[u8]); N]) -> u64 {
+    let mut acc = acc;
+    let mut odd = false;
+    for (k, (dst, src)) in pieces.into_iter().enumerate() {
+        if dst.is_empty() {
+            continue;
+        }
+        if k == 0 {
+            acc = checksum::copy_sum(acc, dst, src);
+        } else {
+            let part = checksum::copy_sum(0, dst, src);
+            acc = checksum::add(
+                acc,
+                if odd {
+                    checksum::sum_at_odd(part)
+                } else {
+                    part
+                },
+            );
+        }
+        odd ^= dst.len() % 2 == 1;
     }
-    let rest = checksum::copy_sum(0, b, b_src);
-    let rest = if a.len() % 2 == 1 {
-        checksum::sum_at_odd(rest)
-    } else {
-        rest
-    };
-    checksum::add(acc, rest)
+    acc
 }
 
-/// Bytes written by the application and not yet acknowledged by the peer.
+/// Immutable bytes by position, shared by every connection that sends
+/// them: byte `pos` is `bytes[pos % period]`, and `bytes` runs on at
+/// least [`Source::MAX_READ`] past one period so any read up to that
+/// length is one slice.
+#[derive(Clone, Debug)]
+pub struct Source {
+    bytes: Arc<[u8]>,
+    period: usize,
+}
+
+impl Source {
+    /// The longest slice [`Source::slice`] returns.
+    pub const MAX_READ: usize = 64 * 1024;
+
+    /// `bytes` must repeat with `period` (checked) and be at least
+    /// `period + MAX_READ` long.
+    pub fn new(bytes: Arc<[u8]>, period: usize) -> Source {
+        assert!(
+            period > 0 && bytes.len() >= period + Self::MAX_READ,
+            "source too short"
+        );
+        assert!(
+            bytes[period..]
+                .iter()
+                .zip(bytes.iter())
+                .all(|(a, b)| a == b),
+            "source does not repeat with its period"
+        );
+        Source { bytes, period }
+    }
+
+    /// `len` (at most `MAX_READ`) bytes from position `pos`.
+    pub fn slice(&self, pos: u64, len: usize) -> &[u8] {
+        let at = (pos % self.period as u64) as usize;
+        &self.bytes[at..at + len.min(Self::MAX_READ)]
+    }
+}
+
+/// Bytes queued by reference: `len` bytes of `src` from position `pos`.
+#[derive(Debug)]
+struct Tail {
+    src: Source,
+    pos: u64,
+    len: usize,
+}
+
+/// Bytes written by the application and not yet acknowledged by the peer:
+/// `len` copied bytes in the ring from `head`, then the referenced tail.
 #[derive(Debug)]
 pub struct SendBuffer {
     buf: Box<[u8]>,
     head: usize,
     len: usize,
+    tail: Option<Tail>,
 }
 
 impl SendBuffer {
@@ -40,15 +105,20 @@ impl SendBuffer {
             buf: vec![0; capacity.max(1)].into_boxed_slice(),
             head: 0,
             len: 0,
+            tail: None,
         }
     }
 
+    fn tail_len(&self) -> usize {
+        self.tail.as_ref().map_or(0, |t| t.len)
+    }
+
     pub fn len(&self) -> usize {
-        self.len
+        self.len + self.tail_len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     pub fn capacity(&self) -> usize {
@@ -56,11 +126,16 @@ impl SendBuffer {
     }
 
     pub fn free(&self) -> usize {
-        self.capacity() - self.len
+        self.capacity() - self.len()
     }
 
-    /// Append as much of `data` as fits; returns how much.
+    /// Append as much of `data` as fits; returns how much. Copied bytes
+    /// never follow referenced ones: while a tail is queued this takes
+    /// nothing (the tail's bytes must be acknowledged first).
     pub fn write(&mut self, data: &[u8]) -> usize {
+        if self.tail_len() > 0 {
+            return 0;
+        }
         let n = data.len().min(self.free());
         let cap = self.capacity();
         let start = (self.head + self.len) % cap;
@@ -71,18 +146,37 @@ impl SendBuffer {
         n
     }
 
+    /// Append up to `n` bytes of `src` from position `pos` by reference;
+    /// returns how many fit. Successive calls continue one run: `pos` is
+    /// where the queued tail ends (checked), or any position when none is
+    /// queued.
+    pub fn write_ref(&mut self, src: &Source, pos: u64, n: usize) -> usize {
+        let n = n.min(self.free());
+        match &mut self.tail {
+            Some(t) if t.len > 0 => {
+                assert_eq!(pos, t.pos + t.len as u64, "a referenced run continues");
+                t.len += n;
+            }
+            Some(t) if Arc::ptr_eq(&t.src.bytes, &src.bytes) => {
+                t.pos = pos;
+                t.len = n;
+            }
+            _ => {
+                self.tail = Some(Tail {
+                    src: src.clone(),
+                    pos,
+                    len: n,
+                })
+            }
+        }
+        n
+    }
+
     /// Copy bytes from `offset` (from the oldest byte) into `dst`; returns
     /// how many there were.
     pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> usize {
-        if offset >= self.len {
-            return 0;
-        }
-        let n = dst.len().min(self.len - offset);
-        let cap = self.capacity();
-        let start = (self.head + offset) % cap;
-        let first = n.min(cap - start);
-        dst[..first].copy_from_slice(&self.buf[start..start + first]);
-        dst[first..n].copy_from_slice(&self.buf[..n - first]);
+        let n = dst.len().min(self.len().saturating_sub(offset));
+        self.read_at_sum(offset, &mut dst[..n], 0);
         n
     }
 
@@ -91,26 +185,42 @@ impl SendBuffer {
     /// bytes added to `acc` (which covers an even number of bytes before
     /// them): the payload of a segment copied and summed in one pass.
     pub fn read_at_sum(&self, offset: usize, dst: &mut [u8], acc: u64) -> u64 {
-        debug_assert!(offset + dst.len() <= self.len);
+        debug_assert!(offset + dst.len() <= self.len());
         let n = dst.len();
+        // the copied part: up to two pieces around the ring's wrap
+        let in_ring = n.min(self.len.saturating_sub(offset));
         let cap = self.capacity();
-        let start = (self.head + offset) % cap;
-        let first = n.min(cap - start);
-        let (a, b) = dst.split_at_mut(first);
+        let start = (self.head + offset.min(self.len)) % cap;
+        let first = in_ring.min(cap - start);
+        let (a, rest) = dst.split_at_mut(first);
+        let (b, c) = rest.split_at_mut(in_ring - first);
+        // the referenced part, one slice of the source
+        let from_tail = match &self.tail {
+            Some(t) if !c.is_empty() => t
+                .src
+                .slice(t.pos + (offset + in_ring - self.len) as u64, c.len()),
+            _ => &[],
+        };
         copy_sum_pieces(
             acc,
             [
                 (a, &self.buf[start..start + first]),
-                (b, &self.buf[..n - first]),
+                (b, &self.buf[..in_ring - first]),
+                (c, from_tail),
             ],
         )
     }
 
-    /// Drop the `n` oldest bytes (acknowledged).
+    /// Drop the `n` oldest bytes (acknowledged): copied ones first.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
-        self.head = (self.head + n) % self.capacity();
-        self.len -= n;
+        let copied = n.min(self.len);
+        self.head = (self.head + copied) % self.capacity();
+        self.len -= copied;
+        if let Some(t) = &mut self.tail {
+            let k = (n - copied).min(t.len);
+            t.pos += k as u64;
+            t.len -= k;
+        }
     }
 }
 
@@ -256,6 +366,24 @@ impl RecvBuffer {
         advance
     }
 
+    /// Hand up to `max` in-order bytes to `f` where they lie (one or two
+    /// slices, around the wrap) and drop them: a reader that only hashes
+    /// or counts them needs no copy. Returns how many.
+    pub fn read_in_place(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let n = max.min(self.len);
+        let cap = self.capacity();
+        let first = n.min(cap - self.head);
+        if n > 0 {
+            f(&self.buf[self.head..self.head + first]);
+        }
+        if n > first {
+            f(&self.buf[..n - first]);
+        }
+        self.head = (self.head + n) % cap;
+        self.len -= n;
+        n
+    }
+
     /// Copy out in-order bytes.
     pub fn read(&mut self, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len);
@@ -348,7 +476,77 @@ mod tests {
         }
     }
 
+    fn pattern(period: usize) -> Source {
+        let bytes: Vec<u8> = (0..period + Source::MAX_READ)
+            .map(|i| (i % period) as u8)
+            .collect();
+        Source::new(bytes.into(), period)
+    }
+
+    #[test]
+    fn copied_bytes_then_a_referenced_tail() {
+        let src = pattern(7);
+        let mut s = SendBuffer::new(16);
+        assert_eq!(s.write(b"ab"), 2);
+        assert_eq!(s.write_ref(&src, 5, 20), 14, "capped by the free room");
+        assert_eq!(
+            s.write(b"x"),
+            0,
+            "copied bytes never follow referenced ones"
+        );
+        let mut d = [0; 16];
+        assert_eq!(s.read_at(0, &mut d), 16);
+        assert_eq!(&d, &[b'a', b'b', 5, 6, 0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4]);
+        s.consume(5);
+        assert_eq!(s.len(), 11);
+        assert_eq!(s.write_ref(&src, 19, 3), 3, "the run continues at 5 + 14");
+        assert_eq!(s.read_at(10, &mut d[..4]), 4);
+        assert_eq!(&d[..4], &[4, 5, 6, 0]);
+        s.consume(14);
+        assert!(s.is_empty());
+        assert_eq!(s.write(b"yz"), 2, "an empty tail lets copies in again");
+    }
+
+    #[test]
+    fn in_place_reads_hand_over_both_pieces_of_a_wrap() {
+        let mut r = RecvBuffer::new(8, 2);
+        assert_eq!(r.write_at(0, b"abcdef"), Some(6));
+        let mut d = [0; 5];
+        assert_eq!(r.read(&mut d), 5);
+        assert_eq!(r.write_at(1, b"hijkl"), Some(0));
+        assert_eq!(r.write_at(0, b"g"), Some(6));
+        let mut seen = Vec::new();
+        assert_eq!(r.read_in_place(6, |b| seen.push(b.to_vec())), 6);
+        assert_eq!(seen, vec![b"fgh".to_vec(), b"ijk".to_vec()]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.read_in_place(9, |_| {}), 1);
+        assert_eq!(r.read_in_place(9, |_| panic!("nothing to hand over")), 0);
+    }
+
     proptest! {
+        /// A segment read from copied and referenced bytes, at any offset
+        /// and length, holds the right bytes and their checksum sum.
+        #[test]
+        fn reads_across_the_tail_copy_and_sum(head in 0usize..40, copied in 0usize..40,
+                                              pos in any::<u32>(), off in 0usize..80, len in 0usize..80) {
+            let src = pattern(13);
+            let mut s = SendBuffer::new(64);
+            let junk = vec![0xa5; head];
+            s.write(&junk);
+            s.consume(head); // the ring's head anywhere
+            let real: Vec<u8> = (0..copied).map(|i| (200 + i) as u8).collect();
+            let copied = s.write(&real);
+            let referenced = s.write_ref(&src, u64::from(pos), 64);
+            let mut want = real[..copied].to_vec();
+            want.extend((0..referenced).map(|i| ((u64::from(pos) + i as u64) % 13) as u8));
+            let off = off.min(want.len());
+            let len = len.min(want.len() - off);
+            let mut d = vec![0; len];
+            let acc = s.read_at_sum(off, &mut d, 0);
+            prop_assert_eq!(&d[..], &want[off..off + len]);
+            prop_assert_eq!(checksum::finish(acc), checksum::finish(checksum::sum(0, &want[off..off + len])));
+        }
+
         /// Any arrival order of any chunks of a stream yields the stream.
         #[test]
         fn reassembles_any_order(len in 1usize..200, cuts in proptest::collection::vec(any::<u16>(), 0..20),

@@ -2,7 +2,7 @@
 //! for the calling convention; RFC section numbers below are RFC 9293's
 //! unless another RFC is named.
 
-use super::buffer::{RecvBuffer, SendBuffer};
+use super::buffer::{RecvBuffer, SendBuffer, Source};
 use super::scoreboard::{Scoreboard, DUP_THRESH};
 use super::{Config, Congestion, Instant, SEC};
 use crate::wire::tcp::{
@@ -547,6 +547,16 @@ impl Connection {
         self.send.write(data)
     }
 
+    /// Queue up to `n` bytes of `src` from position `pos` by reference
+    /// ([`SendBuffer::write_ref`]): no copy now, one when each segment
+    /// is built. Returns how many fit.
+    pub fn write_ref(&mut self, src: &Source, pos: u64, n: usize) -> usize {
+        if !self.may_write() {
+            return 0;
+        }
+        self.send.write_ref(src, pos, n)
+    }
+
     /// Bytes sent and not yet acknowledged, plus bytes not yet sent.
     pub fn send_queue(&self) -> usize {
         self.send.len()
@@ -560,6 +570,20 @@ impl Connection {
     /// Read in-order bytes; 0 when none are ready (see [`Self::read_finished`]).
     pub fn read(&mut self, dst: &mut [u8]) -> usize {
         let n = self.recv.read(dst);
+        self.after_read(n);
+        n
+    }
+
+    /// Hand up to `max` in-order bytes to `f` where they lie in the
+    /// receive ring, without copying them out, and drop them; returns how
+    /// many (0 when none are ready).
+    pub fn read_in_place(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        let n = self.recv.read_in_place(max, f);
+        self.after_read(n);
+        n
+    }
+
+    fn after_read(&mut self, n: usize) {
         if n > 0 && self.is_established() {
             // window update when the right edge moves by a good amount
             // (receiver-side silly window avoidance, 3.8.6.2.2)
@@ -569,7 +593,6 @@ impl Connection {
                 self.ack_now = true;
             }
         }
-        n
     }
 
     /// The peer closed its side and every byte has been read.

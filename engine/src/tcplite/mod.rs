@@ -30,7 +30,7 @@ pub mod sim;
 #[cfg(test)]
 mod tests;
 
-pub use buffer::{RecvBuffer, SendBuffer};
+pub use buffer::{RecvBuffer, SendBuffer, Source};
 pub use connection::{Connection, ConnectionError, State, Stats, Transmit};
 
 pub use crate::wire::tcp::{SeqNum, TcpFlags, TcpRepr as TcpSegment};

@@ -120,9 +120,14 @@ pub fn inspect(name: &str, probe: bool) -> Result<IfaceReport> {
 }
 
 fn probe_xsk(name: &str) -> String {
-    match xsk::open(name, 0, 64, false, false) {
+    match xsk::open(name, 0, 64, crate::spec::XdpBind::Auto, false) {
         Ok(q) if q.mode == XskMode::ZeroCopy => "zerocopy".into(),
-        Ok(_) => "copy (the driver has no zero-copy AF_XDP)".into(),
+        Ok(q) => format!(
+            "copy (zero-copy refused: {})",
+            q.zerocopy_refused
+                .as_deref()
+                .unwrap_or("the bind failed without an errno")
+        ),
         Err(e) => format!("unavailable: {e}"),
     }
 }

@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 64;
 /// Empty polls before a worker sleeps in `poll()`.
 const SPINS: u32 = 256;
+/// Batches between two zero-copy wakeups of the driver
+/// ([`XskQueue::wake_zerocopy`]): often enough for the kernel's own packets
+/// on the queue, rarely enough to cost little.
+const WAKE_EVERY: u32 = 16;
 /// A receiver sleeps only after this long without a frame.
 const QUIET: Duration = Duration::from_millis(20);
 
@@ -57,7 +61,7 @@ pub fn send(
     let mut reaped = vec![xsk_rs::FrameDesc::default(); BATCH];
     let start = Instant::now();
     let deadline = start + spec.duration;
-    let (mut seq, mut done, mut spins) = (0u64, 0u64, 0u32);
+    let (mut seq, mut done, mut spins, mut passes) = (0u64, 0u64, 0u32, 0u32);
     loop {
         // SAFETY: the completion ring returns frames of this UMEM.
         let n = unsafe { q.comp.consume(&mut reaped) };
@@ -66,6 +70,10 @@ pub fn send(
             live.add((n * len) as u64);
         }
         free.extend_from_slice(&reaped[..n]);
+        passes = passes.wrapping_add(1);
+        if passes % WAKE_EVERY == 0 {
+            q.wake_zerocopy();
+        }
         let now = Instant::now();
         if now >= deadline || stop.load(Ordering::Relaxed) {
             break;
@@ -117,6 +125,7 @@ pub fn send(
     // Let what is on the ring go out, bounded.
     let drain = Instant::now() + Duration::from_millis(500);
     while done < seq && Instant::now() < drain {
+        q.wake_zerocopy();
         if q.tx.needs_wakeup() {
             let _ = q.tx.wakeup();
         }
@@ -169,7 +178,7 @@ pub fn receive(
     let mut trackers: Vec<SeqTracker> = Vec::new();
     let mut c = RawCount::default();
     let mut last = None::<Instant>;
-    let mut spins = 0u32;
+    let (mut spins, mut batches) = (0u32, 0u32);
     loop {
         // SAFETY: the receive ring returns frames of this UMEM.
         let n = unsafe { q.rx.consume(&mut rx) };
@@ -191,6 +200,7 @@ pub fn receive(
             spins += 1;
             let recent = last.is_some_and(|t| now - t < QUIET);
             if spins > SPINS && !recent {
+                q.wake_zerocopy();
                 let _ = q.rx.poll(1);
                 spins = 0;
             } else if q.busy_poll || q.fill.needs_wakeup() {
@@ -231,6 +241,10 @@ pub fn receive(
             if q.fill.needs_wakeup() {
                 let _ = q.fill.wakeup(q.rx.fd_mut(), 0);
             }
+        }
+        batches = batches.wrapping_add(1);
+        if batches % WAKE_EVERY == 0 {
+            q.wake_zerocopy();
         }
     }
     for t in &trackers {

@@ -9,7 +9,7 @@ use super::raw::{self, RecvSpec, SendSpec};
 use super::xsk::{self, XskMode, XskQueue};
 use crate::metrics::interval::Counter;
 use crate::report::model::{FlowResult, QueueRaw, RawStats, Role, SockBufs, Throughput};
-use crate::spec::{Direction, RawSpec};
+use crate::spec::{Direction, RawSpec, XdpBind};
 use crate::wire::raw_frame::Endpoints;
 use crate::{Error, Result};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -36,14 +36,14 @@ pub struct RawEnd {
 impl RawEnd {
     /// Reserve `port` (None = any) on `ip`, attach steering for it on
     /// `iface`, and open an AF_XDP socket on each of `queues` (None = all
-    /// the NIC's queues). The frame size and the queue indexes are checked
-    /// first, with the fix in the error.
+    /// the NIC's queues), bound as `bind` asks. The frame size and the
+    /// queue indexes are checked first, with the fix in the error.
     pub fn open(
         iface: &str,
         ip: Ipv4Addr,
         port: Option<u16>,
         frame_size: u16,
-        queues: Option<&[u16]>,
+        (queues, bind): (Option<&[u16]>, XdpBind),
     ) -> Result<RawEnd> {
         check_frame_fits(iface, frame_size)?;
         let want = select_queues(iface, queues)?;
@@ -68,7 +68,7 @@ impl RawEnd {
             ports: (port, port),
         };
         let mut steering = Steering::attach(iface, &[flow], false)?;
-        let socks = open_sockets(iface, &mut steering, &want, FRAMES, false)?;
+        let socks = open_sockets(iface, &mut steering, &want, FRAMES, (false, bind))?;
         let mode = mode_of(&steering, &socks);
         Ok(RawEnd {
             queues: socks,
@@ -113,7 +113,8 @@ pub fn select_queues(iface: &str, queues: Option<&[u16]>) -> Result<Vec<u16>> {
 }
 
 /// An AF_XDP socket on each queue, registered with the steering program
-/// (`multi_buffer`: asking for XDP_USE_SG, see [`xsk::open`]).
+/// (`multi_buffer`: asking for XDP_USE_SG; `bind`: zero-copy, copy or
+/// either; see [`xsk::open`]).
 /// Half of each socket's frames stock its fill ring before any frame can
 /// arrive; the other half are the sender's.
 pub fn open_sockets(
@@ -121,11 +122,11 @@ pub fn open_sockets(
     steering: &mut Steering,
     want: &[u16],
     frames: u32,
-    multi_buffer: bool,
+    (multi_buffer, bind): (bool, XdpBind),
 ) -> Result<Vec<XskQueue>> {
     let mut socks = Vec::with_capacity(want.len());
     for &qi in want {
-        let mut q = xsk::open(iface, u32::from(qi), frames, false, multi_buffer)?;
+        let mut q = xsk::open(iface, u32::from(qi), frames, bind, multi_buffer)?;
         let rest = q.descs.split_off(q.descs.len() / 2);
         // SAFETY: these frames are ours and on no ring.
         let stocked = unsafe { q.fill.produce(&q.descs) };
@@ -137,6 +138,7 @@ pub fn open_sockets(
         }
         q.descs = rest;
         steering.register(u32::from(qi), q.rx.fd())?;
+        q.wake_zerocopy();
         socks.push(q);
     }
     Ok(socks)

@@ -2,6 +2,7 @@
 //! already attached). Zero-copy is tried first, copy mode after, and the
 //! outcome is kept so every report can say which ran.
 
+use crate::spec::XdpBind;
 use crate::{Error, Result};
 use std::num::NonZeroU32;
 use xsk_rs::config::{BindFlags, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
@@ -40,6 +41,9 @@ pub struct XskQueue {
     /// Bound with XDP_USE_SG: a frame longer than [`chunk_room`] comes and
     /// goes as a chain of descriptors (see `stream::chain`).
     pub multi_buffer: bool,
+    /// Why zero-copy was refused when auto fell back to copy (errno and
+    /// fix, [`super::bind_policy::zerocopy_refusal`]); None otherwise.
+    pub zerocopy_refused: Option<String>,
 }
 
 /// Bytes of frame one UMEM chunk holds: the 4 KiB chunk less the XDP
@@ -104,6 +108,36 @@ impl XskQueue {
         })
     }
 
+    /// In zero-copy mode, wake the driver for this queue both ways
+    /// (sendto and recvfrom), whatever the rings' need-wakeup flags say;
+    /// raw workers call it after each bind, every 16 batches and when idle.
+    /// The queue is shared with the kernel's own packets (the control
+    /// connection among them). On virtio_net the transmit wakeup is what
+    /// runs the queue's send NAPI (`virtnet_xsk_wakeup` schedules it),
+    /// which reaps the kernel's completions and restarts its transmit
+    /// queue when the ring has room; a socket that only receives, or a
+    /// sender whose ring stays full, otherwise leaves the kernel's packets
+    /// waiting (measured: the agent's control messages stalled past the
+    /// controller's 10 s timeout in every zero-copy raw test on a
+    /// two-queue guest; with these wakeups, none did). A no-op in copy mode.
+    pub fn wake_zerocopy(&self) {
+        if self.mode == XskMode::ZeroCopy {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a zero-length, non-blocking sendto on our own socket.
+            unsafe {
+                nix::libc::sendto(
+                    self.tx.fd().as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    nix::libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                );
+            }
+            self.kick_rx();
+        }
+    }
+
     /// One non-blocking receive call: with busy polling on it runs the
     /// queue's NAPI here, and in need_wakeup mode it wakes the kernel.
     pub fn kick_rx(&self) {
@@ -122,18 +156,35 @@ impl XskQueue {
     }
 }
 
-/// The binds to try, in order: (mode, XDP_USE_SG). Multi-buffer goes
-/// before zero-copy: a jumbo link wants its frames whole; without the flag
-/// (a kernel before 6.6) copy mode still runs, its frames one chunk long.
-fn attempts(zerocopy_only: bool, multi_buffer: bool) -> Vec<(XskMode, bool)> {
-    let mut v = vec![(XskMode::ZeroCopy, multi_buffer)];
-    if !zerocopy_only {
+/// The binds to try, in order: (mode, XDP_USE_SG). Zero-copy first unless
+/// `bind` says copy; copy after unless it says zero-copy. Multi-buffer
+/// goes before zero-copy: a jumbo link wants its frames whole; without the
+/// flag (a kernel before 6.6) copy mode still runs, its frames one chunk long.
+fn attempts(bind: XdpBind, multi_buffer: bool) -> Vec<(XskMode, bool)> {
+    let mut v = Vec::new();
+    if bind != XdpBind::Copy {
+        v.push((XskMode::ZeroCopy, multi_buffer));
+    }
+    if bind != XdpBind::Zerocopy {
         v.push((XskMode::Copy, multi_buffer));
         if multi_buffer {
             v.push((XskMode::Copy, false));
         }
     }
     v
+}
+
+/// The errno under an xsk-rs error, and its text with the cause.
+fn errno_of(e: &xsk_rs::socket::SocketCreateError) -> (Option<i32>, String) {
+    use std::error::Error as _;
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    (
+        io.and_then(|i| i.raw_os_error()),
+        match io {
+            Some(i) => format!("{e}: {i}"),
+            None => e.to_string(),
+        },
+    )
 }
 
 /// How much longer a multi-buffer socket's fill and receive rings are, and
@@ -160,7 +211,9 @@ fn config(flags: BindFlags, rx: QueueSize) -> SocketConfig {
 }
 
 /// Open a socket on `iface` queue `queue` with `frames` UMEM frames,
-/// zero-copy if the driver can, else copy (unless `zerocopy_only`).
+/// zero-copy if the driver can, else copy (`bind` may ask for one only).
+/// A refused zero-copy bind keeps its errno, with the fix, in the error
+/// (or, when copy ran instead, in [`XskQueue::zerocopy_refused`]).
 ///
 /// `multi_buffer` binds with XDP_USE_SG (Linux 6.6), for frames longer
 /// than one chunk: that, not larger chunks, is how jumbo frames are
@@ -173,7 +226,7 @@ pub fn open(
     iface: &str,
     queue: u32,
     frames: u32,
-    zerocopy_only: bool,
+    bind: XdpBind,
     multi_buffer: bool,
 ) -> Result<XskQueue> {
     let ifname = iface
@@ -191,8 +244,10 @@ pub fn open(
         false,
     )
     .map_err(|e| Error::Invalid(format!("creating the UMEM: {e}")))?;
+    let driver = crate::host::iface::driver(iface);
     let mut last = None;
-    for (mode, sg) in attempts(zerocopy_only, multi_buffer) {
+    let mut zerocopy_refused = None;
+    for (mode, sg) in attempts(bind, multi_buffer) {
         let flags = match mode {
             XskMode::ZeroCopy => BindFlags::XDP_ZEROCOPY,
             XskMode::Copy => BindFlags::XDP_COPY,
@@ -204,7 +259,8 @@ pub fn open(
         match unsafe { Socket::new(config(flags, rx), &umem, &ifname, queue) } {
             Ok((tx, rx, Some((fill, comp)))) => {
                 use std::os::fd::AsRawFd;
-                let busy_poll = prefer_busy_poll(rx.fd().as_raw_fd());
+                let busy_poll = super::bind_policy::busy_poll_helps(driver.as_deref(), mode)
+                    && prefer_busy_poll(rx.fd().as_raw_fd());
                 return Ok(XskQueue {
                     queue,
                     busy_poll,
@@ -216,6 +272,7 @@ pub fn open(
                     comp,
                     mode,
                     multi_buffer: sg,
+                    zerocopy_refused: zerocopy_refused.filter(|_| mode == XskMode::Copy),
                 });
             }
             Ok(_) => {
@@ -223,16 +280,45 @@ pub fn open(
                     "AF_XDP socket came without fill and completion rings".into(),
                 ))
             }
-            Err(e) => last = Some(e.to_string()),
+            Err(e) => {
+                let (errno, text) = errno_of(&e);
+                if errno == Some(nix::libc::EPERM) {
+                    return Err(Error::Privilege(
+                        "AF_XDP needs CAP_NET_ADMIN and CAP_BPF: run as root, or use --mode socket"
+                            .into(),
+                    ));
+                }
+                if mode == XskMode::ZeroCopy && zerocopy_refused.is_none() {
+                    zerocopy_refused = Some(super::bind_policy::zerocopy_refusal(
+                        errno,
+                        driver.as_deref(),
+                    ));
+                }
+                last = Some(text);
+            }
         }
     }
     let why = last.unwrap_or_default();
-    if why.contains("Operation not permitted") {
-        return Err(Error::Privilege(
-            "AF_XDP needs CAP_NET_ADMIN and CAP_BPF: run as root, or use --mode socket".into(),
-        ));
+    Err(Error::Invalid(match (bind, zerocopy_refused) {
+        (XdpBind::Zerocopy, Some(advice)) => format!(
+            "no zero-copy AF_XDP socket on {iface} queue {queue} (asked with xdp bind zerocopy): {advice}"
+        ),
+        _ => format!("no AF_XDP socket on {iface} queue {queue}: {why}"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_tried_follow_the_choice() {
+        use XskMode::*;
+        assert_eq!(
+            attempts(XdpBind::Auto, false),
+            [(ZeroCopy, false), (Copy, false)]
+        );
+        assert_eq!(attempts(XdpBind::Zerocopy, true), [(ZeroCopy, true)]);
+        assert_eq!(attempts(XdpBind::Copy, true), [(Copy, true), (Copy, false)]);
     }
-    Err(Error::Invalid(format!(
-        "no AF_XDP socket on {iface} queue {queue}: {why}"
-    )))
 }

@@ -117,12 +117,13 @@ fn reserve_block(ip: IpAddr, n: usize) -> Result<(Vec<socket2::Socket>, u16)> {
 impl StreamEnd {
     /// Reserve `ports` on `ip`, steer them on `iface` and open a socket per
     /// queue (`queues`, None = every queue, at most one per online CPU).
-    /// `native_only` refuses the generic (skb) hook instead of falling back.
+    /// `native_only` refuses the generic (skb) hook instead of falling back;
+    /// `bind` chooses zero-copy, copy, or either (zero-copy first).
     pub fn open(
         iface: &str,
         ip: IpAddr,
         ports: Ports,
-        queues: Option<&[u16]>,
+        (queues, bind): (Option<&[u16]>, crate::spec::XdpBind),
         native_only: bool,
     ) -> Result<StreamEnd> {
         if let Ports::Block(n) = ports {
@@ -164,7 +165,7 @@ impl StreamEnd {
         let mut steering = Steering::attach(iface, &[flow], native_only)?;
         // Frames longer than a chunk need chained descriptors.
         let multi_buffer = mtu as usize + ETH_HEADER > xsk::chunk_room();
-        let queues = open_sockets(iface, &mut steering, &want, FRAMES, multi_buffer)?;
+        let queues = open_sockets(iface, &mut steering, &want, FRAMES, (multi_buffer, bind))?;
         let mode = mode_of(&steering, &queues);
         Ok(StreamEnd {
             queues,
@@ -190,7 +191,7 @@ impl StreamEnd {
         iface: Option<&str>,
         route: &Route,
         (ip, peer_ip): (IpAddr, IpAddr),
-        (ports, queues): (Ports, Option<&[u16]>),
+        (ports, queues, bind): (Ports, Option<&[u16]>, crate::spec::XdpBind),
         flows: usize,
         peer: crate::auto::Peer,
     ) -> (Option<StreamEnd>, String) {
@@ -213,7 +214,7 @@ impl StreamEnd {
             Ok(i) => i,
             Err(why) => return (None, why),
         };
-        match StreamEnd::open(iface, ip, ports, queues, true) {
+        match StreamEnd::open(iface, ip, ports, (queues, bind), true) {
             Ok(end) => {
                 let why = crate::auto::after_probe(iface, facts.driver, Ok(end.mode));
                 (Some(end), why)

@@ -6,7 +6,7 @@
 use super::plan::{Flow, Open, RunPlan, StreamPlan, StreamResult, PATTERN_PERIOD};
 use crate::datapath::socket::{FlowHeader, HEADER_LEN};
 use crate::spec::FlowId;
-use crate::tcplite::{Connection, State};
+use crate::tcplite::{Connection, Source, State};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
@@ -34,6 +34,8 @@ pub(super) struct Pass<'a> {
     /// When senders stop (`--duration`).
     pub limit_at: Option<Instant>,
     pub src: &'a [u8],
+    /// The same pattern, for bulk senders to queue by reference.
+    pub source: &'a Source,
     pub shared: &'a Shared,
 }
 
@@ -154,7 +156,7 @@ impl FlowState {
         if p.plan.rr.is_some() {
             return busy | self.step_rr(p, scratch);
         }
-        busy |= self.step_bulk(p, scratch);
+        busy |= self.step_bulk(p);
         let c = self.conn.as_mut().expect("checked");
         if self.plan.flow == Flow::Receive && c.read_finished() && !self.closed_write {
             c.close();
@@ -290,7 +292,7 @@ impl FlowState {
 
     /// A bulk stream: the sender writes the pattern up to its limit, then
     /// closes; the receiver reads (and hashes) everything.
-    fn step_bulk(&mut self, p: &Pass, scratch: &mut [u8]) -> bool {
+    fn step_bulk(&mut self, p: &Pass) -> bool {
         let c = self.conn.as_mut().expect("established");
         let limit = self.plan.bytes.or(p.plan.bytes);
         match self.plan.flow {
@@ -307,7 +309,9 @@ impl FlowState {
                     if want == 0 {
                         return false;
                     }
-                    let k = c.write(&p.src[off..off + want]);
+                    // the pattern never changes: queued by reference,
+                    // copied once, into the frame
+                    let k = c.write_ref(p.source, self.moved, want);
                     if let Some(h) = &mut self.hash {
                         h.update(&p.src[off..off + k]);
                     }
@@ -338,14 +342,17 @@ impl FlowState {
             Flow::Receive => {
                 let mut busy = false;
                 loop {
-                    let k = c.read(scratch);
+                    // hashed (or only counted) where they lie in the ring
+                    let hash = &mut self.hash;
+                    let k = c.read_in_place(usize::MAX, |b| {
+                        if let Some(h) = hash {
+                            h.update(b);
+                        }
+                    });
                     if k == 0 {
                         break busy;
                     }
                     busy = true;
-                    if let Some(h) = &mut self.hash {
-                        h.update(&scratch[..k]);
-                    }
                     self.moved += k as u64;
                     if let Some(c) = p.plan.counters.get(self.index) {
                         c.add(k as u64);

@@ -33,6 +33,8 @@ pub struct PlainOptions {
     pub queues: Option<Vec<u16>>,
     /// CPUs to pin the workers to, in queue order; empty = unpinned.
     pub cpus: Vec<u16>,
+    /// Zero-copy, copy, or either (zero-copy first).
+    pub xdp_bind: crate::spec::XdpBind,
 }
 
 /// What a plain-peer test measured (`--json`: schema `wirespeed.plain/2`).
@@ -102,7 +104,7 @@ pub fn run_plain(o: &PlainOptions, stop: &AtomicBool) -> Result<PlainReport> {
         &o.iface,
         local,
         Ports::Block(usize::from(o.streams.max(1))),
-        o.queues.as_deref(),
+        (o.queues.as_deref(), o.xdp_bind),
         false,
     )?;
     let peer_mac = MacAddr(super::super::neigh::resolve(&o.iface, local, peer_ip)?);

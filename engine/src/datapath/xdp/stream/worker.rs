@@ -13,7 +13,7 @@ use super::flow::{FlowState, Pass, Shared};
 use super::handoff;
 use super::plan::{Open, RunPlan, StreamResult, WorkerReport};
 use crate::tcplite::frame::{parse_frame_deferred, poll_transmit_frame, LinkAddrs, TcpFrame};
-use crate::tcplite::Connection;
+use crate::tcplite::{Connection, Source};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -228,6 +228,7 @@ impl Worker {
             core_affinity::set_for_current(core_affinity::CoreId { id: usize::from(c) })
         });
         let src = super::plan::pattern_source(plan.rr.map_or(0, |(a, b, _)| a.max(b) as usize));
+        let source = Source::new(src.clone().into(), super::plan::PATTERN_PERIOD);
         let mut s = Scratch {
             rx: vec![xsk_rs::FrameDesc::default(); BATCH],
             done: vec![xsk_rs::FrameDesc::default(); BATCH],
@@ -260,6 +261,7 @@ impl Worker {
                 start: clock.start,
                 limit_at: clock.limit_at,
                 src: &src,
+                source: &source,
                 shared,
             };
             let busy = self.pass(&pass, &mut s, stopping);
