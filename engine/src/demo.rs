@@ -72,7 +72,8 @@ pub fn plan_text(tb: &Testbed, quick: bool) -> String {
          name = \"study (demo)\"\n\n[defaults]\nduration = \"{duration}\"\nwarmup = \"{warmup}\"\n\
          msg_size = \"8K\"\nsockbuf = \"64K\"\nmode = \"socket\"\ndirections = [\"send\", \"receive\"]\n\
          # each veth is shaped with tc tbf: count L2 frames, no preamble or gap\n\
-         link_speed = \"1G\"\nframing = \"shaper\"\nmtu = 1500\n\n[sweep]\nrepetitions = {reps}\n\n\
+         link_speed = \"1G\"\nframing = \"shaper\"\nmtu = 1500\n\n[sweep]\nrepetitions = {reps}\n\
+         # a repetition whose ends start further apart is run again\nmax_start_skew = \"1ms\"\n\n\
          [[configurations]]\nname = \"native\"\n"
     );
     for (k, l) in tb.links.iter().enumerate() {

@@ -461,13 +461,35 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
     assert_eq!(pts.len(), 8, "1-4 pairs, send and receive");
     for p in pts {
         let best = p["percent_of_best"].as_f64().unwrap();
+        let what = format!("{} {} pairs", p["direction"], p["pairs"]);
         // Wire speed, and no more: over-counting would pass a bare >= 97.
         assert!(
             (97.0..=101.0).contains(&best),
-            "{} {} pairs: {best:.1}% of the best TCP goodput",
-            p["direction"],
-            p["pairs"]
+            "{what}: {best:.1}% of the best TCP goodput"
         );
+        // Every end started within 1 ms of the others, or the repetition
+        // says which end was late and why.
+        for r in p["repetitions"].as_array().unwrap() {
+            let skew = r["start_skew_us"].as_u64().unwrap();
+            let cause = r["late"]["cause"].as_str();
+            assert!(
+                skew < 1000 || cause.is_some_and(|c| !c.is_empty()),
+                "{what}: ends started {skew} us apart, unexplained: {}",
+                r["late"]
+            );
+            assert_eq!(r["late"].is_null(), skew < 1000, "{what}: {}", r["late"]);
+        }
+        // The verdict judges the test's own path: veth, no lines of its own.
+        let v = &p["verdict"];
+        assert_eq!(v["limit"], "link", "{what}: at wire speed: {v}");
+        for h in p["repetitions"][0]["hosts"].as_array().unwrap() {
+            let nics = &h["irq"]["path"]["nics"];
+            assert_eq!(nics[0]["driver"], "veth", "{}: {nics}", h["name"]);
+            assert!(
+                nics[0]["nic"].is_null() && nics[0]["lines"] == serde_json::json!([]),
+                "{nics}"
+            );
+        }
     }
     for d in ["send", "receive"] {
         let svg = std::fs::read_to_string(dir.join(format!("figures/throughput-{d}.svg"))).unwrap();

@@ -9,7 +9,9 @@ use super::messages::Msg;
 use super::sender_tcp::SenderFeed;
 use super::{clock, expect_msg, poll_msg};
 use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
-use crate::metrics::{cpu::CpuSnapshot, host, interval::Counter, irq::IrqSnapshot};
+use crate::metrics::{
+    cpu::CpuSnapshot, host, interval::Counter, irq::IrqSnapshot, irq_path::PathWatch,
+};
 use crate::report::model::{Role, SideReport};
 use crate::spec::{Limit, Mode, TestSpec};
 use crate::{Error, Result};
@@ -152,6 +154,16 @@ struct Session {
     peer: SocketAddr,
     cfg: Arc<AgentConfig>,
     tests: Arc<AtomicUsize>,
+}
+
+/// What an end holds from just before its start to its result: the
+/// counters read before, the path being watched, and how the start went.
+struct Began {
+    cpu0: CpuSnapshot,
+    irq0: IrqSnapshot,
+    path: PathWatch,
+    start: Instant,
+    facts: clock::StartFacts,
 }
 
 impl Session {
@@ -423,9 +435,8 @@ impl Session {
         )?;
         frame::write_msg(&mut self.conn, &Msg::Ready)?;
         let at = self.await_start()?;
-        let cpu0 = CpuSnapshot::take();
-        let irq0 = IrqSnapshot::take();
-        let start = clock::wait_until(at);
+        let began = self.begin(at, Some(iface));
+        let start = began.start;
         let stop = Arc::new(AtomicBool::new(false));
         let role = sockpath::role_of(
             crate::spec::FlowId {
@@ -451,7 +462,7 @@ impl Session {
             &mut SenderFeed::none(),
         );
         let flows = work.finish();
-        self.send_result(lost, (flows, Vec::new()), (cpu0, irq0), start)
+        self.send_result(lost, (flows, Vec::new()), began)
     }
 
     /// TCP streams over TCP-lite on `end` (opened on the agent's
@@ -551,10 +562,8 @@ impl Session {
                 return Err(e);
             }
         };
-        let cpu0 = CpuSnapshot::take();
-        let irq0 = IrqSnapshot::take();
-        let start = clock::wait_until(at);
-        let _ = gate.set(start);
+        let began = self.begin(at, Some(iface));
+        let _ = gate.set(began.start);
         // TCP-lite's own state comes with the result, not mid-test.
         let lost = self.watch(
             || work.poll(Duration::from_millis(20)),
@@ -570,7 +579,7 @@ impl Session {
                 Some(r.into_flow(id, sockpath::role_of(id, false), end.bad_checksum()))
             })
             .collect();
-        self.send_result(lost, (flows, workers), (cpu0, irq0), start)
+        self.send_result(lost, (flows, workers), began)
     }
 
     /// The agent's `--remote-iface` for `--remote-mode xdp`, opened as
@@ -699,10 +708,8 @@ impl Session {
         drop(listener);
         frame::write_msg(&mut self.conn, &Msg::Ready)?;
         let at = self.await_start()?;
-        let cpu0 = CpuSnapshot::take();
-        let irq0 = IrqSnapshot::take();
-        // Snapshots first, so reading /proc does not delay the start.
-        let start = clock::wait_until(at);
+        let began = self.begin(at, spec.remote_iface.as_deref());
+        let start = began.start;
         let hard = match spec.limit {
             Limit::Duration { seconds } => {
                 Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2
@@ -741,7 +748,7 @@ impl Session {
         let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop, &mut feed);
         drop(feed);
         let flows = set.finish();
-        self.send_result(lost, (flows, Vec::new()), (cpu0, irq0), start)
+        self.send_result(lost, (flows, Vec::new()), began)
     }
 
     /// Watch the control connection until `done` says the local work has
@@ -774,6 +781,24 @@ impl Session {
         lost.or_else(|| self.stop_requested(Duration::from_millis(20)))
     }
 
+    /// Read the counters, look up the flows' path (bound to `bound`, else
+    /// routed to the controller) and wait for the start instant: counters
+    /// and path first, so reading them does not delay the start.
+    fn begin(&self, at: Instant, bound: Option<&str>) -> Began {
+        let cpu0 = CpuSnapshot::take();
+        let irq0 = IrqSnapshot::take();
+        let local = self.conn.local_addr().map_or(self.peer.ip(), |a| a.ip());
+        let path = PathWatch::start(bound, local, self.peer.ip());
+        let (start, facts) = clock::wait_until(at);
+        Began {
+            cpu0,
+            irq0,
+            path,
+            start,
+            facts,
+        }
+    }
+
     /// Report this side's results, or the reason the test stopped.
     fn send_result(
         &mut self,
@@ -782,12 +807,13 @@ impl Session {
             Vec<crate::report::model::FlowResult>,
             Vec<crate::report::model::WorkerReport>,
         ),
-        (cpu0, irq0): (CpuSnapshot, IrqSnapshot),
-        start: Instant,
+        began: Began,
     ) -> Result<()> {
         let end = Instant::now();
-        let cpu = cpu0.report(&CpuSnapshot::take());
-        let irq = irq0.report(&IrqSnapshot::take());
+        let cpu = began.cpu0.report(&CpuSnapshot::take());
+        let mut irq = began.irq0.report(&IrqSnapshot::take());
+        began.path.finish(&mut irq);
+        let start = began.start;
         if let Some(e) = lost {
             return Err(e);
         }
@@ -798,6 +824,7 @@ impl Session {
             irq,
             start_us: clock::us_of(start),
             end_us: clock::us_of(end),
+            start: Some(began.facts),
             workers,
             placement: None,
         };

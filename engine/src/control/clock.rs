@@ -98,22 +98,90 @@ impl Estimate {
     }
 }
 
-/// Sleep until `at` and return the instant we actually woke.
+/// How one end's start went, in its own clock: what the report needs to
+/// say why an end started late.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartFacts {
+    /// The instant it was to start at (microseconds of its clock).
+    pub target_us: u64,
+    /// How long after that instant it started.
+    pub late_us: u64,
+    /// By how much the instant had already passed when it began to wait
+    /// (the start message came late, or reading counters took that long).
+    pub missed_us: u64,
+    /// Time it was ready to run but waiting for a CPU during the wait
+    /// (schedstat); None where unknown.
+    pub run_delay_us: Option<u64>,
+    /// Steal time over the host's CPUs during the wait (10 ms resolution);
+    /// None where unknown.
+    pub steal_us: Option<u64>,
+    /// Whether it waited at real-time priority (SCHED_FIFO).
+    pub realtime: bool,
+}
+
+/// The last stretch of a wait is spun, not slept: a timer wake-up and a
+/// context switch cost tens of microseconds.
+const SPIN: Duration = Duration::from_micros(100);
+
+/// Sleep until `at` (spinning its last 100 us) and return the instant we
+/// actually woke, with how the wait went.
 ///
 /// When several endpoints on one small host start together, the ones that
 /// wake after the first must wait for a CPU (about a scheduler tick). So,
 /// where permitted, the thread waits as SCHED_FIFO and drops back to normal
 /// scheduling right after taking its timestamp: a waiting real-time thread
 /// runs as soon as a CPU frees, and the drop yields to the next. Without
-/// the privilege it is a plain sleep, and the reported skew shows it.
-pub fn wait_until(at: Instant) -> Instant {
+/// the privilege it is a plain sleep, and the reported facts say so.
+pub fn wait_until(at: Instant) -> (Instant, StartFacts) {
     let boosted = realtime(true);
-    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let (delay0, steal0) = (run_delay_ns(), steal_ticks());
+    let began = Instant::now();
+    std::thread::sleep(at.saturating_duration_since(began + SPIN));
+    while Instant::now() < at {
+        std::hint::spin_loop();
+    }
     let woke = Instant::now();
+    // Read before dropping the priority: waits after the start are not its.
+    let delay1 = run_delay_ns();
     if boosted {
         realtime(false);
     }
-    woke
+    let steal1 = steal_ticks();
+    let facts = StartFacts {
+        target_us: us_of(at),
+        late_us: woke.saturating_duration_since(at).as_micros() as u64,
+        missed_us: began.saturating_duration_since(at).as_micros() as u64,
+        run_delay_us: delay0.zip(delay1).map(|(a, b)| b.saturating_sub(a) / 1000),
+        steal_us: steal0
+            .zip(steal1)
+            .map(|(a, b)| b.saturating_sub(a) * 10_000),
+        realtime: boosted,
+    };
+    (woke, facts)
+}
+
+/// This thread's time spent runnable but not running, in ns.
+#[cfg(target_os = "linux")]
+fn run_delay_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Steal ticks (USER_HZ) over all CPUs.
+#[cfg(target_os = "linux")]
+fn steal_ticks() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    s.lines().next()?.split_whitespace().nth(8)?.parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_delay_ns() -> Option<u64> {
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+fn steal_ticks() -> Option<u64> {
+    None
 }
 
 #[cfg(target_os = "linux")]
@@ -183,6 +251,21 @@ mod tests {
         assert!(!forged.plausible());
         assert!(Estimate::best(&[forged]).is_none());
         let _ = forged.offset_us(); // no overflow
+    }
+
+    #[test]
+    fn waits_to_the_instant_and_says_how_it_went() {
+        let at = Instant::now() + Duration::from_millis(5);
+        let (woke, f) = wait_until(at);
+        assert!(woke >= at);
+        assert_eq!(f.target_us, us_of(at));
+        assert_eq!(f.missed_us, 0);
+        assert!(f.late_us < 5_000, "{f:?}");
+        let past = Instant::now() - Duration::from_millis(2);
+        let (_, f) = wait_until(past);
+        assert!(f.missed_us >= 2_000 && f.late_us >= f.missed_us, "{f:?}");
+        #[cfg(target_os = "linux")]
+        assert!(f.run_delay_us.is_some() && f.steal_us.is_some(), "{f:?}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::metrics::{
     host,
     interval::{Counter, Sampler},
     irq::IrqSnapshot,
+    irq_path::PathWatch,
 };
 use crate::report::model::{
     End, HostInfo, Interval, RunConfig, RunReport, SideReport, Timing, WorkerReport, SCHEMA,
@@ -658,7 +659,18 @@ impl Prepared {
         frame::write_msg(&mut conn, &Msg::Start { at_us })?;
         let cpu0 = CpuSnapshot::take();
         let irq0 = IrqSnapshot::take();
-        let start = at.map_or_else(Instant::now, clock::wait_until);
+        let path = PathWatch::start(
+            opts.iface.as_deref(),
+            super::local_ip(&conn).unwrap_or(addr.ip()),
+            addr.ip(),
+        );
+        let (start, start_facts) = match at {
+            Some(at) => {
+                let (t, f) = clock::wait_until(at);
+                (t, Some(f))
+            }
+            None => (Instant::now(), None),
+        };
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -825,7 +837,8 @@ impl Prepared {
         let (local_flows, workers, placement) = set.finish();
         let end = Instant::now();
         let cpu = cpu0.report(&CpuSnapshot::take());
-        let irq = irq0.report(&IrqSnapshot::take());
+        let mut irq = irq0.report(&IrqSnapshot::take());
+        path.finish(&mut irq);
         let local = SideReport {
             host: host::info(),
             flows: local_flows,
@@ -833,6 +846,7 @@ impl Prepared {
             irq,
             start_us: clock::us_of(start),
             end_us: clock::us_of(end),
+            start: start_facts,
             workers,
             placement,
         };
@@ -843,6 +857,8 @@ impl Prepared {
             local_start_us: local.start_us,
             remote_start_us: est.to_controller(remote.start_us),
             start_skew_us: est.to_controller(remote.start_us) as i64 - local.start_us as i64,
+            local_start: local.start,
+            remote_start: remote.start,
         };
         let mut end = End::merge(mode, local, remote, timing);
         end.remote_mode = Some(remote_mode.clone()).filter(|m| !m.is_empty());

@@ -11,6 +11,7 @@ pub mod controller;
 pub mod frame;
 pub mod messages;
 pub mod sender_tcp;
+pub mod start;
 
 /// Default control port of `wirespeed agent`.
 pub const DEFAULT_PORT: u16 = 5290;

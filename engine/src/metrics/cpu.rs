@@ -133,6 +133,21 @@ impl CpuSnapshot {
         }
     }
 
+    /// Counters as recorded from /proc/stat's text, read at `at` (for
+    /// tests and replays of recorded runs).
+    #[cfg(target_os = "linux")]
+    pub fn from_proc_stat(text: &str, at: Instant) -> CpuSnapshot {
+        let host = parse_proc_stat(text);
+        let ncores = host.as_ref().map_or(1, |(_, c)| c.len().max(1));
+        CpuSnapshot {
+            at,
+            host,
+            // a recording of /proc/stat holds no process times
+            process: Err("not recorded (a replay of /proc/stat)".into()),
+            ncores,
+        }
+    }
+
     /// Utilization between `self` (earlier) and `later`; no host share
     /// unless both readings succeeded.
     pub fn report(&self, later: &CpuSnapshot) -> CpuReport {

@@ -136,6 +136,12 @@ pub struct IrqReport {
     /// are then empty for want of a reading, not because nothing happened.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unavailable: Vec<String>,
+    /// The interfaces this end's flows used, their NICs' lines and the
+    /// CPUs their work ran on: what the verdict judges. None when unknown
+    /// (an older agent, another OS, a path that could not be resolved:
+    /// `unavailable` says why).
+    #[serde(default)]
+    pub path: Option<super::irq_path::TestPath>,
 }
 
 impl IrqSnapshot {
@@ -166,6 +172,17 @@ impl IrqSnapshot {
         IrqSnapshot {
             unavailable: vec!["interrupt counters: Linux only".into()],
             ..Default::default()
+        }
+    }
+
+    /// Counters as recorded from the three files' text (for tests and
+    /// replays).
+    pub fn from_text(interrupts: &str, softirqs: &str, softnet: &str) -> IrqSnapshot {
+        IrqSnapshot {
+            lines: parse_interrupts(interrupts),
+            softirqs: parse_softirqs(softirqs),
+            softnet: parse_softnet(softnet),
+            unavailable: Vec::new(),
         }
     }
 
@@ -239,6 +256,7 @@ impl IrqSnapshot {
             net_tx_softirqs: soft("NET_TX"),
             softnet,
             unavailable,
+            path: None,
         }
     }
 }

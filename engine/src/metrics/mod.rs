@@ -6,5 +6,6 @@ pub mod cpu;
 pub mod host;
 pub mod interval;
 pub mod irq;
+pub mod irq_path;
 pub mod latency;
 pub mod tcpinfo;

@@ -88,6 +88,9 @@ pub struct SweepDef {
     pub confidence: Option<u32>,
     /// Target interval width in percent of the mean (±width/2).
     pub interval_width: Option<f64>,
+    /// A repetition whose ends started further apart than this is run
+    /// again (a few times at most).
+    pub max_start_skew: Option<Spanned<String>>,
 }
 
 /// The file as written.
@@ -152,6 +155,8 @@ pub struct Repeat {
     pub max: u32,
     pub confidence: u32,
     pub width_percent: f64,
+    /// `max_start_skew` in microseconds; None = late starts are only marked.
+    pub max_start_skew_us: Option<u64>,
 }
 
 /// A checked plan.
@@ -421,7 +426,21 @@ impl Plan {
             return loc.err(None, format!("[sweep] pairs = {sweep:?}: each count must be between 1 and {most}, the pairs defined"));
         }
         let min = f.sweep.repetitions.unwrap_or(1).max(1);
+        let max_start_skew_us = match &f.sweep.max_start_skew {
+            // parse_duration refuses zero and negative durations.
+            Some(d) => match parse_duration(d.get_ref()) {
+                Ok(t) => Some(t.as_micros() as u64),
+                Err(e) => {
+                    return loc.err(
+                        Some(d.span()),
+                        format!("{e}: use e.g. max_start_skew = \"1ms\""),
+                    )
+                }
+            },
+            None => None,
+        };
         let repeat = Repeat {
+            max_start_skew_us,
             min,
             max: f.sweep.max_repetitions.unwrap_or(min).max(min),
             confidence: f.sweep.confidence.unwrap_or(99),
@@ -560,7 +579,8 @@ data_port = 7001
                 min: 2,
                 max: 5,
                 confidence: 99,
-                width_percent: 5.0
+                width_percent: 5.0,
+                max_start_skew_us: None,
             }
         );
         let pts = p.points();
@@ -624,6 +644,24 @@ data_port = 7001
         );
         let e = err("this is not toml");
         assert!(e.starts_with("invalid parameter: p.toml:1"), "{e}");
+        let skew = |v: &str| {
+            GOOD.replace(
+                "repetitions = 2\n",
+                &format!("repetitions = 2\nmax_start_skew = \"{v}\"\n"),
+            )
+        };
+        let e = err(&skew("0ms"));
+        assert!(
+            e.contains("p.toml:12") && e.contains("must be positive"),
+            "{e}"
+        );
+        let e = err(&skew("soon"));
+        assert!(
+            e.contains("p.toml:12") && e.contains("max_start_skew = \"1ms\""),
+            "{e}"
+        );
+        let p = Plan::parse(&skew("0.5ms"), "p.toml").unwrap();
+        assert_eq!(p.repeat.max_start_skew_us, Some(500));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::stats::Summary;
 use super::wire::best_goodput;
 use crate::control::auth;
 use crate::control::controller::{self, Event, Prepared, RunOptions, CLOCK_SAMPLES};
+use crate::control::start::{late_start, EndStart, LateStart, SKEW_LIMIT_US};
 use crate::host::iface::facts as iface_facts;
 use crate::report::diagnosis::{diagnose, diagnose_latency, HostFigures};
 use crate::report::model::{Interval, RrSummary, RunReport};
@@ -46,6 +47,10 @@ pub enum Progress<'a> {
 
 /// Margin beyond the clock probes' round trip when scheduling the start.
 const START_MARGIN: Duration = Duration::from_millis(50);
+
+/// Repetitions of a point run again at most this often for starting
+/// further apart than the plan's `max_start_skew`.
+const SKEW_RETRIES: usize = 3;
 
 /// Run every point of `plan`. Stops between repetitions, and aborts the one
 /// running, once `cancel` is set; the report then says it was interrupted.
@@ -91,6 +96,7 @@ fn run_point(
     let conf = &plan.configurations[point.configuration];
     let pairs = &conf.pairs[..point.pairs];
     let mut reps: Vec<Repetition> = Vec::new();
+    let mut retried: Vec<LateStart> = Vec::new();
     let mut error = None;
     while (reps.len() as u32) < plan.repeat.max && !cancel.load(Ordering::Relaxed) {
         if reps.len() as u32 >= plan.repeat.min {
@@ -102,8 +108,32 @@ fn run_point(
                 break;
             }
         }
-        match run_repetition(conf, pairs, point.direction, cancel, on) {
+        match run_repetition(
+            conf,
+            pairs,
+            point.direction,
+            plan.repeat.max_start_skew_us,
+            cancel,
+            on,
+        ) {
             Ok(r) => {
+                let over = r.late.as_ref().filter(|l| {
+                    plan.repeat.max_start_skew_us.is_some_and(|m| l.skew_us > m)
+                        && retried.len() < SKEW_RETRIES
+                });
+                if let Some(l) = over {
+                    on(Progress::Repetition {
+                        label: format!(
+                            "{label} (start skew {} us over max_start_skew: run again)",
+                            l.skew_us
+                        ),
+                        aggregate_bps: Some(r.aggregate_bps),
+                        transactions_per_second: r.rr.as_ref().map(|x| x.transactions_per_second),
+                        error: None,
+                    });
+                    retried.push(l.clone());
+                    continue;
+                }
                 on(Progress::Repetition {
                     label: label.into(),
                     aggregate_bps: Some(r.aggregate_bps),
@@ -166,6 +196,7 @@ fn run_point(
         link_bps,
         best_bps,
         repetitions: reps,
+        retried_for_skew: retried,
         error,
         rr,
     }
@@ -202,6 +233,7 @@ fn run_repetition(
     conf: &Configuration,
     pairs: &[Pair],
     direction: Direction,
+    max_skew_us: Option<u64>,
     cancel: &Arc<AtomicBool>,
     on: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Repetition> {
@@ -219,13 +251,7 @@ fn run_repetition(
     let prepared: Vec<Result<Prepared>> = std::thread::scope(|s| {
         let hs: Vec<_> = opts
             .iter()
-            .map(|o| {
-                s.spawn(move || {
-                    let mut p = controller::prepare(o, |_| {})?;
-                    p.sync_clock(CLOCK_SAMPLES)?;
-                    Ok(p)
-                })
-            })
+            .map(|o| s.spawn(move || controller::prepare(o, |_| {})))
             .collect();
         join_all(hs)
     });
@@ -233,9 +259,29 @@ fn run_repetition(
     for (i, p) in prepared.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
     }
+    // Every pair is ready: only now estimate the clocks, all at once, so
+    // no estimate is older than the slowest pair's setup, and an agent's
+    // answers confirm it is waiting for the start before the instant is fixed.
+    let synced: Vec<Result<Prepared>> = std::thread::scope(|s| {
+        let hs: Vec<_> = ready
+            .into_iter()
+            .map(|mut p| {
+                s.spawn(move || {
+                    p.sync_clock(CLOCK_SAMPLES)?;
+                    Ok(p)
+                })
+            })
+            .collect();
+        join_all(hs)
+    });
+    let mut ready = Vec::with_capacity(synced.len());
+    for (i, p) in synced.into_iter().enumerate() {
+        ready.push(p.map_err(|e| named(i, e))?);
+    }
     let rr = matches!(conf.test, crate::spec::TestKind::Rr { .. });
     let worst_rtt = ready.iter().map(|p| p.clock().rtt_us).max().unwrap_or(0);
     let at = Instant::now() + Duration::from_micros(worst_rtt * 4) + START_MARGIN;
+    let limit_us = max_skew_us.map_or(SKEW_LIMIT_US, |m| m.min(SKEW_LIMIT_US));
     let runs: Vec<Result<RunReport>> = std::thread::scope(|s| {
         let hs: Vec<_> = ready
             .into_iter()
@@ -260,7 +306,34 @@ fn run_repetition(
     for (i, r) in runs.into_iter().enumerate() {
         reports.push(r.map_err(|e| named(i, e))?);
     }
-    Ok(assemble(conf, pairs, reports))
+    let mut rep = assemble(conf, pairs, reports);
+    rep.late = late_start(&end_starts(pairs, &rep), limit_us);
+    Ok(rep)
+}
+
+/// Every end of every pair with its start in the controller's clock.
+fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
+    pairs
+        .iter()
+        .zip(&rep.pairs)
+        .flat_map(|(pair, pr)| {
+            let t = &pr.run.end.timing;
+            [
+                EndStart {
+                    name: format!("{} controller", pair.name),
+                    start_us: t.local_start_us,
+                    facts: t.local_start,
+                    clock_rtt_us: 0,
+                },
+                EndStart {
+                    name: format!("{} agent {}", pair.name, pair.agent),
+                    start_us: t.remote_start_us,
+                    facts: t.remote_start,
+                    clock_rtt_us: t.clock_rtt_us,
+                },
+            ]
+        })
+        .collect()
 }
 
 /// Wait for every pair's thread; a panicked one becomes that pair's error.
@@ -352,6 +425,7 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
     Repetition {
         aggregate_bps,
         start_skew_us: latest - earliest,
+        late: None,
         pairs: out,
         hosts,
         verdict,

@@ -2,9 +2,17 @@
 //! the hosts that took part, how sure we are, and what to try. Rules are
 //! checked from the most specific (one core pegged by interrupt work, the
 //! study's driver-domain case) to the least (no CPU limit: NIC or link).
+//!
+//! Only the test's own path is judged: the cores its packet work could run
+//! on and the interrupt lines of the NICs its flows used (see
+//! [`crate::metrics::irq_path`]); other lines are context in `notes`, never
+//! the verdict. At wire speed nothing is blamed: the verdict is `link`, and
+//! a busy core is headroom to watch. A figure that could not be read is
+//! never reasoned from; the verdict names it in `lacking`.
 
 use super::model::{CpuReport, IrqReport};
 use super::text::fmt_us;
+use crate::metrics::irq::IrqDelta;
 use crate::metrics::latency::Percentiles;
 use serde::{Deserialize, Serialize};
 
@@ -30,12 +38,28 @@ pub struct Verdict {
     pub confidence: String,
     pub message: String,
     pub advice: String,
+    /// What was seen but is not the limit: headroom at wire speed, and
+    /// interrupt lines outside the test's path (context).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Figures the verdict had to do without (unreadable counters, an
+    /// unknown path or link speed).
+    #[serde(default)]
+    pub lacking: Vec<String>,
 }
 
 /// A core this busy with interrupt work is the limit.
 const IRQ_CORE: f64 = 50.0;
 /// A host this busy on average is saturated.
 const HOST_BUSY: f64 = 90.0;
+/// Goodput at or above this share of the best the links allow is wire
+/// speed: the verdict is `link`, whatever else is seen.
+pub const LINK_THRESHOLD: f64 = 97.0;
+/// Above this share the stated link speed is no limit at all (veth's
+/// nominal speed, say).
+const ABOVE_LINK: f64 = 105.0;
+/// A core this busy at wire speed has little headroom left.
+const HEADROOM: f64 = 70.0;
 
 fn verdict(
     limit: &str,
@@ -52,6 +76,8 @@ fn verdict(
         confidence: confidence.into(),
         message,
         advice: advice.into(),
+        notes: Vec::new(),
+        lacking: Vec::new(),
     }
 }
 
@@ -60,14 +86,37 @@ fn verdict(
 /// Hosts that are the same machine (namespaces) report the same CPUs;
 /// they are judged once, under the first name.
 pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict {
-    cpu_limit(hosts).unwrap_or_else(|| no_cpu_limit(percent_of_best))
+    let found = cpu_limit(hosts);
+    let mut v = match percent_of_best {
+        Some(p) if (LINK_THRESHOLD..=ABOVE_LINK).contains(&p) => {
+            let mut v = no_cpu_limit(Some(p));
+            v.notes = headroom(hosts);
+            if let Some(c) = found {
+                // What the rule saw, without its claim to be the limit.
+                let seen = c.message.split_once(": ").map_or(&*c.message, |(a, _)| a);
+                v.notes.push(format!(
+                    "not the limit at wire speed, but the first to watch ({}): {seen}",
+                    c.limit
+                ));
+            }
+            v
+        }
+        _ => found.unwrap_or_else(|| no_cpu_limit(percent_of_best)),
+    };
+    v.notes.extend(context(hosts));
+    v.lacking = lacking(hosts);
+    if percent_of_best.is_none() {
+        v.lacking
+            .push("the link speed (declare link_speed in the plan)".into());
+    }
+    v
 }
 
 /// Diagnose an rr run: the same CPU and interrupt rules (a saturated core
 /// or host queues transactions and shows in the tail), but no wire speed
 /// to compare with, so without a CPU limit it speaks of the latency.
 pub fn diagnose_latency(hosts: &[HostFigures], p: &Percentiles) -> Verdict {
-    cpu_limit(hosts).unwrap_or_else(|| {
+    let mut v = cpu_limit(hosts).unwrap_or_else(|| {
         let tail = if p.p50_us > 0.0 { p.p99_us / p.p50_us } else { 0.0 };
         verdict(
             "none-visible",
@@ -81,82 +130,175 @@ pub fn diagnose_latency(hosts: &[HostFigures], p: &Percentiles) -> Verdict {
             ),
             "pin the ends to idle cores (taskset) to steady the tail; `wirespeed run --test rr --mode xdp --remote-mode xdp` (TCP-lite on both ends) takes the kernel stacks out",
         )
-    })
+    });
+    v.notes.extend(context(hosts));
+    v.lacking = lacking(hosts);
+    v
 }
 
-/// Rules 1-3: a CPU or interrupt limit, if one is visible.
-fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
-    // 1. One core doing interrupt work while the others idle.
-    for h in hosts {
-        let cores = &h.cpu.per_core;
-        for c in cores {
-            let intr = c.share.irq.unwrap_or(0.0) + c.share.softirq.unwrap_or(0.0);
-            if intr < IRQ_CORE || cores.len() < 2 {
-                continue;
-            }
-            let others: Vec<f64> = cores
-                .iter()
-                .filter(|o| o.cpu != c.cpu)
-                .map(|o| o.share.busy())
-                .collect();
-            let others_busy = others.iter().sum::<f64>() / others.len() as f64;
-            let others_intr = cores
-                .iter()
-                .filter(|o| o.cpu != c.cpu)
-                .map(|o| o.share.irq.unwrap_or(0.0) + o.share.softirq.unwrap_or(0.0))
-                .fold(0.0, f64::max);
-            if others_intr < intr / 2.0 {
-                let conf = if intr >= 80.0 { "high" } else { "medium" };
-                return Some(verdict(
-                    "interrupt-cpu",
-                    Some(&h.name),
-                    Some(c.cpu),
-                    conf,
-                    format!(
-                        "CPU{} on {} spends {intr:.0}% of its time in irq/softirq while the other cores are {others_busy:.0}% busy: this traffic's interrupt work is concentrated on one CPU (the study's driver-domain case)",
-                        c.cpu, h.name
-                    ),
-                    "spread the NIC queues' interrupts over CPUs (/proc/irq/N/smp_affinity), or enable RPS/RFS",
-                ));
-            }
-        }
-    }
-    // 2. Several NIC lines, all delivered to one CPU.
-    for h in hosts {
-        let lines: Vec<_> = h
-            .irq
+/// The host's share of time in irq and softirq on one core; None when
+/// either is not broken out (Windows, old kernels): no rule reads it then.
+fn interrupt_share(c: &super::model::CoreShare) -> Option<f64> {
+    Some(c.share.irq? + c.share.softirq?)
+}
+
+/// The cores of `h` its test's packet work could run on; None when the
+/// path is unknown (then every core is considered).
+fn scope(h: &HostFigures) -> Option<Vec<usize>> {
+    let cpus = h.irq.path.as_ref()?.cpus(&h.irq.lines);
+    (!cpus.is_empty()).then_some(cpus)
+}
+
+/// The lines of `h`'s path NICs; None when the path is unknown.
+fn path_lines(h: &HostFigures) -> Option<Vec<&IrqDelta>> {
+    let path = h.irq.path.as_ref()?;
+    let ours: Vec<&str> = path.lines().collect();
+    Some(
+        h.irq
             .lines
             .iter()
-            .filter(|l| l.per_cpu.iter().sum::<u64>() > 0)
-            .collect();
-        if lines.len() < 2 {
+            .filter(|l| ours.contains(&l.irq.as_str()))
+            .collect(),
+    )
+}
+
+/// The CPU that took at least 95 % of `lines`' interrupts (more than
+/// 1000 of them), on a host with more than one CPU.
+fn one_cpu_takes_all(lines: &[&IrqDelta]) -> Option<usize> {
+    let ncpu = lines.first()?.per_cpu.len();
+    let per_cpu: Vec<u64> = (0..ncpu)
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l.per_cpu.get(i).copied().unwrap_or(0))
+                .sum()
+        })
+        .collect();
+    let total: u64 = per_cpu.iter().sum();
+    let (cpu, &n) = per_cpu.iter().enumerate().max_by_key(|(_, &n)| n)?;
+    (ncpu > 1 && total > 1000 && n as f64 >= 0.95 * total as f64).then_some(cpu)
+}
+
+fn names(lines: &[&IrqDelta]) -> String {
+    lines
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The path's NICs as words: `eth1 (ixgbe, 0000:01:00.0)`, or
+/// `veth-a (veth: a virtual NIC, no interrupts of its own)`.
+fn nic_words(h: &HostFigures) -> Option<String> {
+    let path = h.irq.path.as_ref()?;
+    let words: Vec<String> = path
+        .nics
+        .iter()
+        .map(|n| match &n.nic {
+            Some(nic) => {
+                let facts: Vec<&str> = [n.driver.as_deref(), n.bus.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let under = if *nic == n.iface {
+                    String::new()
+                } else {
+                    format!(" under {}", n.iface)
+                };
+                format!("{nic}{under} ({})", facts.join(", "))
+            }
+            None => format!(
+                "{} ({}: no interrupts of its own, virtual NIC)",
+                n.iface,
+                n.driver.as_deref().unwrap_or("virtual")
+            ),
+        })
+        .collect();
+    (!words.is_empty()).then(|| words.join(", "))
+}
+
+/// Rules 1-3: a CPU or interrupt limit on the test's path, if one is visible.
+fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
+    hosts
+        .iter()
+        .find_map(interrupt_core)
+        .or_else(|| hosts.iter().find_map(concentrated_lines))
+        .or_else(|| busy_host(hosts))
+}
+
+/// 1. One core of the path doing interrupt work while the others idle.
+fn interrupt_core(h: &HostFigures) -> Option<Verdict> {
+    let cores = &h.cpu.per_core;
+    if cores.len() < 2 {
+        return None;
+    }
+    let scope = scope(h);
+    for c in cores {
+        let Some(intr) = interrupt_share(c) else {
+            continue;
+        };
+        if intr < IRQ_CORE || scope.as_ref().is_some_and(|s| !s.contains(&c.cpu)) {
             continue;
         }
-        let ncpu = lines[0].per_cpu.len();
-        let per_cpu: Vec<u64> = (0..ncpu)
-            .map(|i| {
-                lines
-                    .iter()
-                    .map(|l| l.per_cpu.get(i).copied().unwrap_or(0))
-                    .sum()
-            })
-            .collect();
-        let total: u64 = per_cpu.iter().sum();
-        if let Some((cpu, &n)) = per_cpu.iter().enumerate().max_by_key(|(_, &n)| n) {
-            if ncpu > 1 && total > 1000 && n as f64 >= 0.95 * total as f64 {
-                let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-                return Some(verdict(
-                    "irq-concentration",
-                    Some(&h.name),
-                    Some(cpu),
-                    "medium",
-                    format!("every interrupt of {} on {} landed on CPU{cpu}", names.join(", "), h.name),
-                    "give each NIC queue's IRQ its own CPU (smp_affinity_list), or check that irqbalance runs",
-                ));
-            }
+        let others: Vec<_> = cores.iter().filter(|o| o.cpu != c.cpu).collect();
+        let others_busy = others.iter().map(|o| o.share.busy()).sum::<f64>() / others.len() as f64;
+        let others_intr = others
+            .iter()
+            .filter_map(|o| interrupt_share(o))
+            .fold(0.0, f64::max);
+        if others_intr >= intr / 2.0 {
+            continue;
         }
+        let conf = if intr >= 80.0 { "high" } else { "medium" };
+        let lines: Vec<&IrqDelta> = path_lines(h)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|l| one_cpu_takes_all(&[l]) == Some(c.cpu))
+            .collect();
+        let how = match (nic_words(h), lines.is_empty()) {
+            (Some(nics), false) => format!("; the lines of {nics} landed on it: {}", names(&lines)),
+            (Some(nics), true) => format!(" ({nics}: the flows' softirq work)"),
+            (None, _) => String::new(),
+        };
+        return Some(verdict(
+            "interrupt-cpu",
+            Some(&h.name),
+            Some(c.cpu),
+            conf,
+            format!(
+                "CPU{} on {} spends {intr:.0}% of its time in irq/softirq while the other cores are {others_busy:.0}% busy: this traffic's interrupt work is concentrated on one CPU (the study's driver-domain case){how}",
+                c.cpu, h.name
+            ),
+            "spread the NIC queues' interrupts over CPUs (/proc/irq/N/smp_affinity), or enable RPS/RFS",
+        ));
     }
-    // 3. A saturated host: the controller first, as in the study at 4 NICs.
+    None
+}
+
+/// 2. Several lines of the path's NICs, all delivered to one CPU.
+fn concentrated_lines(h: &HostFigures) -> Option<Verdict> {
+    let lines = path_lines(h)?;
+    if lines.len() < 2 {
+        return None;
+    }
+    let cpu = one_cpu_takes_all(&lines)?;
+    let nics = nic_words(h).unwrap_or_default();
+    Some(verdict(
+        "irq-concentration",
+        Some(&h.name),
+        Some(cpu),
+        "medium",
+        format!(
+            "every interrupt of {nics} on {} landed on CPU{cpu}: {}",
+            h.name,
+            names(&lines)
+        ),
+        "give each NIC queue's IRQ its own CPU (smp_affinity_list), or check that irqbalance runs",
+    ))
+}
+
+/// 3. A saturated host: the controller first, as in the study at 4 NICs.
+fn busy_host(hosts: &[HostFigures]) -> Option<Verdict> {
     let mut ordered: Vec<&HostFigures> = hosts.iter().filter(|h| h.controller).collect();
     ordered.extend(hosts.iter().filter(|h| !h.controller));
     for h in ordered {
@@ -164,45 +306,138 @@ fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
         let Some(busy) = h.cpu.host.map(|s| s.busy()) else {
             continue;
         };
-        if busy >= HOST_BUSY {
-            let (limit, advice) = if h.controller {
-                ("controller-cpu", "move some pairs to a second controller host, or use fewer pairs per controller")
-            } else {
-                (
-                    "agent-cpu",
-                    "give the agent's host more CPUs, or fewer pairs per agent",
-                )
-            };
-            let shared = hosts.len() > 1
-                && hosts
-                    .iter()
-                    .all(|o| o.cpu.cores == h.cpu.cores && o.cpu.host == h.cpu.host);
-            let note = if shared {
-                " (the hosts share these CPUs: namespaces on one machine)"
-            } else {
-                ""
-            };
-            return Some(verdict(
-                limit,
-                Some(&h.name),
-                None,
-                if shared { "low" } else { "medium" },
-                format!(
-                    "{} is {busy:.0}% busy over all its cores: it is the bottleneck{note}",
-                    h.name
-                ),
-                advice,
+        if busy < HOST_BUSY {
+            continue;
+        }
+        let (limit, advice) = if h.controller {
+            (
+                "controller-cpu",
+                "move some pairs to a second controller host, or use fewer pairs per controller",
+            )
+        } else {
+            (
+                "agent-cpu",
+                "give the agent's host more CPUs, or fewer pairs per agent",
+            )
+        };
+        let shared = hosts.len() > 1 && hosts.iter().all(|o| same_machine(o, h));
+        let note = if shared {
+            " (the hosts share these CPUs: namespaces on one machine)"
+        } else {
+            ""
+        };
+        return Some(verdict(
+            limit,
+            Some(&h.name),
+            None,
+            if shared { "low" } else { "medium" },
+            format!(
+                "{} is {busy:.0}% busy over all its cores: it is the bottleneck{note}",
+                h.name
+            ),
+            advice,
+        ));
+    }
+    None
+}
+
+/// Whether two hosts' figures are one machine's, read from two network
+/// namespaces over the same time: as many cores, host-wide busy within 3
+/// points (read milliseconds apart), and the same interrupt lines fired.
+fn same_machine(a: &HostFigures, b: &HostFigures) -> bool {
+    let close = match (a.cpu.host, b.cpu.host) {
+        (Some(x), Some(y)) => (x.busy() - y.busy()).abs() < 3.0,
+        _ => false,
+    };
+    fn lines(h: &HostFigures) -> Vec<&str> {
+        let mut v: Vec<&str> = h.irq.lines.iter().map(|l| l.irq.as_str()).collect();
+        v.sort_unstable();
+        v
+    }
+    a.cpu.cores == b.cpu.cores && close && !a.irq.lines.is_empty() && lines(a) == lines(b)
+}
+
+/// At wire speed: the path's cores that are busy enough to watch, once
+/// per CPU even when namespaces of one machine report it several times.
+fn headroom(hosts: &[HostFigures]) -> Vec<String> {
+    let mut seen: Vec<usize> = Vec::new();
+    let mut notes = Vec::new();
+    for h in hosts {
+        let scope = scope(h);
+        for c in &h.cpu.per_core {
+            let busy = c.share.busy();
+            if busy < HEADROOM
+                || seen.contains(&c.cpu)
+                || scope.as_ref().is_some_and(|s| !s.contains(&c.cpu))
+            {
+                continue;
+            }
+            seen.push(c.cpu);
+            let intr = interrupt_share(c)
+                .map(|i| format!(", {i:.0}% in irq/softirq"))
+                .unwrap_or_default();
+            notes.push(format!(
+                "CPU{} on {} at {busy:.0}%{intr} — little headroom left",
+                c.cpu, h.name
             ));
         }
     }
-    None
+    notes
+}
+
+/// Interrupt lines outside the test's path that all landed on one CPU:
+/// context for the reader, never the verdict.
+fn context(hosts: &[HostFigures]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for h in hosts {
+        let ours: Vec<&str> = h.irq.path.iter().flat_map(|p| p.lines()).collect();
+        let others: Vec<&IrqDelta> = h
+            .irq
+            .lines
+            .iter()
+            .filter(|l| !ours.contains(&l.irq.as_str()))
+            .collect();
+        if others.len() < 2 {
+            continue;
+        }
+        if let Some(cpu) = one_cpu_takes_all(&others) {
+            let n = format!(
+                "not this test's path (context only): every interrupt of {} landed on CPU{cpu}",
+                names(&others)
+            );
+            if !notes.iter().any(|m| m.ends_with(&n)) {
+                notes.push(format!("{}: {n}", h.name));
+            }
+        }
+    }
+    notes
+}
+
+/// The figures each host could not give.
+fn lacking(hosts: &[HostFigures]) -> Vec<String> {
+    let mut v = Vec::new();
+    for h in hosts {
+        if h.cpu.host.is_none() {
+            v.push(format!("{}'s CPU figures ({})", h.name, h.cpu.source));
+        } else if h.cpu.per_core.iter().any(|c| interrupt_share(c).is_none()) {
+            v.push(format!("{}'s per-core irq/softirq shares", h.name));
+        }
+        v.extend(h.irq.unavailable.iter().map(|u| format!("{}: {u}", h.name)));
+        if h.irq.path.is_none() && !h.irq.unavailable.iter().any(|u| u.contains("interfaces")) {
+            v.push(format!(
+                "the interfaces {}'s flows used (an older agent, or not Linux)",
+                h.name
+            ));
+        }
+    }
+    v
 }
 
 /// Rules 4-5: no CPU limit; the share of wire speed decides.
 fn no_cpu_limit(percent_of_best: Option<f64>) -> Verdict {
     // 4. No CPU limit: the link, or something below the stack.
     match percent_of_best {
-        Some(p) if p > 105.0 => verdict(
+        Some(p) if p > ABOVE_LINK => verdict(
             "none-visible",
             None,
             None,
@@ -210,7 +445,7 @@ fn no_cpu_limit(percent_of_best: Option<f64>) -> Verdict {
             format!("goodput is {p:.0}% of the best the stated link speed allows, so that speed is no limit here (virtual NICs such as veth report a nominal one), and no CPU or interrupt limit is visible"),
             "declare the real link_speed in the plan, or shape the link",
         ),
-        Some(p) if p >= 95.0 => verdict(
+        Some(p) if p >= LINK_THRESHOLD => verdict(
             "link",
             None,
             None,
@@ -324,6 +559,37 @@ mod tests {
     }
 
     #[test]
+    fn namespaces_of_one_machine_are_said_to_share_its_cpus() {
+        let line = crate::metrics::irq::IrqDelta {
+            irq: "36".into(),
+            name: "virtio1-req.0".into(),
+            per_cpu: vec![0, 90],
+            affinity: None,
+        };
+        let mut ctl = host(
+            "controller",
+            true,
+            vec![core(0, 95.0, 0.0), core(1, 95.0, 0.0)],
+        );
+        let mut vm = host("vm1", false, vec![core(0, 94.0, 0.0), core(1, 95.0, 0.0)]);
+        ctl.irq.lines = vec![line.clone()];
+        vm.irq.lines = vec![line];
+        let v = diagnose(&[ctl.clone(), vm.clone()], Some(50.0));
+        assert_eq!(
+            (v.limit.as_str(), v.confidence.as_str()),
+            ("controller-cpu", "low")
+        );
+        assert!(
+            v.message.contains("namespaces on one machine"),
+            "{}",
+            v.message
+        );
+        vm.irq.lines.clear();
+        let v = diagnose(&[ctl, vm], Some(50.0));
+        assert_eq!(v.confidence, "medium", "other lines: another machine");
+    }
+
+    #[test]
     fn unread_cpu_counters_give_no_cpu_verdict() {
         // All-zero shares read as 100 % busy; an unread host has none.
         let unread = HostFigures {
@@ -370,29 +636,211 @@ mod tests {
     }
 
     #[test]
-    fn all_lines_on_one_cpu() {
+    fn all_lines_of_the_path_on_one_cpu() {
+        use crate::metrics::irq_path::{PathNic, TestPath};
         let mut h = host(
             "controller",
             true,
             vec![core(0, 10.0, 10.0), core(1, 10.0, 10.0)],
         );
+        let line = |irq: &str, name: &str, per_cpu| crate::metrics::irq::IrqDelta {
+            irq: irq.into(),
+            name: name.into(),
+            per_cpu,
+            affinity: Some("0".into()),
+        };
         h.irq.lines = vec![
-            crate::metrics::irq::IrqDelta {
-                irq: "24".into(),
-                name: "eth1-rx".into(),
-                per_cpu: vec![5000, 0],
-                affinity: Some("0".into()),
-            },
-            crate::metrics::irq::IrqDelta {
-                irq: "25".into(),
-                name: "eth2-rx".into(),
-                per_cpu: vec![7000, 10],
-                affinity: Some("0".into()),
-            },
+            line("24", "eth1-rx", vec![5000, 0]),
+            line("25", "eth1-tx", vec![7000, 10]),
         ];
+        // Without the path, lines are context, not a verdict.
+        let v = diagnose(std::slice::from_ref(&h), Some(70.0));
+        assert_eq!(v.limit, "none-visible", "{v:?}");
+        assert!(
+            v.notes[0].contains("context only") && v.notes[0].contains("eth1-rx"),
+            "{v:?}"
+        );
+        assert!(
+            v.lacking
+                .iter()
+                .any(|l| l.contains("interfaces controller's flows")),
+            "{v:?}"
+        );
+        h.irq.path = Some(TestPath {
+            nics: vec![PathNic {
+                iface: "eth1".into(),
+                nic: Some("eth1".into()),
+                driver: Some("e1000e".into()),
+                bus: Some("0000:02:00.0".into()),
+                lines: vec!["24".into(), "25".into()],
+            }],
+            flow_cpus: Some(vec![1]),
+            rps_cpus: Vec::new(),
+        });
         let v = diagnose(&[h], Some(70.0));
         assert_eq!(v.limit, "irq-concentration");
         assert_eq!(v.cpu, Some(0));
-        assert!(v.message.contains("eth1-rx, eth2-rx"));
+        assert!(
+            v.message.contains("eth1 (e1000e, 0000:02:00.0)"),
+            "{}",
+            v.message
+        );
+        assert!(v.message.contains("eth1-rx, eth1-tx"), "{}", v.message);
+        assert!(v.notes.is_empty() && v.lacking.is_empty(), "{v:?}");
+    }
+
+    /// Figures from recorded /proc/interrupts, /proc/softirqs and
+    /// /proc/stat pairs (testdata/NAME.FILE.{before,after}, 2 s apart),
+    /// with the path an end would have found in sysfs.
+    #[cfg(target_os = "linux")]
+    mod recorded {
+        use super::super::*;
+        use crate::metrics::cpu::CpuSnapshot;
+        use crate::metrics::irq::IrqSnapshot;
+        use crate::metrics::irq_path::{resolve, with_lines, DeviceFacts, LinkFacts, TestPath};
+        use std::time::{Duration, Instant};
+
+        macro_rules! recorded {
+            ($name:literal, $file:literal) => {
+                (
+                    include_str!(concat!("testdata/", $name, ".", $file, ".before")),
+                    include_str!(concat!("testdata/", $name, ".", $file, ".after")),
+                )
+            };
+        }
+
+        /// One file's text before and after the test.
+        type Recorded = (&'static str, &'static str);
+
+        /// veth-a: a veth; eth1: ixgbe at 0000:01:00.0 with MSI-X lines 50-54.
+        fn sysfs(name: &str) -> LinkFacts {
+            match name {
+                "eth1" => LinkFacts {
+                    driver: Some("ixgbe".into()),
+                    device: Some(DeviceFacts {
+                        bus: Some("0000:01:00.0".into()),
+                        virtio: None,
+                        irqs: (50..=54).map(|i| i.to_string()).collect(),
+                    }),
+                    ..Default::default()
+                },
+                _ => LinkFacts {
+                    driver: Some("veth".into()),
+                    ..Default::default()
+                },
+            }
+        }
+
+        fn figures(
+            name: &str,
+            controller: bool,
+            (intr, soft, stat): (Recorded, Recorded, Recorded),
+            iface: &str,
+            flow_cpus: Vec<usize>,
+        ) -> HostFigures {
+            let t = Instant::now();
+            let cpu = CpuSnapshot::from_proc_stat(stat.0, t).report(&CpuSnapshot::from_proc_stat(
+                stat.1,
+                t + Duration::from_secs(2),
+            ));
+            let mut irq = IrqSnapshot::from_text(intr.0, soft.0, "")
+                .report(&IrqSnapshot::from_text(intr.1, soft.1, ""));
+            let (m, rps_cpus) = resolve(&[iface.to_string()], &sysfs);
+            irq.path = Some(TestPath {
+                nics: with_lines(&m, &irq.lines),
+                flow_cpus: Some(flow_cpus),
+                rps_cpus,
+            });
+            HostFigures {
+                name: name.into(),
+                controller,
+                cpu,
+                irq,
+            }
+        }
+
+        fn veth_host() -> Vec<HostFigures> {
+            let snaps = (
+                recorded!("veth", "interrupts"),
+                recorded!("veth", "softirqs"),
+                recorded!("veth", "stat"),
+            );
+            vec![
+                figures("controller", true, snaps, "veth-a", vec![0, 1]),
+                figures("vm1", false, snaps, "veth-b", vec![1]),
+            ]
+        }
+
+        fn ixgbe_host() -> Vec<HostFigures> {
+            let snaps = (
+                recorded!("ixgbe", "interrupts"),
+                recorded!("ixgbe", "softirqs"),
+                recorded!("ixgbe", "stat"),
+            );
+            vec![figures("vm1", false, snaps, "eth1", vec![2])]
+        }
+
+        #[test]
+        fn veth_test_does_not_blame_the_hosts_disk_interrupts() {
+            let hosts = veth_host();
+            let p = hosts[0].irq.path.as_ref().unwrap();
+            assert!(p.virtual_only() && p.nics[0].lines.is_empty(), "{p:?}");
+            let v = diagnose(&hosts, Some(80.0));
+            assert_eq!(v.limit, "none-visible", "{v:?}");
+            assert!(!v.message.contains("virtio"), "{}", v.message);
+            // The disk's and vsock's lines on CPU1 are context, said once.
+            assert_eq!(v.notes.len(), 1, "{v:?}");
+            assert!(
+                v.notes[0].contains("context only") && v.notes[0].contains("virtio1-req.0"),
+                "{v:?}"
+            );
+            assert!(v.lacking.is_empty(), "{v:?}");
+            // At 99.7 % of best (the first demo point): the link.
+            let v = diagnose(&hosts, Some(99.7));
+            assert_eq!((v.limit.as_str(), v.confidence.as_str()), ("link", "high"));
+        }
+
+        #[test]
+        fn nic_queues_all_on_cpu0_below_wire_speed_name_the_lines_and_cpu0() {
+            let v = diagnose(&ixgbe_host(), Some(60.0));
+            assert_eq!(v.limit, "interrupt-cpu", "{v:?}");
+            assert_eq!((v.cpu, v.host.as_deref()), (Some(0), Some("vm1")));
+            assert!(
+                v.message.contains("CPU0 on vm1 spends 67%"),
+                "{}",
+                v.message
+            );
+            assert!(
+                v.message.contains("eth1 (ixgbe, 0000:01:00.0)"),
+                "{}",
+                v.message
+            );
+            assert!(
+                v.message
+                    .contains("eth1-TxRx-3, eth1-TxRx-2, eth1-TxRx-1, eth1-TxRx-0"),
+                "{}",
+                v.message
+            );
+            assert!(!v.message.contains("virtio1"), "{}", v.message);
+        }
+
+        #[test]
+        fn the_same_at_wire_speed_is_the_link_with_a_headroom_note() {
+            let v = diagnose(&ixgbe_host(), Some(99.0));
+            assert_eq!(v.limit, "link", "{v:?}");
+            assert_eq!(v.cpu, None);
+            assert!(
+                v.notes
+                    .iter()
+                    .any(|n| n == "CPU0 on vm1 at 90%, 67% in irq/softirq — little headroom left"),
+                "{v:?}"
+            );
+            assert!(
+                v.notes
+                    .iter()
+                    .any(|n| n.starts_with("not the limit at wire speed, but the first to watch (interrupt-cpu): CPU0 on vm1 spends 67%")),
+                "{v:?}"
+            );
+        }
     }
 }

@@ -301,6 +301,9 @@ pub struct SideReport {
     /// (microseconds since its process's monotonic epoch).
     pub start_us: u64,
     pub end_us: u64,
+    /// How its wait for the common start went (None: an older agent).
+    #[serde(default)]
+    pub start: Option<crate::control::clock::StartFacts>,
     /// TCP-lite ends: one entry per worker.
     #[serde(default)]
     pub workers: Vec<WorkerReport>,
@@ -498,6 +501,11 @@ pub struct Timing {
     pub remote_start_us: u64,
     /// Remote start minus local start.
     pub start_skew_us: i64,
+    /// How each end's wait for the start went, in its own clock.
+    #[serde(default)]
+    pub local_start: Option<crate::control::clock::StartFacts>,
+    #[serde(default)]
+    pub remote_start: Option<crate::control::clock::StartFacts>,
 }
 
 /// The end-of-test summary.

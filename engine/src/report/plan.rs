@@ -8,6 +8,7 @@
 use super::diagnosis::{HostFigures, Verdict};
 use super::model::{RrSummary, RunReport};
 use super::text::{fmt_us, percentile_line};
+use crate::control::start::LateStart;
 use crate::metrics::latency::Percentiles;
 use crate::plan::stats::Summary;
 use crate::spec::Direction;
@@ -43,6 +44,10 @@ pub struct Repetition {
     pub aggregate_bps: f64,
     /// Latest minus earliest start over every end of every pair.
     pub start_skew_us: u64,
+    /// Set when that skew reached 1 ms (or the plan's lower
+    /// `max_start_skew`): the end that started last and why.
+    #[serde(default)]
+    pub late: Option<LateStart>,
     pub pairs: Vec<PairResult>,
     pub hosts: Vec<HostFigures>,
     pub verdict: Verdict,
@@ -115,6 +120,10 @@ pub struct PointResult {
     pub percent_of_link: Option<f64>,
     pub percent_of_best: Option<f64>,
     pub max_start_skew_us: u64,
+    /// Repetitions run again for starting further apart than the plan's
+    /// `max_start_skew` (not in `repetitions` or the figures).
+    #[serde(default)]
+    pub retried_for_skew: Vec<LateStart>,
     /// The verdict of the repetition closest to the mean.
     pub verdict: Option<Verdict>,
     /// Why the point failed; its repetitions so far are kept.
@@ -172,9 +181,16 @@ pub fn table(r: &PlanReport) -> String {
             ),
             None => (fmt_bps(p.aggregate.mean), ci(&p.aggregate)),
         };
+        // A late start is marked `!` and explained under the point.
+        let late: Vec<&LateStart> = p
+            .repetitions
+            .iter()
+            .filter_map(|r| r.late.as_ref())
+            .collect();
+        let mark = if late.is_empty() { ' ' } else { '!' };
         let _ = writeln!(
             s,
-            "{:<12} {:<8} {:>5} {:>14} {:>9} {:>8} {:>8} {:>7}us  {}",
+            "{:<12} {:<8} {:>5} {:>14} {:>9} {:>8} {:>8} {:>7}us{mark} {}",
             p.configuration,
             p.direction.as_str(),
             p.pairs,
@@ -189,6 +205,20 @@ pub fn table(r: &PlanReport) -> String {
         );
         if let Some(e) = &p.error {
             let _ = writeln!(s, "    error: {e}");
+        }
+        for l in late {
+            let _ = writeln!(
+                s,
+                "    late start: {} us apart, {} last: {}",
+                l.skew_us, l.end, l.cause
+            );
+        }
+        for l in &p.retried_for_skew {
+            let _ = writeln!(
+                s,
+                "    run again: {} us apart (over max_start_skew), {} last: {}",
+                l.skew_us, l.end, l.cause
+            );
         }
         if let Some(rr) = &p.rr {
             let _ = writeln!(s, "    latency    {}", percentile_line(&rr.latency));
@@ -246,6 +276,12 @@ pub fn verdicts(r: &PlanReport) -> String {
                 v.confidence,
                 v.advice
             );
+            for n in &v.notes {
+                let _ = writeln!(s, "    note: {n}");
+            }
+            if !v.lacking.is_empty() {
+                let _ = writeln!(s, "    without: {}", v.lacking.join("; "));
+            }
         }
     }
     s
@@ -434,6 +470,7 @@ pub(crate) mod fixture {
         Repetition {
             aggregate_bps: 0.0,
             start_skew_us: 12,
+            late: None,
             verdict: crate::report::diagnosis::diagnose_latency(&[], &rr.as_ref().unwrap().latency),
             pairs,
             hosts: Vec::new(),
@@ -456,6 +493,7 @@ pub(crate) mod fixture {
             percent_of_link: None,
             percent_of_best: None,
             max_start_skew_us: 12,
+            retried_for_skew: Vec::new(),
             verdict: Some(reps[0].verdict.clone()),
             repetitions: reps,
             error: None,
@@ -550,5 +588,52 @@ mod tests {
         let back: PlanReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         assert_eq!(table(&back), t);
+    }
+
+    #[test]
+    fn late_starts_and_verdict_notes_are_shown() {
+        let fast: Vec<u64> = vec![30; 10];
+        let late = |skew_us| LateStart {
+            skew_us,
+            end: "nic3 controller".into(),
+            cause: "nic3 controller woke 5.4 ms late, 5.0 ms of it waiting for a CPU".into(),
+        };
+        let mut rep = rr_repetition(&[&fast]);
+        rep.start_skew_us = 5410;
+        rep.late = Some(late(5410));
+        rep.verdict.notes = vec!["CPU1 on controller at 81% — little headroom left".into()];
+        rep.verdict.lacking = vec!["vm1's CPU figures (unavailable: denied)".into()];
+        let mut p = rr_point("lat", vec![rep]);
+        p.max_start_skew_us = 5410;
+        p.retried_for_skew = vec![late(7000)];
+        let r = report(vec![p]);
+        let t = table(&r);
+        assert!(
+            t.lines().nth(1).unwrap().contains(" 5410us! none-visible"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    late start: 5410 us apart, nic3 controller last: nic3 controller woke 5.4 ms late"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    run again: 7000 us apart (over max_start_skew)"),
+            "{t}"
+        );
+        let v = verdicts(&r);
+        assert!(
+            v.contains("    note: CPU1 on controller at 81% — little headroom left"),
+            "{v}"
+        );
+        assert!(v.contains("    without: vm1's CPU figures"), "{v}");
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["points"][0]["repetitions"][0]["late"]["skew_us"], 5410);
+        assert_eq!(j["points"][0]["retried_for_skew"][0]["skew_us"], 7000);
+        // an on-time point keeps the old layout
+        let on_time = table(&report(vec![rr_point(
+            "lat",
+            vec![rr_repetition(&[&fast])],
+        )]));
+        assert!(on_time.contains("     12us  none-visible"), "{on_time}");
     }
 }
