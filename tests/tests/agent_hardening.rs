@@ -252,6 +252,7 @@ fn data_connections_never_arrive() {
         peer_xdp: false,
         remote_workers: Default::default(),
         remote_xdp_bind: Default::default(),
+        verify: false,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

@@ -491,7 +491,7 @@ impl Session {
                 Limit::Bytes { .. } => None,
             },
             bytes: None,
-            verify: false,
+            verify: spec.verify,
             config: stream::RunPlan::lan_config(end.mss(), None, spec.tcplite_buffer()),
             idle: self.cfg.idle_timeout,
             hard: match spec.limit {
@@ -707,6 +707,7 @@ impl Session {
                 sock,
                 test: spec.test,
                 interval_latency: None,
+                verify: spec.verify,
                 msg_size: spec.msg_size as usize,
                 limits: FlowLimits {
                     duration: match spec.limit {

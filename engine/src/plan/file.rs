@@ -478,6 +478,7 @@ impl Configuration {
             peer_xdp: false,
             remote_workers: Default::default(),
             remote_xdp_bind: self.remote_xdp_bind,
+            verify: false,
         }
     }
 }

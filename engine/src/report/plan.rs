@@ -339,6 +339,7 @@ pub(crate) mod fixture {
             error: None,
             raw: None,
             rr: Some(rr),
+            sha256: None,
         }
     }
 
@@ -397,6 +398,7 @@ pub(crate) mod fixture {
                     peer_xdp: false,
                     remote_workers: Default::default(),
                     remote_xdp_bind: Default::default(),
+                    verify: false,
                 },
                 local: None,
                 iface: None,
