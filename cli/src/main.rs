@@ -193,8 +193,10 @@ struct RunArgs {
     /// needs --mode xdp and --iface.
     #[arg(long, conflicts_with_all = ["to", "raw"])]
     plain: Option<SocketAddr>,
-    /// With --plain: SHA-256 of every byte sent and received.
-    #[arg(long, requires = "plain")]
+    /// SHA-256 of every payload byte sent and received, per flow; with
+    /// --to the controller compares both ends' digests and fails the run
+    /// on a mismatch (TCP stream tests only: not --raw or --test rr).
+    #[arg(long)]
     verify: bool,
     /// With --plain: a fixed congestion window in bytes (for a dedicated
     /// link) instead of NewReno.
@@ -543,6 +545,7 @@ fn run(r: RunArgs) -> Result<()> {
         remote_workers,
         remote_xdp_bind: r.remote_xdp_bind.bind(),
         sender_tcp_ms: None, // asked by the controller, from --interval
+        verify: r.verify,
         test: match r.test {
             TestArg::Stream => TestKind::Stream,
             TestArg::Rr => TestKind::Rr {

@@ -133,6 +133,11 @@ pub struct TestSpec {
     /// None: it sends none (and an older controller never asks).
     #[serde(default)]
     pub sender_tcp_ms: Option<u32>,
+    /// Both ends hash every payload byte of each flow (SHA-256) and the
+    /// controller compares sender's and receiver's digests. An older
+    /// agent ignores it and returns none: the controller then fails the run.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// What each flow does.
@@ -383,6 +388,11 @@ impl TestSpec {
                 ));
             }
         }
+        if self.verify && (self.raw.is_some() || self.test != TestKind::Stream) {
+            return Err(Error::Invalid(
+                "--verify hashes a TCP stream's bytes: raw frames and rr transactions carry no stream to hash".into(),
+            ));
+        }
         if self.remote_mode == Mode::Xdp && (self.remote_iface.is_none() || self.raw.is_some()) {
             return Err(Error::Invalid(
                 "--remote-mode xdp runs TCP tests over AF_XDP on the agent's --remote-iface".into(),
@@ -486,7 +496,29 @@ mod tests {
             remote_workers: Default::default(),
             remote_xdp_bind: XdpBind::Auto,
             sender_tcp_ms: None,
+            verify: false,
         }
+    }
+
+    #[test]
+    fn verify_is_refused_where_there_is_no_stream_to_hash() {
+        let mut s = spec();
+        s.verify = true;
+        s.validate().unwrap();
+        s.direction = Direction::Send;
+        s.streams = 1;
+        s.limit = Limit::Duration { seconds: 1.0 };
+        s.test = TestKind::Rr {
+            request: 1,
+            response: 1,
+            burst: 1,
+        };
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("--verify") && e.contains("rr"), "{e}");
+        // An agent that predates the field reads it as off.
+        let mut j = serde_json::to_value(spec()).unwrap();
+        j.as_object_mut().unwrap().remove("verify");
+        assert!(!serde_json::from_value::<TestSpec>(j).unwrap().verify);
     }
 
     #[test]

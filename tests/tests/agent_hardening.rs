@@ -253,6 +253,7 @@ fn data_connections_never_arrive() {
         remote_workers: Default::default(),
         remote_xdp_bind: Default::default(),
         sender_tcp_ms: None,
+        verify: false,
     };
     frame::write_msg(&mut c, &Msg::Test(Box::new(spec.clone()))).unwrap();
     assert!(matches!(

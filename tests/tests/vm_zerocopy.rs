@@ -23,7 +23,7 @@ fn script(dir: &Path) -> String {
     let w = bin().display().to_string();
     let raw = "--mode xdp --raw --iface tap1 --remote-iface eth0 --duration 2s --frame-size 1514";
     let tcp = format!(
-        "--mode socket --remote-mode xdp --remote-iface eth0 --remote-xdp-bind zerocopy --bytes {BYTES} --streams 2"
+        "--mode socket --remote-mode xdp --remote-iface eth0 --remote-xdp-bind zerocopy --bytes {BYTES} --streams 2 --verify"
     );
     let runs = [
         (
@@ -70,6 +70,22 @@ fn accounted(what: &str, s: &Value, r: &Value) {
     assert!(got > 0, "{what}: nothing received: {r}");
     assert_eq!(r["malformed"], 0, "{what}");
     wirespeed_tests::raw_accounted(s, r);
+}
+
+/// Every flow's two digests exist and agree; a guest (TCP-lite) sender's
+/// is that of exactly the pattern bytes its stream carried.
+fn verified(name: &str, end: &Value) {
+    use wirespeed::datapath::xdp::stream::pattern_sha256;
+    let flows = end["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 2, "{name}: {end}");
+    for f in flows {
+        let s = f["sender"]["sha256"].as_str();
+        assert!(s.is_some_and(|h| h.len() == 64), "{name}: {f}");
+        assert_eq!(s, f["receiver"]["sha256"].as_str(), "{name}: {f}");
+        if f["direction"] == "receive" {
+            assert_eq!(s, Some(pattern_sha256(BYTES / 2).as_str()), "{name}: {f}");
+        }
+    }
 }
 
 fn modes(j: &Value) -> (&str, &str) {
@@ -169,7 +185,8 @@ fn zero_copy_guest_raw_and_tcplite_both_ways_then_nothing_left() {
     accounted("host→guest zero-copy", s, r);
 
     // TCP-lite in the guest (zero-copy, a worker per queue) against the
-    // host's kernel TCP, both ways: every byte, on both sides.
+    // host's kernel TCP, both ways: every byte, on both sides, and the
+    // same bytes (--verify: SHA-256 at each end of every flow).
     for name in ["tcp-send", "tcp-receive"] {
         let j = load(&out, name);
         let end = &j["end"];
@@ -182,6 +199,7 @@ fn zero_copy_guest_raw_and_tcplite_both_ways_then_nothing_left() {
         );
         let workers = end["workers"]["remote"].as_array().unwrap();
         assert_eq!(workers.len(), 2, "{name}: one worker per queue: {end}");
+        verified(name, end);
     }
 
     nothing_left(&netns, &logs);

@@ -507,7 +507,7 @@ impl Session {
                 Limit::Bytes { .. } => None,
             },
             bytes: None,
-            verify: false,
+            verify: spec.verify,
             config: stream::RunPlan::lan_config(end.mss(), None, spec.tcplite_buffer()),
             idle: self.cfg.idle_timeout,
             hard: match spec.limit {
@@ -730,6 +730,7 @@ impl Session {
                 sock,
                 test: spec.test,
                 interval_latency: None,
+                verify: spec.verify,
                 msg_size: spec.msg_size as usize,
                 limits: FlowLimits {
                     duration: match spec.limit {

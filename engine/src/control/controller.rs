@@ -310,6 +310,11 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
             opts.xdp_bind.as_str()
         )));
     }
+    if opts.spec.verify && opts.raw.is_some() {
+        return Err(Error::Invalid(
+            "--verify hashes a TCP stream's bytes: raw frames carry no stream to hash".into(),
+        ));
+    }
     if let Some(i) = &opts.iface {
         sockpath::check_iface(i)?;
     }
@@ -563,7 +568,7 @@ fn start_streams(
             Limit::Bytes { .. } => None,
         },
         bytes: None,
-        verify: false,
+        verify: opts.spec.verify,
         config: stream::RunPlan::lan_config(end.mss(), None, opts.spec.tcplite_buffer()),
         idle: opts.idle_timeout,
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
@@ -697,6 +702,7 @@ impl Prepared {
                 counter,
                 test: opts.spec.test,
                 interval_latency,
+                verify: opts.spec.verify,
             });
         }
         #[cfg(target_os = "linux")]
@@ -862,6 +868,10 @@ impl Prepared {
         };
         let mut end = End::merge(mode, local, remote, timing);
         end.remote_mode = Some(remote_mode.clone()).filter(|m| !m.is_empty());
+        if opts.spec.verify {
+            let bad = crate::report::verify::digest_errors(&end.flows);
+            end.errors.extend(bad);
+        }
         Ok(RunReport {
             schema: SCHEMA.into(),
             config: RunConfig {

@@ -8,6 +8,7 @@ use crate::metrics::{interval::Counter, latency, tcpinfo};
 use crate::report::model::{FlowResult, Role, RrStats, SockBufs, Throughput};
 use crate::spec::{Direction, FlowId, TestKind};
 use crate::{Error, Result};
+use sha2::{Digest, Sha256};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -278,6 +279,8 @@ pub struct Flow {
     pub test: TestKind,
     /// rr clients record each latency here too, for interval percentiles.
     pub interval_latency: Option<latency::Shared>,
+    /// Hash every payload byte sent or received (SHA-256, `--verify`).
+    pub verify: bool,
 }
 
 impl Flow {
@@ -292,9 +295,10 @@ impl Flow {
         let _ = self.sock.set_read_timeout(Some(POLL));
         let _ = self.sock.set_write_timeout(Some(POLL));
         let mut rr = None;
+        let mut hash = self.verify.then(Sha256::new);
         let (bytes, seconds, error) = match (self.test, self.role) {
-            (TestKind::Stream, Role::Sender) => self.send(start, stop),
-            (TestKind::Stream, Role::Receiver) => self.receive(start, stop),
+            (TestKind::Stream, Role::Sender) => self.send(start, stop, hash.as_mut()),
+            (TestKind::Stream, Role::Receiver) => self.receive(start, stop, hash.as_mut()),
             (TestKind::Rr { .. }, _) => {
                 let (b, secs, err, stats) = self.rr(start, stop);
                 rr = Some(stats);
@@ -311,10 +315,16 @@ impl Flow {
             error,
             raw: None,
             rr,
+            sha256: hash.map(|h| crate::control::auth::to_hex(&h.finalize())),
         }
     }
 
-    fn send(&self, start: Instant, stop: &AtomicBool) -> (u64, f64, Option<String>) {
+    fn send(
+        &self,
+        start: Instant,
+        stop: &AtomicBool,
+        mut hash: Option<&mut Sha256>,
+    ) -> (u64, f64, Option<String>) {
         let buf = pattern(self.msg_size);
         let mut sent = 0u64;
         let mut last_progress = Instant::now();
@@ -336,6 +346,9 @@ impl Flow {
             };
             match (&self.sock).write(&buf[..n]) {
                 Ok(k) => {
+                    if let Some(h) = hash.as_deref_mut() {
+                        h.update(&buf[..k]);
+                    }
                     sent += k as u64;
                     self.counter.add(k as u64);
                     last_progress = now;
@@ -387,7 +400,12 @@ impl Flow {
         }
     }
 
-    fn receive(&self, start: Instant, stop: &AtomicBool) -> (u64, f64, Option<String>) {
+    fn receive(
+        &self,
+        start: Instant,
+        stop: &AtomicBool,
+        mut hash: Option<&mut Sha256>,
+    ) -> (u64, f64, Option<String>) {
         let mut buf = vec![0u8; self.msg_size];
         let mut got = 0u64;
         let mut last_progress = Instant::now();
@@ -400,6 +418,9 @@ impl Flow {
             match (&self.sock).read(&mut buf) {
                 Ok(0) => break,
                 Ok(k) => {
+                    if let Some(h) = hash.as_deref_mut() {
+                        h.update(&buf[..k]);
+                    }
                     got += k as u64;
                     self.counter.add(k as u64);
                     last_progress = Instant::now();
@@ -646,6 +667,7 @@ pub fn account_lost(
                 if rr { "transactions" } else { "B" }
             )),
             raw: None,
+            sha256: None,
             rr: rr.then(|| RrStats {
                 transactions: moved,
                 transactions_per_second: if seconds > 0.0 {
@@ -818,6 +840,7 @@ mod tests {
             error: None,
             raw: None,
             rr: None,
+            sha256: None,
         };
         let all = account_lost(
             vec![finished.clone()],
@@ -890,6 +913,7 @@ mod tests {
             counter: Counter::default(),
             test: TestKind::Stream,
             interval_latency: None,
+            verify: true,
         };
         let rx = std::thread::spawn(move || recv.run(start, &AtomicBool::new(false)));
         let send = Flow {
@@ -901,6 +925,7 @@ mod tests {
             counter: Counter::default(),
             test: TestKind::Stream,
             interval_latency: None,
+            verify: true,
         };
         let s = send.run(start, &stop);
         let r = rx.join().unwrap();
@@ -908,5 +933,8 @@ mod tests {
         assert_eq!(r.throughput.bytes, 1_000_003);
         assert_eq!(s.error, None);
         assert_eq!(r.error, None);
+        // Both ends hashed the same bytes: the pattern, message by message.
+        assert!(s.sha256.as_ref().is_some_and(|h| h.len() == 64));
+        assert_eq!(s.sha256, r.sha256);
     }
 }

@@ -498,6 +498,7 @@ impl Configuration {
             remote_workers: Default::default(),
             remote_xdp_bind: self.remote_xdp_bind,
             sender_tcp_ms: None,
+            verify: false,
         }
     }
 }

@@ -215,6 +215,10 @@ pub struct FlowResult {
     /// Request/response figures; None for stream tests.
     #[serde(default)]
     pub rr: Option<RrStats>,
+    /// SHA-256 (hex) of every payload byte this end sent or received;
+    /// None unless the test asked to verify (`--verify`).
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 /// What one end of an rr flow counted.
@@ -794,6 +798,7 @@ mod tests {
             error: None,
             raw: None,
             rr: None,
+            sha256: None,
         }
     }
 

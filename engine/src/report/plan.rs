@@ -379,6 +379,7 @@ pub(crate) mod fixture {
             error: None,
             raw: None,
             rr: Some(rr),
+            sha256: None,
         }
     }
 
@@ -438,6 +439,7 @@ pub(crate) mod fixture {
                     remote_workers: Default::default(),
                     remote_xdp_bind: Default::default(),
                     sender_tcp_ms: None,
+                    verify: false,
                 },
                 local: None,
                 iface: None,

@@ -334,6 +334,9 @@ pub fn summary(r: &RunReport) -> String {
     }
     let _ = writeln!(s, "cpu local:  {}", cpu_line(&e.cpu.local));
     let _ = writeln!(s, "cpu remote: {}", cpu_line(&e.cpu.remote));
+    if r.config.test.verify {
+        let _ = writeln!(s, "{}", super::verify::summary_line(&e.flows));
+    }
     for err in &e.errors {
         let _ = writeln!(s, "error: {err}");
     }

@@ -357,6 +357,7 @@ impl RawWork {
             error,
             raw: Some(stats),
             rr: None,
+            sha256: None,
         }]
     }
 }

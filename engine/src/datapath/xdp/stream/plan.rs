@@ -182,6 +182,7 @@ impl StreamResult {
             error: self.error.map(|e| with_checksum_hint(e, bad_checksum)),
             raw: None,
             rr: self.rr,
+            sha256: self.sha256,
         }
     }
 }
