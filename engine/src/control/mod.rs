@@ -10,6 +10,8 @@ pub mod clock;
 pub mod controller;
 pub mod frame;
 pub mod messages;
+pub mod thirdparty;
+pub mod token;
 
 /// Default control port of `wirespeed agent`.
 pub const DEFAULT_PORT: u16 = 5290;

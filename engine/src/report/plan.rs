@@ -374,6 +374,7 @@ pub(crate) mod fixture {
             schema: crate::report::model::SCHEMA.into(),
             config: crate::report::model::RunConfig {
                 to: "198.18.1.2:5290".into(),
+                from: None,
                 agent_data_port: 7001,
                 mode: "socket".into(),
                 mode_reason: "test".into(),
