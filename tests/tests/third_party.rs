@@ -352,13 +352,18 @@ fn hostile_orders_are_refused_and_both_agents_serve_on() {
     assert!(fleet
         .server(0)
         .wait_log("takes data only from 198.18.250.9", Duration::from_secs(5)));
-    // A data connection with a token no test was prepared with.
+    // Nor with any other token from there.
     send_header(Token::fresh().0);
-    assert!(fleet
-        .server(0)
-        .wait_log("for another test", Duration::from_secs(5)));
+    assert!(fleet.server(0).wait_count(
+        "takes data only from 198.18.250.9",
+        2,
+        Duration::from_secs(5)
+    ));
     let m = error_of(frame::read_msg(&mut s).unwrap());
     assert!(m.contains("only 0 of 1"), "{m}");
+    // A data connection without a prepared test: nothing listens any more.
+    let e = in_netns(fleet.tb.ns(1), || TcpStream::connect(data)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 
     // The same token again: it works once.
     let mut s = control(&fleet, fleet.server(0));
@@ -463,4 +468,88 @@ fn client_agents_apply_their_own_policy() {
         .ok()
         .json();
     assert_eq!(j["end"]["received"]["bytes"], 1u64 << 20);
+}
+
+/// The plan for `fleet`: every pair third-party, `direction`s both, one
+/// point at all pairs.
+fn plan_text(fleet: &Fleet, duration: &str) -> String {
+    let mut t = format!(
+        "name = \"third-party\"\n[defaults]\nduration = \"{duration}\"\nmode = \"socket\"\nlink_speed = \"10G\"\n[sweep]\npairs = [{}]\n",
+        fleet.pairs
+    );
+    for (k, a) in fleet.agents.iter().enumerate() {
+        t += &format!("[[agents]]\nname = \"a{k}\"\naddress = \"{}\"\n", a.addr);
+    }
+    for i in 0..fleet.pairs {
+        t += &format!(
+            "[[pairs]]\nname = \"p{i}\"\nclient = \"a{}\"\nserver = \"a{}\"\nremote_local = \"{}\"\n",
+            2 * i,
+            2 * i + 1,
+            fleet.data_link(i).v4[1]
+        );
+    }
+    t
+}
+
+#[test]
+fn plan_of_four_third_party_pairs_keeps_data_off_the_controller() {
+    let fleet = Fleet::new(4, |_| Vec::new());
+    let dir = std::env::temp_dir().join(format!("ws-pairs-plan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, plan_text(&fleet, "2s")).unwrap();
+    let json = dir.join("out.json");
+    let csv = dir.join("out.csv");
+    let before = fleet.controller_bytes();
+    let out = fleet.ws(&[
+        "plan",
+        plan.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    let text = out.ok().stdout;
+    let control = fleet.controller_bytes() - before;
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let points = j["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "send and receive at 4 pairs");
+    let mut moved = 0u64;
+    for p in points {
+        assert_eq!(p["error"], serde_json::Value::Null, "{p}");
+        let rep = &p["repetitions"][0];
+        let skew = rep["start_skew_us"].as_u64().unwrap();
+        assert!(skew < 1000, "start skew {skew} us over 4 third-party pairs");
+        for (i, x) in rep["pairs"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(x["client"], format!("a{}", 2 * i));
+            assert_eq!(x["agent"], format!("a{}", 2 * i + 1));
+            let end = &x["run"]["end"];
+            assert_eq!(end["errors"], serde_json::json!([]), "{end}");
+            let bytes = end["received"]["bytes"].as_u64().unwrap();
+            assert!(bytes > 1 << 20, "{end}");
+            assert_eq!(
+                end["sent"]["bytes"], bytes,
+                "both ends count the same bytes"
+            );
+            moved += bytes;
+        }
+        // Every agent took part; the controller only orchestrated.
+        let hosts: Vec<&str> = rep["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(hosts.len(), 8, "{hosts:?}");
+        assert!(!hosts.contains(&"controller"), "{hosts:?}");
+    }
+    assert!(
+        control < moved / 100,
+        "the controller's links carried {control} bytes of {moved} moved"
+    );
+    assert!(text.contains("a0>a1"), "the table names both ends: {text}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv.lines().nth(1).unwrap().ends_with(",a0"), "{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
