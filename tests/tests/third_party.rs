@@ -470,23 +470,25 @@ fn client_agents_apply_their_own_policy() {
     assert_eq!(j["end"]["received"]["bytes"], 1u64 << 20);
 }
 
-/// The plan for `fleet`: every pair third-party, `direction`s both, one
-/// point at all pairs.
-fn plan_text(fleet: &Fleet, duration: &str) -> String {
+/// The plan for `fleet`: `per_link` third-party pairs on every data
+/// link, one point at all of them, in `directions`.
+fn plan_text(fleet: &Fleet, duration: &str, per_link: usize, directions: &str) -> String {
     let mut t = format!(
-        "name = \"third-party\"\n[defaults]\nduration = \"{duration}\"\nmode = \"socket\"\nlink_speed = \"10G\"\n[sweep]\npairs = [{}]\n",
-        fleet.pairs
+        "name = \"third-party\"\n[defaults]\nduration = \"{duration}\"\nmode = \"socket\"\nlink_speed = \"10G\"\ndirections = {directions}\n[sweep]\npairs = [{}]\n",
+        fleet.pairs * per_link
     );
     for (k, a) in fleet.agents.iter().enumerate() {
         t += &format!("[[agents]]\nname = \"a{k}\"\naddress = \"{}\"\n", a.addr);
     }
-    for i in 0..fleet.pairs {
-        t += &format!(
-            "[[pairs]]\nname = \"p{i}\"\nclient = \"a{}\"\nserver = \"a{}\"\nremote_local = \"{}\"\n",
-            2 * i,
-            2 * i + 1,
-            fleet.data_link(i).v4[1]
-        );
+    for n in 0..per_link {
+        for i in 0..fleet.pairs {
+            t += &format!(
+                "[[pairs]]\nname = \"p{i}.{n}\"\nclient = \"a{}\"\nserver = \"a{}\"\nremote_local = \"{}\"\n",
+                2 * i,
+                2 * i + 1,
+                fleet.data_link(i).v4[1]
+            );
+        }
     }
     t
 }
@@ -497,7 +499,7 @@ fn plan_of_four_third_party_pairs_keeps_data_off_the_controller() {
     let dir = std::env::temp_dir().join(format!("ws-pairs-plan-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plan = dir.join("plan.toml");
-    std::fs::write(&plan, plan_text(&fleet, "2s")).unwrap();
+    std::fs::write(&plan, plan_text(&fleet, "2s", 1, "[\"send\", \"receive\"]")).unwrap();
     let json = dir.join("out.json");
     let csv = dir.join("out.csv");
     let before = fleet.controller_bytes();
@@ -551,5 +553,53 @@ fn plan_of_four_third_party_pairs_keeps_data_off_the_controller() {
     assert!(text.contains("a0>a1"), "the table names both ends: {text}");
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert!(csv.lines().nth(1).unwrap().ends_with(",a0"), "{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The control plane at scale: 256 third-party pairs over 64 agents (32
+/// data links, 8 pairs each), prepared, clock-matched and started at one
+/// instant. Ignored by default (a minute of setup on a small machine);
+/// run it with `--ignored --nocapture` to see the figures.
+#[test]
+#[ignore]
+fn scale_256_pairs_over_64_agents() {
+    let t0 = std::time::Instant::now();
+    let fleet = Fleet::new(32, |_| Vec::new());
+    let setup = t0.elapsed();
+    let dir = std::env::temp_dir().join(format!("ws-pairs-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("plan.toml");
+    std::fs::write(&plan, plan_text(&fleet, "1s", 8, "[\"send\"]")).unwrap();
+    let json = dir.join("out.json");
+    let t1 = std::time::Instant::now();
+    let out = fleet.ws(&[
+        "plan",
+        plan.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let wall = t1.elapsed();
+    let _ = out.ok();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let p = &j["points"][0];
+    assert_eq!(p["error"], serde_json::Value::Null, "{p}");
+    let rep = &p["repetitions"][0];
+    let pairs = rep["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 256);
+    for x in pairs {
+        let end = &x["run"]["end"];
+        assert_eq!(end["errors"], serde_json::json!([]), "{end}");
+        assert_eq!(end["sent"]["bytes"], end["received"]["bytes"], "{end}");
+    }
+    let skew = rep["start_skew_us"].as_u64().unwrap();
+    println!(
+        "scale: testbed {:.1} s; plan of 256 pairs over 64 agents (1 s of data) took {:.2} s wall; start skew {skew} us; aggregate {:.2} Gb/s",
+        setup.as_secs_f64(),
+        wall.as_secs_f64(),
+        rep["aggregate_bps"].as_f64().unwrap() / 1e9
+    );
+    assert!(skew < 1000, "start skew {skew} us");
+    assert!(wall.as_secs_f64() < 30.0, "a 1 s point took {wall:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -282,6 +282,7 @@ impl Session {
     }
 
     /// Where data connections come from: the pair's client, else the controller.
+    #[cfg(target_os = "linux")]
     fn data_peer(&self) -> IpAddr {
         self.pair.as_ref().map_or(self.peer.ip(), |p| p.client)
     }

@@ -47,6 +47,9 @@ pub enum Progress<'a> {
 
 /// Margin beyond the clock probes' round trip when scheduling the start.
 const START_MARGIN: Duration = Duration::from_millis(50);
+/// And per pair: sending 256 pairs' Start messages on a busy 2-core host
+/// took over 1 s when data began at 50 ms.
+const START_PER_PAIR: Duration = Duration::from_millis(2);
 
 /// Run every point of `plan`. Stops between repetitions, and aborts the one
 /// running, once `cancel` is set; the report then says it was interrupted.
@@ -268,7 +271,12 @@ fn run_repetition(
     }
     let rr = matches!(conf.test, crate::spec::TestKind::Rr { .. });
     let worst_rtt = ready.iter().map(Ready::rtt_us).max().unwrap_or(0);
-    let at = Instant::now() + Duration::from_micros(worst_rtt * 4) + START_MARGIN;
+    // Every pair's Start must reach both its ends before the first data
+    // moves and starves the rest of the CPU: margin grows with the pairs.
+    let at = Instant::now()
+        + Duration::from_micros(worst_rtt * 4)
+        + START_MARGIN
+        + START_PER_PAIR * pairs.len() as u32;
     let runs: Vec<Result<RunReport>> = std::thread::scope(|s| {
         let hs: Vec<_> = ready
             .into_iter()

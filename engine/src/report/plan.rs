@@ -557,8 +557,9 @@ mod tests {
         let row: Vec<&str> = lines.next().unwrap().split(',').collect();
         let cols = (CSV_HEADER.to_string() + CSV_RR_HEADER).split(',').count();
         assert_eq!(row.len(), cols, "{c}");
-        assert_eq!(&row[13..17], &["50.0", "100.0", "50", "50"], "{c}");
-        let p50: f64 = row[17].parse().unwrap();
+        assert_eq!(row[13], "controller", "{c}");
+        assert_eq!(&row[14..18], &["50.0", "100.0", "50", "50"], "{c}");
+        let p50: f64 = row[18].parse().unwrap();
         assert!((p50 - 30.0).abs() < 0.05, "HdrHistogram's 3 digits: {p50}");
         assert_eq!(csv(&report(Vec::new())), format!("{CSV_HEADER}\n"));
         // the saved document reads back (wirespeed report)

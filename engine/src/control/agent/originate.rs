@@ -8,7 +8,9 @@
 //! holds the pair's token for that address (so an order pointing at a
 //! third host fails before a byte of test data is sent).
 
-use super::super::controller::{self, LocalWork, RunOptions};
+#[cfg(target_os = "linux")]
+use super::super::controller;
+use super::super::controller::{LocalWork, RunOptions};
 use super::super::messages::{Msg, OriginateOrder};
 use super::super::token::{self, Token};
 use super::super::{auth, expect_msg, frame, REPLY_TIMEOUT};
