@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use wirespeed::control::agent::{Agent, AgentConfig};
 use wirespeed::control::controller::{self, Event, RunOptions};
+use wirespeed::control::thirdparty;
 use wirespeed::control::{auth, DEFAULT_PORT};
 use wirespeed::report::{csv, text};
 use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind};
@@ -131,6 +132,10 @@ struct AgentArgs {
     /// A flow that makes no progress this long ends with an error.
     #[arg(long, default_value = "10s", value_parser = duration)]
     idle_timeout: Duration,
+    /// Never be the client end of a third-party pair (refuse `run --from`
+    /// orders that would make this agent send to another).
+    #[arg(long)]
+    no_originate: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -193,6 +198,15 @@ struct RunArgs {
     /// needs --mode xdp and --iface.
     #[arg(long, conflicts_with_all = ["to", "raw"])]
     plain: Option<SocketAddr>,
+    /// A third-party pair: this agent is the client end (HOST[:PORT]) and
+    /// --to the server; the data runs between them, never through here.
+    /// --local/--iface/--mode/--queues/--cpus then apply to this agent.
+    #[arg(long, requires = "to", conflicts_with_all = ["plain", "raw"])]
+    from: Option<String>,
+    /// With --from: the server agent's data address (default: its
+    /// control address).
+    #[arg(long, requires = "from")]
+    remote_local: Option<IpAddr>,
     /// SHA-256 of every payload byte sent and received, per flow; with
     /// --to the controller compares both ends' digests and fails the run
     /// on a mismatch (TCP stream tests only: not --raw or --test rr).
@@ -417,6 +431,7 @@ fn agent(a: AgentArgs) -> Result<()> {
         max_tests: a.max_tests,
         data_timeout: a.data_timeout,
         idle_timeout: a.idle_timeout,
+        no_originate: a.no_originate,
         ..AgentConfig::new(a.listen)
     };
     let auth = if cfg.psk.is_some() {
@@ -592,7 +607,7 @@ fn run(r: RunArgs) -> Result<()> {
         },
     };
     let mut out = std::io::stdout().lock();
-    let report = controller::run(&opts, |ev| {
+    let mut on_event = |ev: Event<'_>| {
         if quiet {
             return;
         }
@@ -648,7 +663,19 @@ fn run(r: RunArgs) -> Result<()> {
                 let _ = out.flush();
             }
         }
-    })?;
+    };
+    let report = match &r.from {
+        Some(from) => thirdparty::run(
+            &thirdparty::PairOptions {
+                from: from.clone(),
+                from_psk: opts.psk.clone(),
+                run: opts.clone(),
+                remote_local: r.remote_local,
+            },
+            &mut on_event,
+        )?,
+        None => controller::run(&opts, &mut on_event)?,
+    };
     if r.json {
         serde_json::to_writer_pretty(&mut out, &report).context("writing JSON")?;
         writeln!(out)?;

@@ -5,8 +5,9 @@
 
 use super::auth::{self, Role as AuthRole};
 use super::frame::{self, PROTOCOL_VERSION};
-use super::messages::Msg;
+use super::messages::{Msg, ServeOrder};
 use super::sender_tcp::SenderFeed;
+use super::token::{self, Token, TokenBook};
 use super::{clock, expect_msg, poll_msg};
 use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
 use crate::metrics::{
@@ -15,9 +16,9 @@ use crate::metrics::{
 use crate::report::model::{Role, SideReport};
 use crate::spec::{Limit, Mode, TestSpec};
 use crate::{Error, Result};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What an agent allows and how it listens.
@@ -35,6 +36,8 @@ pub struct AgentConfig {
     pub data_timeout: Duration,
     /// How long a flow may make no progress.
     pub idle_timeout: Duration,
+    /// Refuse to be the client end of third-party pairs (`--no-originate`).
+    pub no_originate: bool,
 }
 
 impl AgentConfig {
@@ -48,9 +51,12 @@ impl AgentConfig {
             max_tests: 8,
             data_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
+            no_originate: false,
         }
     }
 }
+
+mod originate;
 
 /// Most message-buffer memory one test may make the agent allocate.
 const MAX_TEST_BUFFERS: u64 = 1 << 30;
@@ -70,6 +76,7 @@ pub struct Agent {
     cfg: Arc<AgentConfig>,
     tests: Arc<AtomicUsize>,
     conns: Arc<AtomicUsize>,
+    book: Arc<Mutex<TokenBook>>,
 }
 
 impl Agent {
@@ -95,6 +102,7 @@ impl Agent {
             cfg: Arc::new(cfg),
             tests: Arc::new(AtomicUsize::new(0)),
             conns: Arc::new(AtomicUsize::new(0)),
+            book: Arc::default(),
         })
     }
 
@@ -123,12 +131,12 @@ impl Agent {
             }
             // The slot exists before the thread, so a failed spawn frees it too.
             let slot = Slot(self.conns.clone());
-            let (cfg, tests) = (self.cfg.clone(), self.tests.clone());
+            let (cfg, tests, book) = (self.cfg.clone(), self.tests.clone(), self.book.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("ctl-{peer}"))
                 .spawn(move || {
                     let _slot = slot;
-                    match Session::new(conn, peer, cfg, tests).run() {
+                    match Session::new(conn, peer, cfg, tests, book).run() {
                         Ok(()) => tracing::info!(%peer, "test done"),
                         Err(e) => tracing::warn!(%peer, "{e}"),
                     }
@@ -154,6 +162,23 @@ struct Session {
     peer: SocketAddr,
     cfg: Arc<AgentConfig>,
     tests: Arc<AtomicUsize>,
+    book: Arc<Mutex<TokenBook>>,
+    /// Set when this session serves a third-party pair's server end.
+    pair: Option<PairServe>,
+}
+
+/// A third-party pair's server end: whom to take data from, and with what.
+struct PairServe {
+    token: Token,
+    client: IpAddr,
+    local: Option<IpAddr>,
+}
+
+/// What came after the challenge: a controller, or a client agent asking
+/// this agent to vouch for a pair's data address.
+enum Greeting {
+    Controller,
+    Vouched,
 }
 
 /// What an end holds from just before its start to its result: the
@@ -172,12 +197,15 @@ impl Session {
         peer: SocketAddr,
         cfg: Arc<AgentConfig>,
         tests: Arc<AtomicUsize>,
+        book: Arc<Mutex<TokenBook>>,
     ) -> Self {
         Session {
             conn,
             peer,
             cfg,
             tests,
+            book,
+            pair: None,
         }
     }
 
@@ -208,9 +236,13 @@ impl Session {
         ))?;
         frame::check_version(PROTOCOL_VERSION, theirs, "controller")?;
         *speaks_v1 = true;
-        self.authenticate()?;
+        if let Greeting::Vouched = self.authenticate()? {
+            return Ok(());
+        }
         let spec = match expect_msg(&mut self.conn)? {
             Msg::Test(spec) => *spec,
+            Msg::Serve(order) => return self.serve_pair(*order),
+            Msg::Originate(order) => return self.originate(*order),
             other => {
                 return Err(Error::Protocol(format!(
                     "expected a test, got {}",
@@ -224,7 +256,80 @@ impl Session {
         self.run_test(&spec)
     }
 
-    fn authenticate(&mut self) -> Result<()> {
+    /// The server end of a third-party pair: the token is taken (once),
+    /// data comes only from the named client, and the token is spent
+    /// however the test ends.
+    fn serve_pair(&mut self, order: ServeOrder) -> Result<()> {
+        let token = Token::parse(&order.token)?;
+        if !token::plausible_peer(order.client) {
+            return Err(Error::Invalid(format!(
+                "{} cannot be a pair's client address",
+                order.client
+            )));
+        }
+        if order.spec.raw.is_some() {
+            return Err(Error::Refused(
+                "raw frames run only between a controller and an agent, not in third-party pairs"
+                    .into(),
+            ));
+        }
+        self.check(&order.spec)?;
+        let _guard = self.reserve()?;
+        let ttl = self.cfg.data_timeout + super::REPLY_TIMEOUT;
+        self.book().grant(token, Instant::now(), ttl)?;
+        self.pair = Some(PairServe {
+            token,
+            client: order.client,
+            local: order.local,
+        });
+        tracing::info!(peer = %self.peer, client = %order.client, spec = ?order.spec, "pair test accepted (server end)");
+        let r = self.run_test(&order.spec);
+        self.book().retire(token);
+        r
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, TokenBook> {
+        // A panicked session cannot leave the book half-updated: every
+        // change is one push or retain.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where data connections come from: the pair's client, else the controller.
+    #[cfg(target_os = "linux")]
+    fn data_peer(&self) -> IpAddr {
+        self.pair.as_ref().map_or(self.peer.ip(), |p| p.client)
+    }
+
+    /// The address data is taken on: the pair's server address if named,
+    /// else the control connection's.
+    fn data_local(&self) -> Result<IpAddr> {
+        match self.pair.as_ref().and_then(|p| p.local) {
+            Some(ip) => Ok(ip),
+            None => super::local_ip(&self.conn),
+        }
+    }
+
+    /// The data cookie: the pair's token, else a fresh one; and the
+    /// source address data must come from (pairs only).
+    fn data_cookie(&self) -> ([u8; 16], Option<IpAddr>) {
+        match &self.pair {
+            Some(p) => (p.token.0, Some(p.client)),
+            None => (
+                auth::nonce()[..16].try_into().expect("16 of 32 bytes"),
+                None,
+            ),
+        }
+    }
+
+    /// Tell the token book where this pair listens, so the client can
+    /// have it vouched for.
+    fn note_listening(&self, ip: IpAddr, port: u16) {
+        if let Some(p) = &self.pair {
+            self.book().listening(p.token, SocketAddr::new(ip, port));
+        }
+    }
+
+    fn authenticate(&mut self) -> Result<Greeting> {
         let nonce = auth::nonce();
         frame::write_msg(
             &mut self.conn,
@@ -235,6 +340,17 @@ impl Session {
         )?;
         let (cnonce, proof) = match expect_msg(&mut self.conn)? {
             Msg::Hello { nonce, proof, .. } => (nonce, proof),
+            Msg::Vouch { nonce, data } => {
+                // Anyone may ask: the answer proves only that this agent
+                // holds a token the asker must already know to check it.
+                let nonce = auth::from_hex(&nonce)
+                    .filter(|n| n.len() == auth::NONCE_LEN)
+                    .ok_or_else(|| Error::Protocol("vouch carries a malformed nonce".into()))?;
+                let proof = self.book().vouch(data, &nonce, Instant::now())?;
+                frame::write_msg(&mut self.conn, &Msg::Vouched { proof })?;
+                tracing::info!(peer = %self.peer, %data, "vouched for a pair's data address");
+                return Ok(Greeting::Vouched);
+            }
             other => {
                 return Err(Error::Protocol(format!(
                     "expected hello, got {}",
@@ -265,7 +381,8 @@ impl Session {
                 proof: reply_proof,
                 agent: host::info(),
             },
-        )
+        )?;
+        Ok(Greeting::Controller)
     }
 
     /// The agent's caps and allow-lists, each with its own refusal.
@@ -478,12 +595,12 @@ impl Session {
     ) -> Result<()> {
         use crate::datapath::xdp::{neigh, stream};
         let local = end.ip;
-        let peer = self.peer.ip();
+        let peer = self.data_peer();
         let iface = end.iface.clone();
         let iface = iface.as_str();
         let port = end.ports[0];
         let peer_mac = crate::wire::ethernet::MacAddr(neigh::resolve(iface, local, peer)?);
-        let cookie: [u8; 16] = auth::nonce()[..16].try_into().expect("16 of 32 bytes");
+        let (cookie, _) = self.data_cookie();
         let expected = spec.flows();
         let ready = Arc::new(AtomicUsize::new(0));
         let plan = stream::RunPlan {
@@ -530,6 +647,7 @@ impl Session {
         let gate = stream::Gate::default();
         let stop = Arc::new(AtomicBool::new(false));
         let mut work = stream::StreamWork::spawn(end, plan, gate.clone(), &stop)?;
+        self.note_listening(local, port);
         frame::write_msg(
             &mut self.conn,
             &Msg::Accepted {
@@ -590,7 +708,7 @@ impl Session {
             .remote_iface
             .as_deref()
             .expect("validated: xdp tests name the agent's interface");
-        let local = super::local_ip(&self.conn)?;
+        let local = self.data_local()?;
         crate::datapath::xdp::stream::StreamEnd::open(
             iface,
             local,
@@ -616,7 +734,7 @@ impl Session {
         use crate::datapath::xdp::neigh::{route_to, Route};
         // The route's interface when none is named; it must be allowed too
         // (a named one was checked with the test).
-        let route = route_to(self.peer.ip());
+        let route = route_to(self.data_peer());
         let allow = &self.cfg.allow_iface;
         if let (None, Route::Dev(i)) = (&spec.remote_iface, &route) {
             if !allow.is_empty() && !allow.contains(i) {
@@ -628,7 +746,7 @@ impl Session {
         Ok(crate::datapath::xdp::stream::StreamEnd::open_auto(
             spec.remote_iface.as_deref(),
             &route,
-            (super::local_ip(&self.conn)?, self.peer.ip()),
+            (self.data_local()?, self.data_peer()),
             // One steered port takes every flow on this end.
             (
                 crate::datapath::xdp::stream::Ports::Listen(spec.data_port.unwrap_or(0)),
@@ -677,22 +795,20 @@ impl Session {
             },
             Mode::Socket => "requested with --remote-mode socket".into(),
         };
-        let local = self
-            .conn
-            .local_addr()
-            .map_err(|e| Error::io("reading local address", e))?;
+        let local = self.data_local()?;
         let opts = SocketOpts {
             sockbuf: spec.sockbuf,
             iface: spec.remote_iface.clone(),
             local: None,
         };
-        let listener = sockpath::listen(local.ip(), spec.data_port.unwrap_or(0), &opts)?;
+        let listener = sockpath::listen(local, spec.data_port.unwrap_or(0), &opts)?;
         let data_port = listener
             .local_addr()
             .ok()
             .and_then(|a| a.as_socket())
             .map_or(0, |a| a.port());
-        let cookie: [u8; 16] = auth::nonce()[..16].try_into().expect("16 of 32 bytes");
+        let (cookie, from) = self.data_cookie();
+        self.note_listening(local, data_port);
         frame::write_msg(
             &mut self.conn,
             &Msg::Accepted {
@@ -704,29 +820,47 @@ impl Session {
             },
         )?;
         let expected = spec.flows();
-        let socks = sockpath::accept_flows(&listener, &cookie, &expected, self.cfg.data_timeout)?;
+        let socks =
+            sockpath::accept_flows(&listener, &cookie, &expected, self.cfg.data_timeout, from)?;
         drop(listener);
         frame::write_msg(&mut self.conn, &Msg::Ready)?;
         let at = self.await_start()?;
         let began = self.begin(at, spec.remote_iface.as_deref());
         let start = began.start;
-        let hard = match spec.limit {
-            Limit::Duration { seconds } => {
-                Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2
-            }
-            Limit::Bytes { .. } => self.cfg.max_duration,
-        };
         let senders = socks
             .iter()
             .filter(|(id, _)| sockpath::role_of(*id, false) == Role::Sender)
             .filter_map(|(id, s)| Some((*id, s.try_clone().ok()?)))
             .collect();
         let mut feed = SenderFeed::new(spec.sender_tcp_ms, senders, start);
-        let flows = socks
+        let flows = self.socket_flows(spec, socks, false);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut set = FlowSet::spawn(flows, start, &stop)?;
+        let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop, &mut feed);
+        drop(feed);
+        let flows = set.finish();
+        self.send_result(lost, (flows, Vec::new()), began)
+    }
+
+    /// Kernel-socket flows for this agent's end: the controller's role
+    /// when `controller_side` (a pair's client end), the agent's otherwise.
+    fn socket_flows(
+        &self,
+        spec: &TestSpec,
+        socks: Vec<(crate::spec::FlowId, socket2::Socket)>,
+        controller_side: bool,
+    ) -> Vec<Flow> {
+        let hard = match spec.limit {
+            Limit::Duration { seconds } => {
+                Duration::from_secs_f64(seconds) + self.cfg.idle_timeout * 2
+            }
+            Limit::Bytes { .. } => self.cfg.max_duration,
+        };
+        socks
             .into_iter()
             .map(|(id, sock)| Flow {
                 id,
-                role: sockpath::role_of(id, false),
+                role: sockpath::role_of(id, controller_side),
                 sock,
                 test: spec.test,
                 interval_latency: None,
@@ -743,13 +877,7 @@ impl Session {
                 },
                 counter: Counter::default(),
             })
-            .collect();
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut set = FlowSet::spawn(flows, start, &stop)?;
-        let lost = self.watch(|| set.poll(Duration::from_millis(50)), &stop, &mut feed);
-        drop(feed);
-        let flows = set.finish();
-        self.send_result(lost, (flows, Vec::new()), began)
+            .collect()
     }
 
     /// Watch the control connection until `done` says the local work has

@@ -77,8 +77,8 @@ struct RawPrep {
 #[cfg(not(target_os = "linux"))]
 enum RawPrep {}
 
-/// What this side runs while the test goes.
-enum LocalWork {
+/// What this side runs while the test goes (also a pair's client agent).
+pub(crate) enum LocalWork {
     Flows(FlowSet),
     #[cfg(target_os = "linux")]
     Raw(crate::datapath::xdp::session::RawWork),
@@ -90,13 +90,13 @@ enum LocalWork {
 /// `prepare` on (connections open and send their data headers) and sends
 /// payload once the gate holds the start.
 #[cfg(target_os = "linux")]
-struct XdpPrep {
-    work: crate::datapath::xdp::stream::StreamWork,
-    gate: crate::datapath::xdp::stream::Gate,
-    stop: Arc<AtomicBool>,
+pub(crate) struct XdpPrep {
+    pub(crate) work: crate::datapath::xdp::stream::StreamWork,
+    pub(crate) gate: crate::datapath::xdp::stream::Gate,
+    pub(crate) stop: Arc<AtomicBool>,
     counters: Vec<Counter>,
     latency: Vec<Option<crate::metrics::latency::Shared>>,
-    ids: Vec<FlowId>,
+    pub(crate) ids: Vec<FlowId>,
 }
 
 /// An rr test's (request, response, burst) for TCP-lite.
@@ -131,7 +131,7 @@ fn stream_flows(
 }
 
 impl LocalWork {
-    fn poll(&mut self, wait: Duration) -> bool {
+    pub(crate) fn poll(&mut self, wait: Duration) -> bool {
         match self {
             LocalWork::Flows(s) => s.poll(wait),
             #[cfg(target_os = "linux")]
@@ -142,7 +142,7 @@ impl LocalWork {
     }
 
     /// The flows, and the TCP-lite workers' reports (none for other paths).
-    fn finish(
+    pub(crate) fn finish(
         self,
     ) -> (
         Vec<crate::report::model::FlowResult>,
@@ -335,14 +335,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         local: opts.local,
     };
     let mut conn = connect_control(addr, &data_opts, opts.connect_timeout)?;
-
-    frame::write_preamble(&mut conn, PROTOCOL_VERSION)?;
-    let theirs = frame::read_preamble(&mut crate::deadline::Deadline::new(
-        &conn,
-        super::REPLY_TIMEOUT,
-    ))?;
-    frame::check_version(PROTOCOL_VERSION, theirs, &format!("the agent at {addr}"))?;
-    let agent = authenticate(&mut conn, opts.psk.as_deref())?;
+    let agent = handshake(&mut conn, addr, opts.psk.as_deref())?;
 
     let mut spec = opts.spec.clone();
     let raw_end = match &opts.raw {
@@ -370,7 +363,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     #[cfg(target_os = "linux")]
     let xdp_end = match mode {
         _ if opts.raw.is_some() => None,
-        "xdp" => Some(open_stream_end(opts, &conn)?),
+        "xdp" => Some(open_stream_end(opts, super::local_ip(&conn)?)?),
         "auto" => {
             let (end, why) = crate::datapath::xdp::stream::StreamEnd::open_auto(
                 opts.iface.as_deref(),
@@ -493,17 +486,16 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     })
 }
 
-/// This end's TCP-lite ports on `--iface`, at the control connection's
-/// local IPv4 address: one per flow.
+/// This end's TCP-lite ports on `--iface`, at address `ip` (the control
+/// connection's local one, or a pair client's source): one per flow.
 #[cfg(target_os = "linux")]
-fn open_stream_end(
+pub(crate) fn open_stream_end(
     opts: &RunOptions,
-    conn: &TcpStream,
+    ip: IpAddr,
 ) -> Result<crate::datapath::xdp::stream::StreamEnd> {
     let iface = opts.iface.as_deref().ok_or_else(|| {
         Error::Invalid("--mode xdp needs the interface to run TCP-lite on: --iface IF".into())
     })?;
-    let ip = super::local_ip(conn)?;
     use crate::datapath::xdp::stream::{Ports, StreamEnd};
     StreamEnd::open(
         iface,
@@ -517,7 +509,7 @@ fn open_stream_end(
 /// Start the TCP-lite worker: it connects every flow to the agent's data
 /// port and sends the flow's header, then waits for the start.
 #[cfg(target_os = "linux")]
-fn start_streams(
+pub(crate) fn start_streams(
     opts: &RunOptions,
     end: crate::datapath::xdp::stream::StreamEnd,
     agent: SocketAddr,
@@ -598,27 +590,7 @@ fn start_streams(
 impl Prepared {
     /// Estimate the agent's clock offset from `n` probes; the best is kept.
     pub fn sync_clock(&mut self, n: usize) -> Result<Estimate> {
-        let mut samples = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t0 = clock::now_us();
-            frame::write_msg(&mut self.conn, &Msg::Ping { t0 })?;
-            match expect_msg(&mut self.conn)? {
-                Msg::Pong { t0: echoed, t1, t2 } if echoed == t0 => samples.push(Sample {
-                    t0,
-                    t1,
-                    t2,
-                    t3: clock::now_us(),
-                }),
-                other => return Err(unexpected("pong", other)),
-            }
-        }
-        // No plausible probe means no offset: refuse rather than assume
-        // the clocks agree (offset 0, rtt 0) and schedule a wrong start.
-        self.clock = Estimate::best(&samples).ok_or_else(|| {
-            Error::Protocol(format!(
-                "clock sync: none of the agent's {n} probe answers had plausible timestamps (it replied before it received, or took longer than the round trip)"
-            ))
-        })?;
+        self.clock = probe_clock(&mut self.conn, n)?;
         Ok(self.clock)
     }
 
@@ -876,6 +848,7 @@ impl Prepared {
             schema: SCHEMA.into(),
             config: RunConfig {
                 to: addr.to_string(),
+                from: None,
                 agent_data_port: data_port,
                 mode: mode.into(),
                 mode_reason,
@@ -892,7 +865,37 @@ impl Prepared {
     }
 }
 
-fn connect_control(addr: SocketAddr, opts: &SocketOpts, timeout: Duration) -> Result<TcpStream> {
+/// An agent's clock offset from `n` probes over its control connection:
+/// the best (shortest round trip) is kept.
+pub(crate) fn probe_clock(conn: &mut TcpStream, n: usize) -> Result<Estimate> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = clock::now_us();
+        frame::write_msg(conn, &Msg::Ping { t0 })?;
+        match expect_msg(conn)? {
+            Msg::Pong { t0: echoed, t1, t2 } if echoed == t0 => samples.push(Sample {
+                t0,
+                t1,
+                t2,
+                t3: clock::now_us(),
+            }),
+            other => return Err(unexpected("pong", other)),
+        }
+    }
+    // No plausible probe means no offset: refuse rather than assume the
+    // clocks agree (offset 0, rtt 0) and schedule a wrong start.
+    Estimate::best(&samples).ok_or_else(|| {
+        Error::Protocol(format!(
+            "clock sync: none of the agent's {n} probe answers had plausible timestamps (it replied before it received, or took longer than the round trip)"
+        ))
+    })
+}
+
+pub(crate) fn connect_control(
+    addr: SocketAddr,
+    opts: &SocketOpts,
+    timeout: Duration,
+) -> Result<TcpStream> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(|e| Error::io("creating a control socket", e))?;
     if let Some(ip) = opts.local {
@@ -916,6 +919,21 @@ fn connect_control(addr: SocketAddr, opts: &SocketOpts, timeout: Duration) -> Re
     let _ = s.set_nodelay(true);
     let _ = s.set_write_timeout(Some(super::REPLY_TIMEOUT));
     Ok(s)
+}
+
+/// Preambles (versions compared), then the key proved both ways.
+pub(crate) fn handshake(
+    conn: &mut TcpStream,
+    addr: SocketAddr,
+    psk: Option<&[u8]>,
+) -> Result<HostInfo> {
+    frame::write_preamble(conn, PROTOCOL_VERSION)?;
+    let theirs = frame::read_preamble(&mut crate::deadline::Deadline::new(
+        &*conn,
+        super::REPLY_TIMEOUT,
+    ))?;
+    frame::check_version(PROTOCOL_VERSION, theirs, &format!("the agent at {addr}"))?;
+    authenticate(conn, psk)
 }
 
 fn authenticate(conn: &mut TcpStream, psk: Option<&[u8]>) -> Result<HostInfo> {
@@ -953,7 +971,7 @@ fn authenticate(conn: &mut TcpStream, psk: Option<&[u8]>) -> Result<HostInfo> {
 }
 
 /// An agent's Error becomes our error; anything else is a protocol fault.
-fn unexpected(wanted: &str, got: Msg) -> Error {
+pub(crate) fn unexpected(wanted: &str, got: Msg) -> Error {
     match got {
         Msg::Error { kind, message } => Msg::into_error(kind, message),
         other => Error::Protocol(format!("expected {wanted}, got {}", other.name())),

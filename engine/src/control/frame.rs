@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 /// Magic bytes that open every control connection.
 pub const MAGIC: [u8; 8] = *b"WIRESPD\0";
 /// Version of the control protocol spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Largest message an agent accepts from a controller.
 pub const MAX_FRAME: usize = 64 * 1024;
 /// Largest message a controller accepts from an agent: a result with many

@@ -20,10 +20,52 @@
 //!   ...       (either side may send Abort)
 //!             ◄───────────────────── Result | Error
 //! ```
+//!
+//! A third-party pair (two agents; the controller only orchestrates) uses
+//! one connection to each agent and the same Ping/Start/Result tail:
+//!
+//! ```text
+//! controller → client agent    Originate        ← Originating {source}
+//! controller → server agent    Serve {token}    ← Accepted {data_port}
+//! controller → client agent    Connect {token}
+//!   client agent → server agent's control port: Vouch ← Vouched (token proof)
+//!   client agent ══ data connections ══► server agent
+//!                                   ← Ready (from each)
+//! ```
 
 use crate::report::model::{HostInfo, SideReport, TcpStats};
 use crate::spec::{Direction, TestSpec};
 use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+/// The server end of a third-party pair: run `spec` as an agent does for
+/// a controller, but take data only from `client` with `token`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServeOrder {
+    pub spec: TestSpec,
+    /// The pair's one-time token (hex); it becomes the data cookie.
+    pub token: String,
+    /// The only address data connections may come from.
+    pub client: IpAddr,
+    /// The server's data address; None = its control address.
+    pub local: Option<IpAddr>,
+}
+
+/// The client end of a third-party pair: play the controller's data role
+/// of `spec` towards `server`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OriginateOrder {
+    pub spec: TestSpec,
+    /// The server agent's data address: the only one data may go to.
+    pub server: IpAddr,
+    /// This end's data path.
+    pub mode: crate::spec::Mode,
+    /// This end's source address and interface.
+    pub local: Option<IpAddr>,
+    pub iface: Option<String>,
+    #[serde(default)]
+    pub workers: crate::spec::Workers,
+}
 
 /// A control message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,6 +115,28 @@ pub enum Msg {
     Result(Box<SideReport>),
     /// A refusal or failure, with a one-line reason.
     Error { kind: ErrorKind, message: String },
+    /// Third-party pair, to its server agent (answered with Accepted).
+    Serve(Box<ServeOrder>),
+    /// Third-party pair, to its client agent.
+    Originate(Box<OriginateOrder>),
+    /// The client agent took the order; its data source address and path.
+    Originating {
+        source: IpAddr,
+        mode: String,
+        mode_reason: String,
+    },
+    /// The client agent may connect: the server agent's control address
+    /// (to vouch), its data port and the pair's token.
+    Connect {
+        server_agent: SocketAddr,
+        data_port: u16,
+        token: String,
+    },
+    /// Client agent to server agent, instead of Hello: prove you hold the
+    /// token of the test listening on `data`.
+    Vouch { nonce: String, data: SocketAddr },
+    /// The server agent's proof.
+    Vouched { proof: String },
 }
 
 /// One sending socket's TCP state.
@@ -112,6 +176,12 @@ impl Msg {
             Msg::SenderTcp { .. } => "sender_tcp",
             Msg::Result(_) => "result",
             Msg::Error { .. } => "error",
+            Msg::Serve(_) => "serve",
+            Msg::Originate(_) => "originate",
+            Msg::Originating { .. } => "originating",
+            Msg::Connect { .. } => "connect",
+            Msg::Vouch { .. } => "vouch",
+            Msg::Vouched { .. } => "vouched",
         }
     }
 

@@ -12,6 +12,8 @@ pub mod frame;
 pub mod messages;
 pub mod sender_tcp;
 pub mod start;
+pub mod thirdparty;
+pub mod token;
 
 /// Default control port of `wirespeed agent`.
 pub const DEFAULT_PORT: u16 = 5290;

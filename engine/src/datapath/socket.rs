@@ -192,6 +192,7 @@ pub fn accept_flows(
     cookie: &Cookie,
     expected: &[FlowId],
     timeout: Duration,
+    from: Option<IpAddr>,
 ) -> Result<Vec<(FlowId, Socket)>> {
     listener
         .set_nonblocking(true)
@@ -223,9 +224,16 @@ pub fn accept_flows(
             }
             Err(e) => return Err(Error::io("accepting a data connection", e)),
         };
+        let peer_ip = peer.as_socket().map(|a| a.ip());
         let peer = peer
             .as_socket()
             .map_or_else(|| "?".into(), |a| a.to_string());
+        // A third-party pair's token is bound to its client's address:
+        // closed before its header is even read.
+        if let Some(want) = from.filter(|w| peer_ip.map(canonical) != Some(canonical(*w))) {
+            tracing::warn!(%peer, "refused a data connection: this test takes data only from {want}");
+            continue;
+        }
         match read_header(&sock) {
             Ok(h)
                 if &h.cookie == cookie
@@ -241,6 +249,14 @@ pub fn accept_flows(
         }
     }
     Ok(got)
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 fn read_header(sock: &Socket) -> Result<FlowHeader> {
@@ -893,7 +909,7 @@ mod tests {
             )
             .unwrap()
         });
-        let mut acc = accept_flows(&l, &cookie, &[id], Duration::from_secs(5)).unwrap();
+        let mut acc = accept_flows(&l, &cookie, &[id], Duration::from_secs(5), None).unwrap();
         let c = t.join().unwrap();
         let limits = FlowLimits {
             duration: None,

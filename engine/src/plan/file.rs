@@ -60,7 +60,14 @@ pub struct AgentDef {
 #[serde(deny_unknown_fields)]
 pub struct PairDef {
     pub name: Option<String>,
+    /// The server end (`server` or `agent`).
+    #[serde(alias = "server")]
     pub agent: Spanned<String>,
+    /// The client end: an agent's name for a third-party pair, or
+    /// "controller" (the default).
+    pub client: Option<Spanned<String>>,
+    /// The server agent's data address in a third-party pair.
+    pub remote_local: Option<std::net::IpAddr>,
     /// Which configuration the pair belongs to (default: "default").
     pub configuration: Option<String>,
     /// Controller-side source address and interface.
@@ -110,10 +117,22 @@ pub struct PlanFile {
     pub configurations: Vec<Settings>,
 }
 
+/// A third-party pair's client agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientAgent {
+    pub name: String,
+    pub address: String,
+    pub psk_file: Option<PathBuf>,
+}
+
 /// A resolved pair, ready to run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pair {
     pub name: String,
+    /// The client end when it is an agent; None = the controller.
+    pub client: Option<ClientAgent>,
+    /// The server agent's data address (third-party pairs).
+    pub remote_local: Option<std::net::IpAddr>,
     pub agent: String,
     pub address: String,
     pub psk_file: Option<PathBuf>,
@@ -217,6 +236,11 @@ impl Plan {
                         p.psk_file = Some(dir.join(k));
                     }
                 }
+                if let Some(c) = &mut p.client {
+                    if let Some(k) = c.psk_file.as_ref().filter(|k| k.is_relative()) {
+                        c.psk_file = Some(dir.join(k));
+                    }
+                }
             }
         }
         Ok(plan)
@@ -315,6 +339,27 @@ impl Plan {
                         format!("pair names agent {:?}, which no [[agents]] entry defines (defined: {known:?})", p.agent.get_ref()),
                     );
                 };
+                let client = match &p.client {
+                    None => None,
+                    Some(c) if c.get_ref() == "controller" => None,
+                    Some(c) => match agents.get(c.get_ref()) {
+                        Some(ca) if ca.name.get_ref() == a.name.get_ref() => {
+                            return loc.err(Some(c.span()), "a pair's client and server must be two agents")
+                        }
+                        Some(ca) => Some(ClientAgent {
+                            name: ca.name.get_ref().clone(),
+                            address: ca.address.clone(),
+                            psk_file: ca.psk_file.clone(),
+                        }),
+                        None => return loc.err(
+                            Some(c.span()),
+                            format!("pair's client {:?} is neither \"controller\" nor an [[agents]] entry", c.get_ref()),
+                        ),
+                    },
+                };
+                if p.remote_local.is_some() && client.is_none() {
+                    return loc.err(Some(p.agent.span()), "remote_local names the server agent's data address of a third-party pair: set client to an agent, or drop it");
+                }
                 if let Some(port) = &p.data_port {
                     let key = (a.address.clone(), *port.get_ref(), cname.clone());
                     if let Some(prev) = ports.insert(key, i) {
@@ -338,6 +383,8 @@ impl Plan {
                 };
                 pairs.push(Pair {
                     name: p.name.clone().unwrap_or_else(|| format!("pair{}", i + 1)),
+                    client,
+                    remote_local: p.remote_local,
                     agent: a.name.get_ref().clone(),
                     address: a.address.clone(),
                     psk_file: a.psk_file.clone(),

@@ -10,6 +10,7 @@ use super::wire::best_goodput;
 use crate::control::auth;
 use crate::control::controller::{self, Event, Prepared, RunOptions, CLOCK_SAMPLES};
 use crate::control::start::{late_start, EndStart, LateStart, SKEW_LIMIT_US};
+use crate::control::thirdparty::{self, PairOptions, PreparedPair};
 use crate::host::iface::facts as iface_facts;
 use crate::report::diagnosis::{diagnose, diagnose_latency, HostFigures};
 use crate::report::model::{Interval, RrSummary, RunReport};
@@ -47,6 +48,9 @@ pub enum Progress<'a> {
 
 /// Margin beyond the clock probes' round trip when scheduling the start.
 const START_MARGIN: Duration = Duration::from_millis(50);
+/// And per pair: sending 256 pairs' Start messages on a busy 2-core host
+/// took over 1 s when data began at 50 ms.
+const START_PER_PAIR: Duration = Duration::from_millis(2);
 
 /// Repetitions of a point run again at most this often for starting
 /// further apart than the plan's `max_start_skew`.
@@ -228,6 +232,50 @@ fn options(
     })
 }
 
+/// A pair ready to start: the controller's own end, or two agents'.
+enum Ready {
+    Controller(Box<Prepared>),
+    ThirdParty(Box<PreparedPair>),
+}
+
+impl Ready {
+    fn prepare(opts: &RunOptions, pair: &Pair) -> Result<Ready> {
+        let Some(c) = &pair.client else {
+            let p = controller::prepare(opts, |_| {})?;
+            return Ok(Ready::Controller(Box::new(p)));
+        };
+        let p = thirdparty::prepare(&PairOptions {
+            from: c.address.clone(),
+            from_psk: c.psk_file.as_deref().map(auth::load_key).transpose()?,
+            run: opts.clone(),
+            remote_local: pair.remote_local,
+        })?;
+        Ok(Ready::ThirdParty(Box::new(p)))
+    }
+
+    /// Estimate the clocks of the pair's agents (once every pair is ready).
+    fn sync_clock(&mut self, n: usize) -> Result<()> {
+        match self {
+            Ready::Controller(p) => p.sync_clock(n).map(drop),
+            Ready::ThirdParty(p) => p.sync_clock(n),
+        }
+    }
+
+    fn rtt_us(&self) -> u64 {
+        match self {
+            Ready::Controller(p) => p.clock().rtt_us,
+            Ready::ThirdParty(p) => p.rtt_us(),
+        }
+    }
+
+    fn run_at(self, at: Instant, on: impl FnMut(Event<'_>)) -> Result<RunReport> {
+        match self {
+            Ready::Controller(p) => p.run_at(Some(at), on),
+            Ready::ThirdParty(p) => p.run_at(at),
+        }
+    }
+}
+
 /// One repetition: all pairs prepared, started at one instant, measured.
 fn run_repetition(
     conf: &Configuration,
@@ -248,10 +296,11 @@ fn run_repetition(
         ))
     };
     // Prepare concurrently: connecting to N agents should not take N round trips.
-    let prepared: Vec<Result<Prepared>> = std::thread::scope(|s| {
+    let prepared: Vec<Result<Ready>> = std::thread::scope(|s| {
         let hs: Vec<_> = opts
             .iter()
-            .map(|o| s.spawn(move || controller::prepare(o, |_| {})))
+            .zip(pairs)
+            .map(|(o, pair)| s.spawn(move || Ready::prepare(o, pair)))
             .collect();
         join_all(hs)
     });
@@ -262,7 +311,7 @@ fn run_repetition(
     // Every pair is ready: only now estimate the clocks, all at once, so
     // no estimate is older than the slowest pair's setup, and an agent's
     // answers confirm it is waiting for the start before the instant is fixed.
-    let synced: Vec<Result<Prepared>> = std::thread::scope(|s| {
+    let synced: Vec<Result<Ready>> = std::thread::scope(|s| {
         let hs: Vec<_> = ready
             .into_iter()
             .map(|mut p| {
@@ -279,8 +328,13 @@ fn run_repetition(
         ready.push(p.map_err(|e| named(i, e))?);
     }
     let rr = matches!(conf.test, crate::spec::TestKind::Rr { .. });
-    let worst_rtt = ready.iter().map(|p| p.clock().rtt_us).max().unwrap_or(0);
-    let at = Instant::now() + Duration::from_micros(worst_rtt * 4) + START_MARGIN;
+    let worst_rtt = ready.iter().map(Ready::rtt_us).max().unwrap_or(0);
+    // Every pair's Start must reach both its ends before the first data
+    // moves and starves the rest of the CPU: margin grows with the pairs.
+    let at = Instant::now()
+        + Duration::from_micros(worst_rtt * 4)
+        + START_MARGIN
+        + START_PER_PAIR * pairs.len() as u32;
     let limit_us = max_skew_us.map_or(SKEW_LIMIT_US, |m| m.min(SKEW_LIMIT_US));
     let runs: Vec<Result<RunReport>> = std::thread::scope(|s| {
         let hs: Vec<_> = ready
@@ -288,7 +342,7 @@ fn run_repetition(
             .zip(pairs)
             .map(|(p, pair)| {
                 s.spawn(move || {
-                    p.run_at(Some(at), |ev| {
+                    p.run_at(at, |ev| {
                         if let Event::Interval(iv) = ev {
                             on(Progress::Interval {
                                 pair: &pair.name,
@@ -372,7 +426,9 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
     let earliest = starts.iter().flat_map(|&(a, b)| [a, b]).min().unwrap_or(0);
     let latest = starts.iter().flat_map(|&(a, b)| [a, b]).max().unwrap_or(0);
     let mut hosts = Vec::new();
-    if let Some(r) = reports.first() {
+    // The controller is a data host only where it is some pair's client;
+    // otherwise it only orchestrated.
+    if let Some((_, r)) = pairs.iter().zip(&reports).find(|(p, _)| p.client.is_none()) {
         hosts.push(HostFigures {
             name: "controller".into(),
             controller: true,
@@ -382,6 +438,18 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
     }
     let mut out = Vec::with_capacity(reports.len());
     for ((pair, run), (ls, rs)) in pairs.iter().zip(reports).zip(starts) {
+        if let Some(c) = pair
+            .client
+            .as_ref()
+            .filter(|c| !hosts.iter().any(|h| h.name == c.name))
+        {
+            hosts.push(HostFigures {
+                name: c.name.clone(),
+                controller: false,
+                cpu: run.end.cpu.local.clone(),
+                irq: run.end.irq.local.clone(),
+            });
+        }
         if !hosts.iter().any(|h| h.name == pair.agent) {
             hosts.push(HostFigures {
                 name: pair.agent.clone(),
@@ -402,6 +470,10 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
         out.push(PairResult {
             pair: pair.name.clone(),
             agent: pair.agent.clone(),
+            client: pair
+                .client
+                .as_ref()
+                .map_or_else(|| "controller".into(), |c| c.name.clone()),
             goodput_bps: g,
             link_bps,
             best_bps,

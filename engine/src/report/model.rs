@@ -438,8 +438,11 @@ pub struct Interval {
 /// How the test was set up, including what was resolved at run time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// The agent's control address, resolved.
+    /// The agent's control address, resolved (a third-party pair's server).
     pub to: String,
+    /// A third-party pair's client agent; null when the controller is the client.
+    #[serde(default)]
+    pub from: Option<String>,
     /// The data port the agent listened on.
     pub agent_data_port: u16,
     pub mode: String,

@@ -23,7 +23,11 @@ pub const PLAN_SCHEMA: &str = "wirespeed.plan/1";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PairResult {
     pub pair: String,
+    /// The server agent.
     pub agent: String,
+    /// The client end: "controller", or the agent of a third-party pair.
+    #[serde(default = "controller")]
+    pub client: String,
     /// Receiver-side goodput after the warm-up; 0 for rr pairs, whose
     /// figures are in `run.end.latency`.
     pub goodput_bps: f64,
@@ -35,6 +39,20 @@ pub struct PairResult {
     /// repetition (controller clock).
     pub start_offset_us: (u64, u64),
     pub run: RunReport,
+}
+
+fn controller() -> String {
+    "controller".into()
+}
+
+impl PairResult {
+    /// The pair's two ends for the table: `agent`, or `client>server`.
+    pub fn ends(&self) -> String {
+        match self.client.as_str() {
+            "controller" => self.agent.clone(),
+            c => format!("{c}>{}", self.agent),
+        }
+    }
 }
 
 /// One repetition of a point.
@@ -230,7 +248,7 @@ pub fn table(r: &PlanReport) -> String {
                         s,
                         "    {:<10} {:<10} {:>14}   p50 {} p99 {} max {}  {}",
                         pr.pair,
-                        pr.agent,
+                        pr.ends(),
                         fmt_tps(l.transactions_per_second),
                         fmt_us(l.latency.p50_us),
                         fmt_us(l.latency.p99_us),
@@ -241,7 +259,7 @@ pub fn table(r: &PlanReport) -> String {
                         s,
                         "    {:<10} {:<10} {:>14} {:>8} of best  {}",
                         pr.pair,
-                        pr.agent,
+                        pr.ends(),
                         fmt_bps(pr.goodput_bps),
                         pct(pr.percent_of_best),
                         paths(&pr.run)
@@ -288,7 +306,7 @@ pub fn verdicts(r: &PlanReport) -> String {
 }
 
 /// CSV columns.
-pub const CSV_HEADER: &str = "configuration,direction,pairs,repetition,pair,agent,goodput_bps,aggregate_bps,link_bps,best_bps,percent_of_best,start_skew_us,verdict";
+pub const CSV_HEADER: &str = "configuration,direction,pairs,repetition,pair,agent,goodput_bps,aggregate_bps,link_bps,best_bps,percent_of_best,start_skew_us,verdict,client";
 
 /// Columns added when the results hold rr points: the pair's
 /// transactions and percentiles, and its repetition's transactions per
@@ -310,7 +328,7 @@ pub fn csv(r: &PlanReport) -> String {
             for pr in &rep.pairs {
                 let _ = write!(
                     s,
-                    "{},{},{},{},{},{},{:.0},{:.0},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{}",
                     p.configuration,
                     p.direction.as_str(),
                     p.pairs,
@@ -324,7 +342,8 @@ pub fn csv(r: &PlanReport) -> String {
                     pr.percent_of_best
                         .map_or(String::new(), |x| format!("{x:.2}")),
                     rep.start_skew_us,
-                    rep.verdict.limit
+                    rep.verdict.limit,
+                    pr.client
                 );
                 if with_rr {
                     s.push_str(&csv_rr(rep, pr.run.end.latency.as_ref()));
@@ -415,6 +434,7 @@ pub(crate) mod fixture {
             schema: crate::report::model::SCHEMA.into(),
             config: crate::report::model::RunConfig {
                 to: "198.18.1.2:5290".into(),
+                from: None,
                 agent_data_port: 7001,
                 mode: "socket".into(),
                 mode_reason: "test".into(),
@@ -459,6 +479,7 @@ pub(crate) mod fixture {
             .map(|(i, us)| PairResult {
                 pair: format!("pair{}", i + 1),
                 agent: format!("a{i}"),
+                client: controller(),
                 goodput_bps: 0.0,
                 link_bps: Some(1e9),
                 best_bps: None,
@@ -582,8 +603,9 @@ mod tests {
         let row: Vec<&str> = lines.next().unwrap().split(',').collect();
         let cols = (CSV_HEADER.to_string() + CSV_RR_HEADER).split(',').count();
         assert_eq!(row.len(), cols, "{c}");
-        assert_eq!(&row[13..17], &["50.0", "100.0", "50", "50"], "{c}");
-        let p50: f64 = row[17].parse().unwrap();
+        assert_eq!(row[13], "controller", "{c}");
+        assert_eq!(&row[14..18], &["50.0", "100.0", "50", "50"], "{c}");
+        let p50: f64 = row[18].parse().unwrap();
         assert!((p50 - 30.0).abs() < 0.05, "HdrHistogram's 3 digits: {p50}");
         assert_eq!(csv(&report(Vec::new())), format!("{CSV_HEADER}\n"));
         // the saved document reads back (wirespeed report)
