@@ -829,21 +829,13 @@ impl Prepared {
             placement,
         };
         let remote = remote.expect("loop ends with a result");
-        let timing = Timing {
-            clock_offset_us: est.offset_us,
-            clock_rtt_us: est.rtt_us,
-            local_start_us: local.start_us,
-            remote_start_us: est.to_controller(remote.start_us),
-            start_skew_us: est.to_controller(remote.start_us) as i64 - local.start_us as i64,
-            local_start: local.start,
-            remote_start: remote.start,
-        };
-        let mut end = End::merge(mode, local, remote, timing);
-        end.remote_mode = Some(remote_mode.clone()).filter(|m| !m.is_empty());
-        if opts.spec.verify {
-            let bad = crate::report::verify::digest_errors(&end.flows);
-            end.errors.extend(bad);
-        }
+        // Our own clock is the controller's: the identity estimate.
+        let end = join_ends(
+            (mode, &remote_mode),
+            (local, Estimate::default()),
+            (remote, est),
+            opts.spec.verify,
+        );
         Ok(RunReport {
             schema: SCHEMA.into(),
             config: RunConfig {
@@ -863,6 +855,36 @@ impl Prepared {
             end,
         })
     }
+}
+
+/// Both ends' reports as one [`End`]: each end's start put on the
+/// controller's clock with that end's own estimate, the server end's mode,
+/// and with `verify` every flow's digests compared. Shared by tests the
+/// controller takes part in and third-party pairs.
+pub(crate) fn join_ends(
+    (mode, remote_mode): (&str, &str),
+    (local, local_clock): (SideReport, Estimate),
+    (remote, remote_clock): (SideReport, Estimate),
+    verify: bool,
+) -> End {
+    let local_start = local_clock.to_controller(local.start_us);
+    let remote_start = remote_clock.to_controller(remote.start_us);
+    let timing = Timing {
+        clock_offset_us: remote_clock.offset_us,
+        clock_rtt_us: local_clock.rtt_us.max(remote_clock.rtt_us),
+        local_start_us: local_start,
+        remote_start_us: remote_start,
+        start_skew_us: remote_start as i64 - local_start as i64,
+        local_start: local.start,
+        remote_start: remote.start,
+    };
+    let mut end = End::merge(mode, local, remote, timing);
+    end.remote_mode = Some(remote_mode.to_string()).filter(|m| !m.is_empty());
+    if verify {
+        let bad = crate::report::verify::digest_errors(&end.flows);
+        end.errors.extend(bad);
+    }
+    end
 }
 
 /// An agent's clock offset from `n` probes over its control connection:

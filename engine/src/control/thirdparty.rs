@@ -17,7 +17,7 @@ use super::messages::{Msg, OriginateOrder, ServeOrder};
 use super::token::Token;
 use super::{expect_msg, frame, poll_msg};
 use crate::datapath::socket::SocketOpts;
-use crate::report::model::{End, HostInfo, RunConfig, RunReport, SideReport, Timing, SCHEMA};
+use crate::report::model::{HostInfo, RunConfig, RunReport, SideReport, SCHEMA};
 use crate::{Error, Result};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -284,18 +284,12 @@ impl PreparedPair {
     }
 
     fn report(self, local: SideReport, remote: SideReport, started_unix: f64) -> RunReport {
-        let (c, s) = (self.client.clock, self.server.clock);
-        let local_start = c.to_controller(local.start_us);
-        let remote_start = s.to_controller(remote.start_us);
-        let timing = Timing {
-            clock_offset_us: s.offset_us,
-            clock_rtt_us: c.rtt_us.max(s.rtt_us),
-            local_start_us: local_start,
-            remote_start_us: remote_start,
-            start_skew_us: remote_start as i64 - local_start as i64,
-            local_start: local.start,
-            remote_start: remote.start,
-        };
+        let end = controller::join_ends(
+            (&self.mode.0, &self.remote_mode.0),
+            (local, self.client.clock),
+            (remote, self.server.clock),
+            self.opts.run.spec.verify,
+        );
         let r = &self.opts.run;
         RunReport {
             schema: SCHEMA.into(),
@@ -313,7 +307,7 @@ impl PreparedPair {
                 started_unix,
             },
             intervals: Vec::new(),
-            end: End::merge(&self.mode.0, local, remote, timing),
+            end,
         }
     }
 }

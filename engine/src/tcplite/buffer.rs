@@ -74,6 +74,11 @@ impl Source {
         Source { bytes, period }
     }
 
+    /// All the bytes, from position 0.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     /// `len` (at most `MAX_READ`) bytes from position `pos`.
     pub fn slice(&self, pos: u64, len: usize) -> &[u8] {
         let at = (pos % self.period as u64) as usize;

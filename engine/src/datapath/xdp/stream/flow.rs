@@ -33,8 +33,7 @@ pub(super) struct Pass<'a> {
     pub start: Option<Instant>,
     /// When senders stop (`--duration`).
     pub limit_at: Option<Instant>,
-    pub src: &'a [u8],
-    /// The same pattern, for bulk senders to queue by reference.
+    /// The payload pattern: written from (rr) or queued by reference (bulk).
     pub source: &'a Source,
     pub shared: &'a Shared,
 }
@@ -266,7 +265,7 @@ impl FlowState {
                     // Stamped before the write: the answer may arrive
                     // within this same pass.
                     r.inflight.push_back(Instant::now());
-                    c.write(&p.src[..outgoing]);
+                    c.write(&p.source.bytes()[..outgoing]);
                     busy = true;
                 }
             } else if r.inflight.is_empty() && !self.closed_write {
@@ -275,8 +274,12 @@ impl FlowState {
             }
         }
         while r.owed > 0 {
-            let want = (r.owed.min(p.src.len() as u64) as usize).min(c.send_capacity());
-            let k = if want > 0 { c.write(&p.src[..want]) } else { 0 };
+            let want = (r.owed.min(p.source.bytes().len() as u64) as usize).min(c.send_capacity());
+            let k = if want > 0 {
+                c.write(&p.source.bytes()[..want])
+            } else {
+                0
+            };
             if k == 0 {
                 break;
             }
@@ -304,7 +307,7 @@ impl FlowState {
                     let off = (self.moved % PATTERN_PERIOD as u64) as usize;
                     let want = c
                         .send_capacity()
-                        .min(p.src.len() - off)
+                        .min(p.source.bytes().len() - off)
                         .min(left.min(usize::MAX as u64) as usize);
                     if want == 0 {
                         return false;
@@ -313,7 +316,7 @@ impl FlowState {
                     // copied once, into the frame
                     let k = c.write_ref(p.source, self.moved, want);
                     if let Some(h) = &mut self.hash {
-                        h.update(&p.src[off..off + k]);
+                        h.update(&p.source.bytes()[off..off + k]);
                     }
                     self.moved += k as u64;
                     k > 0

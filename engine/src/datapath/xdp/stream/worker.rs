@@ -227,8 +227,10 @@ impl Worker {
         self.c.report.cpu_pinned = self.cpu.filter(|&c| {
             core_affinity::set_for_current(core_affinity::CoreId { id: usize::from(c) })
         });
-        let src = super::plan::pattern_source(plan.rr.map_or(0, |(a, b, _)| a.max(b) as usize));
-        let source = Source::new(src.clone().into(), super::plan::PATTERN_PERIOD);
+        let source = Source::new(
+            super::plan::pattern_source(plan.rr.map_or(0, |(a, b, _)| a.max(b) as usize)).into(),
+            super::plan::PATTERN_PERIOD,
+        );
         let mut s = Scratch {
             rx: vec![xsk_rs::FrameDesc::default(); BATCH],
             done: vec![xsk_rs::FrameDesc::default(); BATCH],
@@ -260,7 +262,6 @@ impl Worker {
                 now_i,
                 start: clock.start,
                 limit_at: clock.limit_at,
-                src: &src,
                 source: &source,
                 shared,
             };
