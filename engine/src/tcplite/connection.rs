@@ -585,11 +585,20 @@ impl Connection {
 
     fn after_read(&mut self, n: usize) {
         if n > 0 && self.is_established() {
-            // window update when the right edge moves by a good amount
-            // (receiver-side silly window avoidance, 3.8.6.2.2)
-            let edge = self.rcv_nxt + self.advertised_window();
+            // A window update of its own only when the right edge moves
+            // by a good amount (receiver-side silly window avoidance,
+            // 3.8.6.2.2) and the window the peer holds has shrunk to half
+            // the buffer or less, which this at least doubles (Linux's
+            // tcp_cleanup_rbuf): an application that keeps up otherwise
+            // sends an ACK per read, and the next ACK carries the edge.
+            let window = self.advertised_window();
+            let edge = self.rcv_nxt + window;
             let moved = edge.diff(self.rcv_adv).max(0) as usize;
-            if moved >= self.window_step() {
+            let offered = self.rcv_adv.diff(self.rcv_nxt).max(0) as usize;
+            if moved >= self.window_step()
+                && 2 * offered <= self.recv.capacity()
+                && window >= 2 * offered
+            {
                 self.ack_now = true;
             }
         }
@@ -743,6 +752,15 @@ impl Connection {
     // ---- receiving ----
 
     /// How far the right edge must be able to move before we move it.
+    /// Unacknowledged bytes that make an ACK due at once: `ack_every`
+    /// full segments, as many as fit a quarter of the receive buffer,
+    /// never fewer than two.
+    fn ack_threshold(&self) -> usize {
+        let mss = self.rcv_mss.max(1);
+        let quarter = self.recv.capacity() / 4 / mss;
+        self.cfg.ack_every.min(quarter).max(2) * mss
+    }
+
     fn window_step(&self) -> usize {
         (self.recv.capacity() / 2).min(usize::from(self.cfg.mss))
     }
@@ -929,7 +947,7 @@ impl Connection {
                 State::Established | State::FinWait1 | State::FinWait2
             )
         {
-            self.on_data(now, seq, seg.payload, placed);
+            self.on_data(now, seq, seg.payload, (placed, f.psh()));
         }
         // eighth: FIN (possibly beyond a hole: remembered until it fills)
         if f.fin() {
@@ -1124,8 +1142,10 @@ impl Connection {
             self.dupacks = 0;
             if reno {
                 if self.cwnd < self.ssthresh {
-                    // slow start, RFC 3465 with L = 2
-                    self.cwnd += acked.min(2 * mss);
+                    // slow start, RFC 3465 with L = 2 segments, or the
+                    // stretch our own `ack_every` asks of a receiver: each
+                    // stretch ACK then grows cwnd by all it covers
+                    self.cwnd += acked.min(self.cfg.ack_every.max(2) * mss);
                 } else {
                     self.ca_acked += acked;
                     if self.ca_acked >= self.cwnd {
@@ -1223,7 +1243,15 @@ impl Connection {
             .pipe(una, self.snd_max, self.lost_edge, self.high_rxt);
     }
 
-    fn on_data(&mut self, now: Instant, seq: SeqNum, payload: &[u8], placed: bool) {
+    /// `placed`: the payload is already in the ring ([`Self::handle_segment_deferred`]);
+    /// `pushed`: the segment carries PSH, the end of what the sender had.
+    fn on_data(
+        &mut self,
+        now: Instant,
+        seq: SeqNum,
+        payload: &[u8],
+        (placed, pushed): (bool, bool),
+    ) {
         // cut to what lies in [rcv_nxt, rcv_nxt + free)
         let (offset, skip) = if seq >= self.rcv_nxt {
             (seq.since(self.rcv_nxt), 0)
@@ -1266,11 +1294,14 @@ impl Connection {
                 self.stats.bytes_received += adv as u64;
                 self.rcv_mss = self.rcv_mss.max(data.len());
                 self.unacked_bytes += adv;
-                // at once: a hole filled, every second full segment, or
-                // the window (nearly) closed, so the sender learns it now
+                // at once: a hole filled, `ack_every` full segments (every
+                // second one once the sender has pushed all it had: no
+                // more are coming to share the ACK), or the window (nearly)
+                // closed, so the sender learns it now
                 if had_gaps
                     || self.cfg.delayed_ack == 0
-                    || self.unacked_bytes >= 2 * self.rcv_mss
+                    || self.unacked_bytes >= self.ack_threshold()
+                    || (pushed && self.unacked_bytes >= 2 * self.rcv_mss)
                     || skip > 0
                     || self.recv.free() < self.window_step()
                 {
@@ -1600,7 +1631,9 @@ impl Connection {
         if len == 0 && !fin {
             return None;
         }
-        if len > 0 {
+        // PUSH on the segment that empties what the application queued
+        // (RFC 9293 3.9.1): its receiver need not wait for more to ACK
+        if len > 0 && seq + len == self.data_end() {
             repr.flags |= TcpFlags::PSH;
         }
         let end = seq + len + usize::from(fin);

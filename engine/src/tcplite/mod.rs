@@ -81,6 +81,13 @@ pub struct Config {
     pub max_retries: u32,
     /// Delayed-ACK timeout; 0 acks every segment at once.
     pub delayed_ack: u64,
+    /// Full-sized segments received before an ACK is due at once: 2 is
+    /// RFC 5681's "at least every second"; more are stretch ACKs, which
+    /// save both ends a frame per ACK not sent (what GRO gives a Linux
+    /// receiver). Capped at a quarter of the receive buffer, so a small
+    /// window still sees four ACKs per window and never waits for the
+    /// delayed-ACK timer.
+    pub ack_every: usize,
     /// Out-of-order ranges held; a segment that would need more is dropped.
     pub max_ooo_ranges: usize,
     pub congestion: Congestion,
@@ -106,6 +113,7 @@ impl Default for Config {
             max_rto: 60 * SEC,
             max_retries: 12,
             delayed_ack: 40 * MS,
+            ack_every: 2,
             max_ooo_ranges: 32,
             congestion: Congestion::NewReno,
             pacing_rate: None,

@@ -456,6 +456,101 @@ fn sequence_numbers_wrap_around() {
 }
 
 #[test]
+fn stretch_acks_wait_for_ack_every_segments_or_the_push() {
+    let cfg = Config {
+        ack_every: 8,
+        ..Config::default()
+    };
+    let sender = Config {
+        congestion: Congestion::Fixed(1 << 20),
+        ..cfg.clone()
+    };
+    let (mut c, mut s) = established(sender, cfg, 1, 2);
+    let mss = c.mss();
+    c.write(&pattern(11 * mss));
+    let segs = drain(&mut c, 10_000);
+    assert_eq!(segs.len(), 11);
+    let pushed: Vec<bool> = segs.iter().map(|g| g.repr().flags.psh()).collect();
+    assert_eq!(pushed.iter().filter(|&&p| p).count(), 1, "{pushed:?}");
+    assert!(pushed[10], "PSH on the segment that empties the queue");
+    let mut buf = vec![0; 11 * mss];
+    feed(&mut s, 11_000, &segs[..1]);
+    assert_eq!(s.read(&mut buf), mss);
+    assert_eq!(
+        drain(&mut s, 11_000).len(),
+        1,
+        "the first read opens the SYN's unscaled window"
+    );
+    for k in 1..8 {
+        feed(&mut s, 11_000, &segs[k..k + 1]);
+        // the reader keeps up: its reads send no window updates
+        assert_eq!(s.read(&mut buf), mss);
+        assert!(drain(&mut s, 11_000).is_empty(), "{k} segments: held");
+    }
+    feed(&mut s, 11_000, &segs[8..9]);
+    let a = drain(&mut s, 11_000);
+    assert_eq!(a.len(), 1, "eight segments: acked at once");
+    assert_eq!(a[0].repr().ack_number, SeqNum(2) + 9 * mss);
+    feed(&mut s, 11_000, &segs[9..10]);
+    assert!(drain(&mut s, 11_000).is_empty());
+    feed(&mut s, 11_000, &segs[10..11]);
+    let a = drain(&mut s, 11_000);
+    assert_eq!(a.len(), 1, "the pushed end of the data: acked at once");
+    assert_eq!(a[0].repr().ack_number, SeqNum(2) + 11 * mss);
+}
+
+/// A receiver whose buffer holds 8 segments of 1460 bytes (at most 8 of
+/// the 1448 the timestamps leave), and its peer.
+fn small_receiver(ack_every: usize) -> (Connection, Connection) {
+    let cfg = Config {
+        ack_every,
+        recv_buffer: 8 * 1460,
+        window_scaling: false,
+        ..Config::default()
+    };
+    established(Config::default(), cfg, 1, 2)
+}
+
+#[test]
+fn stretch_acks_keep_four_per_window() {
+    let (mut c, mut s) = small_receiver(8);
+    let mss = c.mss();
+    c.write(&pattern(8 * mss));
+    let segs = drain(&mut c, 10_000);
+    feed(&mut s, 11_000, &segs[..1]);
+    assert!(drain(&mut s, 11_000).is_empty());
+    feed(&mut s, 11_000, &segs[1..2]);
+    assert_eq!(drain(&mut s, 11_000).len(), 1, "a quarter of the buffer");
+}
+
+#[test]
+fn a_read_sends_a_window_update_only_when_the_window_had_halved() {
+    let (mut c, mut s) = small_receiver(2);
+    let mss = c.mss();
+    let buffer = 8 * 1460;
+    c.write(&pattern(7 * mss));
+    let segs = drain(&mut c, 10_000);
+    let mut buf = vec![0; buffer];
+    feed(&mut s, 11_000, &segs[..2]);
+    assert_eq!(drain(&mut s, 11_000).len(), 1);
+    assert_eq!(s.read(&mut buf), 2 * mss);
+    assert!(
+        drain(&mut s, 11_000).is_empty(),
+        "the peer still holds more than half the buffer: no update"
+    );
+    feed(&mut s, 12_000, &segs[2..7]);
+    let acks = drain(&mut s, 12_000);
+    let last = acks.last().expect("acked").repr();
+    // the window the peer holds now: the last ACK's, less the segment since
+    let held = usize::from(last.window_len) - mss;
+    assert!(2 * held <= buffer, "window left to the peer: {held}");
+    assert_eq!(s.read(&mut buf), 5 * mss);
+    let upd = drain(&mut s, 12_000);
+    assert_eq!(upd.len(), 1, "the window at least doubles: update at once");
+    assert!(usize::from(upd[0].repr().window_len) >= 2 * held);
+}
+
+#[test]
 fn zero_window_probe_recovers_when_the_reader_drains() {
     let scfg = Config {
         recv_buffer: 8 * 1024,
@@ -847,6 +942,7 @@ proptest! {
         s_iss in iss_strategy(),
         len in 0usize..120_000,
         delayed_ack in prop_oneof![Just(0u64), Just(40 * MS)],
+        ack_every in prop_oneof![Just(2usize), Just(8usize), 2usize..32],
         reno in any::<bool>(),
         // SACK offered by the client, by the server
         sack in (any::<bool>(), any::<bool>()),
@@ -869,6 +965,7 @@ proptest! {
             send_buffer: sbuf,
             recv_buffer: rbuf,
             delayed_ack,
+            ack_every,
             congestion: if reno { Congestion::NewReno } else { Congestion::Fixed(rbuf) },
             sack,
             ..Config::default()

@@ -88,9 +88,18 @@ pub struct RunPlan {
 /// connections open and exchange their prefixes, but send no payload.
 pub type Gate = std::sync::Arc<std::sync::OnceLock<Instant>>;
 
+/// Full segments per ACK a TCP-lite receiver sends on a LAN: at MTU 1500
+/// on veth every frame costs either end about a microsecond in the
+/// kernel, and an ACK per two segments made the receiver send one frame
+/// for every three it took; a stretch of 8 segments (11.6 KB, at most a
+/// quarter of the window) leaves the sender's ACK clock and loss
+/// detection intact (out-of-order data is still acknowledged at once).
+pub const LAN_ACK_EVERY: usize = 8;
+
 impl RunPlan {
     /// A TCP-lite configuration for a LAN test: the MSS of the link,
-    /// buffers that cover a few milliseconds at 10 Gb/s, delayed ACKs.
+    /// buffers that cover a few milliseconds at 10 Gb/s, delayed and
+    /// stretch ACKs ([`LAN_ACK_EVERY`]).
     /// `buffer` sizes the send and receive buffers as SO_SNDBUF/SO_RCVBUF
     /// size a kernel socket's ([`crate::spec::TestSpec::tcplite_buffer`]:
     /// the study's 64 KiB then caps the window alike), never below a few
@@ -103,6 +112,7 @@ impl RunPlan {
             recv_buffer: buffer,
             congestion: window.map_or(Congestion::NewReno, Congestion::Fixed),
             max_retries: 8,
+            ack_every: LAN_ACK_EVERY,
             // Long enough to answer a retransmitted FIN if our last ACK
             // was lost; the worker lingers for it (see LINGER).
             time_wait: 300 * crate::tcplite::MS,
