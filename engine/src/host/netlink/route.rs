@@ -3,8 +3,10 @@
 //! answer is where the kernel itself would send.
 
 use super::NlError;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType, RouteVia,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
@@ -105,6 +107,34 @@ pub fn parse(replies: &[RouteNetlinkMessage]) -> Option<RouteInfo> {
 pub fn get(dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> Result<RouteInfo, NlError> {
     let replies = super::ask(request(dst, src, oif), 0)?;
     parse(&replies).ok_or_else(|| NlError::Malformed(format!("no route in the answer for {dst}")))
+}
+
+/// RTM_NEWROUTE, as `ip route add DST/LEN via GW`: a unicast route in
+/// the main table through a next hop on a connected subnet.
+pub fn add_request(dst: IpAddr, prefix_len: u8, via: IpAddr) -> RouteNetlinkMessage {
+    let mut m = RouteMessage::default();
+    m.header = RouteHeader {
+        address_family: family(dst),
+        destination_prefix_length: prefix_len,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    };
+    m.attributes.push(RouteAttribute::Destination(dst.into()));
+    m.attributes.push(RouteAttribute::Gateway(via.into()));
+    RouteNetlinkMessage::NewRoute(m)
+}
+
+/// Add a route to `dst/prefix_len` through `via` in the calling thread's
+/// namespace (the demo's routed links).
+pub fn add(dst: IpAddr, prefix_len: u8, via: IpAddr) -> Result<(), NlError> {
+    super::ask(
+        add_request(dst, prefix_len, via),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .map(drop)
 }
 
 #[cfg(test)]
