@@ -152,6 +152,23 @@ mod tests {
     }
 
     #[test]
+    fn add_is_a_main_table_unicast_route_via_the_gateway() {
+        let RouteNetlinkMessage::NewRoute(m) = add_request(ip("198.18.5.0"), 24, ip("198.18.4.2"))
+        else {
+            panic!("a NewRoute");
+        };
+        assert_eq!(m.header.destination_prefix_length, 24);
+        assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert_eq!(m.header.kind, RouteType::Unicast);
+        assert!(m
+            .attributes
+            .contains(&RouteAttribute::Gateway(ip("198.18.4.2").into())));
+        assert!(m
+            .attributes
+            .contains(&RouteAttribute::Destination(ip("198.18.5.0").into())));
+    }
+
+    #[test]
     fn through_a_gateway() {
         // ip route get 198.18.2.5: via 198.18.1.2 dev a0 src 198.18.1.1
         let r = route(include_str!("testdata/route_v4_gateway.hex"));
