@@ -240,7 +240,7 @@ fn funnelled_to(h: &HostFigures) -> Option<usize> {
     (all.len() == 1).then(|| all[0])
 }
 
-/// 0. The study's uniprocessor driver domain: the VMs' packet work
+/// Rule 0, the study's uniprocessor driver domain: the VMs' packet work
 /// funnelled to one CPU by their RPS masks and CPU affinity. Named with
 /// what that CPU did and the masks read, whether the CPU is pegged or
 /// held back by a budget (a cgroup quota, a hypervisor's cap).
