@@ -65,13 +65,13 @@ struct CleanupArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Short runs: done in under a minute.
+    /// Short runs: every series in under 90 s.
     #[arg(long)]
     quick: bool,
     /// Where the plan, results and figures go.
     #[arg(long, default_value = "wirespeed-demo")]
     out: PathBuf,
-    /// How many VM hosts, each with its own link (the study: 4).
+    /// How many VM hosts per series (1-4), each with its own link (the study: 4).
     #[arg(long, default_value_t = 4)]
     vms: usize,
 }

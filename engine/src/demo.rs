@@ -1,30 +1,152 @@
 //! `wirespeed demo`: the classic study on an embedded testbed. A controller
-//! host and four "VM" hosts (network namespaces), each VM joined to the
-//! controller by its own veth link on its own subnet, shaped to 1 Gbit/s
-//! with `tc tbf` to stand for the study's dedicated 1 GbE NICs; an agent in
-//! each VM; the study's sweep (1-4 pairs, TCP_STREAM, 8 KiB messages, 64 KiB
-//! socket buffers, send and receive) run as a plan from the controller
-//! host; results, CSV and figures written; everything torn down after,
-//! also on Ctrl-C.
+//! host and "VM" hosts (network namespaces), each VM joined to the
+//! controller by its own link on its own subnet, shaped to 1 Gbit/s with
+//! `tc tbf` to stand for the study's dedicated 1 GbE NICs; an agent in each
+//! VM; the study's sweep (1-4 pairs, TCP_STREAM, 8 KiB messages, 64 KiB
+//! socket buffers, send and receive) run as one plan from the controller
+//! host, one configuration per series of the study; results, CSV and
+//! figures written; everything torn down after, also on Ctrl-C.
+//!
+//! The series, each on links and VMs of its own:
+//! * `native`: kernel sockets on both ends.
+//! * `bypass`: TCP-lite over AF_XDP on both ends. AF_XDP transmit skips
+//!   the sender's qdisc, so each link runs through a router host whose
+//!   egress carries the tbf, both ways: every frame passes one shaper.
+//! * `dom0`: the study's uniprocessor driver domain (Xen on the XE320):
+//!   every VM's packet work funnelled to CPU 0 (the RPS mask of the
+//!   VM-side interfaces, agents pinned there) under a CPU budget of
+//!   [`DOM0_SHARE`] of a core: one modern core alone carries 4 Gb/s.
+//! * `dom0-spread`: the study's attempted fix, half the links' work moved
+//!   to CPU 1 (with a budget of its own there).
 
+use crate::host::cgroup::{self, CpuBudget};
 use crate::testbed::Testbed;
 use crate::{Error, Result};
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
+/// The dom0 series' CPU budget, in cores: at 15 % of a core netperf's
+/// send fell to 63 % of wire speed at 4 pairs here; at 30 % it held.
+pub const DOM0_SHARE: f64 = 0.15;
+
+/// The shaper on every link side that shapes: 1 Gbit/s.
+const TBF: [&str; 7] = ["tbf", "rate", "1gbit", "burst", "256kb", "latency", "10ms"];
+
+/// One series of the study: a configuration of the demo's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Series {
+    Native,
+    Bypass,
+    Dom0,
+    Dom0Spread,
+}
+
+impl Series {
+    /// The series run on the host, in the order they run.
+    pub const HOST: [Series; 4] = [
+        Series::Native,
+        Series::Bypass,
+        Series::Dom0,
+        Series::Dom0Spread,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Series::Native => "native",
+            Series::Bypass => "bypass",
+            Series::Dom0 => "dom0",
+            Series::Dom0Spread => "dom0-spread",
+        }
+    }
+
+    /// The configuration's settings beyond the plan's defaults.
+    fn settings(self) -> &'static str {
+        match self {
+            Series::Bypass => "mode = \"xdp\"\nremote_mode = \"xdp\"\n",
+            _ => "",
+        }
+    }
+
+    /// The CPU that does the VM side's packet work of pair `k` of `vms`;
+    /// None: wherever the kernel puts it.
+    pub fn funnel_cpu(self, k: usize, vms: usize) -> Option<usize> {
+        match self {
+            Series::Dom0 => Some(0),
+            Series::Dom0Spread => Some(usize::from(k >= vms.div_ceil(2))),
+            _ => None,
+        }
+    }
+}
+
 /// How the demo runs.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
-    /// Short runs: the whole demo in under a minute.
+    /// Short runs: the whole demo in under 90 s.
     pub quick: bool,
     /// Where the plan, results and figures go.
     pub out: PathBuf,
     /// The wirespeed binary to run agents and the plan with.
     pub exe: PathBuf,
-    /// How many VM hosts (1-4 in the study).
+    /// How many VM hosts per series (1-4 in the study).
     pub vms: usize,
+}
+
+/// Where one pair of a series runs: its VM host, the router host between
+/// (bypass), and the testbed links at the controller's and the VM's end
+/// (the same link when there is no router).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairPlace {
+    pub series: Series,
+    /// 0-based pair index within its series.
+    pub k: usize,
+    pub vm: usize,
+    pub router: Option<usize>,
+    pub ctrl_link: usize,
+    pub vm_link: usize,
+}
+
+/// The testbed for `series` with `vms` pairs each: how many hosts (host 0
+/// is the controller), the links as (host a, host b), and each pair's place.
+pub fn layout(series: &[Series], vms: usize) -> (usize, Vec<(usize, usize)>, Vec<PairPlace>) {
+    let (mut hosts, mut links, mut places) = (1, Vec::new(), Vec::new());
+    for &s in series {
+        for k in 0..vms {
+            let router = (s == Series::Bypass).then(|| {
+                hosts += 1;
+                links.push((0, hosts - 1));
+                hosts - 1
+            });
+            let vm = hosts;
+            hosts += 1;
+            links.push((router.unwrap_or(0), vm));
+            let vm_link = links.len() - 1;
+            places.push(PairPlace {
+                series: s,
+                k,
+                vm,
+                router,
+                ctrl_link: if router.is_some() {
+                    vm_link - 1
+                } else {
+                    vm_link
+                },
+                vm_link,
+            });
+        }
+    }
+    (hosts, links, places)
+}
+
+/// The agent's plan name of a place: `vm1` in native (as the study named
+/// them), `dom0-vm1` in the others.
+fn agent_name(p: &PairPlace) -> String {
+    match p.series {
+        Series::Native => format!("vm{}", p.k + 1),
+        s => format!("{}-vm{}", s.name(), p.k + 1),
+    }
 }
 
 /// An agent process in a namespace, ended by its pid on drop.
@@ -36,12 +158,33 @@ impl Drop for AgentChild {
     }
 }
 
-fn start_agent(tb: &Testbed, host: usize, exe: &Path, listen: &str) -> Result<AgentChild> {
+/// Start an agent in host `host`, confined to CPU `cpu` when given (set
+/// before exec, so every thread it ever makes inherits it).
+fn start_agent(
+    tb: &Testbed,
+    host: usize,
+    exe: &Path,
+    listen: &str,
+    cpu: Option<usize>,
+) -> Result<AgentChild> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use std::os::unix::process::CommandExt;
     let mut c = tb.cmd(host, exe);
     c.args(["agent", "--listen", listen])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    if let Some(cpu) = cpu {
+        let mut set = CpuSet::new();
+        set.set(cpu)
+            .map_err(|e| Error::Invalid(format!("CPU {cpu}: {e}")))?;
+        // SAFETY: one system call on a value made before the fork.
+        unsafe {
+            c.pre_exec(move || {
+                sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(Into::into)
+            });
+        }
+    }
     let mut child = AgentChild(c.spawn().map_err(|e| Error::io("starting an agent", e))?);
     let out = child.0.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -59,38 +202,126 @@ fn start_agent(tb: &Testbed, host: usize, exe: &Path, listen: &str) -> Result<Ag
     }
 }
 
-/// The plan the demo runs.
-pub fn plan_text(tb: &Testbed, quick: bool) -> String {
+/// The /24 a link address is on.
+fn subnet(a: Ipv4Addr) -> Ipv4Addr {
+    let [x, y, z, _] = a.octets();
+    Ipv4Addr::new(x, y, z, 0)
+}
+
+/// The built testbed with its agents and budgets; dropped in field order:
+/// agents, then budgets (empty once the agents are gone), then namespaces.
+struct Bed {
+    agents: Vec<AgentChild>,
+    budgets: Vec<CpuBudget>,
+    tb: Testbed,
+    places: Vec<PairPlace>,
+}
+
+impl Bed {
+    fn build(opts: &DemoOptions, series: &[Series]) -> Result<Bed> {
+        let (hosts, links, places) = layout(series, opts.vms);
+        cgroup::sweep_stale("wsdemo");
+        let tb = Testbed::new("wsdemo", hosts, &links)?;
+        let mut bed = Bed {
+            agents: Vec::new(),
+            budgets: Vec::new(),
+            tb,
+            places,
+        };
+        for p in bed.places.clone() {
+            bed.link(&p)?;
+            let cpu = p.series.funnel_cpu(p.k, opts.vms);
+            let l = &bed.tb.links[p.vm_link];
+            if let Some(c) = cpu {
+                bed.tb.rps_cpus(p.vm_link, 1, &[c])?;
+            }
+            let listen = format!("{}:5290", l.v4[1]);
+            let agent = start_agent(&bed.tb, p.vm, &opts.exe, &listen, cpu)?;
+            if let Some(c) = cpu {
+                bed.budget(p.series, c)?.add(agent.0.id())?;
+            }
+            bed.agents.push(agent);
+        }
+        Ok(bed)
+    }
+
+    /// Shape pair `p`'s link; through its router for bypass, whose
+    /// AF_XDP ends transmit past their own qdiscs.
+    fn link(&self, p: &PairPlace) -> Result<()> {
+        let tb = &self.tb;
+        let Some(r) = p.router else {
+            tb.qdisc(p.vm_link, 0, &TBF)?;
+            return tb.qdisc(p.vm_link, 1, &TBF);
+        };
+        let (c, v) = (&tb.links[p.ctrl_link], &tb.links[p.vm_link]);
+        tb.forwarding(r)?;
+        tb.route(0, subnet(v.v4[1]), 24, c.v4[1])?;
+        tb.route(p.vm, subnet(c.v4[0]), 24, v.v4[0])?;
+        tb.qdisc(p.ctrl_link, 1, &TBF)?;
+        tb.qdisc(p.vm_link, 0, &TBF)
+    }
+
+    /// The CPU budget of `series` on `cpu`, made on first use.
+    fn budget(&mut self, series: Series, cpu: usize) -> Result<&CpuBudget> {
+        let name = format!("wsdemo-{}-{}-cpu{cpu}", std::process::id(), series.name());
+        if let Some(i) = self.budgets.iter().position(|b| b.name() == name) {
+            return Ok(&self.budgets[i]);
+        }
+        self.budgets.push(CpuBudget::new(&name, DOM0_SHARE)?);
+        Ok(self.budgets.last().expect("just pushed"))
+    }
+}
+
+/// The plan the demo runs: one configuration per series, each with its
+/// own agents and pairs.
+pub fn plan_text(tb: &Testbed, places: &[PairPlace], series: &[Series], quick: bool) -> String {
     // The warm-up leaves slow start and the shaper's initial burst out.
-    let (duration, warmup, reps) = if quick {
-        ("2s", "1s", 1)
+    let (duration, warmup) = if quick {
+        ("1s", "500ms")
     } else {
-        ("10s", "1s", 1)
+        ("10s", "1s")
+    };
+    // A dom0 agent on its budgeted CPU wakes late by nature; a quick run
+    // marks late starts rather than running them again.
+    let skew = if quick {
+        "# late starts are marked, not run again (--quick)\n"
+    } else {
+        "# a repetition whose ends start further apart is run again\nmax_start_skew = \"1ms\"\n"
     };
     let mut s = format!(
         "# Written by `wirespeed demo`: the classic scale-out study on namespaces.\n\
          name = \"study (demo)\"\n\n[defaults]\nduration = \"{duration}\"\nwarmup = \"{warmup}\"\n\
          msg_size = \"8K\"\nsockbuf = \"64K\"\nmode = \"socket\"\ndirections = [\"send\", \"receive\"]\n\
-         # each veth is shaped with tc tbf: count L2 frames, no preamble or gap\n\
-         link_speed = \"1G\"\nframing = \"shaper\"\nmtu = 1500\n\n[sweep]\nrepetitions = {reps}\n\
-         # a repetition whose ends start further apart is run again\nmax_start_skew = \"1ms\"\n\n\
-         [[configurations]]\nname = \"native\"\n"
+         # each link is shaped with tc tbf: count L2 frames, no preamble or gap\n\
+         link_speed = \"1G\"\nframing = \"shaper\"\nmtu = 1500\n\n[sweep]\nrepetitions = 1\n{skew}"
     );
-    for (k, l) in tb.links.iter().enumerate() {
+    for x in series {
         s += &format!(
-            "\n[[agents]]\nname = \"vm{}\"\naddress = \"{}:5290\"\n",
-            k + 1,
-            l.v4[1]
+            "\n[[configurations]]\nname = \"{}\"\n{}",
+            x.name(),
+            x.settings()
         );
     }
-    for (k, l) in tb.links.iter().enumerate() {
+    for p in places {
         s += &format!(
-            "\n[[pairs]]\nname = \"nic{}\"\nagent = \"vm{}\"\nlocal = \"{}\"\niface = \"{}\"\n",
-            k + 1,
-            k + 1,
-            l.v4[0],
-            l.ifname[0]
+            "\n[[agents]]\nname = \"{}\"\naddress = \"{}:5290\"\n",
+            agent_name(p),
+            tb.links[p.vm_link].v4[1]
         );
+    }
+    for p in places {
+        let c = &tb.links[p.ctrl_link];
+        s += &format!(
+            "\n[[pairs]]\nname = \"nic{}\"\nagent = \"{}\"\nconfiguration = \"{}\"\nlocal = \"{}\"\niface = \"{}\"\n",
+            p.k + 1,
+            agent_name(p),
+            p.series.name(),
+            c.v4[0],
+            c.ifname[0]
+        );
+        if p.series == Series::Bypass {
+            s += &format!("remote_iface = \"{}\"\n", tb.links[p.vm_link].ifname[1]);
+        }
     }
     s
 }
@@ -98,43 +329,26 @@ pub fn plan_text(tb: &Testbed, quick: bool) -> String {
 /// Build the testbed, run the study, tear down. Returns the plan's exit
 /// status (non-zero when a point failed or it was interrupted).
 pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
-    if !(1..=8).contains(&opts.vms) {
-        return Err(Error::Invalid("--vms must be between 1 and 8".into()));
+    if !(1..=4).contains(&opts.vms) {
+        return Err(Error::Invalid("--vms must be between 1 and 4".into()));
     }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
-    let links: Vec<(usize, usize)> = (1..=opts.vms).map(|v| (0, v)).collect();
+    let series = Series::HOST;
     println!(
-        "testbed: a controller and {} VM namespaces, one veth each (198.18.K.0/24), tbf 1 Gbit/s both ways",
-        opts.vms
+        "testbed: a controller and {} VM namespaces per series, one veth link each (198.18.K.0/24), tbf 1 Gbit/s both ways\n\
+         series: native (kernel sockets), bypass (TCP-lite over AF_XDP, each link through a router namespace whose egress carries the tbf),\n\
+         \x20       dom0 (every VM's packet work on CPU 0: RPS masks, agents pinned, a budget of {:.0}% of a core),\n\
+         \x20       dom0-spread (half the links' work moved to CPU 1, a budget of its own there)",
+        opts.vms,
+        DOM0_SHARE * 100.0
     );
-    let tb = Testbed::new("wsdemo", opts.vms + 1, &links)?;
-    for k in 0..tb.links.len() {
-        for side in 0..2 {
-            tb.qdisc(
-                k,
-                side,
-                &["tbf", "rate", "1gbit", "burst", "256kb", "latency", "10ms"],
-            )?;
-        }
-    }
-    let mut agents = Vec::new();
-    for (k, l) in tb.links.iter().enumerate() {
-        agents.push(start_agent(
-            &tb,
-            k + 1,
-            &opts.exe,
-            &format!("{}:5290", l.v4[1]),
-        )?);
-    }
+    let bed = Bed::build(opts, &series)?;
     let plan = opts.out.join("demo-plan.toml");
-    std::fs::write(&plan, plan_text(&tb, opts.quick))
+    std::fs::write(&plan, plan_text(&bed.tb, &bed.places, &series, opts.quick))
         .map_err(|e| Error::io(format!("writing {}", plan.display()), e))?;
-    println!(
-        "plan: {} (kernel sockets: on veth, auto keeps them against a kernel TCP peer, so no xdp series)",
-        plan.display()
-    );
-    let mut c = tb.cmd(0, &opts.exe);
+    println!("plan: {}", plan.display());
+    let mut c = bed.tb.cmd(0, &opts.exe);
     c.arg("plan")
         .arg(&plan)
         .arg("--json")
@@ -147,8 +361,55 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
         c.arg("--quiet");
     }
     let status = c.status().map_err(|e| Error::io("running the plan", e))?;
-    drop(agents);
-    drop(tb);
-    println!("testbed torn down");
+    drop(bed);
+    println!("testbed torn down (wsdemo-{}-*)", std::process::id());
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bypass_pairs_go_through_a_router_and_the_rest_are_direct() {
+        let (hosts, links, places) = layout(&Series::HOST, 2);
+        // controller, 2 native VMs, 2 (router, VM), 2 dom0 VMs, 2 spread VMs
+        assert_eq!(hosts, 1 + 2 + 4 + 2 + 2);
+        assert_eq!(links.len(), 2 + 4 + 2 + 2);
+        for p in &places {
+            assert_eq!(links[p.vm_link].1, p.vm);
+            match p.router {
+                Some(r) => {
+                    assert_eq!(p.series, Series::Bypass);
+                    assert_eq!(links[p.ctrl_link], (0, r));
+                    assert_eq!(links[p.vm_link].0, r);
+                }
+                None => {
+                    assert_eq!(p.ctrl_link, p.vm_link);
+                    assert_eq!(links[p.vm_link].0, 0);
+                }
+            }
+        }
+        let mut vms: Vec<usize> = places.iter().map(|p| p.vm).collect();
+        vms.dedup();
+        assert_eq!(vms.len(), places.len(), "one VM per pair");
+    }
+
+    #[test]
+    fn dom0_funnels_everything_to_cpu0_and_spread_moves_half() {
+        assert_eq!(
+            (0..4)
+                .map(|k| Series::Dom0.funnel_cpu(k, 4))
+                .collect::<Vec<_>>(),
+            vec![Some(0); 4]
+        );
+        assert_eq!(
+            (0..4)
+                .map(|k| Series::Dom0Spread.funnel_cpu(k, 4))
+                .collect::<Vec<_>>(),
+            vec![Some(0), Some(0), Some(1), Some(1)]
+        );
+        assert_eq!(Series::Native.funnel_cpu(0, 4), None);
+        assert_eq!(Series::Bypass.funnel_cpu(3, 4), None);
+    }
 }

@@ -10,7 +10,7 @@
 //! `tc`; the namespaces are still ordinary ones that `ip netns` lists and
 //! `ip netns exec` enters.
 
-use crate::host::netlink::{addr, link, qdisc, NlError};
+use crate::host::netlink::{addr, link, qdisc, route, NlError};
 use crate::host::netns;
 use crate::{Error, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -135,6 +135,51 @@ impl Testbed {
         in_ns(&self.hosts[l.hosts[side]], &format!("tbf on {dev}"), || {
             qdisc::replace_root(link::by_name(dev)?.index, &tbf)
         })
+    }
+
+    /// Route `dst/prefix` through `via` on host `h` (a link through a
+    /// router host).
+    pub fn route(&self, h: usize, dst: Ipv4Addr, prefix: u8, via: Ipv4Addr) -> Result<()> {
+        in_ns(
+            &self.hosts[h],
+            &format!("routing {dst}/{prefix} via {via}"),
+            || route::add(IpAddr::V4(dst), prefix, IpAddr::V4(via)),
+        )
+    }
+
+    /// Make host `h` forward IPv4 between its links (a router).
+    pub fn forwarding(&self, h: usize) -> Result<()> {
+        // Net sysctls are the opening thread's namespace's.
+        netns::within(&self.hosts[h], || {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .map_err(|e| Error::io(format!("enabling forwarding in {}", self.hosts[h]), e))
+        })
+    }
+
+    /// Set the RPS CPU mask of every receive queue of one side of a link:
+    /// where the kernel does that interface's receive work. (Transmit on
+    /// a veth runs on the sending thread's CPU; XPS only picks among
+    /// queues, and the kernel refuses it on a veth end made in another
+    /// namespace.) sysfs shows the namespace of whoever mounted it, so
+    /// this runs a shell inside the host, as `ip netns exec` would.
+    pub fn rps_cpus(&self, link: usize, side: usize, cpus: &[usize]) -> Result<()> {
+        let l = &self.links[link];
+        let mask: u64 = cpus.iter().map(|c| 1u64 << c).sum();
+        let q = format!("/sys/class/net/{}/queues", l.ifname[side]);
+        let script = format!("for f in {q}/rx-*/rps_cpus; do echo {mask:x} > $f || exit 1; done");
+        let st = self
+            .cmd(l.hosts[side], std::path::Path::new("/bin/sh"))
+            .args(["-c", &script])
+            .status()
+            .map_err(|e| Error::io("running /bin/sh for the RPS mask", e))?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "could not set the RPS mask of {} to {mask:x}",
+                l.ifname[side]
+            )))
+        }
     }
 
     /// A command that runs inside host `h`, entered as `ip netns exec`

@@ -448,25 +448,47 @@ fn verdict_names_the_cpu_that_takes_all_softirq_work() {
 }
 
 #[test]
-fn demo_reaches_wire_speed_and_draws_its_figures() {
+fn demo_runs_every_series_and_draws_its_figures() {
     wirespeed_tests::require_root();
     let dir = tempdir("demo");
+    let rps_before = host_rps_masks();
     let mut c = std::process::Command::new(bin());
     c.args(["demo", "--quick", "--out"]).arg(&dir);
-    let o = run(c, Duration::from_secs(120)).ok();
+    let t0 = std::time::Instant::now();
+    let o = run(c, Duration::from_secs(240)).ok();
+    println!("demo --quick took {:.0} s", t0.elapsed().as_secs_f64());
     assert!(o.stdout.contains("testbed torn down"), "{}", o.stdout);
     let j: Value =
         serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
     let pts = j["points"].as_array().unwrap();
-    assert_eq!(pts.len(), 8, "1-4 pairs, send and receive");
+    const SERIES: [&str; 4] = ["native", "bypass", "dom0", "dom0-spread"];
+    assert_eq!(pts.len(), 4 * 8, "4 series, 1-4 pairs, send and receive");
     for p in pts {
+        let conf = p["configuration"].as_str().unwrap();
+        assert!(SERIES.contains(&conf), "{conf}");
+        let what = format!("{conf} {} {} pairs", p["direction"], p["pairs"]);
+        assert!(p["error"].is_null(), "{what}: {}", p["error"]);
         let best = p["percent_of_best"].as_f64().unwrap();
-        let what = format!("{} {} pairs", p["direction"], p["pairs"]);
-        // Wire speed, and no more: over-counting would pass a bare >= 97.
-        assert!(
-            (97.0..=101.0).contains(&best),
-            "{what}: {best:.1}% of the best TCP goodput"
+        println!(
+            "{what}: {best:.1}% of best, verdict {}",
+            p["verdict"]["limit"]
         );
+        let rep = &p["repetitions"][0];
+        let pairs = rep["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len() as u64, p["pairs"].as_u64().unwrap(), "{what}");
+        for pr in pairs {
+            // Each pair's share is its own, and what was sent arrived.
+            assert!(pr["percent_of_best"].as_f64().is_some(), "{what}: {pr}");
+            for d in pr["run"]["end"]["directions"].as_array().unwrap() {
+                assert_eq!(d["sent"]["bytes"], d["received"]["bytes"], "{what}: {d}");
+            }
+            let want = if conf == "bypass" {
+                "xdp-copy"
+            } else {
+                "socket"
+            };
+            assert_eq!(pr["run"]["end"]["mode"], want, "{what}");
+        }
         // Every end started within 1 ms of the others, or the repetition
         // says which end was late and why.
         for r in p["repetitions"].as_array().unwrap() {
@@ -477,19 +499,39 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
                 "{what}: ends started {skew} us apart, unexplained: {}",
                 r["late"]
             );
-            assert_eq!(r["late"].is_null(), skew < 1000, "{what}: {}", r["late"]);
         }
-        // The verdict judges the test's own path: veth, no lines of its own.
+        if conf == "native" {
+            // The verdict judges the test's own path: veth, no lines of its own.
+            for h in rep["hosts"].as_array().unwrap() {
+                let nics = &h["irq"]["path"]["nics"];
+                assert_eq!(nics[0]["driver"], "veth", "{}: {nics}", h["name"]);
+                assert!(nics[0]["nic"].is_null() && nics[0]["lines"] == serde_json::json!([]));
+            }
+        }
+        // No more than wire speed: over-counting would show here. (How
+        // close each series comes is a figure, printed above, not a goal.)
+        assert!(
+            best <= 101.0,
+            "{what}: {best:.1}% of best is over wire speed"
+        );
+    }
+    // The dom0 funnel is seen at 4 pairs: the verdict, or (at wire speed)
+    // its note, names CPU0 and the RPS masks.
+    for d in ["send", "receive"] {
+        let p = pts
+            .iter()
+            .find(|p| p["configuration"] == "dom0" && p["direction"] == d && p["pairs"] == 4)
+            .unwrap();
         let v = &p["verdict"];
-        assert_eq!(v["limit"], "link", "{what}: at wire speed: {v}");
-        for h in p["repetitions"][0]["hosts"].as_array().unwrap() {
-            let nics = &h["irq"]["path"]["nics"];
-            assert_eq!(nics[0]["driver"], "veth", "{}: {nics}", h["name"]);
-            assert!(
-                nics[0]["nic"].is_null() && nics[0]["lines"] == serde_json::json!([]),
-                "{nics}"
-            );
-        }
+        let named = (v["limit"] == "cpu-funnel"
+            && v["cpu"] == 0
+            && v["message"].as_str().unwrap().contains("rps_cpus"))
+            || v["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n.as_str().unwrap().contains("(cpu-funnel): CPU0 carries"));
+        assert!(named, "dom0 {d} 4 pairs: {v}");
     }
     for d in ["send", "receive"] {
         let svg = std::fs::read_to_string(dir.join(format!("figures/throughput-{d}.svg"))).unwrap();
@@ -499,24 +541,59 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
             .filter(|n| n.has_tag_name("text"))
             .filter_map(|n| n.text())
             .collect();
-        assert!(
-            texts.iter().any(|t| t.trim() == "native"),
-            "no series for configuration native: {texts:?}"
-        );
+        for s in SERIES {
+            assert!(
+                texts.iter().any(|t| t.trim() == s),
+                "no series for configuration {s}: {texts:?}"
+            );
+        }
         assert!(texts.iter().any(|t| t.contains("wire speed")), "{texts:?}");
         let lines = doc
             .descendants()
             .filter(|n| n.has_tag_name("polyline"))
             .count();
         assert!(
-            lines >= 2,
-            "a series and the wire-speed line: {lines} polylines"
+            lines >= 5,
+            "4 series and the wire-speed line: {lines} polylines"
         );
     }
-    // nothing left behind
+    // Nothing left behind: namespaces (and with them the XDP programs),
+    // the CPU budgets, and the host's own RPS masks untouched.
     let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
-    assert!(!ns.contains("wsdemo-"), "{ns}");
+    // "testbed torn down (wsdemo-PID-*)": this run's names.
+    let pid = o
+        .stdout
+        .split("testbed torn down (")
+        .nth(1)
+        .and_then(|r| r.split('*').next())
+        .expect("the torn-down line names the testbed")
+        .to_string();
+    assert!(!ns.contains(&pid), "{ns}");
+    let cg: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/cpu")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&pid))
+        .collect();
+    assert!(cg.is_empty(), "CPU budgets left: {cg:?}");
+    assert_eq!(host_rps_masks(), rps_before);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The RPS masks of this namespace's interfaces, as sysfs shows them.
+fn host_rps_masks() -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
+        let q = e.path().join("queues");
+        for r in std::fs::read_dir(&q).into_iter().flatten().flatten() {
+            if let Ok(m) = std::fs::read_to_string(r.path().join("rps_cpus")) {
+                v.push((r.path().display().to_string(), m));
+            }
+        }
+    }
+    v.sort();
+    v
 }
 
 #[test]
@@ -532,7 +609,10 @@ fn ctrl_c_mid_sweep_saves_points_and_tears_down() {
     c.process_group(0); // its own group, so the signal reaches it all, as a terminal's Ctrl-C does
     let mut child = c.spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log).unwrap().contains("point 3/4") {
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("point 3/16")
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the demo never reached point 3"

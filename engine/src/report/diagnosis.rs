@@ -29,7 +29,7 @@ pub struct HostFigures {
 /// What limits the point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// `interrupt-cpu`, `irq-concentration`, `controller-cpu`, `agent-cpu`,
+    /// `cpu-funnel`, `interrupt-cpu`, `irq-concentration`, `controller-cpu`, `agent-cpu`,
     /// `link`, or `none-visible`.
     pub limit: String,
     pub host: Option<String>,
@@ -217,13 +217,71 @@ fn nic_words(h: &HostFigures) -> Option<String> {
     (!words.is_empty()).then(|| words.join(", "))
 }
 
-/// Rules 1-3: a CPU or interrupt limit on the test's path, if one is visible.
+/// Rules 0-3: a CPU or interrupt limit on the test's path, if one is visible.
 fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
-    hosts
-        .iter()
-        .find_map(interrupt_core)
+    funnel(hosts)
+        .or_else(|| hosts.iter().find_map(interrupt_core))
         .or_else(|| hosts.iter().find_map(concentrated_lines))
         .or_else(|| busy_host(hosts))
+}
+
+/// The one CPU all of an agent's packet work was confined to: its
+/// interfaces' RPS mask and the CPUs its threads ran on, both that CPU,
+/// on a host with more.
+fn funnelled_to(h: &HostFigures) -> Option<usize> {
+    let p = h.irq.path.as_ref()?;
+    let mut all = p.flow_cpus.clone()?;
+    if p.rps_cpus.is_empty() || h.cpu.cores < 2 {
+        return None;
+    }
+    all.extend(&p.rps_cpus);
+    all.sort_unstable();
+    all.dedup();
+    (all.len() == 1).then(|| all[0])
+}
+
+/// Rule 0, the study's uniprocessor driver domain: the VMs' packet work
+/// funnelled to one CPU by their RPS masks and CPU affinity. Named with
+/// what that CPU did and the masks read, whether the CPU is pegged or
+/// held back by a budget (a cgroup quota, a hypervisor's cap).
+fn funnel(hosts: &[HostFigures]) -> Option<Verdict> {
+    let on: Vec<(&HostFigures, usize)> = hosts
+        .iter()
+        .filter(|h| !h.controller)
+        .filter_map(|h| Some((h, funnelled_to(h)?)))
+        .collect();
+    // The CPU the most agents were funnelled to (the lowest on a tie).
+    let cpu = (0..=on.iter().map(|x| x.1).max()?)
+        .max_by_key(|c| (on.iter().filter(|x| x.1 == *c).count(), usize::MAX - c))?;
+    let (mine, elsewhere): (Vec<&(&HostFigures, usize)>, Vec<_>) =
+        on.iter().partition(|x| x.1 == cpu);
+    let names: Vec<&str> = mine.iter().map(|x| x.0.name.as_str()).collect();
+    let core = on[0].0.cpu.per_core.iter().find(|c| c.cpu == cpu)?;
+    let soft = core
+        .share
+        .softirq
+        .map_or("-".into(), |s| format!("{s:.0}%"));
+    let others = elsewhere
+        .iter()
+        .map(|x| format!("{} on CPU{}", x.0.name, x.1))
+        .collect::<Vec<_>>();
+    let also = if others.is_empty() {
+        String::new()
+    } else {
+        format!("; {} apart", others.join(", "))
+    };
+    Some(verdict(
+        "cpu-funnel",
+        Some(names[0]),
+        Some(cpu),
+        if names.len() > 1 { "medium" } else { "low" },
+        format!(
+            "CPU{cpu} carries all packet work of {}: their interfaces' RPS mask (rps_cpus) is CPU{cpu} alone and their threads ran only on CPU{cpu}; CPU{cpu} was {:.0}% busy, {soft} in softirq{also}: one CPU funnels every VM's network work (the study's uniprocessor driver domain); a CPU that is not busy is held back by a budget (a cgroup CPU quota, a hypervisor's cap)",
+            names.join(", "),
+            core.share.busy(),
+        ),
+        "spread the VM-side interfaces' receive work over CPUs (rps_cpus, /proc/irq/N/smp_affinity), and let the VMs' and the driver domain's work run on more than one CPU with the budget to use them",
+    ))
 }
 
 /// 1. One core of the path doing interrupt work while the others idle.
@@ -687,6 +745,61 @@ mod tests {
         );
         assert!(v.message.contains("eth1-rx, eth1-tx"), "{}", v.message);
         assert!(v.notes.is_empty() && v.lacking.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn vms_funnelled_to_cpu0_below_wire_speed_name_cpu0_its_softirq_and_the_masks() {
+        use crate::metrics::irq_path::TestPath;
+        let funnelled = |name: &str, cpu: usize| {
+            let mut h = host(name, false, vec![core(0, 20.0, 35.0), core(1, 30.0, 5.0)]);
+            h.irq.path = Some(TestPath {
+                nics: Vec::new(),
+                flow_cpus: Some(vec![cpu]),
+                rps_cpus: vec![cpu],
+            });
+            h
+        };
+        let ctrl = host(
+            "controller",
+            true,
+            vec![core(0, 20.0, 35.0), core(1, 30.0, 5.0)],
+        );
+        let mut hosts = vec![ctrl.clone()];
+        hosts.extend((1..=4).map(|k| funnelled(&format!("dom0-vm{k}"), 0)));
+        let v = diagnose(&hosts, Some(63.0));
+        assert_eq!((v.limit.as_str(), v.cpu), ("cpu-funnel", Some(0)), "{v:?}");
+        assert_eq!(v.confidence, "medium");
+        for want in [
+            "CPU0 carries all packet work of dom0-vm1, dom0-vm2, dom0-vm3, dom0-vm4",
+            "rps_cpus",
+            "55% busy, 35% in softirq",
+        ] {
+            assert!(v.message.contains(want), "{want}: {}", v.message);
+        }
+        // Half moved to CPU1: still a funnel of two, the others named apart.
+        let mut spread = vec![ctrl.clone(), funnelled("vm1", 0), funnelled("vm2", 0)];
+        spread.extend([funnelled("vm3", 1), funnelled("vm4", 1)]);
+        let v = diagnose(&spread, Some(80.0));
+        assert_eq!(v.cpu, Some(0), "{v:?}");
+        assert!(
+            v.message.contains("vm3 on CPU1, vm4 on CPU1 apart"),
+            "{}",
+            v.message
+        );
+        // At wire speed the funnel is a note, not the verdict.
+        let v = diagnose(&hosts, Some(99.0));
+        assert_eq!(v.limit, "link");
+        assert!(v.notes.iter().any(|n| n.contains("(cpu-funnel)")), "{v:?}");
+        // Threads that also ran elsewhere, or no RPS mask: no funnel.
+        let mut loose = funnelled("vm1", 0);
+        loose.irq.path.as_mut().unwrap().flow_cpus = Some(vec![0, 1]);
+        assert_ne!(
+            diagnose(&[ctrl.clone(), loose], Some(63.0)).limit,
+            "cpu-funnel"
+        );
+        let mut unmasked = funnelled("vm1", 0);
+        unmasked.irq.path.as_mut().unwrap().rps_cpus.clear();
+        assert_ne!(diagnose(&[ctrl, unmasked], Some(63.0)).limit, "cpu-funnel");
     }
 
     /// Figures from recorded /proc/interrupts, /proc/softirqs and

@@ -3,8 +3,10 @@
 //! answer is where the kernel itself would send.
 
 use super::NlError;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType, RouteVia,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
@@ -107,6 +109,34 @@ pub fn get(dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> Result<RouteIn
     parse(&replies).ok_or_else(|| NlError::Malformed(format!("no route in the answer for {dst}")))
 }
 
+/// RTM_NEWROUTE, as `ip route add DST/LEN via GW`: a unicast route in
+/// the main table through a next hop on a connected subnet.
+pub fn add_request(dst: IpAddr, prefix_len: u8, via: IpAddr) -> RouteNetlinkMessage {
+    let mut m = RouteMessage::default();
+    m.header = RouteHeader {
+        address_family: family(dst),
+        destination_prefix_length: prefix_len,
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    };
+    m.attributes.push(RouteAttribute::Destination(dst.into()));
+    m.attributes.push(RouteAttribute::Gateway(via.into()));
+    RouteNetlinkMessage::NewRoute(m)
+}
+
+/// Add a route to `dst/prefix_len` through `via` in the calling thread's
+/// namespace (the demo's routed links).
+pub fn add(dst: IpAddr, prefix_len: u8, via: IpAddr) -> Result<(), NlError> {
+    super::ask(
+        add_request(dst, prefix_len, via),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::recorded::replies;
@@ -119,6 +149,23 @@ mod tests {
     }
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn add_is_a_main_table_unicast_route_via_the_gateway() {
+        let RouteNetlinkMessage::NewRoute(m) = add_request(ip("198.18.5.0"), 24, ip("198.18.4.2"))
+        else {
+            panic!("a NewRoute");
+        };
+        assert_eq!(m.header.destination_prefix_length, 24);
+        assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert_eq!(m.header.kind, RouteType::Unicast);
+        assert!(m
+            .attributes
+            .contains(&RouteAttribute::Gateway(ip("198.18.4.2").into())));
+        assert!(m
+            .attributes
+            .contains(&RouteAttribute::Destination(ip("198.18.5.0").into())));
     }
 
     #[test]
