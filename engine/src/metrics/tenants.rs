@@ -201,13 +201,16 @@ impl TenantSnapshot {
                 continue;
             };
             let hyper = t.kind == Kind::Hypervisor;
-            let i = per_cpu.iter().position(|c| c.cpu == cpu).unwrap_or_else(|| {
-                per_cpu.push(TenantCpu {
-                    cpu,
-                    ..Default::default()
+            let i = per_cpu
+                .iter()
+                .position(|c| c.cpu == cpu)
+                .unwrap_or_else(|| {
+                    per_cpu.push(TenantCpu {
+                        cpu,
+                        ..Default::default()
+                    });
+                    per_cpu.len() - 1
                 });
-                per_cpu.len() - 1
-            });
             let slot = &mut per_cpu[i];
             if hyper {
                 slot.hypervisor_percent += pct;
@@ -304,8 +307,12 @@ mod tests {
 
     fn report() -> TenantReport {
         let t = Instant::now();
-        TenantSnapshot::from_text(BEFORE, t, 100, 1)
-            .report(&TenantSnapshot::from_text(AFTER, t + Duration::from_secs(2), 100, 1))
+        TenantSnapshot::from_text(BEFORE, t, 100, 1).report(&TenantSnapshot::from_text(
+            AFTER,
+            t + Duration::from_secs(2),
+            100,
+            1,
+        ))
     }
 
     #[test]
@@ -318,7 +325,10 @@ mod tests {
         assert_eq!((r.top[0].pid, r.top[0].cpus.clone()), (5000, vec![1]));
         assert_eq!(r.names_on(1, false), vec!["sh (pid 5000, 99%)"]);
         // wirespeed's own time and ksoftirqd's are not co-tenants
-        assert!(r.top.iter().all(|t| t.name != "wirespeed" && !t.name.starts_with("ksoftirqd")));
+        assert!(r
+            .top
+            .iter()
+            .all(|t| t.name != "wirespeed" && !t.name.starts_with("ksoftirqd")));
     }
 
     #[test]

@@ -742,12 +742,21 @@ data_port = 7001
     #[test]
     fn noise_threshold_and_retries() {
         let with = |v: &str| GOOD.replace("repetitions = 2\n", &format!("repetitions = 2\n{v}\n"));
-        let p = Plan::parse(&with("noise_threshold = 5.5\nmax_noisy_retries = 0"), "p.toml")
-            .unwrap();
-        assert_eq!((p.repeat.noise_threshold, p.repeat.max_noisy_retries), (5.5, 0));
+        let p = Plan::parse(
+            &with("noise_threshold = 5.5\nmax_noisy_retries = 0"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.repeat.noise_threshold, p.repeat.max_noisy_retries),
+            (5.5, 0)
+        );
         for bad in ["0", "-1", "101"] {
             let e = err(&with(&format!("noise_threshold = {bad}")));
-            assert!(e.contains("noise_threshold") && e.contains("above 0"), "{e}");
+            assert!(
+                e.contains("noise_threshold") && e.contains("above 0"),
+                "{e}"
+            );
         }
     }
 

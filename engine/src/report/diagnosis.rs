@@ -836,7 +836,9 @@ mod tests {
             let v = diagnose(&hosts, Some(99.0));
             assert_eq!(v.limit, "link");
             assert!(
-                v.notes.iter().any(|n| n.contains("took CPU time during the run (steal: CPU0 39.0%")),
+                v.notes
+                    .iter()
+                    .any(|n| n.contains("took CPU time during the run (steal: CPU0 39.0%")),
                 "{v:?}"
             );
             // The quiet recording has none.

@@ -162,7 +162,12 @@ pub fn noise(hosts: &[HostFigures]) -> Noise {
                 n.steal_percent = max(n.steal_percent, s);
             }
         }
-        if let Some(t) = h.cpu.tenants.as_ref().filter(|t| !t.source.starts_with("unavailable")) {
+        if let Some(t) = h
+            .cpu
+            .tenants
+            .as_ref()
+            .filter(|t| !t.source.starts_with("unavailable"))
+        {
             for c in &cores {
                 let o = t.on(c.cpu).map_or(0.0, |o| o.co_tenant_percent);
                 n.co_tenant_percent = max(n.co_tenant_percent, o);
