@@ -71,12 +71,13 @@ pub(super) fn steal_note(hosts: &[HostFigures]) -> Option<String> {
     ))
 }
 
-/// A saturated path core where others' processes took at least
-/// [`TENANT`] percent: co-tenants, or qemu's emulation when `hypervisor`.
-fn crowded(hosts: &[HostFigures], hypervisor: bool) -> Option<(&HostFigures, usize, f64)> {
+/// The saturated path cores of the first host where others' processes
+/// took at least [`TENANT`] percent, busiest first: co-tenants, or qemu's
+/// emulation when `hypervisor`.
+fn crowded(hosts: &[HostFigures], hypervisor: bool) -> Option<(&HostFigures, Vec<(usize, f64)>)> {
     hosts.iter().find_map(|h| {
         let t = h.cpu.tenants.as_ref()?;
-        judged(h)
+        let mut v: Vec<(usize, f64)> = judged(h)
             .into_iter()
             .filter(|c| c.share.busy() >= HOST_BUSY)
             .filter_map(|c| {
@@ -86,29 +87,46 @@ fn crowded(hosts: &[HostFigures], hypervisor: bool) -> Option<(&HostFigures, usi
                 } else {
                     o.co_tenant_percent
                 };
-                (pct >= TENANT).then_some((h, c.cpu, pct))
+                (pct >= TENANT).then_some((c.cpu, pct))
             })
-            .max_by(|a, b| a.2.total_cmp(&b.2))
+            .collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        (!v.is_empty()).then_some((h, v))
     })
 }
 
-/// Processes other than wirespeed took a saturated path core.
-pub(super) fn co_tenant(hosts: &[HostFigures]) -> Option<Verdict> {
-    let (h, cpu, pct) = crowded(hosts, false)?;
-    let names = h.cpu.tenants.as_ref()?.names_on(cpu, false);
-    let who = if names.is_empty() {
-        "many small processes".to_string()
-    } else {
-        names.join(", ")
+/// `CPU1 (99%: sh (pid 5000, 99%))` for each crowded CPU.
+fn crowd_words(h: &HostFigures, cpus: &[(usize, f64)], hypervisor: bool) -> String {
+    let Some(t) = h.cpu.tenants.as_ref() else {
+        return String::new();
     };
+    cpus.iter()
+        .map(|&(cpu, pct)| {
+            let names = t.names_on(cpu, hypervisor);
+            let who = if names.is_empty() {
+                "many small processes".to_string()
+            } else {
+                names.join(", ")
+            };
+            format!("CPU{cpu} {pct:.0}% to {who}")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Processes other than wirespeed took saturated path cores.
+pub(super) fn co_tenant(hosts: &[HostFigures]) -> Option<Verdict> {
+    let (h, cpus) = crowded(hosts, false)?;
+    let (cpu, pct) = cpus[0];
     Some(verdict(
         "co-tenant",
         Some(&h.name),
         Some(cpu),
         if pct >= 50.0 { "high" } else { "medium" },
         format!(
-            "CPU{cpu} on {} was saturated and {pct:.0}% of it went to processes other than wirespeed: {who}",
-            h.name
+            "the CPUs the test ran on were saturated by processes other than wirespeed on {}: {}",
+            h.name,
+            crowd_words(h, &cpus, false)
         ),
         "stop or move those processes (taskset), or pin the test to other CPUs; a plan re-measures noisy points (max_noisy_retries)",
     ))
@@ -117,16 +135,17 @@ pub(super) fn co_tenant(hosts: &[HostFigures]) -> Option<Verdict> {
 /// qemu's threads took a saturated path core: under TCG they are the
 /// guests' CPUs, so the emulation, not the controller, is the limit.
 pub(super) fn emulation(hosts: &[HostFigures]) -> Option<Verdict> {
-    let (h, cpu, pct) = crowded(hosts, true)?;
-    let names = h.cpu.tenants.as_ref()?.names_on(cpu, true).join(", ");
+    let (h, cpus) = crowded(hosts, true)?;
     Some(verdict(
         "hypervisor-cpu",
         Some(&h.name),
-        Some(cpu),
+        Some(cpus[0].0),
         "medium",
         format!(
-            "CPU{cpu} on {} was saturated and {pct:.0}% of it went to qemu ({names}): the guests' CPUs are emulated on this host (TCG without KVM), so the emulation is the limit, not {}",
-            h.name, h.name
+            "the CPUs the test ran on were saturated by qemu on {}: {}; the guests' CPUs are emulated on this host (TCG without KVM), so the emulation is the limit, not {}",
+            h.name,
+            crowd_words(h, &cpus, true),
+            h.name
         ),
         "use KVM (/dev/kvm) so the guests' CPUs are real, or give qemu CPUs the test does not use",
     ))
