@@ -33,6 +33,7 @@ pub struct TaskTimes {
 
 /// What a task is to the test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub enum Kind {
     Wirespeed,
     InterruptThread,
@@ -41,6 +42,7 @@ pub enum Kind {
 }
 
 /// Name a process's kind: `own` is this process's pid.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub fn kind_of(pid: i32, own: i32, name: &str, kernel_thread: bool) -> Kind {
     if pid == own || name == "wirespeed" {
         Kind::Wirespeed
@@ -55,6 +57,7 @@ pub fn kind_of(pid: i32, own: i32, name: &str, kernel_thread: bool) -> Kind {
 
 /// Parse one task's stat line (`pid (comm) state ppid …`) of process
 /// `pid` named `name`; None if it is not in that format.
+#[cfg(target_os = "linux")]
 pub fn parse_task(pid: i32, name: &str, own: i32, stat: &str) -> Option<TaskTimes> {
     use procfs::FromRead;
     let s = procfs::process::Stat::from_read(stat.as_bytes()).ok()?;
@@ -147,6 +150,7 @@ impl TenantSnapshot {
     /// Tasks as recorded: one `PID STATLINE` per line, PID the task's
     /// process (tests and replays). The process name is its leader's
     /// (the line whose task id is PID).
+    #[cfg(target_os = "linux")]
     pub fn from_text(text: &str, at: Instant, ticks_per_second: u64, own: i32) -> TenantSnapshot {
         let rows: Vec<(i32, &str)> = text
             .lines()
@@ -292,7 +296,7 @@ fn read_tasks() -> Result<Vec<TaskTimes>, String> {
     Err("per-process CPU times: Linux only".into())
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use std::time::Duration;
