@@ -871,6 +871,7 @@ fn plan_cmd(a: PlanArgs) -> Result<()> {
     bar.finish_and_clear();
     print!("\n{}", wirespeed::report::plan::table(&report));
     print!("{}", wirespeed::report::plan::verdicts(&report));
+    println!("{}", wirespeed::report::plan::quiet(&report));
     save(
         &report,
         a.json.as_deref(),
@@ -928,6 +929,7 @@ fn report_cmd(a: ReportArgs) -> Result<()> {
         })?;
     print!("{}", wirespeed::report::plan::table(&report));
     print!("{}", wirespeed::report::plan::verdicts(&report));
+    println!("{}", wirespeed::report::plan::quiet(&report));
     save(&report, None, a.csv.as_deref(), a.plot.as_deref())
 }
 

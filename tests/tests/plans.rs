@@ -73,6 +73,9 @@ fn check_verdict(v: &Value, rep: &Value, percent_of_best: Option<f64>) {
     let known = [
         "interrupt-cpu",
         "irq-concentration",
+        "steal",
+        "co-tenant",
+        "hypervisor-cpu",
         "controller-cpu",
         "agent-cpu",
         "link",

@@ -9,6 +9,7 @@
 //! irq/softirq breakdown). Counters that cannot be read give no host share
 //! (`null`) and a source of "unavailable: REASON", never zeros.
 
+use super::tenants::TenantSnapshot;
 use crate::report::model::{CoreShare, CpuReport, CpuShare, ProcessCpu};
 use std::time::Instant;
 
@@ -118,6 +119,9 @@ pub struct CpuSnapshot {
     /// Process user and system seconds, or why they could not be read.
     process: Result<(f64, f64), String>,
     ncores: usize,
+    /// Every process's tasks' times (others' use of the CPUs); None in
+    /// replays of /proc/stat alone.
+    tenants: Option<TenantSnapshot>,
 }
 
 impl CpuSnapshot {
@@ -130,6 +134,7 @@ impl CpuSnapshot {
             host: read_host(),
             process: process_times(),
             ncores,
+            tenants: Some(TenantSnapshot::take()),
         }
     }
 
@@ -145,6 +150,7 @@ impl CpuSnapshot {
             // a recording of /proc/stat holds no process times
             process: Err("not recorded (a replay of /proc/stat)".into()),
             ncores,
+            tenants: None,
         }
     }
 
@@ -186,6 +192,10 @@ impl CpuSnapshot {
             Ok(p) => (Some(p), PROCESS_SOURCE.to_string()),
             Err(e) => (None, e),
         };
+        let tenants = match (&self.tenants, &later.tenants) {
+            (Some(a), Some(b)) => Some(a.report(b)),
+            _ => None,
+        };
         CpuReport {
             source,
             seconds,
@@ -194,6 +204,7 @@ impl CpuSnapshot {
             per_core,
             process,
             process_source,
+            tenants,
         }
     }
 }
@@ -321,6 +332,7 @@ mod tests {
             host: parse_proc_stat(text),
             process: Ok((0.0, 0.0)),
             ncores: 2,
+            tenants: None,
         }
     }
 

@@ -23,49 +23,87 @@ pub struct IrqLine {
     pub per_cpu: Vec<u64>,
 }
 
-/// Parse /proc/interrupts.
+/// The CPU numbers of a header line (`CPU0 CPU2 CPU3`): an offline CPU
+/// has no column, so a column's position is not its CPU's number.
+fn header_cpus(header: &str) -> Vec<usize> {
+    header
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("CPU")?.parse().ok())
+        .collect()
+}
+
+/// Spread the counts of the online CPUs' columns over a vector indexed by
+/// CPU number (offline CPUs' slots are 0).
+fn by_number(cpus: &[usize], columns: &[u64]) -> Vec<u64> {
+    let mut v = vec![0; cpus.iter().max().map_or(0, |m| m + 1)];
+    for (&c, &x) in cpus.iter().zip(columns) {
+        v[c] = x;
+    }
+    v
+}
+
+/// Parse /proc/interrupts: each line's counts indexed by CPU number.
 pub fn parse_interrupts(text: &str) -> Vec<IrqLine> {
     let mut lines = text.lines();
-    let ncpu = lines.next().map_or(0, |h| h.split_whitespace().count());
+    let cpus = lines.next().map(header_cpus).unwrap_or_default();
+    let ncol = cpus.len();
     lines
         .filter_map(|l| {
             let (irq, rest) = l.split_once(':')?;
             let mut it = rest.split_whitespace().peekable();
-            let mut per_cpu = Vec::with_capacity(ncpu);
-            while per_cpu.len() < ncpu {
+            let mut cols = Vec::with_capacity(ncol);
+            while cols.len() < ncol {
                 match it.peek().and_then(|w| w.parse::<u64>().ok()) {
                     Some(v) => {
-                        per_cpu.push(v);
+                        cols.push(v);
                         it.next();
                     }
                     None => break,
                 }
             }
-            per_cpu.resize(ncpu, 0);
             let name = it.last().unwrap_or("").to_string();
             Some(IrqLine {
                 irq: irq.trim().to_string(),
                 name,
-                per_cpu,
+                per_cpu: by_number(&cpus, &cols),
             })
         })
         .collect()
 }
 
-/// Parse /proc/softirqs into (name, per-CPU counts).
+/// Parse /proc/softirqs into (name, counts indexed by CPU number).
 pub fn parse_softirqs(text: &str) -> Vec<(String, Vec<u64>)> {
-    text.lines()
-        .skip(1)
+    let mut lines = text.lines();
+    let cpus = lines.next().map(header_cpus).unwrap_or_default();
+    lines
         .filter_map(|l| {
             let (name, rest) = l.split_once(':')?;
-            Some((
-                name.trim().to_string(),
-                rest.split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect(),
-            ))
+            let cols: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some((name.trim().to_string(), by_number(&cpus, &cols)))
         })
         .collect()
+}
+
+/// The CPUs a /proc/interrupts or /proc/softirqs text has columns for.
+pub fn online_columns(text: &str) -> Vec<usize> {
+    text.lines().next().map(header_cpus).unwrap_or_default()
+}
+
+/// How far a counter moved. The kernel keeps per-CPU interrupt and
+/// softirq counts in 32-bit `unsigned int`s, so a smaller later reading
+/// of a value that fits 32 bits wrapped once; one above that cannot wrap
+/// and a smaller reading means a reset (nothing to count).
+pub fn counter_delta(after: u64, before: u64) -> u64 {
+    if after >= before {
+        after - before
+    } else if before <= u64::from(u32::MAX) {
+        after + (1u64 << 32) - before
+    } else {
+        0
+    }
 }
 
 /// One CPU's softnet counters.
@@ -107,6 +145,10 @@ pub struct IrqSnapshot {
     lines: Vec<IrqLine>,
     softirqs: Vec<(String, Vec<u64>)>,
     softnet: Vec<Softnet>,
+    /// The CPUs /proc/interrupts had columns for (the online ones).
+    online: Vec<usize>,
+    /// And /proc/softirqs (every possible CPU).
+    soft_online: Vec<usize>,
     /// The files that could not be read, with the reason.
     unavailable: Vec<String>,
 }
@@ -155,13 +197,15 @@ impl IrqSnapshot {
                 String::new()
             })
         };
-        let lines = parse_interrupts(&read("/proc/interrupts"));
-        let softirqs = parse_softirqs(&read("/proc/softirqs"));
+        let interrupts = read("/proc/interrupts");
+        let softirqs = read("/proc/softirqs");
         let softnet = parse_softnet(&read("/proc/net/softnet_stat"));
         IrqSnapshot {
-            lines,
-            softirqs,
+            lines: parse_interrupts(&interrupts),
+            softirqs: parse_softirqs(&softirqs),
             softnet,
+            online: online_columns(&interrupts),
+            soft_online: online_columns(&softirqs),
             unavailable,
         }
     }
@@ -182,16 +226,23 @@ impl IrqSnapshot {
             lines: parse_interrupts(interrupts),
             softirqs: parse_softirqs(softirqs),
             softnet: parse_softnet(softnet),
+            online: online_columns(interrupts),
+            soft_online: online_columns(softirqs),
             unavailable: Vec::new(),
         }
     }
 
     /// What changed between `self` (earlier) and `later`.
     pub fn report(&self, later: &IrqSnapshot) -> IrqReport {
-        let sub = |a: &[u64], b: &[u64]| -> Vec<u64> {
+        // Only CPUs online at both readings have a delta: one that came
+        // online has totals since boot, one that went offline reads 0.
+        let sub = |a: &[u64], b: &[u64], on: (&[usize], &[usize])| -> Vec<u64> {
             a.iter()
                 .enumerate()
-                .map(|(i, x)| x.saturating_sub(b.get(i).copied().unwrap_or(0)))
+                .map(|(i, &x)| match b.get(i) {
+                    Some(&y) if on.0.contains(&i) && on.1.contains(&i) => counter_delta(x, y),
+                    _ => 0,
+                })
                 .collect()
         };
         let mut lines: Vec<IrqDelta> = later
@@ -200,7 +251,7 @@ impl IrqSnapshot {
             .filter(|l| l.irq.chars().all(|c| c.is_ascii_digit()))
             .filter_map(|l| {
                 let before = self.lines.iter().find(|b| b.irq == l.irq)?;
-                let per_cpu = sub(&l.per_cpu, &before.per_cpu);
+                let per_cpu = sub(&l.per_cpu, &before.per_cpu, (&self.online, &later.online));
                 (per_cpu.iter().sum::<u64>() > 0).then(|| IrqDelta {
                     affinity: std::fs::read_to_string(format!(
                         "/proc/irq/{}/smp_affinity_list",
@@ -223,7 +274,7 @@ impl IrqSnapshot {
                     .map(|(_, v)| v.clone())
             };
             match (find(later), find(self)) {
-                (Some(a), Some(b)) => sub(&a, &b),
+                (Some(a), Some(b)) => sub(&a, &b, (&self.soft_online, &later.soft_online)),
                 _ => Vec::new(),
             }
         };
@@ -351,17 +402,44 @@ mod tests {
 
     #[test]
     fn deltas_keep_lines_that_fired() {
-        let a = IrqSnapshot {
-            lines: parse_interrupts(INTR),
-            ..Default::default()
-        };
-        let b = IrqSnapshot {
-            lines: parse_interrupts(&INTR.replace("12345", "22345")),
-            ..Default::default()
-        };
+        let a = IrqSnapshot::from_text(INTR, "", "");
+        let b = IrqSnapshot::from_text(&INTR.replace("12345", "22345"), "", "");
         let r = a.report(&b);
         assert_eq!(r.lines.len(), 1);
         assert_eq!(r.lines[0].per_cpu, vec![10000, 0]);
         assert!(r.net_rx_softirqs.is_empty());
+    }
+
+    /// The kernel's per-CPU counts are 32-bit: 4294967290 then 10 is 16
+    /// interrupts, not none (saturating) and not 2^64 of them.
+    #[test]
+    fn wrapped_32_bit_counters_count_across_the_wrap() {
+        assert_eq!(counter_delta(10, 4_294_967_290), 16);
+        assert_eq!(counter_delta(5, 3), 2);
+        // Beyond 32 bits it cannot have wrapped: a reset, no count.
+        assert_eq!(counter_delta(10, 1 << 40), 0);
+        let before = "           CPU0       CPU1\n 24: 4294967000 7 PCI-MSI eth0-rx\n";
+        let after = "           CPU0       CPU1\n 24: 704 7 PCI-MSI eth0-rx\n";
+        let soft_b = "     CPU0       CPU1\n     NET_RX: 4294967295 1\n";
+        let soft_a = "     CPU0       CPU1\n     NET_RX: 99 1\n";
+        let r = IrqSnapshot::from_text(before, soft_b, "")
+            .report(&IrqSnapshot::from_text(after, soft_a, ""));
+        assert_eq!(r.lines[0].per_cpu, vec![1000, 0]);
+        assert_eq!(r.net_rx_softirqs, vec![100, 0]);
+    }
+
+    /// With CPU1 offline /proc/interrupts has no CPU1 column: CPU2's
+    /// counts stay CPU2's (slot 2), not CPU1's.
+    #[test]
+    fn offline_cpus_shift_no_columns() {
+        let text = "           CPU0       CPU2       CPU3\n 24:  5  6  7  PCI-MSI 1-edge  eth0-rx\nNMI:  0  0  0  Non-maskable interrupts\n";
+        let l = parse_interrupts(text);
+        assert_eq!(l[0].per_cpu, vec![5, 0, 6, 7]);
+        assert_eq!(l[0].name, "eth0-rx");
+        assert_eq!(online_columns(text), vec![0, 2, 3]);
+        // CPU2 went offline between the readings: no delta for it.
+        let later = "           CPU0       CPU3\n 24:  9  8  PCI-MSI 1-edge  eth0-rx\n";
+        let r = IrqSnapshot::from_text(text, "", "").report(&IrqSnapshot::from_text(later, "", ""));
+        assert_eq!(r.lines[0].per_cpu, vec![4, 0, 0, 1]);
     }
 }

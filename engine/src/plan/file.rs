@@ -98,6 +98,12 @@ pub struct SweepDef {
     /// A repetition whose ends started further apart than this is run
     /// again (a few times at most).
     pub max_start_skew: Option<Spanned<String>>,
+    /// A repetition during which steal or co-tenant CPU reached this
+    /// percent of a core the test ran on is noisy (default 10).
+    pub noise_threshold: Option<f64>,
+    /// A noisy repetition is measured again at most this often per point
+    /// (default 2; 0 only marks).
+    pub max_noisy_retries: Option<u32>,
 }
 
 /// The file as written.
@@ -176,7 +182,15 @@ pub struct Repeat {
     pub width_percent: f64,
     /// `max_start_skew` in microseconds; None = late starts are only marked.
     pub max_start_skew_us: Option<u64>,
+    /// Steal or co-tenant percent of a core that makes a repetition noisy.
+    pub noise_threshold: f64,
+    /// Noisy repetitions measured again, at most, per point.
+    pub max_noisy_retries: u32,
 }
+
+/// Defaults of `noise_threshold` and `max_noisy_retries`.
+pub const NOISE_THRESHOLD: f64 = 10.0;
+pub const NOISY_RETRIES: u32 = 2;
 
 /// A checked plan.
 #[derive(Clone, Debug, PartialEq)]
@@ -492,9 +506,20 @@ impl Plan {
             max: f.sweep.max_repetitions.unwrap_or(min).max(min),
             confidence: f.sweep.confidence.unwrap_or(99),
             width_percent: f.sweep.interval_width.unwrap_or(5.0),
+            noise_threshold: f.sweep.noise_threshold.unwrap_or(NOISE_THRESHOLD),
+            max_noisy_retries: f.sweep.max_noisy_retries.unwrap_or(NOISY_RETRIES),
         };
         if ![90, 95, 99].contains(&repeat.confidence) {
             return loc.err(None, "[sweep] confidence must be 90, 95 or 99");
+        }
+        if !(repeat.noise_threshold > 0.0 && repeat.noise_threshold <= 100.0) {
+            return loc.err(
+                None,
+                format!(
+                    "[sweep] noise_threshold = {}: a percent of a core, above 0 and at most 100 (e.g. 10)",
+                    repeat.noise_threshold
+                ),
+            );
         }
         Ok(Plan {
             name: f.name.unwrap_or_else(|| "plan".into()),
@@ -629,6 +654,8 @@ data_port = 7001
                 confidence: 99,
                 width_percent: 5.0,
                 max_start_skew_us: None,
+                noise_threshold: 10.0,
+                max_noisy_retries: 2,
             }
         );
         let pts = p.points();
@@ -710,6 +737,27 @@ data_port = 7001
         );
         let p = Plan::parse(&skew("0.5ms"), "p.toml").unwrap();
         assert_eq!(p.repeat.max_start_skew_us, Some(500));
+    }
+
+    #[test]
+    fn noise_threshold_and_retries() {
+        let with = |v: &str| GOOD.replace("repetitions = 2\n", &format!("repetitions = 2\n{v}\n"));
+        let p = Plan::parse(
+            &with("noise_threshold = 5.5\nmax_noisy_retries = 0"),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            (p.repeat.noise_threshold, p.repeat.max_noisy_retries),
+            (5.5, 0)
+        );
+        for bad in ["0", "-1", "101"] {
+            let e = err(&with(&format!("noise_threshold = {bad}")));
+            assert!(
+                e.contains("noise_threshold") && e.contains("above 0"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -12,12 +12,14 @@ use crate::control::controller::{self, Event, Prepared, RunOptions, CLOCK_SAMPLE
 use crate::control::start::{late_start, EndStart, LateStart, SKEW_LIMIT_US};
 use crate::control::thirdparty::{self, PairOptions, PreparedPair};
 use crate::host::iface::facts as iface_facts;
-use crate::report::diagnosis::{diagnose, diagnose_latency, HostFigures};
-use crate::report::model::{Interval, RrSummary, RunReport};
-use crate::report::plan::{PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA};
+use crate::report::diagnosis::{diagnose, diagnose_latency, noise, HostFigures};
+use crate::report::model::{Interval, Role, RrSummary, RunReport};
+use crate::report::plan::{
+    noise_words, PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA,
+};
 use crate::spec::Direction;
 use crate::{Error, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -56,6 +58,13 @@ const START_PER_PAIR: Duration = Duration::from_millis(2);
 /// further apart than the plan's `max_start_skew`.
 const SKEW_RETRIES: usize = 3;
 
+/// A prepared pair probes its agents' clocks this often while slower pairs
+/// prepare, so its agents (which wait 10 s for the next message) keep
+/// waiting: each pair is bounded by its own timeouts, not the slowest's.
+const KEEPALIVE: Duration = Duration::from_secs(2);
+/// For at most this long (the agents answer 64 probes before a start).
+const KEEPALIVE_FOR: Duration = Duration::from_secs(60);
+
 /// Run every point of `plan`. Stops between repetitions, and aborts the one
 /// running, once `cancel` is set; the report then says it was interrupted.
 pub fn run_plan(
@@ -87,6 +96,7 @@ pub fn run_plan(
         started_unix,
         interrupted: cancel.load(Ordering::Relaxed),
         points: out,
+        noise_threshold: plan.repeat.noise_threshold,
     }
 }
 
@@ -101,11 +111,15 @@ fn run_point(
     let pairs = &conf.pairs[..point.pairs];
     let mut reps: Vec<Repetition> = Vec::new();
     let mut retried: Vec<LateStart> = Vec::new();
+    let mut noisy: Vec<Repetition> = Vec::new();
     let mut error = None;
     while (reps.len() as u32) < plan.repeat.max && !cancel.load(Ordering::Relaxed) {
         if reps.len() as u32 >= plan.repeat.min {
             let s = Summary::of(
-                &reps.iter().map(Repetition::figure).collect::<Vec<_>>(),
+                &counted(&reps)
+                    .iter()
+                    .map(|r| r.figure())
+                    .collect::<Vec<_>>(),
                 plan.repeat.confidence,
             );
             if s.within(plan.repeat.width_percent) {
@@ -120,7 +134,8 @@ fn run_point(
             cancel,
             on,
         ) {
-            Ok(r) => {
+            Ok(mut r) => {
+                r.noisy = r.noise.over(plan.repeat.noise_threshold);
                 let over = r.late.as_ref().filter(|l| {
                     plan.repeat.max_start_skew_us.is_some_and(|m| l.skew_us > m)
                         && retried.len() < SKEW_RETRIES
@@ -136,6 +151,20 @@ fn run_point(
                         error: None,
                     });
                     retried.push(l.clone());
+                    continue;
+                }
+                if r.noisy && (noisy.len() as u32) < plan.repeat.max_noisy_retries {
+                    on(Progress::Repetition {
+                        label: format!(
+                            "{label} (noisy: {} over {}%: run again)",
+                            noise_words(&r.noise),
+                            plan.repeat.noise_threshold
+                        ),
+                        aggregate_bps: Some(r.aggregate_bps),
+                        transactions_per_second: r.rr.as_ref().map(|x| x.transactions_per_second),
+                        error: None,
+                    });
+                    noisy.push(r);
                     continue;
                 }
                 on(Progress::Repetition {
@@ -158,8 +187,11 @@ fn run_point(
             }
         }
     }
+    // The figures come from the clean repetitions; from all of them, and
+    // the point marked noisy, when none was clean.
+    let used = counted(&reps);
     let aggregate = Summary::of(
-        &reps.iter().map(|r| r.aggregate_bps).collect::<Vec<_>>(),
+        &used.iter().map(|r| r.aggregate_bps).collect::<Vec<_>>(),
         plan.repeat.confidence,
     );
     let first = reps.first();
@@ -168,12 +200,13 @@ fn run_point(
     };
     let link_bps = sum_of(|p| p.link_bps);
     let best_bps = sum_of(|p| p.best_bps);
-    let rr = RrPoint::of(&reps, plan.repeat.confidence);
-    // The verdict comes from the repetition closest to the mean figure.
+    let used_owned: Vec<Repetition> = used.iter().map(|r| (*r).clone()).collect();
+    let rr = RrPoint::of(&used_owned, plan.repeat.confidence);
+    // The verdict comes from the repetition closest to the point's value.
     let mean = rr
         .as_ref()
-        .map_or(aggregate.mean, |r| r.transactions_per_second.mean);
-    let closest = reps.iter().min_by(|a, b| {
+        .map_or(aggregate.median, |r| r.transactions_per_second.median);
+    let closest = used.iter().min_by(|a, b| {
         (a.figure() - mean)
             .abs()
             .total_cmp(&(b.figure() - mean).abs())
@@ -190,12 +223,14 @@ fn run_point(
             .map(|p| p.run.config.remote_mode.clone()),
         percent_of_link: link_bps
             .filter(|_| !reps.is_empty() && rr.is_none())
-            .map(|l| 100.0 * aggregate.mean / l),
+            .map(|l| 100.0 * aggregate.median / l),
         percent_of_best: best_bps
             .filter(|_| !reps.is_empty())
-            .map(|b| 100.0 * aggregate.mean / b),
+            .map(|b| 100.0 * aggregate.median / b),
         max_start_skew_us: reps.iter().map(|r| r.start_skew_us).max().unwrap_or(0),
         verdict: closest.map(|r| r.verdict.clone()),
+        noisy: !reps.is_empty() && reps.iter().all(|r| r.noisy),
+        noisy_repetitions: noisy,
         aggregate,
         link_bps,
         best_bps,
@@ -203,6 +238,17 @@ fn run_point(
         retried_for_skew: retried,
         error,
         rr,
+    }
+}
+
+/// The repetitions a point's figures come from: the clean ones, or all
+/// when none is clean.
+fn counted(reps: &[Repetition]) -> Vec<&Repetition> {
+    let clean: Vec<&Repetition> = reps.iter().filter(|r| !r.noisy).collect();
+    if clean.is_empty() {
+        reps.iter().collect()
+    } else {
+        clean
     }
 }
 
@@ -295,12 +341,22 @@ fn run_repetition(
             pairs[i].name, pairs[i].agent, pairs[i].address
         ))
     };
-    // Prepare concurrently: connecting to N agents should not take N round trips.
+    // Prepare concurrently: connecting to N agents should not take N
+    // round trips, and a pair that is ready keeps its agents waiting
+    // while slower ones prepare.
+    let done = AtomicUsize::new(0);
     let prepared: Vec<Result<Ready>> = std::thread::scope(|s| {
         let hs: Vec<_> = opts
             .iter()
             .zip(pairs)
-            .map(|(o, pair)| s.spawn(move || Ready::prepare(o, pair)))
+            .map(|(o, pair)| {
+                let done = &done;
+                s.spawn(move || {
+                    let r = Ready::prepare(o, pair);
+                    done.fetch_add(1, Ordering::SeqCst);
+                    keep_alive(r?, || done.load(Ordering::SeqCst) >= pairs.len(), cancel)
+                })
+            })
             .collect();
         join_all(hs)
     });
@@ -365,6 +421,21 @@ fn run_repetition(
     Ok(rep)
 }
 
+/// Probe a ready pair's clocks every [`KEEPALIVE`] until `all_ready`
+/// (for at most [`KEEPALIVE_FOR`]).
+fn keep_alive(mut p: Ready, all_ready: impl Fn() -> bool, cancel: &AtomicBool) -> Result<Ready> {
+    let until = Instant::now() + KEEPALIVE_FOR;
+    let mut next = Instant::now() + KEEPALIVE;
+    while !all_ready() && !cancel.load(Ordering::Relaxed) && Instant::now() < until {
+        if Instant::now() >= next {
+            p.sync_clock(1)?;
+            next = Instant::now() + KEEPALIVE;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(p)
+}
+
 /// Every end of every pair with its start in the controller's clock.
 fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
     pairs
@@ -400,22 +471,52 @@ fn join_all<T>(hs: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Vec<Res
         .collect()
 }
 
-/// Receiver-side goodput after the warm-up: from the intervals when there
-/// is a warm-up to drop, else the end-of-test figure.
+/// Receiver-side goodput after the warm-up. The controller's intervals
+/// count what it received for the flows it receives; for the flows it
+/// sends they count what it wrote, so those take the receiver's total less
+/// what had been written by the warm-up's end, over the receiver's time
+/// less the warm-up (the bytes still in flight then — socket buffers and
+/// a queue — are taken as warm-up). Without a warm-up or intervals (third-
+/// party pairs): the receivers' end-of-test figure.
 fn goodput(r: &RunReport, warmup: Duration) -> f64 {
     let w = warmup.as_secs_f64();
-    if w > 0.0 {
-        let kept: Vec<&Interval> = r
-            .intervals
-            .iter()
-            .filter(|iv| iv.start >= w - 1e-3)
-            .collect();
-        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
-            let bytes: u64 = kept.iter().map(|iv| iv.sum.bytes).sum();
-            return crate::units::bps(bytes, last.end - first.start);
-        }
+    if w <= 0.0 || r.intervals.is_empty() {
+        return r.end.received.bits_per_second;
     }
-    r.end.received.bits_per_second
+    let bytes_of = |keep: &dyn Fn(&Interval) -> bool, stream: u16, d: Direction| -> u64 {
+        r.intervals
+            .iter()
+            .filter(|iv| keep(iv))
+            .flat_map(|iv| &iv.flows)
+            .filter(|f| f.stream == stream && f.direction == d)
+            .map(|f| f.bytes)
+            .sum()
+    };
+    let after = |iv: &Interval| iv.start >= w - 1e-3;
+    let during = |iv: &Interval| iv.end <= w + 1e-3;
+    let kept: Vec<&Interval> = r.intervals.iter().filter(|iv| after(iv)).collect();
+    let span = match (kept.first(), kept.last()) {
+        (Some(a), Some(b)) => b.end - a.start,
+        _ => return r.end.received.bits_per_second,
+    };
+    let mut bps = 0.0;
+    for f in &r.end.flows {
+        let Some(rx) = &f.receiver else { continue };
+        let id = crate::spec::FlowId {
+            stream: f.stream,
+            direction: f.direction,
+        };
+        bps += if crate::datapath::socket::role_of(id, true) == Role::Receiver {
+            crate::units::bps(bytes_of(&after, f.stream, f.direction), span)
+        } else {
+            let early = bytes_of(&during, f.stream, f.direction);
+            crate::units::bps(
+                rx.throughput.bytes.saturating_sub(early),
+                rx.throughput.seconds - w,
+            )
+        };
+    }
+    bps
 }
 
 fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Repetition {
@@ -499,8 +600,90 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
         start_skew_us: latest - earliest,
         late: None,
         pairs: out,
+        noise: noise(&hosts),
+        noisy: false,
         hosts,
         verdict,
         rr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{FlowPair, IntervalFlow, Throughput};
+    use crate::report::plan::fixture::{rr_repetition, rr_run};
+
+    /// A one-flow run of 4 s after a 1 s warm-up: the controller's
+    /// intervals count `per_second` bytes a second (5 of them), the
+    /// receiver took `received` bytes over 5 s in all.
+    fn run(direction: Direction, per_second: [u64; 5], received: u64) -> RunReport {
+        let mut r = rr_run(&[10]);
+        r.end.latency = None;
+        r.intervals = per_second
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| Interval {
+                start: i as f64,
+                end: i as f64 + 1.0,
+                flows: vec![IntervalFlow {
+                    stream: 0,
+                    direction,
+                    bytes: b,
+                    bits_per_second: b as f64 * 8.0,
+                    retransmits: None,
+                    rtt_us: None,
+                    snd_cwnd: None,
+                    tcp_from: None,
+                    rr: None,
+                }],
+                sum: Throughput::new(b, 1.0),
+            })
+            .collect();
+        let mut rx = r.end.flows[0].receiver.clone().unwrap();
+        rx.throughput = Throughput::new(received, 5.0);
+        rx.rr = None;
+        r.end.flows = vec![FlowPair {
+            stream: 0,
+            direction,
+            sender: None,
+            receiver: Some(rx),
+        }];
+        r.end.received = Throughput::new(received, 5.0);
+        r
+    }
+
+    #[test]
+    fn warm_up_goodput_is_the_receivers() {
+        let w = Duration::from_secs(1);
+        // Receive: the controller is the receiver; its intervals after
+        // the warm-up (4 x 100 bytes over 4 s) are the figure.
+        let g = goodput(&run(Direction::Receive, [900, 100, 100, 100, 100], 1300), w);
+        assert!((g - 800.0).abs() < 1e-9, "{g}");
+        // Send: the controller wrote 900 bytes in the warm-up and 500
+        // after, but the receiver took only 1100: (1100 - 900) over 4 s,
+        // not the 500 bytes the sender wrote.
+        let g = goodput(&run(Direction::Send, [900, 125, 125, 125, 125], 1100), w);
+        assert!((g - 400.0).abs() < 1e-9, "{g}");
+        // No warm-up: the receiver's end-of-test figure.
+        let g = goodput(
+            &run(Direction::Send, [900, 125, 125, 125, 125], 1100),
+            Duration::ZERO,
+        );
+        assert!((g - 1760.0).abs() < 1e-9, "{g}");
+    }
+
+    #[test]
+    fn figures_count_clean_repetitions_unless_none_is() {
+        let clean = rr_repetition(&[&[10]]);
+        let mut noisy = clean.clone();
+        noisy.noisy = true;
+        noisy.aggregate_bps = 1.0;
+        let reps = vec![noisy.clone(), clean.clone()];
+        let c = counted(&reps);
+        assert_eq!(c.len(), 1);
+        assert!(!c[0].noisy);
+        let all_noisy = vec![noisy.clone(), noisy];
+        assert_eq!(counted(&all_noisy).len(), 2);
     }
 }

@@ -34,6 +34,10 @@ fn t_quantile(confidence: u32, df: usize) -> f64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub mean: f64,
+    /// The middle sample (the mean of the two middle ones for an even
+    /// count): a plan point's value, steady against one odd repetition.
+    #[serde(default)]
+    pub median: f64,
     pub samples: usize,
     pub confidence: u32,
     /// Half-width of the interval; None with a single sample.
@@ -56,8 +60,12 @@ impl Summary {
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
             t_quantile(confidence, n - 1) * (var / n as f64).sqrt()
         });
+        let mut sorted = xs.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let median = (sorted[(n - 1) / 2] + sorted[n / 2]) / 2.0;
         Summary {
             mean,
+            median,
             samples: n,
             confidence,
             half_width: half,
@@ -97,5 +105,14 @@ mod tests {
         assert!(!one.within(100.0));
         let same = Summary::of(&[5.0, 5.0], 99);
         assert!(same.within(0.1));
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(Summary::of(&[10.0, 12.0, 11.0, 13.0, 9.0], 95).median, 11.0);
+        // one slow repetition moves the mean, not the median
+        assert_eq!(Summary::of(&[900.0, 940.0, 500.0], 95).median, 900.0);
+        assert_eq!(Summary::of(&[4.0, 1.0, 3.0, 2.0], 95).median, 2.5);
+        assert_eq!(Summary::of(&[], 95).median, 0.0);
     }
 }

@@ -16,6 +16,9 @@ use crate::metrics::irq::IrqDelta;
 use crate::metrics::latency::Percentiles;
 use serde::{Deserialize, Serialize};
 
+mod host;
+pub use host::{noise, Noise, STEAL};
+
 /// One host's figures over a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostFigures {
@@ -29,7 +32,8 @@ pub struct HostFigures {
 /// What limits the point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
-    /// `cpu-funnel`, `interrupt-cpu`, `irq-concentration`, `controller-cpu`, `agent-cpu`,
+    /// `cpu-funnel`, `interrupt-cpu`, `irq-concentration`, `steal`,
+    /// `co-tenant`, `hypervisor-cpu`, `controller-cpu`, `agent-cpu`,
     /// `link`, or `none-visible`.
     pub limit: String,
     pub host: Option<String>,
@@ -103,6 +107,9 @@ pub fn diagnose(hosts: &[HostFigures], percent_of_best: Option<f64>) -> Verdict 
         }
         _ => found.unwrap_or_else(|| no_cpu_limit(percent_of_best)),
     };
+    if v.limit != "steal" {
+        v.notes.extend(host::steal_note(hosts));
+    }
     v.notes.extend(context(hosts));
     v.lacking = lacking(hosts);
     if percent_of_best.is_none() {
@@ -131,6 +138,9 @@ pub fn diagnose_latency(hosts: &[HostFigures], p: &Percentiles) -> Verdict {
             "pin the ends to idle cores (taskset) to steady the tail; `wirespeed run --test rr --mode xdp --remote-mode xdp` (TCP-lite on both ends) takes the kernel stacks out",
         )
     });
+    if v.limit != "steal" {
+        v.notes.extend(host::steal_note(hosts));
+    }
     v.notes.extend(context(hosts));
     v.lacking = lacking(hosts);
     v
@@ -217,11 +227,18 @@ fn nic_words(h: &HostFigures) -> Option<String> {
     (!words.is_empty()).then(|| words.join(", "))
 }
 
-/// Rules 0-3: a CPU or interrupt limit on the test's path, if one is visible.
+/// Rules 0-3: a CPU or interrupt limit on the test's path, if one is
+/// visible. The host's own (steal, co-tenants, qemu's emulation) come
+/// after the funnel and interrupt rules, which find a structure that
+/// stays when the host is quiet, and before a busy host, which they
+/// explain.
 fn cpu_limit(hosts: &[HostFigures]) -> Option<Verdict> {
     funnel(hosts)
         .or_else(|| hosts.iter().find_map(interrupt_core))
         .or_else(|| hosts.iter().find_map(concentrated_lines))
+        .or_else(|| host::steal(hosts))
+        .or_else(|| host::co_tenant(hosts))
+        .or_else(|| host::emulation(hosts))
         .or_else(|| busy_host(hosts))
 }
 
@@ -882,6 +899,118 @@ mod tests {
                 figures("controller", true, snaps, "veth-a", vec![0, 1]),
                 figures("vm1", false, snaps, "veth-b", vec![1]),
             ]
+        }
+
+        /// The veth test's host with its /proc/stat replaced: `steal`
+        /// (39 % and 38.5 % of the CPUs taken, the demo run) or
+        /// `hog` (CPU1 saturated while a busy loop ran on it).
+        fn veth_with(stat: Recorded) -> Vec<HostFigures> {
+            let snaps = (
+                recorded!("veth", "interrupts"),
+                recorded!("veth", "softirqs"),
+                stat,
+            );
+            vec![
+                figures("controller", true, snaps, "veth-a", vec![0, 1]),
+                figures("vm1", false, snaps, "veth-b", vec![1]),
+            ]
+        }
+
+        /// Others' use as recorded beside the hog (metrics/testdata).
+        fn tenants() -> crate::metrics::tenants::TenantReport {
+            use crate::metrics::tenants::TenantSnapshot;
+            let t = Instant::now();
+            let before = include_str!("../metrics/testdata/tenants.before");
+            let after = include_str!("../metrics/testdata/tenants.after");
+            TenantSnapshot::from_text(before, t, 100, 1).report(&TenantSnapshot::from_text(
+                after,
+                t + Duration::from_secs(2),
+                100,
+                1,
+            ))
+        }
+
+        #[test]
+        fn steal_of_38_percent_is_the_verdict_not_none_visible() {
+            let hosts = veth_with(recorded!("steal", "stat"));
+            let v = diagnose(&hosts, Some(58.0));
+            assert_eq!(v.limit, "steal", "{v:?}");
+            assert_eq!(v.confidence, "high");
+            assert_eq!((v.host.as_deref(), v.cpu), (Some("controller"), Some(0)));
+            assert!(
+                v.message.contains("steal: CPU0 39.0%, CPU1 38.5%"),
+                "{}",
+                v.message
+            );
+            // A point's noise is the worst core's steal.
+            let n = noise(&hosts);
+            assert_eq!(n.steal_percent, Some(39.0));
+            assert!(n.over(10.0) && !n.over(40.0));
+            // At wire speed the link is still the verdict; the steal is a note.
+            let v = diagnose(&hosts, Some(99.0));
+            assert_eq!(v.limit, "link");
+            assert!(
+                v.notes
+                    .iter()
+                    .any(|n| n.contains("took CPU time during the run (steal: CPU0 39.0%")),
+                "{v:?}"
+            );
+            // The quiet recording has none.
+            let quiet = noise(&veth_host());
+            assert_eq!(quiet.steal_percent, Some(0.0));
+            assert!(!quiet.over(10.0));
+        }
+
+        #[test]
+        fn a_busy_loop_on_the_path_cpu_is_named_as_co_tenant() {
+            let mut hosts = veth_with(recorded!("hog", "stat"));
+            // Without the processes' figures (an older agent) the saturated
+            // CPU is not blamed on anyone.
+            assert_ne!(diagnose(&hosts, Some(60.0)).limit, "co-tenant");
+            for h in &mut hosts {
+                h.cpu.tenants = Some(tenants());
+            }
+            let v = diagnose(&hosts, Some(60.0));
+            assert_eq!(v.limit, "co-tenant", "{v:?}");
+            assert_eq!((v.cpu, v.confidence.as_str()), (Some(1), "high"));
+            assert!(v.message.contains("sh (pid 5000, 99%)"), "{}", v.message);
+            assert!(!v.message.contains("wirespeed (pid"), "{}", v.message);
+            let n = noise(&hosts);
+            assert_eq!(n.co_tenant_percent, Some(99.0));
+            assert!(n.over(10.0));
+        }
+
+        #[test]
+        fn qemu_under_tcg_is_the_hypervisor_not_the_controller() {
+            use crate::metrics::tenants::{Tenant, TenantCpu, TenantReport};
+            let mut hosts = veth_with(recorded!("hog", "stat"));
+            let qemu = TenantReport {
+                source: "/proc/PID/task/TID/stat".into(),
+                per_cpu: vec![TenantCpu {
+                    cpu: 1,
+                    co_tenant_percent: 0.0,
+                    hypervisor_percent: 85.0,
+                }],
+                top: vec![Tenant {
+                    pid: 6000,
+                    name: "qemu-system-x86".into(),
+                    percent_of_core: 85.0,
+                    cpus: vec![1],
+                    hypervisor: true,
+                }],
+            };
+            for h in &mut hosts {
+                h.cpu.tenants = Some(qemu.clone());
+            }
+            let v = diagnose(&hosts, Some(60.0));
+            assert_eq!(v.limit, "hypervisor-cpu", "{v:?}");
+            assert!(
+                v.message.contains("qemu-system-x86 (pid 6000, 85%)") && v.message.contains("TCG"),
+                "{}",
+                v.message
+            );
+            // qemu is the test's hypervisor, no co-tenant: not noise.
+            assert_eq!(noise(&hosts).co_tenant_percent, Some(0.0));
         }
 
         fn ixgbe_host() -> Vec<HostFigures> {

@@ -290,6 +290,10 @@ pub struct CpuReport {
     /// `getrusage`, `GetProcessTimes`, or `unavailable: REASON`.
     #[serde(default)]
     pub process_source: String,
+    /// CPU used by processes other than wirespeed on this host, per CPU;
+    /// None from an older agent.
+    #[serde(default)]
+    pub tenants: Option<crate::metrics::tenants::TenantReport>,
 }
 
 /// Everything one side reports about a test.

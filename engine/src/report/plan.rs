@@ -5,7 +5,7 @@
 //! rr points carry transactions per second and merged latency
 //! percentiles instead of goodput and shares of wire speed.
 
-use super::diagnosis::{HostFigures, Verdict};
+use super::diagnosis::{HostFigures, Noise, Verdict};
 use super::model::{RrSummary, RunReport};
 use super::text::{fmt_us, percentile_line};
 use crate::control::start::LateStart;
@@ -72,6 +72,12 @@ pub struct Repetition {
     /// rr points: every pair's transactions and histograms together.
     #[serde(default)]
     pub rr: Option<RrSummary>,
+    /// The most steal and co-tenant CPU any core of the test saw.
+    #[serde(default)]
+    pub noise: Noise,
+    /// That reached the plan's `noise_threshold`.
+    #[serde(default)]
+    pub noisy: bool,
 }
 
 impl Repetition {
@@ -142,6 +148,14 @@ pub struct PointResult {
     /// `max_start_skew` (not in `repetitions` or the figures).
     #[serde(default)]
     pub retried_for_skew: Vec<LateStart>,
+    /// Noisy repetitions measured again (not in `repetitions` or the
+    /// figures), kept whole.
+    #[serde(default)]
+    pub noisy_repetitions: Vec<Repetition>,
+    /// The point's figures come from noisy repetitions: none was clean
+    /// within `max_noisy_retries`.
+    #[serde(default)]
+    pub noisy: bool,
     /// The verdict of the repetition closest to the mean.
     pub verdict: Option<Verdict>,
     /// Why the point failed; its repetitions so far are kept.
@@ -161,6 +175,61 @@ pub struct PlanReport {
     /// measured before.
     pub interrupted: bool,
     pub points: Vec<PointResult>,
+    /// The plan's `noise_threshold`: steal or co-tenant percent of a core
+    /// that made a repetition noisy.
+    #[serde(default)]
+    pub noise_threshold: f64,
+}
+
+/// A repetition's noise as words: `steal 38.6%, co-tenants 3.0%`.
+pub fn noise_words(n: &Noise) -> String {
+    let p = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.1}%"));
+    format!(
+        "steal {}, co-tenants {}",
+        p(n.steal_percent),
+        p(n.co_tenant_percent)
+    )
+}
+
+/// Whether the host was quiet enough to trust the results: one line for
+/// the end of `plan` and `demo`.
+pub fn quiet(r: &PlanReport) -> String {
+    let all = || {
+        r.points
+            .iter()
+            .flat_map(|p| p.repetitions.iter().chain(&p.noisy_repetitions))
+    };
+    let worst = |f: fn(&Noise) -> Option<f64>| {
+        all()
+            .filter_map(|x| f(&x.noise))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let worst = Noise {
+        steal_percent: worst(|n| n.steal_percent),
+        co_tenant_percent: worst(|n| n.co_tenant_percent),
+    };
+    let remeasured = r
+        .points
+        .iter()
+        .filter(|p| !p.noisy_repetitions.is_empty())
+        .count();
+    let noisy = r.points.iter().filter(|p| p.noisy).count();
+    let some_noisy = r
+        .points
+        .iter()
+        .filter(|p| p.repetitions.iter().any(|x| x.noisy))
+        .count();
+    let n = r.points.len();
+    let t = r.noise_threshold;
+    if noisy > 0 {
+        format!("host: NOT quiet enough to trust: {noisy} of {n} point(s) measured only while steal or co-tenant CPU was over {t}% (marked *); worst {}; run again on a quiet host", noise_words(&worst))
+    } else if remeasured > 0 || some_noisy > 0 {
+        format!("host: noisy at times, results usable: {} of {n} point(s) had noisy repetitions (over {t}%), measured again or left out of the figures; worst {}", remeasured.max(some_noisy), noise_words(&worst))
+    } else if worst.steal_percent.is_none() && worst.co_tenant_percent.is_none() {
+        "host: quietness unknown (no steal or co-tenant figures were read)".into()
+    } else {
+        format!("host: quiet enough to trust: no repetition saw steal or co-tenant CPU over {t}% (worst {})", noise_words(&worst))
+    }
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -197,7 +266,13 @@ pub fn table(r: &PlanReport) -> String {
                 fmt_tps(rr.transactions_per_second.mean),
                 ci(&rr.transactions_per_second),
             ),
-            None => (fmt_bps(p.aggregate.mean), ci(&p.aggregate)),
+            None => (fmt_bps(p.aggregate.median), ci(&p.aggregate)),
+        };
+        // A point measured only while the host was noisy is marked `*`.
+        let aggregate = if p.noisy {
+            format!("{aggregate}*")
+        } else {
+            aggregate
         };
         // A late start is marked `!` and explained under the point.
         let late: Vec<&LateStart> = p
@@ -229,6 +304,23 @@ pub fn table(r: &PlanReport) -> String {
                 s,
                 "    late start: {} us apart, {} last: {}",
                 l.skew_us, l.end, l.cause
+            );
+        }
+        for x in p
+            .noisy_repetitions
+            .iter()
+            .chain(p.repetitions.iter().filter(|x| x.noisy))
+        {
+            let _ = writeln!(
+                s,
+                "    noisy: {} ({}), {}",
+                noise_words(&x.noise),
+                fmt_bps(x.aggregate_bps),
+                match (p.repetitions.iter().any(|y| std::ptr::eq(x, y)), p.noisy) {
+                    (false, _) => "measured again",
+                    (true, true) => "counted: no clean repetition within max_noisy_retries",
+                    (true, false) => "left out of the figures",
+                }
             );
         }
         for l in &p.retried_for_skew {
@@ -306,7 +398,7 @@ pub fn verdicts(r: &PlanReport) -> String {
 }
 
 /// CSV columns.
-pub const CSV_HEADER: &str = "configuration,direction,pairs,repetition,pair,agent,goodput_bps,aggregate_bps,link_bps,best_bps,percent_of_best,start_skew_us,verdict,client";
+pub const CSV_HEADER: &str = "configuration,direction,pairs,repetition,pair,agent,goodput_bps,aggregate_bps,link_bps,best_bps,percent_of_best,start_skew_us,verdict,client,noisy";
 
 /// Columns added when the results hold rr points: the pair's
 /// transactions and percentiles, and its repetition's transactions per
@@ -328,7 +420,7 @@ pub fn csv(r: &PlanReport) -> String {
             for pr in &rep.pairs {
                 let _ = write!(
                     s,
-                    "{},{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{:.0},{:.0},{},{},{},{},{},{},{}",
                     p.configuration,
                     p.direction.as_str(),
                     p.pairs,
@@ -343,7 +435,8 @@ pub fn csv(r: &PlanReport) -> String {
                         .map_or(String::new(), |x| format!("{x:.2}")),
                     rep.start_skew_us,
                     rep.verdict.limit,
-                    pr.client
+                    pr.client,
+                    rep.noisy
                 );
                 if with_rr {
                     s.push_str(&csv_rr(rep, pr.run.end.latency.as_ref()));
@@ -498,6 +591,8 @@ pub(crate) mod fixture {
             pairs,
             hosts: Vec::new(),
             rr,
+            noise: Noise::default(),
+            noisy: false,
         }
     }
 
@@ -517,6 +612,8 @@ pub(crate) mod fixture {
             percent_of_best: None,
             max_start_skew_us: 12,
             retried_for_skew: Vec::new(),
+            noisy_repetitions: Vec::new(),
+            noisy: false,
             verdict: Some(reps[0].verdict.clone()),
             repetitions: reps,
             error: None,
@@ -531,6 +628,7 @@ pub(crate) mod fixture {
             started_unix: 0.0,
             interrupted: false,
             points,
+            noise_threshold: 10.0,
         }
     }
 }
@@ -604,14 +702,21 @@ mod tests {
         let cols = (CSV_HEADER.to_string() + CSV_RR_HEADER).split(',').count();
         assert_eq!(row.len(), cols, "{c}");
         assert_eq!(row[13], "controller", "{c}");
-        assert_eq!(&row[14..18], &["50.0", "100.0", "50", "50"], "{c}");
-        let p50: f64 = row[18].parse().unwrap();
+        assert_eq!(row[14], "false", "not noisy: {c}");
+        assert_eq!(&row[15..19], &["50.0", "100.0", "50", "50"], "{c}");
+        let p50: f64 = row[19].parse().unwrap();
         assert!((p50 - 30.0).abs() < 0.05, "HdrHistogram's 3 digits: {p50}");
         assert_eq!(csv(&report(Vec::new())), format!("{CSV_HEADER}\n"));
         // the saved document reads back (wirespeed report)
         let back: PlanReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         assert_eq!(table(&back), t);
+        // no steal or co-tenant figures were read for these made-up runs
+        assert!(
+            quiet(&r).starts_with("host: quietness unknown"),
+            "{}",
+            quiet(&r)
+        );
     }
 
     #[test]
@@ -659,5 +764,62 @@ mod tests {
             vec![rr_repetition(&[&fast])],
         )]));
         assert!(on_time.contains("     12us  none-visible"), "{on_time}");
+    }
+
+    /// A point re-measured once for 38 % steal, then clean; another
+    /// whose every repetition was noisy: `*`, the noisy lines, the CSV
+    /// flag and the closing word on the host.
+    #[test]
+    fn noisy_points_are_marked_and_the_host_judged() {
+        let noise = |steal| Noise {
+            steal_percent: Some(steal),
+            co_tenant_percent: Some(1.0),
+        };
+        let mut clean = rr_repetition(&[&[10]]);
+        clean.noise = noise(0.5);
+        let mut dirty = clean.clone();
+        dirty.noise = noise(38.6);
+        dirty.noisy = true;
+        let mut remeasured = rr_point("again", vec![clean.clone()]);
+        remeasured.noisy_repetitions = vec![dirty.clone()];
+        let r = report(vec![remeasured.clone()]);
+        let t = table(&r);
+        assert!(
+            t.contains("noisy: steal 38.6%, co-tenants 1.0%") && t.contains("measured again"),
+            "{t}"
+        );
+        assert!(!t.contains('*'), "{t}");
+        assert!(
+            quiet(&r).starts_with("host: noisy at times, results usable: 1 of 1"),
+            "{}",
+            quiet(&r)
+        );
+        let mut stuck = rr_point("stuck", vec![dirty.clone()]);
+        stuck.noisy = true;
+        let r = report(vec![remeasured, stuck]);
+        let t = table(&r);
+        assert!(t.contains("tr/s*"), "{t}");
+        assert!(
+            t.contains("counted: no clean repetition within max_noisy_retries"),
+            "{t}"
+        );
+        let q = quiet(&r);
+        assert!(
+            q.starts_with("host: NOT quiet enough to trust: 1 of 2"),
+            "{q}"
+        );
+        assert!(q.contains("worst steal 38.6%"), "{q}");
+        assert!(
+            csv(&r).lines().last().unwrap().contains(",true,"),
+            "{}",
+            csv(&r)
+        );
+        let mut all_clean = report(vec![rr_point("quiet", vec![clean])]);
+        all_clean.noise_threshold = 10.0;
+        assert!(
+            quiet(&all_clean).starts_with("host: quiet enough to trust"),
+            "{}",
+            quiet(&all_clean)
+        );
     }
 }

@@ -188,7 +188,7 @@ pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<(
         .iter()
         .flat_map(|p| {
             [
-                p.aggregate.high.unwrap_or(p.aggregate.mean),
+                p.aggregate.high.unwrap_or(p.aggregate.median),
                 p.best_bps.unwrap_or(0.0),
             ]
         })
@@ -247,24 +247,29 @@ pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<(
     }
     for (i, c) in configs.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let series: Vec<(f64, f64)> = pts
+        let series: Vec<(f64, f64, bool)> = pts
             .iter()
             .filter(|p| p.configuration == *c)
-            .map(|p| (p.pairs as f64, p.aggregate.mean / 1e6))
+            .map(|p| (p.pairs as f64, p.aggregate.median / 1e6, p.noisy))
             .collect();
+        let line: Vec<(f64, f64)> = series.iter().map(|&(x, y, _)| (x, y)).collect();
         chart
-            .draw_series(LineSeries::new(series.clone(), colour.stroke_width(2)))
+            .draw_series(LineSeries::new(line, colour.stroke_width(2)))
             .map_err(draw_err)?
             .label(*c)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
             });
+        // A point measured only on a noisy host is hollow.
         chart
-            .draw_series(
-                series
-                    .iter()
-                    .map(|&(x, y)| Circle::new((x, y), 4, colour.filled())),
-            )
+            .draw_series(series.iter().map(|&(x, y, noisy)| {
+                let style = if noisy {
+                    colour.stroke_width(2)
+                } else {
+                    colour.filled()
+                };
+                Circle::new((x, y), 5, style)
+            }))
             .map_err(draw_err)?;
         chart
             .draw_series(
@@ -275,7 +280,7 @@ pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<(
                         Some(ErrorBar::new_vertical(
                             p.pairs as f64,
                             lo / 1e6,
-                            p.aggregate.mean / 1e6,
+                            p.aggregate.median / 1e6,
                             hi / 1e6,
                             colour,
                             8,
