@@ -137,6 +137,23 @@ impl Testbed {
         })
     }
 
+    /// Send host `h`'s traffic for addresses it has no link to through
+    /// `gateway` (a neighbour on one of its links).
+    pub fn route_default(&self, h: usize, gateway: IpAddr) -> Result<()> {
+        in_ns(&self.hosts[h], &format!("default route via {gateway}"), || {
+            crate::host::netlink::route::add_default(gateway)
+        })
+    }
+
+    /// Make host `h` a router between its links (IPv4 forwarding on).
+    pub fn forward(&self, h: usize) -> Result<()> {
+        // /proc/sys/net shows the namespace of the thread that opens it.
+        netns::within(&self.hosts[h], || {
+            std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                .map_err(|e| Error::io(format!("turning forwarding on in {}", self.hosts[h]), e))
+        })
+    }
+
     /// A command that runs inside host `h`, entered as `ip netns exec`
     /// enters it (its own mount namespace, with a /sys of host `h`).
     /// Spawning it fails if the namespace is gone.

@@ -3,8 +3,10 @@
 //! answer is where the kernel itself would send.
 
 use super::NlError;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType, RouteVia,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::IpAddr;
@@ -107,6 +109,31 @@ pub fn get(dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> Result<RouteIn
     parse(&replies).ok_or_else(|| NlError::Malformed(format!("no route in the answer for {dst}")))
 }
 
+/// RTM_NEWROUTE for a default route through `gateway`, as `ip route add
+/// default via GW` sends it (main table, static, universe scope).
+pub fn add_default_request(gateway: IpAddr) -> RouteNetlinkMessage {
+    let mut m = RouteMessage::default();
+    m.header = RouteHeader {
+        address_family: family(gateway),
+        table: RouteHeader::RT_TABLE_MAIN,
+        protocol: RouteProtocol::Boot,
+        scope: RouteScope::Universe,
+        kind: RouteType::Unicast,
+        ..Default::default()
+    };
+    m.attributes.push(RouteAttribute::Gateway(gateway.into()));
+    RouteNetlinkMessage::NewRoute(m)
+}
+
+/// Add a default route through `gateway` in the calling thread's namespace.
+pub fn add_default(gateway: IpAddr) -> Result<(), NlError> {
+    super::ask(
+        add_default_request(gateway),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::recorded::replies;
@@ -198,5 +225,19 @@ mod tests {
         };
         assert_eq!(m.header.source_prefix_length, 32);
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn default_route_names_only_its_gateway() {
+        let RouteNetlinkMessage::NewRoute(m) = add_default_request(ip("198.18.3.1")) else {
+            panic!("a NewRoute");
+        };
+        assert_eq!(m.header.destination_prefix_length, 0, "default: 0.0.0.0/0");
+        assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert_eq!(m.header.kind, RouteType::Unicast);
+        assert_eq!(
+            m.attributes,
+            vec![RouteAttribute::Gateway(ip("198.18.3.1").into())]
+        );
     }
 }
