@@ -519,6 +519,53 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `demo --clients 2`: the VMs' peers are two client namespaces, the
+/// controller only orchestrates, and the pairs still reach wire speed.
+#[test]
+fn demo_with_two_clients_runs_third_party_pairs() {
+    wirespeed_tests::require_root();
+    let dir = tempdir("demo-clients");
+    let mut c = std::process::Command::new(bin());
+    c.args(["demo", "--quick", "--vms", "2", "--clients", "2", "--out"])
+        .arg(&dir);
+    let o = run(c, Duration::from_secs(120)).ok();
+    assert!(o.stdout.contains("testbed torn down"), "{}", o.stdout);
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).unwrap();
+    let pts = j["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 4, "1-2 pairs, send and receive");
+    for p in pts {
+        let what = format!("{} {} pairs", p["direction"], p["pairs"]);
+        assert_eq!(p["error"], Value::Null, "{what}");
+        let best = p["percent_of_best"].as_f64().unwrap();
+        assert!((90.0..=101.0).contains(&best), "{what}: {best:.1}% of best");
+        let r = &p["repetitions"][0];
+        let mut want_hosts = Vec::new();
+        for (i, x) in r["pairs"].as_array().unwrap().iter().enumerate() {
+            // Round robin: vm1's peer is client1, vm2's client2.
+            let (client, vm) = (format!("client{}", i + 1), format!("vm{}", i + 1));
+            assert_eq!((x["client"].as_str(), x["agent"].as_str()), (Some(client.as_str()), Some(vm.as_str())), "{what}");
+            assert_eq!(x["run"]["end"]["sent"]["bytes"], x["run"]["end"]["received"]["bytes"], "{what}");
+            // The client agent's intervals: the warm-up is left out of the goodput.
+            let ivs = x["run"]["intervals"].as_array().unwrap();
+            assert!(ivs.len() >= 2, "{what}: {} interval(s)", ivs.len());
+            want_hosts.extend([client, vm]);
+        }
+        let mut hosts: Vec<String> = r["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["name"].as_str().unwrap().to_string())
+            .collect();
+        hosts.sort();
+        want_hosts.sort();
+        assert_eq!(hosts, want_hosts, "{what}: the controller only orchestrated");
+    }
+    let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
+    assert!(!ns.contains("wsdemo-"), "{ns}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn ctrl_c_mid_sweep_saves_points_and_tears_down() {
     use std::os::unix::process::CommandExt;

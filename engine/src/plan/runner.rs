@@ -14,7 +14,9 @@ use crate::control::thirdparty::{self, PairOptions, PreparedPair};
 use crate::host::iface::facts as iface_facts;
 use crate::report::diagnosis::{diagnose, diagnose_latency, HostFigures};
 use crate::report::model::{Interval, RrSummary, RunReport};
-use crate::report::plan::{PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA};
+use crate::report::plan::{
+    ControlTimes, PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA,
+};
 use crate::spec::Direction;
 use crate::{Error, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,7 +273,7 @@ impl Ready {
     fn run_at(self, at: Instant, on: impl FnMut(Event<'_>)) -> Result<RunReport> {
         match self {
             Ready::Controller(p) => p.run_at(Some(at), on),
-            Ready::ThirdParty(p) => p.run_at(at),
+            Ready::ThirdParty(p) => p.run_at(at, on),
         }
     }
 }
@@ -296,6 +298,7 @@ fn run_repetition(
         ))
     };
     // Prepare concurrently: connecting to N agents should not take N round trips.
+    let t0 = Instant::now();
     let prepared: Vec<Result<Ready>> = std::thread::scope(|s| {
         let hs: Vec<_> = opts
             .iter()
@@ -308,6 +311,7 @@ fn run_repetition(
     for (i, p) in prepared.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
     }
+    let t_ready = Instant::now();
     // Every pair is ready: only now estimate the clocks, all at once, so
     // no estimate is older than the slowest pair's setup, and an agent's
     // answers confirm it is waiting for the start before the instant is fixed.
@@ -327,6 +331,7 @@ fn run_repetition(
     for (i, p) in synced.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
     }
+    let t_synced = Instant::now();
     let rr = matches!(conf.test, crate::spec::TestKind::Rr { .. });
     let worst_rtt = ready.iter().map(Ready::rtt_us).max().unwrap_or(0);
     // Every pair's Start must reach both its ends before the first data
@@ -362,6 +367,12 @@ fn run_repetition(
     }
     let mut rep = assemble(conf, pairs, reports);
     rep.late = late_start(&end_starts(pairs, &rep), limit_us);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    rep.control = Some(ControlTimes {
+        prepare_ms: ms(t_ready - t0),
+        clock_ms: ms(t_synced - t_ready),
+        start_lead_ms: ms(at - t_synced),
+    });
     Ok(rep)
 }
 
@@ -372,12 +383,21 @@ fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
         .zip(&rep.pairs)
         .flat_map(|(pair, pr)| {
             let t = &pr.run.end.timing;
+            let client = pair
+                .client
+                .as_ref()
+                .map_or_else(|| "controller".into(), |c| format!("client agent {}", c.name));
             [
                 EndStart {
-                    name: format!("{} controller", pair.name),
+                    name: format!("{} {client}", pair.name),
                     start_us: t.local_start_us,
                     facts: t.local_start,
-                    clock_rtt_us: 0,
+                    // A client agent's start came through its own estimate.
+                    clock_rtt_us: if pair.client.is_some() {
+                        t.clock_rtt_us
+                    } else {
+                        0
+                    },
                 },
                 EndStart {
                     name: format!("{} agent {}", pair.name, pair.agent),
@@ -495,6 +515,7 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
         None => diagnose(&hosts, best.map(|b| 100.0 * aggregate_bps / b)),
     };
     Repetition {
+        control: None,
         aggregate_bps,
         start_skew_us: latest - earliest,
         late: None,
