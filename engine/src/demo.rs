@@ -79,7 +79,6 @@ impl Layout {
     }
 }
 
-
 /// An agent process in a namespace, ended by its pid on drop.
 struct AgentChild(Child);
 
@@ -139,7 +138,9 @@ fn peers_text(tb: &Testbed, layout: &Layout) -> String {
         let addr = tb.links[layout.control_link(h)].v4[1];
         format!("\n[[agents]]\nname = \"{name}\"\naddress = \"{addr}:5290\"\n")
     };
-    let mut s: String = (1..=layout.vms).map(|v| agent(format!("vm{v}"), v)).collect();
+    let mut s: String = (1..=layout.vms)
+        .map(|v| agent(format!("vm{v}"), v))
+        .collect();
     for c in 1..=layout.clients {
         s += &agent(format!("client{c}"), layout.vms + c);
     }

@@ -140,9 +140,11 @@ impl Testbed {
     /// Send host `h`'s traffic for addresses it has no link to through
     /// `gateway` (a neighbour on one of its links).
     pub fn route_default(&self, h: usize, gateway: IpAddr) -> Result<()> {
-        in_ns(&self.hosts[h], &format!("default route via {gateway}"), || {
-            crate::host::netlink::route::add_default(gateway)
-        })
+        in_ns(
+            &self.hosts[h],
+            &format!("default route via {gateway}"),
+            || crate::host::netlink::route::add_default(gateway),
+        )
     }
 
     /// Make host `h` a router between its links (IPv4 forwarding on).

@@ -544,8 +544,15 @@ fn demo_with_two_clients_runs_third_party_pairs() {
         for (i, x) in r["pairs"].as_array().unwrap().iter().enumerate() {
             // Round robin: vm1's peer is client1, vm2's client2.
             let (client, vm) = (format!("client{}", i + 1), format!("vm{}", i + 1));
-            assert_eq!((x["client"].as_str(), x["agent"].as_str()), (Some(client.as_str()), Some(vm.as_str())), "{what}");
-            assert_eq!(x["run"]["end"]["sent"]["bytes"], x["run"]["end"]["received"]["bytes"], "{what}");
+            assert_eq!(
+                (x["client"].as_str(), x["agent"].as_str()),
+                (Some(client.as_str()), Some(vm.as_str())),
+                "{what}"
+            );
+            assert_eq!(
+                x["run"]["end"]["sent"]["bytes"], x["run"]["end"]["received"]["bytes"],
+                "{what}"
+            );
             // The client agent's intervals: the warm-up is left out of the goodput.
             let ivs = x["run"]["intervals"].as_array().unwrap();
             assert!(ivs.len() >= 2, "{what}: {} interval(s)", ivs.len());
@@ -559,7 +566,10 @@ fn demo_with_two_clients_runs_third_party_pairs() {
             .collect();
         hosts.sort();
         want_hosts.sort();
-        assert_eq!(hosts, want_hosts, "{what}: the controller only orchestrated");
+        assert_eq!(
+            hosts, want_hosts,
+            "{what}: the controller only orchestrated"
+        );
     }
     let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
     assert!(!ns.contains("wsdemo-"), "{ns}");

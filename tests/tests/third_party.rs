@@ -514,7 +514,11 @@ fn assert_intervals(run: &serde_json::Value, direction: &str, bytes: u64) {
         sum += iv["sum"]["bytes"].as_u64().unwrap();
     }
     assert!(sum > 0 && sum <= bytes, "intervals {sum} of {bytes} bytes");
-    let from = if direction == "send" { "local" } else { "agent" };
+    let from = if direction == "send" {
+        "local"
+    } else {
+        "agent"
+    };
     let last = ivs.last().unwrap();
     assert!(
         last["flows"]
@@ -633,7 +637,13 @@ fn scale_256_pairs_over_64_agents() {
     let mut late: Vec<u64> = Vec::new();
     for x in pairs {
         let t = &x["run"]["end"]["timing"];
-        offsets.extend(x["start_offset_us"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()));
+        offsets.extend(
+            x["start_offset_us"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap()),
+        );
         for f in [&t["local_start"], &t["remote_start"]] {
             late.push(f["late_us"].as_u64().unwrap());
         }

@@ -58,8 +58,8 @@ impl AgentConfig {
 
 mod intervals;
 mod originate;
-pub use intervals::MIN_INTERVAL_MS;
 use intervals::Feed;
+pub use intervals::MIN_INTERVAL_MS;
 
 /// Most message-buffer memory one test may make the agent allocate.
 const MAX_TEST_BUFFERS: u64 = 1 << 30;

@@ -254,7 +254,10 @@ fn wait_alone(at: Instant) -> (Instant, StartFacts) {
 }
 
 /// This thread's scheduler statistics, opened once.
+#[cfg(target_os = "linux")]
 struct SchedStat(Option<std::fs::File>);
+#[cfg(not(target_os = "linux"))]
+struct SchedStat;
 
 impl SchedStat {
     #[cfg(target_os = "linux")]
@@ -264,7 +267,7 @@ impl SchedStat {
 
     #[cfg(not(target_os = "linux"))]
     fn open() -> SchedStat {
-        SchedStat(None)
+        SchedStat
     }
 
     /// Time spent runnable but not running, in ns.
@@ -399,10 +402,16 @@ mod tests {
         assert_eq!(woke[0].0, woke[1].0, "one wake-up");
         assert_eq!(woke[0].0, woke[2].0, "one wake-up");
         assert!(woke[3].0 >= instants[3], "a later instant waits for itself");
-        assert!(woke[0].0 >= at - us(200), "no earlier than the first instant told");
+        assert!(
+            woke[0].0 >= at - us(200),
+            "no earlier than the first instant told"
+        );
         for (t, (w, f)) in instants.iter().zip(&woke) {
             assert_eq!(f.target_us, us_of(*t), "each end's own instant");
-            assert_eq!(f.late_us, w.saturating_duration_since(*t).as_micros() as u64);
+            assert_eq!(
+                f.late_us,
+                w.saturating_duration_since(*t).as_micros() as u64
+            );
         }
     }
 

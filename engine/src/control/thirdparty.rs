@@ -19,9 +19,7 @@ use super::messages::{FlowTcp, Msg, OriginateOrder, ServeOrder};
 use super::token::Token;
 use super::{expect_msg, frame, poll_msg};
 use crate::datapath::socket::SocketOpts;
-use crate::report::model::{
-    HostInfo, Interval, RunConfig, RunReport, SideReport, TcpFrom, SCHEMA,
-};
+use crate::report::model::{HostInfo, Interval, RunConfig, RunReport, SideReport, TcpFrom, SCHEMA};
 use crate::spec::Direction;
 use crate::{Error, Result};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};

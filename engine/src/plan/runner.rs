@@ -312,21 +312,10 @@ fn run_repetition(
         ready.push(p.map_err(|e| named(i, e))?);
     }
     let t_ready = Instant::now();
-    // Every pair is ready: only now estimate the clocks, all at once, so
-    // no estimate is older than the slowest pair's setup, and an agent's
-    // answers confirm it is waiting for the start before the instant is fixed.
-    let synced: Vec<Result<Ready>> = std::thread::scope(|s| {
-        let hs: Vec<_> = ready
-            .into_iter()
-            .map(|mut p| {
-                s.spawn(move || {
-                    p.sync_clock(CLOCK_SAMPLES)?;
-                    Ok(p)
-                })
-            })
-            .collect();
-        join_all(hs)
-    });
+    // Every pair is ready: only now estimate the clocks, so no estimate is
+    // older than the slowest pair's setup, and an agent's answers confirm
+    // it is waiting for the start before the instant is fixed.
+    let synced = sync_clocks(ready);
     let mut ready = Vec::with_capacity(synced.len());
     for (i, p) in synced.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
@@ -376,6 +365,50 @@ fn run_repetition(
     Ok(rep)
 }
 
+/// Match every pair's clocks, a few pairs at a time (as many as the
+/// controller has CPUs): probes that queue for the CPUs come back with
+/// long round trips, and an offset is only as good as half its round trip
+/// (512 connections probed all at once on 2 cores: round trips near 1 ms,
+/// ends 1 ms apart that each woke on time).
+fn sync_clocks(ready: Vec<Ready>) -> Vec<Result<Ready>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 16)
+        .min(ready.len().max(1));
+    let mut shares: Vec<Vec<(usize, Ready)>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, p) in ready.into_iter().enumerate() {
+        shares[i % workers].push((i, p));
+    }
+    let n: usize = shares.iter().map(Vec::len).sum();
+    let mut out: Vec<Option<Result<Ready>>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let idx: Vec<usize> = share.iter().map(|(i, _)| *i).collect();
+                let h = s.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(i, mut p)| (i, p.sync_clock(CLOCK_SAMPLES).map(|()| p)))
+                        .collect::<Vec<_>>()
+                });
+                (idx, h)
+            })
+            .collect();
+        for (idx, h) in hs {
+            match h.join() {
+                Ok(done) => done.into_iter().for_each(|(i, r)| out[i] = Some(r)),
+                Err(_) => idx.into_iter().for_each(|i| {
+                    out[i] = Some(Err(Error::Protocol("clock thread panicked".into())))
+                }),
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every pair has a result"))
+        .collect()
+}
+
 /// Every end of every pair with its start in the controller's clock.
 fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
     pairs
@@ -383,10 +416,10 @@ fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
         .zip(&rep.pairs)
         .flat_map(|(pair, pr)| {
             let t = &pr.run.end.timing;
-            let client = pair
-                .client
-                .as_ref()
-                .map_or_else(|| "controller".into(), |c| format!("client agent {}", c.name));
+            let client = pair.client.as_ref().map_or_else(
+                || "controller".into(),
+                |c| format!("client agent {}", c.name),
+            );
             [
                 EndStart {
                     name: format!("{} {client}", pair.name),
