@@ -35,3 +35,31 @@ pub fn read(sock: &Socket) -> Option<TcpStats> {
 pub fn read(_sock: &Socket) -> Option<TcpStats> {
     None
 }
+
+/// True once this end has closed its writing and the peer has
+/// acknowledged every byte and the FIN (FIN-WAIT-2, TIME-WAIT or CLOSE):
+/// the peer's kernel holds all we sent. None where TCP_INFO is unknown.
+#[cfg(target_os = "linux")]
+pub fn drained(sock: &Socket) -> Option<bool> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    // SAFETY: as in `read`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    // TCP_FIN_WAIT2 = 5, TCP_TIME_WAIT = 6, TCP_CLOSE = 7
+    (rc == 0).then_some(matches!(info.tcpi_state, 5..=7))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn drained(_sock: &Socket) -> Option<bool> {
+    None
+}
