@@ -1,7 +1,9 @@
 //! `run --iperf3`: a test against a stock iperf3 server; parsing the
 //! options that apply and refusing those that cannot.
 
-use crate::{cancel_flag, catch_interrupts, parse_cpus, parse_queues, DirArg, ModeArg, RunArgs, TestArg};
+use crate::{
+    cancel_flag, catch_interrupts, parse_cpus, parse_queues, DirArg, ModeArg, RunArgs, TestArg,
+};
 use anyhow::{Context, Result};
 use std::io::Write;
 use wirespeed::control::iperf3::{client, DEFAULT_PORT};
@@ -12,7 +14,13 @@ fn resolve(to: &str) -> Result<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     let with_port = match to.parse::<std::net::IpAddr>() {
         Ok(ip) => std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string(),
-        Err(_) if to.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) => to.into(),
+        Err(_)
+            if to
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok()) =>
+        {
+            to.into()
+        }
         Err(_) => format!("{to}:{DEFAULT_PORT}"),
     };
     with_port
@@ -50,7 +58,9 @@ pub fn run(r: RunArgs, to: &str) -> Result<()> {
         direction: match r.direction {
             DirArg::Send => Direction::Send,
             DirArg::Receive => Direction::Receive,
-            DirArg::Both => anyhow::bail!("--iperf3 runs one direction (iperf3's --bidir is not supported): send or receive"),
+            DirArg::Both => anyhow::bail!(
+                "--iperf3 runs one direction (iperf3's --bidir is not supported): send or receive"
+            ),
         },
         streams: r.streams,
         duration: r.duration,
@@ -59,7 +69,11 @@ pub fn run(r: RunArgs, to: &str) -> Result<()> {
             .ok()
             .filter(|l| (1..=wirespeed::spec::MAX_MSG_SIZE).contains(l))
             .context("--msg-size must be 1 B to 16 MiB")?,
-        sockbuf: r.sockbuf.map(u32::try_from).transpose().context("--sockbuf is too large")?,
+        sockbuf: r
+            .sockbuf
+            .map(u32::try_from)
+            .transpose()
+            .context("--sockbuf is too large")?,
         mode: match r.mode {
             ModeArg::Auto => Mode::Auto,
             ModeArg::Xdp => Mode::Xdp,

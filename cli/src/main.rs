@@ -462,13 +462,15 @@ fn agent(a: AgentArgs) -> Result<()> {
         max_len: wirespeed::spec::MAX_MSG_SIZE,
         max_window: wirespeed::spec::MAX_SOCKBUF,
     };
-    let iperf3 = a.iperf3_listen.map(|listen| wirespeed::control::iperf3::server::ServeConfig {
-        listen,
-        limits,
-        data_timeout: cfg.data_timeout,
-        idle: cfg.idle_timeout,
-        max_tests: cfg.max_tests,
-    });
+    let iperf3 = a
+        .iperf3_listen
+        .map(|listen| wirespeed::control::iperf3::server::ServeConfig {
+            listen,
+            limits,
+            data_timeout: cfg.data_timeout,
+            idle: cfg.idle_timeout,
+            max_tests: cfg.max_tests,
+        });
     let agent = Agent::bind(cfg)?;
     let addr = agent.local_addr()?;
     println!(
@@ -477,7 +479,10 @@ fn agent(a: AgentArgs) -> Result<()> {
     );
     if let Some(c) = iperf3 {
         let server = wirespeed::control::iperf3::server::Server::bind(c, agent.tests())?;
-        println!("serving iperf3 clients on {} (no authentication)", server.local_addr()?);
+        println!(
+            "serving iperf3 clients on {} (no authentication)",
+            server.local_addr()?
+        );
         std::thread::Builder::new()
             .name("iperf3".into())
             .spawn(move || server.serve())

@@ -9,10 +9,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
+use wirespeed::testbed::Testbed;
 use wirespeed_tests::process::{run, wait_bounded, AgentProc, Output};
 use wirespeed_tests::testbed::{pair, sh};
 use wirespeed_tests::{bin, in_netns};
-use wirespeed::testbed::Testbed;
 
 const MIB16: u64 = 16 << 20;
 
@@ -21,7 +21,8 @@ fn listening(tb: &Testbed, h: usize, port: u16) {
     let until = Instant::now() + Duration::from_secs(10);
     let filter = format!("sport = :{port}");
     while Instant::now() < until {
-        let out = sh("ip", &["netns", "exec", tb.ns(h), "ss", "-Hltn", &filter]).unwrap_or_default();
+        let out =
+            sh("ip", &["netns", "exec", tb.ns(h), "ss", "-Hltn", &filter]).unwrap_or_default();
         if !out.trim().is_empty() {
             return;
         }
@@ -37,7 +38,9 @@ fn iperf3_server(tb: &Testbed) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = c.spawn().expect("iperf3 is installed (Debian's iperf3 package)");
+    let child = c
+        .spawn()
+        .expect("iperf3 is installed (Debian's iperf3 package)");
     listening(tb, 1, 5201);
     child
 }
@@ -54,7 +57,20 @@ fn server_json(mut child: Child) -> serde_json::Value {
 /// A TCP-lite receiver on veth needs the kernel sender's checksums filled.
 fn kernel_checksums(tb: &Testbed, side: usize) {
     let dev = &tb.links[0].ifname[side];
-    sh("ip", &["netns", "exec", tb.ns(side), "ethtool", "-K", dev, "tx", "off"]).unwrap();
+    sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            tb.ns(side),
+            "ethtool",
+            "-K",
+            dev,
+            "tx",
+            "off",
+        ],
+    )
+    .unwrap();
 }
 
 #[test]
@@ -71,9 +87,23 @@ fn wirespeed_against_a_stock_iperf3_server() {
         let what = format!("{mode} {dir} x{streams}");
         let srv = iperf3_server(&tb);
         let mut c = tb.cmd(0, &bin());
-        c.args(["run", "--iperf3", &server, "--mode", mode, "--direction", dir])
-            .args(["--streams", streams, "--bytes", &MIB16.to_string(), "--json"])
-            .args(["--iface", &tb.links[0].ifname[0]]);
+        c.args([
+            "run",
+            "--iperf3",
+            &server,
+            "--mode",
+            mode,
+            "--direction",
+            dir,
+        ])
+        .args([
+            "--streams",
+            streams,
+            "--bytes",
+            &MIB16.to_string(),
+            "--json",
+        ])
+        .args(["--iface", &tb.links[0].ifname[0]]);
         let ours = run(c, Duration::from_secs(60)).ok().json();
         let theirs = server_json(srv);
         let end = &theirs["end"];
@@ -82,8 +112,14 @@ fn wirespeed_against_a_stock_iperf3_server() {
             "send" => &end["sum_received"]["bytes"],
             _ => &end["sum_sent"]["bytes"],
         };
-        assert_eq!(ours["total"]["bytes"], *iperf3_bytes, "{what}: ours {ours} iperf3 {end}");
-        assert_eq!(ours["server_bytes"], *iperf3_bytes, "{what}: results exchange");
+        assert_eq!(
+            ours["total"]["bytes"], *iperf3_bytes,
+            "{what}: ours {ours} iperf3 {end}"
+        );
+        assert_eq!(
+            ours["server_bytes"], *iperf3_bytes,
+            "{what}: results exchange"
+        );
         assert_eq!(ours["bytes_agree"], true, "{what}");
         let total = ours["total"]["bytes"].as_u64().unwrap();
         match dir {
@@ -91,7 +127,10 @@ fn wirespeed_against_a_stock_iperf3_server() {
             "send" => assert_eq!(total, MIB16, "{what}"),
             _ => assert!(total >= MIB16, "{what}: {total}"),
         }
-        assert_eq!(ours["streams"].as_array().unwrap().len(), streams.parse::<usize>().unwrap());
+        assert_eq!(
+            ours["streams"].as_array().unwrap().len(),
+            streams.parse::<usize>().unwrap()
+        );
         let want_mode = if mode == "xdp" { "xdp-copy" } else { "socket" };
         assert_eq!(ours["mode"], want_mode, "{what}");
     }
@@ -100,8 +139,14 @@ fn wirespeed_against_a_stock_iperf3_server() {
 fn agent(tb: &Testbed) -> AgentProc {
     let mut c = tb.cmd(1, &bin());
     let ip = tb.links[0].v4[1].to_string();
-    c.args(["agent", "--listen", &format!("{ip}:5290"), "--iperf3-listen", &ip])
-        .args(["--max-streams", "8"]);
+    c.args([
+        "agent",
+        "--listen",
+        &format!("{ip}:5290"),
+        "--iperf3-listen",
+        &ip,
+    ])
+    .args(["--max-streams", "8"]);
     let a = AgentProc::start(c);
     listening(tb, 1, 5201);
     a
@@ -110,7 +155,8 @@ fn agent(tb: &Testbed) -> AgentProc {
 /// Stock `iperf3 -c` from host 0 with `args`, bounded, and its -J document.
 fn iperf3_client(tb: &Testbed, args: &[&str]) -> (Output, serde_json::Value) {
     let mut c = tb.cmd(0, Path::new("iperf3"));
-    c.args(["-c", &tb.links[0].v4[1].to_string(), "-J"]).args(args);
+    c.args(["-c", &tb.links[0].v4[1].to_string(), "-J"])
+        .args(args);
     let out = run(c, Duration::from_secs(30));
     let j = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("iperf3 -J ({e}): {}\n{}", out.stdout, out.stderr));
@@ -138,12 +184,26 @@ fn stock_iperf3_clients_against_the_agent() {
             assert_eq!(sent, MIB16, "{args:?}");
         }
         let streams = if args.contains(&"-P") { 4 } else { 1 };
-        assert_eq!(end["streams"].as_array().unwrap().len(), streams, "{args:?}");
+        assert_eq!(
+            end["streams"].as_array().unwrap().len(),
+            streams,
+            "{args:?}"
+        );
     }
-    assert!(a.wait_count("iperf3 test done", 4, Duration::from_secs(5)), "{}", a.log_text());
+    assert!(
+        a.wait_count("iperf3 test done", 4, Duration::from_secs(5)),
+        "{}",
+        a.log_text()
+    );
     let log = a.log_text();
-    assert!(log.contains(&format!("{MIB16} B received, client counted {MIB16} B")), "{log}");
-    assert!(log.contains(&format!("{MIB16} B sent, client counted {MIB16} B")), "{log}");
+    assert!(
+        log.contains(&format!("{MIB16} B received, client counted {MIB16} B")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("{MIB16} B sent, client counted {MIB16} B")),
+        "{log}"
+    );
 }
 
 /// A short valid test: the agent still serves.
@@ -169,14 +229,24 @@ fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
         assert!(!out.status.success(), "{args:?} should fail");
         let e = j["error"].as_str().unwrap_or_default();
         assert!(e.contains(says), "{args:?}: {e}");
-        assert!(t0.elapsed() < Duration::from_secs(5), "{args:?} took {:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            t0.elapsed()
+        );
     }
     let addr = format!("{}:5201", tb.links[0].v4[1]);
     let connect = || in_netns(tb.ns(0), || TcpStream::connect(&addr).expect("connect"));
     let cookie = [b'a'; 36].iter().copied().chain([0]).collect::<Vec<u8>>();
     let hostile: [(&str, Box<dyn Fn(&mut TcpStream)>); 4] = [
-        ("a truncated cookie", Box::new(|s| s.write_all(b"abc").unwrap())),
-        ("a cookie without its NUL", Box::new(|s| s.write_all(&[b'z'; 37]).unwrap())),
+        (
+            "a truncated cookie",
+            Box::new(|s| s.write_all(b"abc").unwrap()),
+        ),
+        (
+            "a cookie without its NUL",
+            Box::new(|s| s.write_all(&[b'z'; 37]).unwrap()),
+        ),
         (
             "a 4 GiB parameter length",
             Box::new(|s| {
@@ -209,7 +279,10 @@ fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
     std::thread::sleep(Duration::from_millis(200));
     let (out, j) = iperf3_client(&tb, &["-n", "1M"]);
     assert!(!out.status.success());
-    assert!(j["error"].as_str().unwrap_or_default().contains("busy"), "{j}");
+    assert!(
+        j["error"].as_str().unwrap_or_default().contains("busy"),
+        "{j}"
+    );
     std::thread::sleep(Duration::from_secs(5));
     a.assert_alive();
     still_serves(&tb, "a silent connection");

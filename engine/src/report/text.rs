@@ -461,7 +461,11 @@ pub fn iperf3_summary(r: &crate::control::iperf3::client::Iperf3Report) -> Strin
         r.mode,
         r.mode_reason
     );
-    let _ = writeln!(s, "{:<8}{:>14}{:>10}{:>16}{:>16}", "stream", "ours", "seconds", "rate", "iperf3's");
+    let _ = writeln!(
+        s,
+        "{:<8}{:>14}{:>10}{:>16}{:>16}",
+        "stream", "ours", "seconds", "rate", "iperf3's"
+    );
     let ids = crate::control::iperf3::wire::stream_ids(r.streams.len());
     for (f, id) in r.streams.iter().zip(ids) {
         let theirs = r.server_results.streams.iter().find(|t| t.id == id);
@@ -473,7 +477,9 @@ pub fn iperf3_summary(r: &crate::control::iperf3::client::Iperf3Report) -> Strin
             f.throughput.seconds,
             fmt_bps(f.throughput.bits_per_second),
             theirs.map_or("-".into(), |t| format!("{}", t.bytes.max(0.0) as u64)),
-            f.error.as_deref().map_or(String::new(), |e| format!("  error: {e}")),
+            f.error
+                .as_deref()
+                .map_or(String::new(), |e| format!("  error: {e}")),
         );
     }
     let _ = writeln!(

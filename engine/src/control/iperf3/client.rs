@@ -109,7 +109,10 @@ pub fn run(o: &ClientOptions, stop: &AtomicBool) -> Result<Iperf3Report> {
         )));
     }
     let conn = TcpStream::connect_timeout(&o.server, STEP).map_err(|e| {
-        Error::PeerLost(format!("connecting to the iperf3 server at {}: {e}", o.server))
+        Error::PeerLost(format!(
+            "connecting to the iperf3 server at {}: {e}",
+            o.server
+        ))
     })?;
     let _ = conn.set_nodelay(true);
     let cookie = wire::new_cookie();
@@ -241,7 +244,13 @@ fn open_end(
             let iface = o.iface.as_deref().ok_or_else(|| {
                 Error::Invalid("--mode xdp runs TCP-lite on an interface: add --iface IF".into())
             })?;
-            let end = StreamEnd::open(iface, local, ports, (o.queues.as_deref(), o.xdp_bind), false)?;
+            let end = StreamEnd::open(
+                iface,
+                local,
+                ports,
+                (o.queues.as_deref(), o.xdp_bind),
+                false,
+            )?;
             Ok((Some(end), "xdp: asked for (--mode xdp)".into()))
         }
         Mode::Auto => Ok(StreamEnd::open_auto(
@@ -306,7 +315,12 @@ fn connect_socket(
     Ok(Streams::sockets(
         socks,
         send,
-        (duration, per_stream.unwrap_or_default(), Duration::from_secs(10), hard),
+        (
+            duration,
+            per_stream.unwrap_or_default(),
+            Duration::from_secs(10),
+            hard,
+        ),
         o.len as usize,
     ))
 }
@@ -330,7 +344,8 @@ fn connect_xdp(
     let config = RunPlan::lan_config(
         end.mss(),
         None,
-        o.sockbuf.map_or(crate::spec::TCPLITE_DEFAULT_BUFFER, |b| b as usize),
+        o.sockbuf
+            .map_or(crate::spec::TCPLITE_DEFAULT_BUFFER, |b| b as usize),
     );
     let placed = end.place(usize::from(o.streams), o.server);
     let counters: Vec<_> = placed.flows.iter().map(|_| Default::default()).collect();

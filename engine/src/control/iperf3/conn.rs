@@ -30,7 +30,10 @@ pub fn read_state(conn: &TcpStream, within: Duration) -> Result<State> {
     let mut b = [0u8; 1];
     read_all(conn, &mut b, within, "waiting for a state")?;
     State::from_byte(b[0]).ok_or_else(|| {
-        Error::Protocol(format!("iperf3 peer sent state byte {}, which names no state", b[0] as i8))
+        Error::Protocol(format!(
+            "iperf3 peer sent state byte {}, which names no state",
+            b[0] as i8
+        ))
     })
 }
 
@@ -41,7 +44,9 @@ pub fn poll_state(conn: &TcpStream, wait: Duration) -> Result<Option<State>> {
         .map_err(|e| lost("setting a timeout", e))?;
     let mut b = [0u8; 1];
     match conn.peek(&mut b) {
-        Ok(0) => Err(Error::PeerLost("the iperf3 peer closed the control connection".into())),
+        Ok(0) => Err(Error::PeerLost(
+            "the iperf3 peer closed the control connection".into(),
+        )),
         Ok(_) => read_state(conn, wait.max(Duration::from_secs(1))).map(Some),
         Err(e)
             if matches!(
@@ -83,7 +88,9 @@ pub fn read_cookie(conn: &TcpStream, within: Duration) -> Result<Cookie> {
     let mut c = [0u8; COOKIE_LEN];
     read_all(conn, &mut c, within, "reading the cookie")?;
     if !wire::cookie_ok(&c) {
-        return Err(Error::Protocol("the iperf3 cookie is not a NUL-terminated string".into()));
+        return Err(Error::Protocol(
+            "the iperf3 cookie is not a NUL-terminated string".into(),
+        ));
     }
     Ok(c)
 }
@@ -93,14 +100,17 @@ pub fn read_cookie(conn: &TcpStream, within: Duration) -> Result<Cookie> {
 pub fn read_json<T: serde::de::DeserializeOwned>(conn: &TcpStream, within: Duration) -> Result<T> {
     let mut r = Deadline::new(conn, within);
     let mut p = [0u8; 4];
-    r.read_exact(&mut p).map_err(|e| lost("reading a JSON length", e))?;
+    r.read_exact(&mut p)
+        .map_err(|e| lost("reading a JSON length", e))?;
     let n = wire::json_len(p, MAX_JSON).map_err(Error::Protocol)?;
     let mut doc = vec![0u8; n];
-    r.read_exact(&mut doc).map_err(|e| lost("reading a JSON document", e))?;
+    r.read_exact(&mut doc)
+        .map_err(|e| lost("reading a JSON document", e))?;
     serde_json::from_slice(&doc).map_err(|e| Error::Protocol(format!("iperf3 JSON: {e}")))
 }
 
 pub fn write_json<T: serde::Serialize>(conn: &TcpStream, doc: &T) -> Result<()> {
-    let body = serde_json::to_vec(doc).map_err(|e| Error::Protocol(format!("encoding JSON: {e}")))?;
+    let body =
+        serde_json::to_vec(doc).map_err(|e| Error::Protocol(format!("encoding JSON: {e}")))?;
     write_all(conn, &wire::frame_json(&body), "sending a JSON document")
 }

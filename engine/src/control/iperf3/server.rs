@@ -52,7 +52,10 @@ impl Server {
     pub fn bind(cfg: ServeConfig, tests: Arc<AtomicUsize>) -> Result<Server> {
         let listener = TcpListener::bind(cfg.listen).map_err(|e| {
             Error::io(
-                format!("listening for iperf3 clients on {} (--iperf3-listen)", cfg.listen),
+                format!(
+                    "listening for iperf3 clients on {} (--iperf3-listen)",
+                    cfg.listen
+                ),
                 e,
             )
         })?;
@@ -91,7 +94,8 @@ impl Server {
                 Phase::Idle => {
                     *phase = Phase::Busy;
                     self.tests.fetch_add(1, Ordering::SeqCst);
-                    let (cfg, ph, tests) = (self.cfg.clone(), self.phase.clone(), self.tests.clone());
+                    let (cfg, ph, tests) =
+                        (self.cfg.clone(), self.phase.clone(), self.tests.clone());
                     let spawned = std::thread::Builder::new()
                         .name(format!("iperf3-{peer}"))
                         .spawn(move || {
@@ -239,9 +243,15 @@ fn wait_test_end(c: &TcpStream, hard: Instant) -> Result<()> {
         match conn::poll_state(c, Duration::from_millis(100))? {
             Some(State::TestEnd) => return Ok(()),
             Some(State::ClientTerminate) => {
-                return Err(Error::PeerLost("the iperf3 client terminated the test".into()))
+                return Err(Error::PeerLost(
+                    "the iperf3 client terminated the test".into(),
+                ))
             }
-            Some(s) => return Err(Error::Protocol(format!("iperf3 client sent {s:?} mid-test"))),
+            Some(s) => {
+                return Err(Error::Protocol(format!(
+                    "iperf3 client sent {s:?} mid-test"
+                )))
+            }
             None if Instant::now() >= hard => {
                 let _ = conn::write_state(c, State::ServerTerminate);
                 return Err(Error::PeerLost("the test ran past its time limit".into()));

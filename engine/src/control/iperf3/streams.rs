@@ -97,7 +97,11 @@ impl Streams {
     #[cfg(target_os = "linux")]
     pub fn xdp(
         work: crate::datapath::xdp::stream::StreamWork,
-        (counters, gate, stop): (Vec<Counter>, crate::datapath::xdp::stream::Gate, Arc<AtomicBool>),
+        (counters, gate, stop): (
+            Vec<Counter>,
+            crate::datapath::xdp::stream::Gate,
+            Arc<AtomicBool>,
+        ),
         send: bool,
         mode: &str,
     ) -> Streams {
@@ -187,7 +191,9 @@ impl Streams {
         self.stop();
         let send = self.send;
         match self.path {
-            Path::Socket { set, .. } => (set.map(|s| s.finish()).unwrap_or_default(), "socket".into()),
+            Path::Socket { set, .. } => {
+                (set.map(|s| s.finish()).unwrap_or_default(), "socket".into())
+            }
             #[cfg(target_os = "linux")]
             Path::Xdp { work, mode, .. } => {
                 let Some(work) = work else {

@@ -243,7 +243,10 @@ fn whole(v: f64, what: &str) -> Result<u64, Refusal> {
     if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 {
         Ok(v as u64)
     } else {
-        Err((code::RECV_PARAMS, format!("{what} {v} is not a whole number")))
+        Err((
+            code::RECV_PARAMS,
+            format!("{what} {v} is not a whole number"),
+        ))
     }
 }
 
@@ -281,13 +284,19 @@ impl Params {
             return unimp(what);
         }
         if self.authtoken.is_some() {
-            return Err((code::AUTH_TEST, "iperf3 authentication is not served".into()));
+            return Err((
+                code::AUTH_TEST,
+                "iperf3 authentication is not served".into(),
+            ));
         }
         let streams = whole(self.parallel, "parallel")?;
         if streams == 0 || streams > u64::from(lim.max_streams) {
             return Err((
                 code::NUM_STREAMS,
-                format!("{streams} streams (this agent allows 1 to {})", lim.max_streams),
+                format!(
+                    "{streams} streams (this agent allows 1 to {})",
+                    lim.max_streams
+                ),
             ));
         }
         let seconds = whole(self.time, "time")? as f64;
@@ -298,21 +307,25 @@ impl Params {
         if bytes.is_none() && (seconds <= 0.0 || seconds > lim.max_seconds) {
             return Err((
                 code::DURATION,
-                format!("{seconds} s (this agent allows up to {} s)", lim.max_seconds),
+                format!(
+                    "{seconds} s (this agent allows up to {} s)",
+                    lim.max_seconds
+                ),
             ));
         }
-        let capped = |v: Option<f64>, max: u32, what: &str, c: i32| -> Result<Option<u32>, Refusal> {
-            match v {
-                None => Ok(None),
-                Some(v) => match whole(v, what)? {
-                    0 => Ok(None),
-                    n if n > u64::from(max) => {
-                        Err((c, format!("{what} {n} (this agent allows up to {max})")))
-                    }
-                    n => Ok(Some(n as u32)),
-                },
-            }
-        };
+        let capped =
+            |v: Option<f64>, max: u32, what: &str, c: i32| -> Result<Option<u32>, Refusal> {
+                match v {
+                    None => Ok(None),
+                    Some(v) => match whole(v, what)? {
+                        0 => Ok(None),
+                        n if n > u64::from(max) => {
+                            Err((c, format!("{what} {n} (this agent allows up to {max})")))
+                        }
+                        n => Ok(Some(n as u32)),
+                    },
+                }
+            };
         Ok(Accepted {
             reverse: self.reverse.is_some(),
             streams: streams as u16,
@@ -383,7 +396,9 @@ impl Results {
 /// iperf3's stream ids in connection order: 1, then 3, 4, 5, ... (its own
 /// quirk, kept for compatibility with older iperf3).
 pub fn stream_ids(n: usize) -> Vec<i64> {
-    (0..n as i64).map(|k| if k == 0 { 1 } else { k + 2 }).collect()
+    (0..n as i64)
+        .map(|k| if k == 0 { 1 } else { k + 2 })
+        .collect()
 }
 
 /// `total` bytes split over `n` streams, the remainder to the first.
@@ -475,7 +490,8 @@ mod tests {
             }
         );
         // cJSON prints large whole numbers with an exponent.
-        let p: Params = serde_json::from_str(r#"{"tcp":true,"time":0,"num":1e+12,"parallel":1}"#).unwrap();
+        let p: Params =
+            serde_json::from_str(r#"{"tcp":true,"time":0,"num":1e+12,"parallel":1}"#).unwrap();
         assert_eq!(p.accept(&limits()).unwrap().bytes, Some(1_000_000_000_000));
     }
 
@@ -489,19 +505,93 @@ mod tests {
             assert_eq!(c, want, "{why}");
             assert!(!why.is_empty());
         };
-        check(Params { udp: Some(true), tcp: None, ..base.clone() }, code::UNIMPLEMENTED);
-        check(Params { sctp: Some(true), tcp: None, ..base.clone() }, code::NO_SCTP);
-        check(Params { bidirectional: Some(true), ..base.clone() }, code::UNIMPLEMENTED);
-        check(Params { bandwidth: Some(1e6), ..base.clone() }, code::UNIMPLEMENTED);
-        check(Params { parallel: 9.0, ..base.clone() }, code::NUM_STREAMS);
-        check(Params { parallel: 0.0, ..base.clone() }, code::NUM_STREAMS);
-        check(Params { time: 61.0, ..base.clone() }, code::DURATION);
-        check(Params { len: Some(2e6), ..base.clone() }, code::BLOCK_SIZE);
-        check(Params { window: Some(1e9), ..base.clone() }, code::BUF_SIZE);
-        check(Params { parallel: 1.5, ..base.clone() }, code::RECV_PARAMS);
-        check(Params { authtoken: Some("x".into()), ..base.clone() }, code::AUTH_TEST);
+        check(
+            Params {
+                udp: Some(true),
+                tcp: None,
+                ..base.clone()
+            },
+            code::UNIMPLEMENTED,
+        );
+        check(
+            Params {
+                sctp: Some(true),
+                tcp: None,
+                ..base.clone()
+            },
+            code::NO_SCTP,
+        );
+        check(
+            Params {
+                bidirectional: Some(true),
+                ..base.clone()
+            },
+            code::UNIMPLEMENTED,
+        );
+        check(
+            Params {
+                bandwidth: Some(1e6),
+                ..base.clone()
+            },
+            code::UNIMPLEMENTED,
+        );
+        check(
+            Params {
+                parallel: 9.0,
+                ..base.clone()
+            },
+            code::NUM_STREAMS,
+        );
+        check(
+            Params {
+                parallel: 0.0,
+                ..base.clone()
+            },
+            code::NUM_STREAMS,
+        );
+        check(
+            Params {
+                time: 61.0,
+                ..base.clone()
+            },
+            code::DURATION,
+        );
+        check(
+            Params {
+                len: Some(2e6),
+                ..base.clone()
+            },
+            code::BLOCK_SIZE,
+        );
+        check(
+            Params {
+                window: Some(1e9),
+                ..base.clone()
+            },
+            code::BUF_SIZE,
+        );
+        check(
+            Params {
+                parallel: 1.5,
+                ..base.clone()
+            },
+            code::RECV_PARAMS,
+        );
+        check(
+            Params {
+                authtoken: Some("x".into()),
+                ..base.clone()
+            },
+            code::AUTH_TEST,
+        );
         // A byte-count test may leave the time at iperf3's default.
-        assert!(Params { num: 1e6, time: 0.0, ..base }.accept(&lim).is_ok());
+        assert!(Params {
+            num: 1e6,
+            time: 0.0,
+            ..base
+        }
+        .accept(&lim)
+        .is_ok());
     }
 
     #[test]
