@@ -32,20 +32,18 @@ fn resolve(to: &str) -> Result<std::net::SocketAddr> {
 
 /// Options that mean something only against a wirespeed agent.
 fn refuse(r: &RunArgs) -> Result<()> {
-    let agent_only = [
+    let other = [
         ("--test rr", r.test == TestArg::Rr),
         ("--verify", r.verify),
         ("--window", r.window.is_some()),
-        ("--remote-mode", r.remote_mode.is_some()),
-        ("--remote-iface", r.remote_iface.is_some()),
-        ("--remote-queues", r.remote_queues.is_some()),
-        ("--remote-cpus", r.remote_cpus.is_some()),
-        ("--data-port", r.data_port.is_some()),
-        ("--psk-file", r.psk_file.is_some()),
         ("--rate", r.rate.is_some()),
         ("--csv", r.csv),
     ];
-    if let Some((flag, _)) = agent_only.iter().find(|(_, set)| *set) {
+    if let Some((flag, _)) = crate::agent_only(r)
+        .iter()
+        .chain(&other)
+        .find(|(_, set)| *set)
+    {
         anyhow::bail!("{flag} is not part of an iperf3 test: drop it (see docs/iperf3.md)");
     }
     Ok(())

@@ -522,6 +522,18 @@ fn tcplite_workers(r: &RunArgs) -> Result<(wirespeed::spec::Workers, wirespeed::
 /// netperf's and the study's message size.
 const DEFAULT_MSG_SIZE: u64 = 8 << 10;
 
+/// Options that only a wirespeed agent can honour, and whether each is set.
+fn agent_only(r: &RunArgs) -> [(&'static str, bool); 6] {
+    [
+        ("--remote-mode", r.remote_mode.is_some()),
+        ("--remote-iface", r.remote_iface.is_some()),
+        ("--remote-queues", r.remote_queues.is_some()),
+        ("--remote-cpus", r.remote_cpus.is_some()),
+        ("--data-port", r.data_port.is_some()),
+        ("--psk-file", r.psk_file.is_some()),
+    ]
+}
+
 /// Options that would be accepted and then ignored: refused, with why.
 fn refuse_ignored(r: &RunArgs) -> Result<()> {
     let rr = r.test == TestArg::Rr;
@@ -549,15 +561,7 @@ fn refuse_ignored(r: &RunArgs) -> Result<()> {
         if r.msg_size.is_some() {
             anyhow::bail!("--msg-size sizes send() calls on kernel sockets; TCP-lite against a plain peer sends full segments: drop --msg-size");
         }
-        let agent_only = [
-            ("--remote-mode", r.remote_mode.is_some()),
-            ("--remote-iface", r.remote_iface.is_some()),
-            ("--remote-queues", r.remote_queues.is_some()),
-            ("--remote-cpus", r.remote_cpus.is_some()),
-            ("--data-port", r.data_port.is_some()),
-            ("--psk-file", r.psk_file.is_some()),
-        ];
-        if let Some((flag, _)) = agent_only.iter().find(|(_, set)| *set) {
+        if let Some((flag, _)) = agent_only(r).iter().find(|(_, set)| *set) {
             anyhow::bail!("{flag} is for a wirespeed agent; a --plain peer runs none");
         }
     }

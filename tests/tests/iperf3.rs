@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use wirespeed::testbed::Testbed;
 use wirespeed_tests::process::{run, wait_bounded, AgentProc, Output};
-use wirespeed_tests::testbed::{pair, sh};
+use wirespeed_tests::testbed::{kernel_checksums, pair, sh};
 use wirespeed_tests::{bin, in_netns};
 
 const MIB16: u64 = 16 << 20;
@@ -52,25 +52,6 @@ fn server_json(mut child: Child) -> serde_json::Value {
     child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
     assert!(status.success(), "iperf3 -s failed: {s}");
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("iperf3 -J ({e}): {s}"))
-}
-
-/// A TCP-lite receiver on veth needs the kernel sender's checksums filled.
-fn kernel_checksums(tb: &Testbed, side: usize) {
-    let dev = &tb.links[0].ifname[side];
-    sh(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            tb.ns(side),
-            "ethtool",
-            "-K",
-            dev,
-            "tx",
-            "off",
-        ],
-    )
-    .unwrap();
 }
 
 #[test]
@@ -174,14 +155,20 @@ fn stock_iperf3_clients_against_the_agent() {
         vec!["-t", "1", "-P", "4", "-l", "64K", "-w", "1M"],
         vec!["-R", "-t", "1"],
     ] {
+        // iperf3 3.12 with -J exits 0 on errors too: its document says.
         let (out, j) = iperf3_client(&tb, &args);
-        assert!(out.status.success(), "{args:?}: {}", out.stdout);
+        assert!(j["error"].is_null(), "{args:?}: {}", out.stdout);
         let end = &j["end"];
         let sent = end["sum_sent"]["bytes"].as_u64().unwrap();
         let received = end["sum_received"]["bytes"].as_u64().unwrap();
         assert_eq!(sent, received, "{args:?}: both ends' counts, {end}");
         if args.contains(&"-n") {
-            assert_eq!(sent, MIB16, "{args:?}");
+            // iperf3's client may send a block past -n (it checks after
+            // sending); with -R the agent sends exactly -n.
+            match args.contains(&"-R") {
+                true => assert_eq!(sent, MIB16, "{args:?}"),
+                false => assert!(sent >= MIB16, "{args:?}: {sent}"),
+            }
         }
         let streams = if args.contains(&"-P") { 4 } else { 1 };
         assert_eq!(
@@ -196,10 +183,15 @@ fn stock_iperf3_clients_against_the_agent() {
         a.log_text()
     );
     let log = a.log_text();
-    assert!(
-        log.contains(&format!("{MIB16} B received, client counted {MIB16} B")),
-        "{log}"
-    );
+    // The agent's own count beside the client's, each test.
+    for line in log.lines().filter(|l| l.contains("iperf3 test done")) {
+        let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+        assert_eq!(nums.len(), 3, "{line}");
+        assert_eq!(
+            nums[1], nums[2],
+            "the agent's and the client's bytes: {line}"
+        );
+    }
     assert!(
         log.contains(&format!("{MIB16} B sent, client counted {MIB16} B")),
         "{log}"
@@ -209,7 +201,7 @@ fn stock_iperf3_clients_against_the_agent() {
 /// A short valid test: the agent still serves.
 fn still_serves(tb: &Testbed, after: &str) {
     let (out, j) = iperf3_client(tb, &["-n", "4M"]);
-    assert!(out.status.success(), "after {after}: {}", out.stdout);
+    assert!(j["error"].is_null(), "after {after}: {}", out.stdout);
     assert_eq!(j["end"]["sum_received"]["bytes"], 4 << 20, "after {after}");
 }
 
@@ -226,8 +218,12 @@ fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
     ] {
         let t0 = Instant::now();
         let (out, j) = iperf3_client(&tb, &args);
-        assert!(!out.status.success(), "{args:?} should fail");
         let e = j["error"].as_str().unwrap_or_default();
+        assert!(
+            j["end"]["sum_sent"].is_null(),
+            "{args:?} ran: {}",
+            out.stdout
+        );
         assert!(e.contains(says), "{args:?}: {e}");
         assert!(
             t0.elapsed() < Duration::from_secs(5),
@@ -277,8 +273,7 @@ fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
     // the cookie's deadline (5 s), not for ever: busy, then serving again.
     let _silent = connect();
     std::thread::sleep(Duration::from_millis(200));
-    let (out, j) = iperf3_client(&tb, &["-n", "1M"]);
-    assert!(!out.status.success());
+    let (_, j) = iperf3_client(&tb, &["-n", "1M"]);
     assert!(
         j["error"].as_str().unwrap_or_default().contains("busy"),
         "{j}"
