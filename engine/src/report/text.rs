@@ -427,26 +427,6 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unread_host_cpu_says_so_instead_of_a_figure() {
-        let c = CpuReport {
-            source: "unavailable: /proc/stat: Permission denied (os error 13)".into(),
-            cores: 2,
-            ..Default::default()
-        };
-        let line = cpu_line(&c);
-        assert!(
-            line.ends_with("host unavailable: /proc/stat: Permission denied (os error 13)"),
-            "{line}"
-        );
-        assert!(!line.contains("busy"), "{line}");
-    }
-}
-
 /// A test against iperf3: our streams beside the server's own figures.
 pub fn iperf3_summary(r: &crate::control::iperf3::client::Iperf3Report) -> String {
     let mut s = String::new();
@@ -505,4 +485,24 @@ pub fn iperf3_summary(r: &crate::control::iperf3::client::Iperf3Report) -> Strin
         r.server_results.cpu_util_system
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unread_host_cpu_says_so_instead_of_a_figure() {
+        let c = CpuReport {
+            source: "unavailable: /proc/stat: Permission denied (os error 13)".into(),
+            cores: 2,
+            ..Default::default()
+        };
+        let line = cpu_line(&c);
+        assert!(
+            line.ends_with("host unavailable: /proc/stat: Permission denied (os error 13)"),
+            "{line}"
+        );
+        assert!(!line.contains("busy"), "{line}");
+    }
 }
