@@ -189,7 +189,6 @@ impl Streams {
         let until = Instant::now() + within;
         while !self.poll(Duration::from_millis(10)) && Instant::now() < until {}
         self.stop();
-        let send = self.send;
         match self.path {
             Path::Socket { set, .. } => {
                 (set.map(|s| s.finish()).unwrap_or_default(), "socket".into())
@@ -200,7 +199,7 @@ impl Streams {
                     return (Vec::new(), mode);
                 };
                 let (rs, end) = work.finish();
-                let bad = end.bad_checksum();
+                let (bad, send) = (end.bad_checksum(), self.send);
                 let role = if send { Role::Sender } else { Role::Receiver };
                 let flows = rs
                     .into_iter()
