@@ -208,6 +208,9 @@ fn stock_iperf3_clients_against_the_agent() {
     );
 }
 
+/// Something a hostile peer does on a fresh control connection.
+type Hostile = Box<dyn Fn(&mut TcpStream)>;
+
 /// A short valid test: the agent still serves.
 fn still_serves(tb: &Testbed, after: &str) {
     let (out, j) = iperf3_client(tb, &["-n", "4M"]);
@@ -244,7 +247,7 @@ fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
     let addr = format!("{}:5201", tb.links[0].v4[1]);
     let connect = || in_netns(tb.ns(0), || TcpStream::connect(&addr).expect("connect"));
     let cookie = [b'a'; 36].iter().copied().chain([0]).collect::<Vec<u8>>();
-    let hostile: [(&str, Box<dyn Fn(&mut TcpStream)>); 4] = [
+    let hostile: [(&str, Hostile); 4] = [
         (
             "a truncated cookie",
             Box::new(|s| s.write_all(b"abc").unwrap()),
