@@ -16,6 +16,8 @@ use wirespeed::report::{csv, text};
 use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind};
 use wirespeed::units::{parse_duration, parse_size};
 
+mod iperf3;
+
 #[derive(Parser)]
 #[command(
     name = "wirespeed",
@@ -129,6 +131,10 @@ struct AgentArgs {
     /// How long to wait for a test's data connections.
     #[arg(long, default_value = "10s", value_parser = duration)]
     data_timeout: Duration,
+    /// Also serve stock `iperf3 -c` clients on ADDR[:PORT] (port 5201 by
+    /// default), one test at a time, under the same limits.
+    #[arg(long, value_parser = parse_iperf3_listen)]
+    iperf3_listen: Option<SocketAddr>,
     /// A flow that makes no progress this long ends with an error.
     #[arg(long, default_value = "10s", value_parser = duration)]
     idle_timeout: Duration,
@@ -191,8 +197,12 @@ enum DirArg {
 #[derive(Args)]
 struct RunArgs {
     /// The agent: HOST, HOST:PORT or [IPV6]:PORT.
-    #[arg(long, required_unless_present = "plain")]
+    #[arg(long, required_unless_present_any = ["plain", "iperf3"])]
     to: Option<String>,
+    /// A stock iperf3 server (`iperf3 -s`): HOST, HOST:PORT or [IPV6]:PORT
+    /// (port 5201 by default); this end runs --mode socket, xdp or auto.
+    #[arg(long, conflicts_with_all = ["to", "plain", "raw", "from"])]
+    iperf3: Option<String>,
     /// TCP over AF_XDP (TCP-lite) to or from a plain TCP server that runs
     /// no wirespeed (a sink for --direction send, a source for receive);
     /// needs --mode xdp and --iface.
@@ -372,6 +382,13 @@ fn parse_cpus(s: Option<&str>) -> Result<Vec<u16>> {
     })
 }
 
+fn parse_iperf3_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_listen(s).map(|a| match s.parse::<SocketAddr>() {
+        Ok(_) => a,
+        Err(_) => SocketAddr::new(a.ip(), wirespeed::control::iperf3::DEFAULT_PORT),
+    })
+}
+
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse() {
         return Ok(a);
@@ -439,12 +456,38 @@ fn agent(a: AgentArgs) -> Result<()> {
     } else {
         "no authentication"
     };
+    let limits = wirespeed::control::iperf3::wire::Limits {
+        max_streams: cfg.max_streams,
+        max_seconds: cfg.max_duration.as_secs_f64(),
+        max_len: wirespeed::spec::MAX_MSG_SIZE,
+        max_window: wirespeed::spec::MAX_SOCKBUF,
+    };
+    let iperf3 = a
+        .iperf3_listen
+        .map(|listen| wirespeed::control::iperf3::server::ServeConfig {
+            listen,
+            limits,
+            data_timeout: cfg.data_timeout,
+            idle: cfg.idle_timeout,
+            max_tests: cfg.max_tests,
+        });
     let agent = Agent::bind(cfg)?;
     let addr = agent.local_addr()?;
     println!(
         "wirespeed agent {} listening on {addr} ({auth})",
         wirespeed::VERSION
     );
+    if let Some(c) = iperf3 {
+        let server = wirespeed::control::iperf3::server::Server::bind(c, agent.tests())?;
+        println!(
+            "serving iperf3 clients on {} (no authentication)",
+            server.local_addr()?
+        );
+        std::thread::Builder::new()
+            .name("iperf3".into())
+            .spawn(move || server.serve())
+            .context("starting the iperf3 listener")?;
+    }
     std::io::stdout().flush().context("writing to stdout")?;
     agent.serve()?;
     Ok(())
@@ -479,6 +522,18 @@ fn tcplite_workers(r: &RunArgs) -> Result<(wirespeed::spec::Workers, wirespeed::
 /// netperf's and the study's message size.
 const DEFAULT_MSG_SIZE: u64 = 8 << 10;
 
+/// Options that only a wirespeed agent can honour, and whether each is set.
+fn agent_only(r: &RunArgs) -> [(&'static str, bool); 6] {
+    [
+        ("--remote-mode", r.remote_mode.is_some()),
+        ("--remote-iface", r.remote_iface.is_some()),
+        ("--remote-queues", r.remote_queues.is_some()),
+        ("--remote-cpus", r.remote_cpus.is_some()),
+        ("--data-port", r.data_port.is_some()),
+        ("--psk-file", r.psk_file.is_some()),
+    ]
+}
+
 /// Options that would be accepted and then ignored: refused, with why.
 fn refuse_ignored(r: &RunArgs) -> Result<()> {
     let rr = r.test == TestArg::Rr;
@@ -506,15 +561,7 @@ fn refuse_ignored(r: &RunArgs) -> Result<()> {
         if r.msg_size.is_some() {
             anyhow::bail!("--msg-size sizes send() calls on kernel sockets; TCP-lite against a plain peer sends full segments: drop --msg-size");
         }
-        let agent_only = [
-            ("--remote-mode", r.remote_mode.is_some()),
-            ("--remote-iface", r.remote_iface.is_some()),
-            ("--remote-queues", r.remote_queues.is_some()),
-            ("--remote-cpus", r.remote_cpus.is_some()),
-            ("--data-port", r.data_port.is_some()),
-            ("--psk-file", r.psk_file.is_some()),
-        ];
-        if let Some((flag, _)) = agent_only.iter().find(|(_, set)| *set) {
+        if let Some((flag, _)) = agent_only(r).iter().find(|(_, set)| *set) {
             anyhow::bail!("{flag} is for a wirespeed agent; a --plain peer runs none");
         }
     }
@@ -522,6 +569,9 @@ fn refuse_ignored(r: &RunArgs) -> Result<()> {
 }
 
 fn run(r: RunArgs) -> Result<()> {
+    if let Some(to) = r.iperf3.clone() {
+        return iperf3::run(r, &to);
+    }
     refuse_ignored(&r)?;
     if let Some(peer) = r.plain {
         return run_plain(r, peer);

@@ -82,3 +82,24 @@ pub fn ping(tb: &Testbed, from: usize, to: std::net::IpAddr) -> crate::process::
     .arg(to.to_string());
     crate::process::run(c, std::time::Duration::from_secs(20))
 }
+
+/// Fill in TCP checksums in software on one side of link 0: a kernel TCP
+/// sender on veth leaves them to an offload that never happens, and an
+/// AF_XDP receiver sees them unfilled.
+pub fn kernel_checksums(tb: &Testbed, side: usize) {
+    let dev = &tb.links[0].ifname[side];
+    sh(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            tb.ns(side),
+            "ethtool",
+            "-K",
+            dev,
+            "tx",
+            "off",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("ethtool -K {dev} tx off: {e}"));
+}

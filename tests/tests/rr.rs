@@ -113,21 +113,7 @@ fn rr_over_tcp_lite_both_ends_and_against_kernel_sockets() {
     let tb = pair();
     // Kernel TCP on veth leaves checksums to an offload AF_XDP never sees done.
     for side in 0..2 {
-        let dev = &tb.links[0].ifname[side];
-        wirespeed_tests::testbed::sh(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                tb.ns(side),
-                "ethtool",
-                "-K",
-                dev,
-                "tx",
-                "off",
-            ],
-        )
-        .unwrap();
+        wirespeed_tests::testbed::kernel_checksums(&tb, side);
     }
     let a = agent(&tb, "198.18.0.2");
     let (ours, theirs) = (tb.links[0].ifname[0].clone(), tb.links[0].ifname[1].clone());

@@ -116,6 +116,12 @@ impl Agent {
             .map_err(|e| Error::io("reading the listen address", e))
     }
 
+    /// The count of tests running, shared with other listeners (iperf3's)
+    /// that the agent's `max_tests` also bounds.
+    pub fn tests(&self) -> Arc<AtomicUsize> {
+        self.tests.clone()
+    }
+
     /// Serve forever.
     pub fn serve(self) -> Result<()> {
         loop {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod clock;
 pub mod controller;
 pub mod frame;
+pub mod iperf3;
 pub mod messages;
 pub mod sender_tcp;
 pub mod start;

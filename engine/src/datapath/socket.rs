@@ -169,6 +169,17 @@ pub fn connect_flow(
     header: &FlowHeader,
     timeout: Duration,
 ) -> Result<Socket> {
+    connect_with(to, opts, &header.encode(), timeout)
+}
+
+/// Open one data connection and send `first` on it (a wirespeed data
+/// header, or another tool's, such as iperf3's cookie).
+pub fn connect_with(
+    to: SocketAddr,
+    opts: &SocketOpts,
+    first: &[u8],
+    timeout: Duration,
+) -> Result<Socket> {
     let sock = new_socket(&to, opts)?;
     if let Some(ip) = opts.local {
         sock.bind(&SocketAddr::new(ip, 0).into())
@@ -179,7 +190,7 @@ pub fn connect_flow(
     sock.set_write_timeout(Some(timeout))
         .ctx(|| "setting a send timeout".into())?;
     (&sock)
-        .write_all(&header.encode())
+        .write_all(first)
         .ctx(|| format!("sending data header to {to}"))?;
     Ok(sock)
 }

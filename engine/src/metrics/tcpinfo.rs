@@ -4,9 +4,9 @@
 use crate::report::model::TcpStats;
 use socket2::Socket;
 
-/// Read TCP_INFO; None where unsupported or on error.
+/// The kernel's TCP_INFO for a socket; None on error.
 #[cfg(target_os = "linux")]
-pub fn read(sock: &Socket) -> Option<TcpStats> {
+fn tcp_info(sock: &Socket) -> Option<nix::libc::tcp_info> {
     use nix::libc;
     use std::os::fd::AsRawFd;
     // SAFETY: tcp_info is plain old data; getsockopt writes at most `len` bytes.
@@ -21,7 +21,14 @@ pub fn read(sock: &Socket) -> Option<TcpStats> {
             &mut len,
         )
     };
-    (rc == 0).then_some(TcpStats {
+    (rc == 0).then_some(info)
+}
+
+/// Read TCP_INFO; None where unsupported or on error.
+#[cfg(target_os = "linux")]
+pub fn read(sock: &Socket) -> Option<TcpStats> {
+    let info = tcp_info(sock)?;
+    Some(TcpStats {
         retransmits: info.tcpi_total_retrans,
         rtt_us: info.tcpi_rtt,
         rttvar_us: info.tcpi_rttvar,
@@ -33,5 +40,20 @@ pub fn read(sock: &Socket) -> Option<TcpStats> {
 
 #[cfg(not(target_os = "linux"))]
 pub fn read(_sock: &Socket) -> Option<TcpStats> {
+    None
+}
+
+/// True once this end has closed its writing and the peer has
+/// acknowledged every byte and the FIN (FIN-WAIT-2, TIME-WAIT or CLOSE):
+/// the peer's kernel holds all we sent. None where TCP_INFO is unknown.
+#[cfg(target_os = "linux")]
+pub fn drained(sock: &Socket) -> Option<bool> {
+    let info = tcp_info(sock)?;
+    // TCP_FIN_WAIT2 = 5, TCP_TIME_WAIT = 6, TCP_CLOSE = 7
+    Some(matches!(info.tcpi_state, 5..=7))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn drained(_sock: &Socket) -> Option<bool> {
     None
 }

@@ -427,6 +427,66 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
     )
 }
 
+/// A test against iperf3: our streams beside the server's own figures.
+pub fn iperf3_summary(r: &crate::control::iperf3::client::Iperf3Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} iperf3 server {}, mode {} ({})",
+        match r.direction {
+            crate::spec::Direction::Receive => "receiving from",
+            _ => "sending to",
+        },
+        r.server,
+        r.mode,
+        r.mode_reason
+    );
+    let _ = writeln!(
+        s,
+        "{:<8}{:>14}{:>10}{:>16}{:>16}",
+        "stream", "ours", "seconds", "rate", "iperf3's"
+    );
+    let ids = crate::control::iperf3::wire::stream_ids(r.streams.len());
+    for (f, id) in r.streams.iter().zip(ids) {
+        let theirs = r.server_results.streams.iter().find(|t| t.id == id);
+        let _ = writeln!(
+            s,
+            "{:<8}{:>14}{:>10.2}{:>16}{:>16}{}",
+            format!("[{id}]"),
+            f.throughput.bytes,
+            f.throughput.seconds,
+            fmt_bps(f.throughput.bits_per_second),
+            theirs.map_or("-".into(), |t| format!("{}", t.bytes.max(0.0) as u64)),
+            f.error
+                .as_deref()
+                .map_or(String::new(), |e| format!("  error: {e}")),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<8}{:>14}{:>10.2}{:>16}{:>16}  {}",
+        "[SUM]",
+        r.total.bytes,
+        r.total.seconds,
+        fmt_bps(r.total.bits_per_second),
+        r.server_bytes,
+        if r.bytes_agree {
+            "bytes agree"
+        } else {
+            "bytes DIFFER"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "cpu: ours {}; iperf3 server {:.1}% of a core (user {:.1}%, system {:.1}%)",
+        cpu_line(&r.cpu),
+        r.server_results.cpu_util_total,
+        r.server_results.cpu_util_user,
+        r.server_results.cpu_util_system
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

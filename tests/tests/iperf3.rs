@@ -1,0 +1,297 @@
+//! iperf3 interoperability against Debian's real `iperf3`, in namespaces:
+//! `wirespeed run --iperf3` against `iperf3 -s` (kernel sockets and
+//! TCP-lite on our end, both directions, 1 and 4 streams), stock `iperf3
+//! -c` against `wirespeed agent --iperf3-listen`, and what the agent does
+//! with refused options and hostile or truncated control exchanges.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+use wirespeed::testbed::Testbed;
+use wirespeed_tests::process::{run, wait_bounded, AgentProc, Output};
+use wirespeed_tests::testbed::{kernel_checksums, pair, sh};
+use wirespeed_tests::{bin, in_netns};
+
+const MIB16: u64 = 16 << 20;
+
+/// Wait (bounded) until something listens on `port` in host `h`.
+fn listening(tb: &Testbed, h: usize, port: u16) {
+    let until = Instant::now() + Duration::from_secs(10);
+    let filter = format!("sport = :{port}");
+    while Instant::now() < until {
+        let out =
+            sh("ip", &["netns", "exec", tb.ns(h), "ss", "-Hltn", &filter]).unwrap_or_default();
+        if !out.trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on port {port} in {} after 10 s", tb.ns(h));
+}
+
+/// `iperf3 -s -1 -J` in host 1, listening.
+fn iperf3_server(tb: &Testbed) -> Child {
+    let mut c = tb.cmd(1, Path::new("iperf3"));
+    c.args(["-s", "-1", "-J", "-B", &tb.links[0].v4[1].to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c
+        .spawn()
+        .expect("iperf3 is installed (Debian's iperf3 package)");
+    listening(tb, 1, 5201);
+    child
+}
+
+/// The one-off server's -J document, once it has exited.
+fn server_json(mut child: Child) -> serde_json::Value {
+    let status = wait_bounded(&mut child, Duration::from_secs(15)).expect("iperf3 -s -1 exits");
+    let mut s = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+    assert!(status.success(), "iperf3 -s failed: {s}");
+    serde_json::from_str(&s).unwrap_or_else(|e| panic!("iperf3 -J ({e}): {s}"))
+}
+
+#[test]
+fn wirespeed_against_a_stock_iperf3_server() {
+    let tb = pair();
+    kernel_checksums(&tb, 1);
+    let server = tb.links[0].v4[1].to_string();
+    for (mode, dir, streams) in [
+        ("socket", "send", "1"),
+        ("socket", "receive", "4"),
+        ("xdp", "send", "4"),
+        ("xdp", "receive", "1"),
+    ] {
+        let what = format!("{mode} {dir} x{streams}");
+        let srv = iperf3_server(&tb);
+        let mut c = tb.cmd(0, &bin());
+        c.args([
+            "run",
+            "--iperf3",
+            &server,
+            "--mode",
+            mode,
+            "--direction",
+            dir,
+        ])
+        .args([
+            "--streams",
+            streams,
+            "--bytes",
+            &MIB16.to_string(),
+            "--json",
+        ])
+        .args(["--iface", &tb.links[0].ifname[0]]);
+        let ours = run(c, Duration::from_secs(60)).ok().json();
+        let theirs = server_json(srv);
+        let end = &theirs["end"];
+        // iperf3 -s reports what it received (forward) or sent (-R).
+        let iperf3_bytes = match dir {
+            "send" => &end["sum_received"]["bytes"],
+            _ => &end["sum_sent"]["bytes"],
+        };
+        assert_eq!(
+            ours["total"]["bytes"], *iperf3_bytes,
+            "{what}: ours {ours} iperf3 {end}"
+        );
+        assert_eq!(
+            ours["server_bytes"], *iperf3_bytes,
+            "{what}: results exchange"
+        );
+        assert_eq!(ours["bytes_agree"], true, "{what}");
+        let total = ours["total"]["bytes"].as_u64().unwrap();
+        match dir {
+            // We send exactly --bytes; iperf3's server sends until told.
+            "send" => assert_eq!(total, MIB16, "{what}"),
+            _ => assert!(total >= MIB16, "{what}: {total}"),
+        }
+        assert_eq!(
+            ours["streams"].as_array().unwrap().len(),
+            streams.parse::<usize>().unwrap()
+        );
+        let want_mode = if mode == "xdp" { "xdp-copy" } else { "socket" };
+        assert_eq!(ours["mode"], want_mode, "{what}");
+    }
+}
+
+fn agent(tb: &Testbed) -> AgentProc {
+    let mut c = tb.cmd(1, &bin());
+    let ip = tb.links[0].v4[1].to_string();
+    c.args([
+        "agent",
+        "--listen",
+        &format!("{ip}:5290"),
+        "--iperf3-listen",
+        &ip,
+    ])
+    .args(["--max-streams", "8"]);
+    let a = AgentProc::start(c);
+    listening(tb, 1, 5201);
+    a
+}
+
+/// Stock `iperf3 -c` from host 0 with `args`, bounded, and its -J document.
+fn iperf3_client(tb: &Testbed, args: &[&str]) -> (Output, serde_json::Value) {
+    let mut c = tb.cmd(0, Path::new("iperf3"));
+    c.args(["-c", &tb.links[0].v4[1].to_string(), "-J"])
+        .args(args);
+    let out = run(c, Duration::from_secs(30));
+    let j = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 -J ({e}): {}\n{}", out.stdout, out.stderr));
+    (out, j)
+}
+
+#[test]
+fn stock_iperf3_clients_against_the_agent() {
+    let tb = pair();
+    let a = agent(&tb);
+    let n = MIB16.to_string();
+    for args in [
+        vec!["-n", &n],
+        vec!["-R", "-n", &n, "-P", "4"],
+        vec!["-t", "1", "-P", "4", "-l", "64K", "-w", "1M"],
+        vec!["-R", "-t", "1"],
+    ] {
+        // iperf3 3.12 with -J exits 0 on errors too: its document says.
+        let (out, j) = iperf3_client(&tb, &args);
+        assert!(j["error"].is_null(), "{args:?}: {}", out.stdout);
+        let end = &j["end"];
+        let sent = end["sum_sent"]["bytes"].as_u64().unwrap();
+        let received = end["sum_received"]["bytes"].as_u64().unwrap();
+        if args == ["-R", "-t", "1"] {
+            // iperf3's client stops counting at its own timer: what the
+            // agent sent that was still in flight is not counted (docs/iperf3.md).
+            assert!(
+                received <= sent && received * 10 >= sent * 9,
+                "{args:?}: {end}"
+            );
+        } else {
+            assert_eq!(sent, received, "{args:?}: both ends' counts, {end}");
+        }
+        if args.contains(&"-n") {
+            // iperf3's client may send a block past -n (it checks after
+            // sending); with -R the agent sends exactly -n.
+            match args.contains(&"-R") {
+                true => assert_eq!(sent, MIB16, "{args:?}"),
+                false => assert!(sent >= MIB16, "{args:?}: {sent}"),
+            }
+        }
+        let streams = if args.contains(&"-P") { 4 } else { 1 };
+        assert_eq!(
+            end["streams"].as_array().unwrap().len(),
+            streams,
+            "{args:?}"
+        );
+    }
+    assert!(
+        a.wait_count("iperf3 test done", 4, Duration::from_secs(5)),
+        "{}",
+        a.log_text()
+    );
+    let log = a.log_text();
+    // The agent's own count beside the client's, each test.
+    let forward = |l: &&str| l.contains("iperf3 test done") && l.contains("forward");
+    for line in log.lines().filter(forward) {
+        let nums: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+        assert_eq!(nums.len(), 3, "{line}");
+        assert_eq!(
+            nums[1], nums[2],
+            "the agent's and the client's bytes: {line}"
+        );
+    }
+    assert!(
+        log.contains(&format!("{MIB16} B sent, client counted {MIB16} B")),
+        "{log}"
+    );
+}
+
+/// Something a hostile peer does on a fresh control connection.
+type Hostile = Box<dyn Fn(&mut TcpStream)>;
+
+/// A short valid test: the agent still serves.
+fn still_serves(tb: &Testbed, after: &str) {
+    let (out, j) = iperf3_client(tb, &["-n", "4M"]);
+    assert!(j["error"].is_null(), "after {after}: {}", out.stdout);
+    assert_eq!(j["end"]["sum_received"]["bytes"], 4 << 20, "after {after}");
+}
+
+#[test]
+fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
+    let tb = pair();
+    let mut a = agent(&tb);
+    // Refused options: iperf3's own error, at once, never a hang.
+    for (args, says) in [
+        (vec!["-u", "-t", "1"], "not implemented yet"),
+        (vec!["--bidir", "-t", "1"], "not implemented yet"),
+        (vec!["-P", "9", "-t", "1"], "parallel streams too large"),
+        (vec!["-t", "1", "-b", "10M"], "not implemented yet"),
+    ] {
+        let t0 = Instant::now();
+        let (out, j) = iperf3_client(&tb, &args);
+        let e = j["error"].as_str().unwrap_or_default();
+        assert!(
+            j["end"]["sum_sent"].is_null(),
+            "{args:?} ran: {}",
+            out.stdout
+        );
+        assert!(e.contains(says), "{args:?}: {e}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{args:?} took {:?}",
+            t0.elapsed()
+        );
+    }
+    let addr = format!("{}:5201", tb.links[0].v4[1]);
+    let connect = || in_netns(tb.ns(0), || TcpStream::connect(&addr).expect("connect"));
+    let cookie = [b'a'; 36].iter().copied().chain([0]).collect::<Vec<u8>>();
+    let hostile: [(&str, Hostile); 4] = [
+        (
+            "a truncated cookie",
+            Box::new(|s| s.write_all(b"abc").unwrap()),
+        ),
+        (
+            "a cookie without its NUL",
+            Box::new(|s| s.write_all(&[b'z'; 37]).unwrap()),
+        ),
+        (
+            "a 4 GiB parameter length",
+            Box::new(|s| {
+                s.write_all(&cookie).unwrap();
+                let mut st = [0u8; 1];
+                s.read_exact(&mut st).unwrap();
+                assert_eq!(st[0], 9, "PARAM_EXCHANGE");
+                s.write_all(&[0xff; 4]).unwrap();
+            }),
+        ),
+        (
+            "truncated parameters",
+            Box::new(|s| {
+                s.write_all(&cookie).unwrap();
+                s.write_all(&[0, 0, 0, 100]).unwrap();
+                s.write_all(b"{\"tcp\":tr").unwrap();
+            }),
+        ),
+    ];
+    for (what, act) in &hostile {
+        let mut s = connect();
+        act(&mut s);
+        drop(s);
+        a.assert_alive();
+        still_serves(&tb, what);
+    }
+    // A peer that connects and says nothing holds the one test slot for
+    // the cookie's deadline (5 s), not for ever: busy, then serving again.
+    let _silent = connect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, j) = iperf3_client(&tb, &["-n", "1M"]);
+    assert!(
+        j["error"].as_str().unwrap_or_default().contains("busy"),
+        "{j}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    a.assert_alive();
+    still_serves(&tb, "a silent connection");
+}
