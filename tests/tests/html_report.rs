@@ -21,7 +21,10 @@ fn plan(tb: &Testbed) -> String {
          test = \"rr\"\nrequest_size = 64\nresponse_size = \"1K\"\n",
     );
     for (k, l) in tb.links.iter().enumerate() {
-        s += &format!("[[agents]]\nname = \"a{k}\"\naddress = \"{}:5290\"\n", l.v4[1]);
+        s += &format!(
+            "[[agents]]\nname = \"a{k}\"\naddress = \"{}:5290\"\n",
+            l.v4[1]
+        );
     }
     for c in ["bulk", "rr"] {
         for (k, l) in tb.links.iter().enumerate() {
@@ -148,7 +151,11 @@ fn html_report_renders_in_headless_chromium() {
     let console: Vec<&str> = o.stderr.lines().filter(|l| l.contains("CONSOLE")).collect();
     assert!(console.is_empty(), "console messages: {console:#?}");
     let png = std::fs::read(&shot).expect("the screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
 
     // A copy with the probe: every figure a visible, drawn SVG box.
     let probe = dir.join("probe.html");

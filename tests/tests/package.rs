@@ -38,7 +38,11 @@ fn installed() -> &'static Installed {
         }
         std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
         // The unprivileged agent must reach the installed binary.
-        sh("chmod", &["0755", dir.to_str().unwrap(), root.to_str().unwrap()]).unwrap();
+        sh(
+            "chmod",
+            &["0755", dir.to_str().unwrap(), root.to_str().unwrap()],
+        )
+        .unwrap();
         let mut c = Command::new(workspace().join("scripts/package"));
         c.arg("--bin").arg(bin()).arg("--out").arg(&dir);
         let out = run(c, Duration::from_secs(180)).ok();
@@ -111,15 +115,25 @@ fn package_installs_files_and_a_verified_hardened_unit() {
     }
     // postinst made the key, readable by root only.
     use std::os::unix::fs::PermissionsExt;
-    let key = i.root.join("etc/wirespeed/psk").metadata().expect("the key");
+    let key = i
+        .root
+        .join("etc/wirespeed/psk")
+        .metadata()
+        .expect("the key");
     assert_eq!(key.permissions().mode() & 0o777, 0o600);
-    let bash = std::fs::read_to_string(i.root.join("usr/share/bash-completion/completions/wirespeed"))
-        .unwrap();
+    let bash = std::fs::read_to_string(
+        i.root
+            .join("usr/share/bash-completion/completions/wirespeed"),
+    )
+    .unwrap();
     assert!(bash.contains("--max-streams") && bash.contains("completions"));
     let mut c = Command::new(i.root.join("usr/bin/wirespeed"));
     c.arg("--version");
     let version = run(c, Duration::from_secs(10)).ok();
-    assert_eq!(version.stdout.trim(), format!("wirespeed {}", wirespeed::VERSION));
+    assert_eq!(
+        version.stdout.trim(),
+        format!("wirespeed {}", wirespeed::VERSION)
+    );
     verify_unit(i);
     hardening(&unit_text(i));
 }
@@ -130,8 +144,13 @@ fn verify_unit(i: &Installed) {
     let root = format!("--root={}", i.root.display());
     let man = i.root.join("usr/share/man");
     let mut c = Command::new("systemd-analyze");
-    c.args(["verify", &root, "--recursive-errors=no", "wirespeed-agent.service"])
-        .env("MANPATH", &man);
+    c.args([
+        "verify",
+        &root,
+        "--recursive-errors=no",
+        "wirespeed-agent.service",
+    ])
+    .env("MANPATH", &man);
     let out = run(c, Duration::from_secs(60));
     assert!(
         out.status.success() && out.stderr.trim().is_empty(),
@@ -140,7 +159,12 @@ fn verify_unit(i: &Installed) {
         out.stderr
     );
     let mut c = Command::new("systemd-analyze");
-    c.args(["security", "--offline=true", &root, "wirespeed-agent.service"]);
+    c.args([
+        "security",
+        "--offline=true",
+        &root,
+        "wirespeed-agent.service",
+    ]);
     let out = run(c, Duration::from_secs(60));
     let text = format!("{}{}", out.stdout, out.stderr);
     let level: f64 = text
@@ -163,13 +187,25 @@ fn hardening(unit: &str) {
     ] {
         assert_eq!(one(unit, k), v, "{k}");
     }
-    assert_eq!(one(unit, "AmbientCapabilities"), one(unit, "CapabilityBoundingSet"));
+    assert_eq!(
+        one(unit, "AmbientCapabilities"),
+        one(unit, "CapabilityBoundingSet")
+    );
     let families = one(unit, "RestrictAddressFamilies");
     for af in ["AF_XDP", "AF_NETLINK", "AF_INET", "AF_INET6", "AF_UNIX"] {
-        assert!(families.split(' ').any(|f| f == af), "{af} not in {families}");
+        assert!(
+            families.split(' ').any(|f| f == af),
+            "{af} not in {families}"
+        );
     }
-    assert!(values(unit, "PrivateNetwork").is_empty(), "XDP needs the host's NICs");
-    assert!(values(unit, "User").is_empty(), "DynamicUser, not a fixed user");
+    assert!(
+        values(unit, "PrivateNetwork").is_empty(),
+        "XDP needs the host's NICs"
+    );
+    assert!(
+        values(unit, "User").is_empty(),
+        "DynamicUser, not a fixed user"
+    );
 }
 
 /// The unit's capabilities, as setpriv names them (`net_admin`).
@@ -214,7 +250,11 @@ fn exec_start(i: &Installed, set: &[(&str, &str)], creds: &Path) -> Vec<String> 
         assert!(!w.contains('$'), "{word}: unset variable");
         argv.push(w);
     }
-    argv[0] = i.root.join(argv[0].trim_start_matches('/')).display().to_string();
+    argv[0] = i
+        .root
+        .join(argv[0].trim_start_matches('/'))
+        .display()
+        .to_string();
     argv
 }
 
@@ -253,7 +293,9 @@ fn agent(i: &Installed, tb: &Testbed, caps: &[String], creds: &Creds) -> AgentPr
     let unlimited = run(probe, Duration::from_secs(10)).status.success();
     let mut caps = caps.to_vec();
     if !unlimited {
-        println!("memlock limit cannot be raised here: CAP_IPC_LOCK stands in for LimitMEMLOCK=infinity");
+        println!(
+            "memlock limit cannot be raised here: CAP_IPC_LOCK stands in for LimitMEMLOCK=infinity"
+        );
         caps.push("ipc_lock".into());
     }
     let set = format!("-all,+{}", caps.join(",+"));
@@ -268,12 +310,18 @@ fn agent(i: &Installed, tb: &Testbed, caps: &[String], creds: &Creds) -> AgentPr
     if unlimited {
         c.arg("--memlock=unlimited:unlimited");
     }
-    c.args(["--", "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-        .arg(format!("--inh-caps={set}"))
-        .arg(format!("--ambient-caps={set}"))
-        .arg(format!("--bounding-set={set}"))
-        .arg("--no-new-privs")
-        .args(&argv);
+    c.args([
+        "--",
+        "setpriv",
+        "--reuid=nobody",
+        "--regid=nogroup",
+        "--clear-groups",
+    ])
+    .arg(format!("--inh-caps={set}"))
+    .arg(format!("--ambient-caps={set}"))
+    .arg(format!("--bounding-set={set}"))
+    .arg("--no-new-privs")
+    .args(&argv);
     AgentProc::start(c)
 }
 
@@ -325,7 +373,11 @@ fn client(i: &Installed, tb: &Testbed, a: &AgentProc, args: &[&str]) -> Output {
 
 fn exact(j: &serde_json::Value, what: &str) {
     let end = &j["end"];
-    assert_eq!(end["errors"].as_array().map(Vec::len), Some(0), "{what}: {end}");
+    assert_eq!(
+        end["errors"].as_array().map(Vec::len),
+        Some(0),
+        "{what}: {end}"
+    );
     for d in end["directions"].as_array().unwrap() {
         assert_eq!(d["sent"]["bytes"], 8 << 20, "{what}: {d}");
         assert_eq!(d["received"]["bytes"], 8 << 20, "{what}: {d}");
@@ -339,16 +391,29 @@ fn installed_agent_serves_sockets_and_tcplite_with_the_units_capabilities_only()
     // The controller runs kernel TCP against TCP-lite: its veth must fill
     // in its own checksums.
     let dev = &tb.links[0].ifname[0];
-    sh("ip", &["netns", "exec", tb.ns(0), "ethtool", "-K", dev, "tx", "off"]).unwrap();
+    sh(
+        "ip",
+        &["netns", "exec", tb.ns(0), "ethtool", "-K", dev, "tx", "off"],
+    )
+    .unwrap();
     let caps = unit_caps(&unit_text(i));
     let creds = Creds::new(i);
     let mut a = agent(i, &tb, &caps, &creds);
     check_process(&a, &caps);
-    let j = client(i, &tb, &a, &["--mode", "socket", "--remote-mode", "socket"]).ok().json();
+    let j = client(i, &tb, &a, &["--mode", "socket", "--remote-mode", "socket"])
+        .ok()
+        .json();
     exact(&j, "sockets");
     assert_eq!(j["end"]["remote_mode"], "socket");
     for dir in ["send", "receive"] {
-        let args = ["--mode", "socket", "--remote-mode", "xdp", "--direction", dir];
+        let args = [
+            "--mode",
+            "socket",
+            "--remote-mode",
+            "xdp",
+            "--direction",
+            dir,
+        ];
         let j = client(i, &tb, &a, &args).ok().json();
         exact(&j, &format!("TCP-lite {dir}"));
         assert_eq!(j["end"]["remote_mode"], "xdp-copy", "{dir}");
@@ -368,7 +433,10 @@ fn installed_agent_serves_sockets_and_tcplite_with_the_units_capabilities_only()
         a.assert_alive();
         if drop_cap != "net_raw" {
             // SO_BINDTODEVICE needs only CAP_NET_RAW.
-            exact(&client(i, &tb, &a, &["--remote-mode", "socket"]).ok().json(), drop_cap);
+            exact(
+                &client(i, &tb, &a, &["--remote-mode", "socket"]).ok().json(),
+                drop_cap,
+            );
         }
     }
 }

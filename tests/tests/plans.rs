@@ -513,6 +513,10 @@ fn demo_reaches_wire_speed_and_draws_its_figures() {
             "a series and the wire-speed line: {lines} polylines"
         );
     }
+    // The page beside results.json: both figures and a point per line.
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("the demo's report.html");
+    assert_eq!(html.matches("<details class=\"point\">").count(), 8);
+    assert!(html.contains("Aggregate goodput against pairs, receive"));
     // nothing left behind
     let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
     assert!(!ns.contains("wsdemo-"), "{ns}");

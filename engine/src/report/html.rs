@@ -57,7 +57,9 @@ pub fn render(r: &PlanReport) -> Result<String> {
         schema = esc(&r.schema),
     );
     if r.interrupted {
-        s.push_str("<p class=\"warn\">Interrupted: only the points measured before are here.</p>\n");
+        s.push_str(
+            "<p class=\"warn\">Interrupted: only the points measured before are here.</p>\n",
+        );
     }
     s.push_str(&study_table(r));
     s.push_str(&verdicts(r));
@@ -482,7 +484,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_in_every_text() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]
@@ -494,7 +499,10 @@ mod tests {
 
     #[test]
     fn a_hostile_plan_name_stays_text() {
-        let mut r = report(vec![rr_point("<script>x</script>", vec![rr_repetition(&[&[10, 20]])])]);
+        let mut r = report(vec![rr_point(
+            "<script>x</script>",
+            vec![rr_repetition(&[&[10, 20]])],
+        )]);
         r.plan = "<img src=x onerror=alert(1)>".into();
         let page = render(&r).unwrap();
         assert!(!page.contains("<script>"), "{page}");
@@ -504,7 +512,10 @@ mod tests {
 
     #[test]
     fn the_page_holds_table_figures_and_folded_points() {
-        let r = report(vec![rr_point("default", vec![rr_repetition(&[&[10, 20], &[30]])])]);
+        let r = report(vec![rr_point(
+            "default",
+            vec![rr_repetition(&[&[10, 20], &[30]])],
+        )]);
         let page = render(&r).unwrap();
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert_eq!(page.matches("<details class=\"point\">").count(), 1);

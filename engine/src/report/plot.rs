@@ -63,7 +63,11 @@ fn write(path: &Path, svg: &str) -> Result<()> {
 pub fn goodput_directions(r: &PlanReport) -> Vec<Direction> {
     [Direction::Send, Direction::Receive, Direction::Both]
         .into_iter()
-        .filter(|&d| r.points.iter().any(|p| p.direction == d && goodput_point(p)))
+        .filter(|&d| {
+            r.points
+                .iter()
+                .any(|p| p.direction == d && goodput_point(p))
+        })
         .collect()
 }
 
@@ -149,7 +153,6 @@ pub fn latency_svg(r: &PlanReport, configuration: &str, direction: Direction) ->
         .fold(0.0, f64::max)
         * 1.1;
     let mut svg = String::new();
-    {
     let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -190,7 +193,9 @@ pub fn latency_svg(r: &PlanReport, configuration: &str, direction: Direction) ->
         .draw()
         .map_err(draw_err)?;
     root.present().map_err(draw_err)?;
-    }
+    // The figure borrows the text until it is dropped.
+    drop(chart);
+    drop(root);
     Ok(svg)
 }
 
@@ -219,7 +224,6 @@ pub fn throughput_svg(r: &PlanReport, direction: Direction) -> Result<String> {
         / 1e6
         * 1.15;
     let mut svg = String::new();
-    {
     let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -317,7 +321,9 @@ pub fn throughput_svg(r: &PlanReport, direction: Direction) -> Result<String> {
         .draw()
         .map_err(draw_err)?;
     root.present().map_err(draw_err)?;
-    }
+    // The figure borrows the text until it is dropped.
+    drop(chart);
+    drop(root);
     Ok(svg)
 }
 
@@ -346,7 +352,6 @@ pub fn cpu_svg(p: &PointResult) -> Result<String> {
     }
     let n = bars.len().max(1);
     let mut svg = String::new();
-    {
     let root = SVGBackend::with_string(&mut svg, (120 + 70 * n as u32, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -405,7 +410,9 @@ pub fn cpu_svg(p: &PointResult) -> Result<String> {
         .draw()
         .map_err(draw_err)?;
     root.present().map_err(draw_err)?;
-    }
+    // The figure borrows the text until it is dropped.
+    drop(chart);
+    drop(root);
     Ok(svg)
 }
 
