@@ -53,8 +53,10 @@ BUILD_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev m4 pkg-config make g
 
 # Packages the end-to-end tests and benchmarks use (qemu-system-x86 and
 # busybox-static: the VM guest tests; xz-utils and zstd: compressed kernel
-# modules of 6.12+ guest kernels; vm-images/build adds the rest it needs).
-TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps ethtool iputils-ping qemu-system-x86 busybox-static xz-utils zstd tshark)
+# modules of 6.12+ guest kernels; vm-images/build adds the rest it needs;
+# dpkg-dev, binutils and systemd: scripts/package and the package test's
+# `systemd-analyze verify`; chromium: the HTML report's browser test).
+TEST_PACKAGES=(iproute2 nftables socat iperf3 util-linux python3 procps ethtool iputils-ping qemu-system-x86 busybox-static xz-utils zstd tshark dpkg-dev binutils systemd chromium)
 
 # make_pair NS_A NS_B VETH_A VETH_B: two namespaces joined by a veth pair,
 # 198.18.0.1/24 on side a and 198.18.0.2/24 on side b (RFC 2544 range).

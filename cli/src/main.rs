@@ -45,6 +45,31 @@ enum Cmd {
     Doctor(DoctorArgs),
     /// Detach XDP programs an older wirespeed left attached.
     Cleanup(CleanupArgs),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions(CompletionsArgs),
+    /// Write the man pages (wirespeed.1, wirespeed-SUBCOMMAND.1) into a
+    /// directory; scripts/package builds the .deb's pages with it.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+struct CompletionsArgs {
+    /// The shell to complete for.
+    shell: ShellArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Where the pages go (created if missing).
+    dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -106,6 +131,10 @@ struct ReportArgs {
     /// Write the CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Write a self-contained HTML page here: table, verdicts, figures,
+    /// each point's pairs, the machines and the run.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -422,6 +451,8 @@ fn main() -> ExitCode {
         Cmd::Demo(d) => demo_cmd(d),
         Cmd::Doctor(d) => doctor_cmd(d),
         Cmd::Cleanup(c) => cleanup_cmd(c),
+        Cmd::Completions(c) => completions_cmd(c),
+        Cmd::Man(m) => man_cmd(m),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -968,19 +999,78 @@ fn save(
 }
 
 fn report_cmd(a: ReportArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.results)
-        .with_context(|| format!("reading {}", a.results.display()))?;
-    let report: wirespeed::report::plan::PlanReport =
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a wirespeed plan result (wirespeed plan --json)",
-                a.results.display()
-            )
-        })?;
+    let report = read_results(&a.results)?;
     print!("{}", wirespeed::report::plan::table(&report));
     print!("{}", wirespeed::report::plan::verdicts(&report));
     println!("{}", wirespeed::report::plan::quiet(&report));
-    save(&report, None, a.csv.as_deref(), a.plot.as_deref())
+    save(&report, None, a.csv.as_deref(), a.plot.as_deref())?;
+    if let Some(f) = &a.html {
+        write_html(&report, f)?;
+    }
+    Ok(())
+}
+
+fn read_results(path: &std::path::Path) -> Result<wirespeed::report::plan::PlanReport> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a wirespeed plan result (wirespeed plan --json)",
+            path.display()
+        )
+    })
+}
+
+fn write_html(report: &wirespeed::report::plan::PlanReport, f: &std::path::Path) -> Result<()> {
+    let page = wirespeed::report::html::render(report)?;
+    std::fs::write(f, page).with_context(|| format!("writing {}", f.display()))?;
+    println!("html: {}", f.display());
+    Ok(())
+}
+
+fn completions_cmd(a: CompletionsArgs) -> Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shell = match a.shell {
+        ShellArg::Bash => Shell::Bash,
+        ShellArg::Zsh => Shell::Zsh,
+        ShellArg::Fish => Shell::Fish,
+    };
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "wirespeed",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+/// wirespeed.1 and a page per visible subcommand (`wirespeed-run.1`), as
+/// `git` and `cargo` lay theirs out.
+fn man_cmd(a: ManArgs) -> Result<()> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let mut cmd = Cli::command();
+    // Building names the subcommands `wirespeed-run` with usage `wirespeed run`.
+    cmd.build();
+    let mut pages = vec![("wirespeed".to_string(), cmd.clone())];
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let name = sub.get_display_name().unwrap_or(sub.get_name()).to_string();
+        pages.push((name, sub.clone().version(wirespeed::VERSION)));
+    }
+    for (name, page) in pages {
+        let f = a.dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut out)
+            .with_context(|| format!("rendering {name}.1"))?;
+        std::fs::write(&f, out).with_context(|| format!("writing {}", f.display()))?;
+        println!("{}", f.display());
+    }
+    Ok(())
 }
 
 #[cfg(target_os = "linux")]
@@ -995,6 +1085,11 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
         vms: a.vms,
     };
     let status = wirespeed::demo::run(&opts)?;
+    // The page beside results.json, partial results too.
+    let results = opts.out.join("results.json");
+    if results.exists() {
+        write_html(&read_results(&results)?, &opts.out.join("report.html"))?;
+    }
     if !status.success() {
         anyhow::bail!(
             "the study did not complete ({status}); partial results are in {}",

@@ -209,7 +209,7 @@ fn stock_iperf3_clients_against_the_agent() {
 }
 
 /// Something a hostile peer does on a fresh control connection.
-type Hostile = Box<dyn Fn(&mut TcpStream)>;
+type Hostile<'a> = Box<dyn Fn(&mut TcpStream) + 'a>;
 
 /// A short valid test: the agent still serves.
 fn still_serves(tb: &Testbed, after: &str) {
@@ -247,7 +247,7 @@ fn refusals_and_hostile_control_exchanges_leave_the_agent_serving() {
     let addr = format!("{}:5201", tb.links[0].v4[1]);
     let connect = || in_netns(tb.ns(0), || TcpStream::connect(&addr).expect("connect"));
     let cookie = [b'a'; 36].iter().copied().chain([0]).collect::<Vec<u8>>();
-    let hostile: [(&str, Hostile); 4] = [
+    let hostile: [(&str, Hostile<'_>); 4] = [
         (
             "a truncated cookie",
             Box::new(|s| s.write_all(b"abc").unwrap()),

@@ -560,6 +560,10 @@ fn demo_runs_every_series_and_draws_its_figures() {
             "4 series and the wire-speed line: {lines} polylines"
         );
     }
+    // The page beside results.json: both figures and a point per line.
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("the demo's report.html");
+    assert_eq!(html.matches("<details class=\"point\">").count(), 32);
+    assert!(html.contains("Aggregate goodput against pairs, receive"));
     // Nothing left behind: namespaces (and with them the XDP programs),
     // the CPU budgets, and the host's own RPS masks untouched.
     let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();

@@ -10,7 +10,22 @@ pub fn info() -> HostInfo {
         arch: std::env::consts::ARCH.to_string(),
         cores: online_cpus(),
         version: crate::VERSION.to_string(),
+        kernel: kernel(),
     }
+}
+
+/// The kernel release, as `uname -r` prints it.
+#[cfg(target_os = "linux")]
+fn kernel() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn kernel() -> Option<String> {
+    None
 }
 
 /// Logical CPUs online on the host. Not `available_parallelism`: that is

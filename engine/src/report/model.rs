@@ -20,6 +20,10 @@ pub struct HostInfo {
     pub arch: String,
     pub cores: usize,
     pub version: String,
+    /// The kernel release (`uname -r`); null where unknown (another OS, or
+    /// an older wirespeed that did not say).
+    #[serde(default)]
+    pub kernel: Option<String>,
 }
 
 /// Bytes moved over a time, and the rate that makes.

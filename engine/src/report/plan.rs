@@ -245,12 +245,12 @@ pub fn quiet(r: &PlanReport) -> String {
     }
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(crate) fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |p| format!("{p:.1}%"))
 }
 
 /// A summary's interval as ±percent of its mean, or its sample count.
-fn ci(a: &Summary) -> String {
+pub(crate) fn ci(a: &Summary) -> String {
     match (a.width_percent(), a.samples) {
         (Some(w), _) => format!("±{:.1}%", w / 2.0),
         (None, n) => format!("n={n}"),
@@ -258,7 +258,7 @@ fn ci(a: &Summary) -> String {
 }
 
 /// Transactions per second, whole: rates of thousands are the norm.
-fn fmt_tps(t: f64) -> String {
+pub(crate) fn fmt_tps(t: f64) -> String {
     format!("{t:.0} tr/s")
 }
 
@@ -377,7 +377,7 @@ pub fn table(r: &PlanReport) -> String {
 }
 
 /// `controller/agent` data paths of one run (`socket/xdp-copy`).
-fn paths(r: &RunReport) -> String {
+pub(crate) fn paths(r: &RunReport) -> String {
     match r.config.remote_mode.as_str() {
         "" => r.end.mode.clone(),
         agent => format!("{}/{agent}", r.end.mode),

@@ -32,15 +32,10 @@ pub fn write_all(r: &PlanReport, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let mut files = Vec::new();
-    for d in [Direction::Send, Direction::Receive, Direction::Both] {
-        if r.points
-            .iter()
-            .any(|p| p.direction == d && goodput_point(p))
-        {
-            let f = dir.join(format!("throughput-{d}.svg"));
-            throughput(r, d, &f)?;
-            files.push(f);
-        }
+    for d in goodput_directions(r) {
+        let f = dir.join(format!("throughput-{d}.svg"));
+        throughput(r, d, &f)?;
+        files.push(f);
     }
     for (configuration, direction) in latency_figures(r) {
         let f = dir.join(format!("latency-{configuration}-{direction}.svg"));
@@ -56,6 +51,24 @@ pub fn write_all(r: &PlanReport, dir: &Path) -> Result<Vec<PathBuf>> {
         files.push(f);
     }
     Ok(files)
+}
+
+/// Write a figure's SVG text to its file.
+fn write(path: &Path, svg: &str) -> Result<()> {
+    std::fs::write(path, svg).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// The directions that have a goodput figure: those with a measured
+/// stream point.
+pub fn goodput_directions(r: &PlanReport) -> Vec<Direction> {
+    [Direction::Send, Direction::Receive, Direction::Both]
+        .into_iter()
+        .filter(|&d| {
+            r.points
+                .iter()
+                .any(|p| p.direction == d && goodput_point(p))
+        })
+        .collect()
 }
 
 /// A measured stream point: rr points have no goodput to draw.
@@ -113,6 +126,11 @@ pub fn latency(
     direction: Direction,
     path: &Path,
 ) -> Result<()> {
+    write(path, &latency_svg(r, configuration, direction)?)
+}
+
+/// [`latency`]'s figure as SVG text (the HTML report inlines it).
+pub fn latency_svg(r: &PlanReport, configuration: &str, direction: Direction) -> Result<String> {
     use crate::metrics::latency as lat;
     // (pairs, curve at x = 1/(1-q), transactions)
     let mut series: Vec<(usize, Curve, u64)> = Vec::new();
@@ -134,7 +152,8 @@ pub fn latency(
         .flat_map(|s| s.1.iter().map(|p| p.1))
         .fold(0.0, f64::max)
         * 1.1;
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -173,11 +192,20 @@ pub fn latency(
         .border_style(BLACK)
         .draw()
         .map_err(draw_err)?;
-    root.present().map_err(draw_err)
+    root.present().map_err(draw_err)?;
+    // The figure borrows the text until it is dropped.
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
 /// Aggregate goodput (Mb/s) against pairs, a series per configuration.
 pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<()> {
+    write(path, &throughput_svg(r, direction)?)
+}
+
+/// [`throughput`]'s figure as SVG text.
+pub fn throughput_svg(r: &PlanReport, direction: Direction) -> Result<String> {
     let pts: Vec<&PointResult> = r
         .points
         .iter()
@@ -195,7 +223,8 @@ pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<(
         .fold(0.0, f64::max)
         / 1e6
         * 1.15;
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -296,11 +325,20 @@ pub fn throughput(r: &PlanReport, direction: Direction, path: &Path) -> Result<(
         .border_style(BLACK)
         .draw()
         .map_err(draw_err)?;
-    root.present().map_err(draw_err)
+    root.present().map_err(draw_err)?;
+    // The figure borrows the text until it is dropped.
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
 /// Per-core CPU of every host in the point's middle repetition, stacked.
 pub fn cpu(p: &PointResult, path: &Path) -> Result<()> {
+    write(path, &cpu_svg(p)?)
+}
+
+/// [`cpu`]'s figure as SVG text.
+pub fn cpu_svg(p: &PointResult) -> Result<String> {
     let rep = &p.repetitions[p.repetitions.len() / 2];
     let mut bars: Vec<(String, [f64; 4])> = Vec::new();
     for h in &rep.hosts {
@@ -318,7 +356,8 @@ pub fn cpu(p: &PointResult, path: &Path) -> Result<()> {
         }
     }
     let n = bars.len().max(1);
-    let root = SVGBackend::new(path, (120 + 70 * n as u32, 450)).into_drawing_area();
+    let mut svg = String::new();
+    let root = SVGBackend::with_string(&mut svg, (120 + 70 * n as u32, 450)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
@@ -375,7 +414,11 @@ pub fn cpu(p: &PointResult, path: &Path) -> Result<()> {
         .border_style(BLACK)
         .draw()
         .map_err(draw_err)?;
-    root.present().map_err(draw_err)
+    root.present().map_err(draw_err)?;
+    // The figure borrows the text until it is dropped.
+    drop(chart);
+    drop(root);
+    Ok(svg)
 }
 
 #[cfg(test)]

@@ -227,6 +227,22 @@ fn config(flags: BindFlags, rx: QueueSize) -> SocketConfig {
         .build()
 }
 
+/// Why a UMEM of `bytes` may not be registered: the kernel charges it to
+/// RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK (root has). Empty
+/// when the limit allows it.
+fn memlock_hint(bytes: u64) -> String {
+    use nix::sys::resource::{getrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_MEMLOCK) {
+        Ok((soft, _)) if soft < bytes => format!(
+            " (AF_XDP locks the UMEM's {} MiB in memory and the memlock limit is {} KiB: \
+             raise it (`ulimit -l unlimited`, systemd LimitMEMLOCK=infinity) or run as root)",
+            bytes >> 20,
+            soft >> 10
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Open a socket on `iface` queue `queue` with `frames` UMEM frames,
 /// zero-copy if the driver can, else copy (`bind` may ask for one only).
 /// A refused zero-copy bind keeps its errno, with the fix, in the error
@@ -260,7 +276,12 @@ pub fn open(
         NonZeroU32::new(frames.max(64)).expect("nonzero"),
         false,
     )
-    .map_err(|e| Error::Invalid(format!("creating the UMEM: {e}")))?;
+    .map_err(|e| {
+        Error::Invalid(format!(
+            "creating the UMEM: {e}{}",
+            memlock_hint(u64::from(frames.max(64)) * 4096)
+        ))
+    })?;
     let driver = crate::host::iface::driver(iface);
     let mut last = None;
     let mut zerocopy_refused = None;
