@@ -52,7 +52,15 @@ fn a_pinned_busy_loop_makes_the_point_noisy_and_is_named() {
         .unwrap();
     }
     let l = &tb.links[0];
-    let mut ac = tb.cmd(1, &bin());
+    // The test's own processes share CPU 1 with the loop: left free, the
+    // scheduler would move them all to CPU 0 and no core of the test's
+    // path would see the co-tenant.
+    let pinned = |h: usize| {
+        let mut c = tb.cmd(h, std::path::Path::new("taskset"));
+        c.args(["-c", "1"]).arg(bin());
+        c
+    };
+    let mut ac = pinned(1);
     ac.args(["agent", "--listen", &format!("{}:5290", l.v4[1])]);
     let _agent = AgentProc::start(ac);
     let dir = std::env::temp_dir().join(format!("ws-noisy-{}", std::process::id()));
@@ -71,7 +79,7 @@ fn a_pinned_busy_loop_makes_the_point_noisy_and_is_named() {
     let pid = hog.0.id();
     // Let the loop settle on its CPU before the point starts.
     std::thread::sleep(Duration::from_millis(300));
-    let mut c = tb.cmd(0, &bin());
+    let mut c = pinned(0);
     c.arg("plan")
         .arg(dir.join("plan.toml"))
         .arg("--json")
