@@ -434,8 +434,7 @@ pub struct IntervalRr {
     pub max_us: Option<f64>,
 }
 
-/// One reporting interval, measured on the controller (or on a
-/// third-party pair's client agent, which stands where it would).
+/// One reporting interval, measured on the controller.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub start: f64,
