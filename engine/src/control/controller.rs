@@ -274,9 +274,9 @@ pub fn run(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Run
 }
 
 /// How far ahead of now a start is scheduled, beyond the round trip:
-/// enough for both sides to read their CPU counters first (with every
-/// task's times for the co-tenant figure, up to ~20 ms on a busy host).
-pub const START_LEAD: Duration = Duration::from_millis(80);
+/// enough for both sides to read their counters first (every task's times
+/// for the co-tenant figure are read on a thread of their own meanwhile).
+pub const START_LEAD: Duration = Duration::from_millis(20);
 
 /// Clock probes per test: cheap (one round trip each), and the best of a
 /// handful is within microseconds between namespaces.

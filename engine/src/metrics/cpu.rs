@@ -9,7 +9,7 @@
 //! irq/softirq breakdown). Counters that cannot be read give no host share
 //! (`null`) and a source of "unavailable: REASON", never zeros.
 
-use super::tenants::TenantSnapshot;
+use super::tenants::{PendingTenants, TenantSnapshot};
 use crate::report::model::{CoreShare, CpuReport, CpuShare, ProcessCpu};
 use std::time::Instant;
 
@@ -111,7 +111,7 @@ pub fn parse_proc_stat(text: &str) -> Result<HostTimes, String> {
 }
 
 /// A point-in-time reading of host and process CPU counters.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CpuSnapshot {
     at: Instant,
     /// The counters, or why they could not be read.
@@ -119,9 +119,9 @@ pub struct CpuSnapshot {
     /// Process user and system seconds, or why they could not be read.
     process: Result<(f64, f64), String>,
     ncores: usize,
-    /// Every process's tasks' times (others' use of the CPUs); None in
-    /// replays of /proc/stat alone.
-    tenants: Option<TenantSnapshot>,
+    /// Every process's tasks' times (others' use of the CPUs), read on a
+    /// thread of their own; None in replays of /proc/stat alone.
+    tenants: Option<PendingTenants>,
 }
 
 impl CpuSnapshot {
@@ -134,7 +134,7 @@ impl CpuSnapshot {
             host: read_host(),
             process: process_times(),
             ncores,
-            tenants: Some(TenantSnapshot::take()),
+            tenants: Some(PendingTenants::start()),
         }
     }
 
@@ -192,7 +192,10 @@ impl CpuSnapshot {
             Ok(p) => (Some(p), PROCESS_SOURCE.to_string()),
             Err(e) => (None, e),
         };
-        let tenants = match (&self.tenants, &later.tenants) {
+        fn get(t: &Option<PendingTenants>) -> Option<&TenantSnapshot> {
+            t.as_ref()?.get()
+        }
+        let tenants = match (get(&self.tenants), get(&later.tenants)) {
             (Some(a), Some(b)) => Some(a.report(b)),
             _ => None,
         };
