@@ -182,6 +182,16 @@ impl Testbed {
         }
     }
 
+    /// Send host `h`'s traffic for addresses it has no link to through
+    /// `gateway` (a neighbour on one of its links).
+    pub fn route_default(&self, h: usize, gateway: IpAddr) -> Result<()> {
+        in_ns(
+            &self.hosts[h],
+            &format!("default route via {gateway}"),
+            || crate::host::netlink::route::add_default(gateway),
+        )
+    }
+
     /// A command that runs inside host `h`, entered as `ip netns exec`
     /// enters it (its own mount namespace, with a /sys of host `h`).
     /// Spawning it fails if the namespace is gone.

@@ -388,6 +388,7 @@ fn hostile_orders_are_refused_and_both_agents_serve_on() {
             local: None,
             iface: None,
             workers: Default::default(),
+            interval_ms: None,
         })),
     )
     .unwrap();
@@ -497,6 +498,38 @@ fn plan_text(fleet: &Fleet, duration: &str, per_link: usize, directions: &str) -
     t
 }
 
+/// A pair's per-second figures, sampled by its client agent: whole
+/// intervals back to back, no more bytes than the flows moved, and each
+/// flow's sender TCP state from the end that sends (the client's own in
+/// send, the server agent's in receive).
+fn assert_intervals(run: &serde_json::Value, direction: &str, bytes: u64) {
+    let ivs = run["intervals"].as_array().unwrap();
+    assert!(!ivs.is_empty(), "no intervals: {}", run["config"]);
+    let mut edge = 0.0;
+    let mut sum = 0;
+    for iv in ivs {
+        let (a, b) = (iv["start"].as_f64().unwrap(), iv["end"].as_f64().unwrap());
+        assert!((a - edge).abs() < 1e-9 && b > a, "{iv}");
+        edge = b;
+        sum += iv["sum"]["bytes"].as_u64().unwrap();
+    }
+    assert!(sum > 0 && sum <= bytes, "intervals {sum} of {bytes} bytes");
+    let from = if direction == "send" {
+        "local"
+    } else {
+        "agent"
+    };
+    let last = ivs.last().unwrap();
+    assert!(
+        last["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["tcp_from"] == from && f["rtt_us"].as_u64().is_some()),
+        "{direction}: {last}"
+    );
+}
+
 #[test]
 fn plan_of_four_third_party_pairs_keeps_data_off_the_controller() {
     let fleet = Fleet::new(4, |_| Vec::new());
@@ -539,6 +572,7 @@ fn plan_of_four_third_party_pairs_keeps_data_off_the_controller() {
                 "both ends count the same bytes"
             );
             moved += bytes;
+            assert_intervals(&x["run"], p["direction"].as_str().unwrap(), bytes);
         }
         // Every agent took part; the controller only orchestrated.
         let hosts: Vec<&str> = rep["hosts"]
@@ -603,11 +637,39 @@ fn scale_256_pairs_over_64_agents() {
         assert_eq!(end["sent"]["bytes"], end["received"]["bytes"], "{end}");
     }
     let skew = rep["start_skew_us"].as_u64().unwrap();
+    // Every end's start after the earliest, and how late each woke by its
+    // own clock against its planned instant.
+    let mut offsets: Vec<u64> = Vec::new();
+    let mut late: Vec<u64> = Vec::new();
+    for x in pairs {
+        let t = &x["run"]["end"]["timing"];
+        offsets.extend(
+            x["start_offset_us"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap()),
+        );
+        for f in [&t["local_start"], &t["remote_start"]] {
+            late.push(f["late_us"].as_u64().unwrap());
+        }
+    }
+    offsets.sort_unstable();
+    late.sort_unstable();
+    let c = &rep["control"];
     println!(
-        "scale: testbed {:.1} s; plan of 256 pairs over 64 agents (1 s of data) took {:.2} s wall; start skew {skew} us; aggregate {:.2} Gb/s",
+        "scale: testbed {:.1} s; plan of 256 pairs over 64 agents (1 s of data) took {:.2} s wall: prepare {:.0} ms, clocks {:.0} ms, start lead {:.0} ms; \
+         start after the earliest end: median {} us, max {skew} us; late against the planned instant: median {} us, max {} us; aggregate {:.2} Gb/s; late mark: {}",
         setup.as_secs_f64(),
         wall.as_secs_f64(),
-        rep["aggregate_bps"].as_f64().unwrap() / 1e9
+        c["prepare_ms"].as_f64().unwrap(),
+        c["clock_ms"].as_f64().unwrap(),
+        c["start_lead_ms"].as_f64().unwrap(),
+        offsets[offsets.len() / 2],
+        late[late.len() / 2],
+        late[late.len() - 1],
+        rep["aggregate_bps"].as_f64().unwrap() / 1e9,
+        rep["late"]
     );
     assert!(skew < 1000, "start skew {skew} us");
     assert!(wall.as_secs_f64() < 30.0, "a 1 s point took {wall:?}");

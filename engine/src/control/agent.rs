@@ -56,7 +56,10 @@ impl AgentConfig {
     }
 }
 
+mod intervals;
 mod originate;
+use intervals::Feed;
+pub use intervals::MIN_INTERVAL_MS;
 
 /// Most message-buffer memory one test may make the agent allocate.
 const MAX_TEST_BUFFERS: u64 = 1 << 30;
@@ -887,13 +890,14 @@ impl Session {
     }
 
     /// Watch the control connection until `done` says the local work has
-    /// ended, sending `feed`'s TCP state when due; a stop request (abort,
-    /// or the controller gone) sets `stop` and is returned.
+    /// ended, sending `feed`'s messages when due (and its last one after);
+    /// a stop request (abort, or the controller gone) sets `stop` and is
+    /// returned.
     fn watch(
         &mut self,
         mut done: impl FnMut() -> bool,
         stop: &AtomicBool,
-        feed: &mut SenderFeed,
+        feed: &mut dyn Feed,
     ) -> Option<Error> {
         let mut lost = None;
         while !done() {
@@ -903,12 +907,15 @@ impl Session {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
-            if let (None, Some(flows)) = (&lost, feed.due(Instant::now())) {
-                if let Err(e) = frame::write_msg(&mut self.conn, &Msg::SenderTcp { flows }) {
+            if let (None, Some(m)) = (&lost, feed.next_msg(Instant::now())) {
+                if let Err(e) = frame::write_msg(&mut self.conn, &m) {
                     stop.store(true, Ordering::Relaxed);
                     lost = Some(e);
                 }
             }
+        }
+        if let (None, Some(m)) = (&lost, feed.last_msg(Instant::now())) {
+            lost = frame::write_msg(&mut self.conn, &m).err();
         }
         // Work can end "cleanly" because the controller died (its kernel
         // closed the data connections too): only a live control connection

@@ -94,8 +94,8 @@ pub(crate) struct XdpPrep {
     pub(crate) work: crate::datapath::xdp::stream::StreamWork,
     pub(crate) gate: crate::datapath::xdp::stream::Gate,
     pub(crate) stop: Arc<AtomicBool>,
-    counters: Vec<Counter>,
-    latency: Vec<Option<crate::metrics::latency::Shared>>,
+    pub(crate) counters: Vec<Counter>,
+    pub(crate) latency: Vec<Option<crate::metrics::latency::Shared>>,
     pub(crate) ids: Vec<FlowId>,
 }
 
@@ -347,17 +347,8 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         }
         None => None,
     };
-    // The agent sends in receive and both tests: ask for its senders'
-    // TCP state at twice the interval rate, so the latest is at most half
-    // an interval old at each tick.
-    spec.sender_tcp_ms = opts
-        .interval
-        .filter(|_| spec.direction != crate::spec::Direction::Send && spec.raw.is_none())
-        .map(|i| {
-            u32::try_from(i.as_millis() / 2)
-                .unwrap_or(u32::MAX)
-                .max(crate::spec::MIN_SENDER_TCP_MS)
-        });
+    // The agent sends in receive and both tests: ask for its senders' TCP state.
+    spec.sender_tcp_ms = sender_tcp_ms(opts.interval, &spec);
     spec.validate()?;
     // TCP-lite: this end's ports are reserved and steered before the agent
     // is asked, so a refusal here costs the agent nothing.
@@ -485,6 +476,19 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         clock: Estimate::default(),
         agent,
     })
+}
+
+/// How often an agent that sends in `spec` reports its senders' TCP state
+/// for intervals every `interval`: twice per interval, so the latest is at
+/// most half an interval old at each tick; None when it does not send.
+pub(crate) fn sender_tcp_ms(interval: Option<Duration>, spec: &TestSpec) -> Option<u32> {
+    interval
+        .filter(|_| spec.direction != crate::spec::Direction::Send && spec.raw.is_none())
+        .map(|i| {
+            u32::try_from(i.as_millis() / 2)
+                .unwrap_or(u32::MAX)
+                .max(crate::spec::MIN_SENDER_TCP_MS)
+        })
 }
 
 /// This end's TCP-lite ports on `--iface`, at address `ip` (the control

@@ -31,9 +31,12 @@
 //!   client agent → server agent's control port: Vouch ← Vouched (token proof)
 //!   client agent ══ data connections ══► server agent
 //!                                   ← Ready (from each)
+//!   ... Start (to each)
+//! client agent → controller    Interval         (if asked: one per period)
+//! server agent → controller    SenderTcp        (if asked, as above)
 //! ```
 
-use crate::report::model::{HostInfo, SideReport, TcpStats};
+use crate::report::model::{HostInfo, Interval, SideReport, TcpStats};
 use crate::spec::{Direction, TestSpec};
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
@@ -65,6 +68,10 @@ pub struct OriginateOrder {
     pub iface: Option<String>,
     #[serde(default)]
     pub workers: crate::spec::Workers,
+    /// Send an [`Msg::Interval`] this often (milliseconds) while the test
+    /// runs; None (and agents older than this field) send none.
+    #[serde(default)]
+    pub interval_ms: Option<u32>,
 }
 
 /// A control message.
@@ -111,6 +118,9 @@ pub enum Msg {
     /// Mid-test, when the test asked for it (`sender_tcp_ms`): TCP_INFO of
     /// the agent's sending sockets, for the controller's interval lines.
     SenderTcp { flows: Vec<FlowTcp> },
+    /// Mid-test, from a third-party pair's client agent asked for it
+    /// (`interval_ms`): one reporting interval of its flows.
+    Interval(Box<Interval>),
     /// The agent's own measurements.
     Result(Box<SideReport>),
     /// A refusal or failure, with a one-line reason.
@@ -174,6 +184,7 @@ impl Msg {
             Msg::Start { .. } => "start",
             Msg::Abort { .. } => "abort",
             Msg::SenderTcp { .. } => "sender_tcp",
+            Msg::Interval(_) => "interval",
             Msg::Result(_) => "result",
             Msg::Error { .. } => "error",
             Msg::Serve(_) => "serve",

@@ -8,16 +8,19 @@
 //! address, hands the client the server's data port and the token, and
 //! waits for both to be Ready. Then it matches both clocks, starts both at
 //! one instant, and merges the two agents' results as it would its own and
-//! one agent's: the client stands where the controller's end would.
+//! one agent's: the client stands where the controller's end would. So
+//! the client agent samples the intervals, and the server agent sends its
+//! senders' TCP state for the flows the client only receives.
 
 use super::clock::{self, Estimate};
 use super::controller::{self, connect_control, handshake, parse_target, unexpected, Event};
 use super::controller::{RunOptions, START_LEAD};
-use super::messages::{Msg, OriginateOrder, ServeOrder};
+use super::messages::{FlowTcp, Msg, OriginateOrder, ServeOrder};
 use super::token::Token;
 use super::{expect_msg, frame, poll_msg};
 use crate::datapath::socket::SocketOpts;
-use crate::report::model::{HostInfo, RunConfig, RunReport, SideReport, SCHEMA};
+use crate::report::model::{HostInfo, Interval, RunConfig, RunReport, SideReport, TcpFrom, SCHEMA};
+use crate::spec::Direction;
 use crate::{Error, Result};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::Ordering;
@@ -129,6 +132,11 @@ pub fn prepare(opts: &PairOptions) -> Result<PreparedPair> {
         local: r.local,
         iface: r.iface.clone(),
         workers: r.workers.clone(),
+        interval_ms: r.interval.map(|i| {
+            u32::try_from(i.as_millis())
+                .unwrap_or(u32::MAX)
+                .max(super::agent::MIN_INTERVAL_MS)
+        }),
     };
     frame::write_msg(&mut client.conn, &Msg::Originate(Box::new(order)))?;
     let (source, mode) = match client
@@ -145,6 +153,7 @@ pub fn prepare(opts: &PairOptions) -> Result<PreparedPair> {
     let token = Token::fresh();
     let mut spec = r.spec.clone();
     spec.peer_xdp = mode.0.starts_with("xdp");
+    spec.sender_tcp_ms = controller::sender_tcp_ms(r.interval, &spec);
     let serve = ServeOrder {
         spec,
         token: token.hex(),
@@ -195,7 +204,55 @@ pub fn run(opts: &PairOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Ru
         data_port: p.data_port,
     });
     let lead = Duration::from_micros(p.rtt_us() * 4) + START_LEAD;
-    p.run_at(Instant::now() + lead)
+    p.run_at(Instant::now() + lead, on_event)
+}
+
+/// What arrives while a pair runs: the client's intervals, and the
+/// server's TCP state of the flows it sends, put into those intervals
+/// where the client has no sending socket to read (as the controller fills
+/// its own lines from an agent's SenderTcp).
+#[derive(Default)]
+struct Live {
+    intervals: Vec<Interval>,
+    server_tcp: Vec<FlowTcp>,
+    /// Retransmits already counted, per (stream, direction).
+    counted: Vec<(u16, Direction, u32)>,
+}
+
+impl Live {
+    fn server_tcp(&mut self, flows: Vec<FlowTcp>) {
+        for f in flows {
+            self.server_tcp
+                .retain(|x| (x.stream, x.direction) != (f.stream, f.direction));
+            self.server_tcp.push(f);
+        }
+    }
+
+    fn interval(&mut self, mut iv: Interval) -> &Interval {
+        for f in iv.flows.iter_mut().filter(|f| f.tcp_from.is_none()) {
+            let key = (f.stream, f.direction);
+            let Some(t) = self
+                .server_tcp
+                .iter()
+                .find(|x| (x.stream, x.direction) == key)
+            else {
+                continue;
+            };
+            let before = match self.counted.iter_mut().find(|c| (c.0, c.1) == key) {
+                Some(c) => std::mem::replace(&mut c.2, t.tcp.retransmits),
+                None => {
+                    self.counted.push((key.0, key.1, t.tcp.retransmits));
+                    0
+                }
+            };
+            f.retransmits = Some(t.tcp.retransmits.saturating_sub(before));
+            f.rtt_us = Some(t.tcp.rtt_us);
+            f.snd_cwnd = Some(t.tcp.snd_cwnd);
+            f.tcp_from = Some(TcpFrom::Agent);
+        }
+        self.intervals.push(iv);
+        self.intervals.last().expect("just pushed")
+    }
 }
 
 impl PreparedPair {
@@ -211,8 +268,9 @@ impl PreparedPair {
         self.client.clock.rtt_us.max(self.server.clock.rtt_us)
     }
 
-    /// Start both ends at `at` (our clock), wait for both results, merge.
-    pub fn run_at(mut self, at: Instant) -> Result<RunReport> {
+    /// Start both ends at `at` (our clock), pass on the intervals as they
+    /// come, wait for both results, merge.
+    pub fn run_at(mut self, at: Instant, mut on_event: impl FnMut(Event<'_>)) -> Result<RunReport> {
         let at_us = clock::us_of(at);
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -227,8 +285,9 @@ impl PreparedPair {
             + r.idle_timeout * 2
             + super::REPLY_TIMEOUT;
         let mut results: [Option<SideReport>; 2] = [None, None];
+        let mut live = Live::default();
         while results.iter().any(Option::is_none) {
-            let failure = self.poll_results(&mut results, deadline);
+            let failure = self.poll_results(&mut results, deadline, &mut live, &mut on_event);
             if let Some(e) = failure {
                 self.client.abort(&e.to_string());
                 self.server.abort(&e.to_string());
@@ -238,7 +297,7 @@ impl PreparedPair {
         let [Some(local), Some(remote)] = results else {
             unreachable!("the loop ends with both")
         };
-        Ok(self.report(local, remote, started_unix))
+        Ok(self.report(local, remote, started_unix, live.intervals))
     }
 
     /// One round of waiting on both agents: a failure, if any.
@@ -246,6 +305,8 @@ impl PreparedPair {
         &mut self,
         results: &mut [Option<SideReport>; 2],
         deadline: Instant,
+        live: &mut Live,
+        on_event: &mut dyn FnMut(Event<'_>),
     ) -> Option<Error> {
         if Instant::now() > deadline {
             return Some(Error::PeerLost(
@@ -261,10 +322,11 @@ impl PreparedPair {
             ("client", self.opts.from.clone()),
             ("server", self.opts.run.to.clone()),
         ];
-        for ((slot, a), (end, addr)) in results
+        for (k, ((slot, a), (end, addr))) in results
             .iter_mut()
             .zip([&mut self.client, &mut self.server])
             .zip(&names)
+            .enumerate()
         {
             if slot.is_some() {
                 continue;
@@ -272,6 +334,10 @@ impl PreparedPair {
             match poll_msg(&mut a.conn, Duration::from_millis(10), frame::MAX_REPORT) {
                 Ok(None) => {}
                 Ok(Some(Msg::Result(rep))) => *slot = Some(*rep),
+                Ok(Some(Msg::Interval(iv))) if k == 0 => {
+                    on_event(Event::Interval(live.interval(*iv)));
+                }
+                Ok(Some(Msg::SenderTcp { flows })) if k == 1 => live.server_tcp(flows),
                 Ok(Some(other)) => return Some(at(end, addr)(unexpected("result", other))),
                 Err(e) => {
                     return Some(at(end, addr)(Error::PeerLost(format!(
@@ -283,7 +349,13 @@ impl PreparedPair {
         None
     }
 
-    fn report(self, local: SideReport, remote: SideReport, started_unix: f64) -> RunReport {
+    fn report(
+        self,
+        local: SideReport,
+        remote: SideReport,
+        started_unix: f64,
+        intervals: Vec<Interval>,
+    ) -> RunReport {
         let end = controller::join_ends(
             (&self.mode.0, &self.remote_mode.0),
             (local, self.client.clock),
@@ -306,7 +378,7 @@ impl PreparedPair {
                 iface: r.iface.clone(),
                 started_unix,
             },
-            intervals: Vec::new(),
+            intervals,
             end,
         }
     }

@@ -267,8 +267,6 @@ mod live {
     use std::collections::HashMap;
     use std::net::IpAddr;
     use std::path::Path;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     fn names_in(dir: &Path, prefix: &str) -> Vec<String> {
@@ -346,9 +344,36 @@ mod live {
     /// run on: each thread's run time (/proc/self/task/T/schedstat, in ns)
     /// and its last CPU (field 39 of its stat). A thread that ran at least
     /// 2 % of a sampling period there counts.
+    ///
+    /// One sampling thread serves every test of the process that runs at
+    /// the time (each reads every task of the process anyway): one per
+    /// test made an agent serving many pairs read /proc thousands of times
+    /// per period, and 512 of them took both CPUs of a small host for
+    /// seconds before a plan's start.
     pub struct ThreadCpus {
-        stop: Arc<AtomicBool>,
-        handle: Option<std::thread::JoinHandle<Vec<usize>>>,
+        /// The first sampling period that is this test's.
+        from: u64,
+    }
+
+    /// The process's sampler: its tests, its period count, and per CPU the
+    /// last period a busy thread ran there.
+    struct Shared {
+        users: usize,
+        running: bool,
+        period: u64,
+        last_busy: Vec<u64>,
+    }
+
+    static SHARED: std::sync::Mutex<Shared> = std::sync::Mutex::new(Shared {
+        users: 0,
+        running: false,
+        period: 0,
+        last_busy: Vec::new(),
+    });
+
+    fn shared() -> std::sync::MutexGuard<'static, Shared> {
+        // Every change under the lock is a few plain stores.
+        SHARED.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     const PERIOD: Duration = Duration::from_millis(50);
@@ -375,45 +400,69 @@ mod live {
 
     impl ThreadCpus {
         pub fn start() -> ThreadCpus {
-            let stop = Arc::new(AtomicBool::new(false));
-            let s = stop.clone();
-            let handle = std::thread::Builder::new()
-                .name("ws-cpus".into())
-                .spawn(move || {
-                    let me = nix::unistd::gettid().to_string();
-                    let began = Instant::now();
-                    let mut last = read_tasks();
-                    let mut cpus = Vec::new();
-                    while !s.load(Ordering::Relaxed) && began.elapsed() < MAX_LIFE {
-                        std::thread::sleep(PERIOD);
-                        let now = read_tasks();
-                        for (tid, (run, cpu)) in &now {
-                            let before = last.get(tid).map_or(0, |b| b.0);
-                            let busy = run.saturating_sub(before) >= PERIOD.as_nanos() as u64 / 50;
-                            if busy && *tid != me {
-                                cpus.extend(*cpu);
-                            }
-                        }
-                        last = now;
-                    }
-                    cpus.sort_unstable();
-                    cpus.dedup();
-                    cpus
-                })
-                .ok();
-            ThreadCpus { stop, handle }
+            let mut sh = shared();
+            sh.users += 1;
+            let from = sh.period + 1;
+            if !sh.running {
+                sh.running = std::thread::Builder::new()
+                    .name("ws-cpus".into())
+                    .spawn(sample)
+                    .is_ok();
+            }
+            ThreadCpus { from }
         }
 
-        /// Stop sampling: the CPUs seen (None if the sampler could not run).
-        pub fn finish(mut self) -> Option<Vec<usize>> {
-            self.stop.store(true, Ordering::Relaxed);
-            self.handle.take()?.join().ok()
+        /// Stop watching: the CPUs seen since the start (None if the
+        /// sampler could not run).
+        pub fn finish(self) -> Option<Vec<usize>> {
+            let sh = shared();
+            sh.running.then(|| {
+                (0..sh.last_busy.len())
+                    .filter(|&c| sh.last_busy[c] >= self.from)
+                    .collect()
+            })
         }
+    }
+
+    /// The sampling thread: runs while some test watches, and a while
+    /// after the last one (so tests back to back keep one thread).
+    fn sample() {
+        let me = nix::unistd::gettid().to_string();
+        let began = Instant::now();
+        let mut last = read_tasks();
+        let mut idle = 0;
+        while began.elapsed() < MAX_LIFE {
+            std::thread::sleep(PERIOD);
+            let now = read_tasks();
+            let mut sh = shared();
+            sh.period += 1;
+            let period = sh.period;
+            for (tid, (run, cpu)) in &now {
+                let before = last.get(tid).map_or(0, |b| b.0);
+                let busy = run.saturating_sub(before) >= PERIOD.as_nanos() as u64 / 50;
+                if let (true, false, Some(c)) = (busy, *tid == me, *cpu) {
+                    if sh.last_busy.len() <= c {
+                        sh.last_busy.resize(c + 1, 0);
+                    }
+                    sh.last_busy[c] = period;
+                }
+            }
+            idle = if sh.users == 0 { idle + 1 } else { 0 };
+            if idle > 2 {
+                // Under the lock: a test starting now spawns a new sampler.
+                sh.running = false;
+                return;
+            }
+            drop(sh);
+            last = now;
+        }
+        shared().running = false;
     }
 
     impl Drop for ThreadCpus {
         fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
+            let mut sh = shared();
+            sh.users = sh.users.saturating_sub(1);
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::host::iface::facts as iface_facts;
 use crate::report::diagnosis::{diagnose, diagnose_latency, noise, HostFigures};
 use crate::report::model::{Interval, Role, RrSummary, RunReport};
 use crate::report::plan::{
-    noise_words, PairResult, PlanReport, PointResult, Repetition, RrPoint, PLAN_SCHEMA,
+    noise_words, ControlTimes, PairResult, PlanReport, PointResult, Repetition, RrPoint,
+    PLAN_SCHEMA,
 };
 use crate::spec::Direction;
 use crate::{Error, Result};
@@ -317,7 +318,7 @@ impl Ready {
     fn run_at(self, at: Instant, on: impl FnMut(Event<'_>)) -> Result<RunReport> {
         match self {
             Ready::Controller(p) => p.run_at(Some(at), on),
-            Ready::ThirdParty(p) => p.run_at(at),
+            Ready::ThirdParty(p) => p.run_at(at, on),
         }
     }
 }
@@ -345,6 +346,7 @@ fn run_repetition(
     // round trips, and a pair that is ready keeps its agents waiting
     // while slower ones prepare.
     let done = AtomicUsize::new(0);
+    let t0 = Instant::now();
     let prepared: Vec<Result<Ready>> = std::thread::scope(|s| {
         let hs: Vec<_> = opts
             .iter()
@@ -364,25 +366,16 @@ fn run_repetition(
     for (i, p) in prepared.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
     }
-    // Every pair is ready: only now estimate the clocks, all at once, so
-    // no estimate is older than the slowest pair's setup, and an agent's
-    // answers confirm it is waiting for the start before the instant is fixed.
-    let synced: Vec<Result<Ready>> = std::thread::scope(|s| {
-        let hs: Vec<_> = ready
-            .into_iter()
-            .map(|mut p| {
-                s.spawn(move || {
-                    p.sync_clock(CLOCK_SAMPLES)?;
-                    Ok(p)
-                })
-            })
-            .collect();
-        join_all(hs)
-    });
+    let t_ready = Instant::now();
+    // Every pair is ready: only now estimate the clocks, so no estimate is
+    // older than the slowest pair's setup, and an agent's answers confirm
+    // it is waiting for the start before the instant is fixed.
+    let synced = sync_clocks(ready);
     let mut ready = Vec::with_capacity(synced.len());
     for (i, p) in synced.into_iter().enumerate() {
         ready.push(p.map_err(|e| named(i, e))?);
     }
+    let t_synced = Instant::now();
     let rr = matches!(conf.test, crate::spec::TestKind::Rr { .. });
     let worst_rtt = ready.iter().map(Ready::rtt_us).max().unwrap_or(0);
     // Every pair's Start must reach both its ends before the first data
@@ -418,6 +411,12 @@ fn run_repetition(
     }
     let mut rep = assemble(conf, pairs, reports);
     rep.late = late_start(&end_starts(pairs, &rep), limit_us);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    rep.control = Some(ControlTimes {
+        prepare_ms: ms(t_ready - t0),
+        clock_ms: ms(t_synced - t_ready),
+        start_lead_ms: ms(at - t_synced),
+    });
     Ok(rep)
 }
 
@@ -436,6 +435,50 @@ fn keep_alive(mut p: Ready, all_ready: impl Fn() -> bool, cancel: &AtomicBool) -
     Ok(p)
 }
 
+/// Match every pair's clocks, a few pairs at a time (as many as the
+/// controller has CPUs): probes that queue for the CPUs come back with
+/// long round trips, and an offset is only as good as half its round trip
+/// (512 connections probed all at once on 2 cores: round trips near 1 ms,
+/// ends 1 ms apart that each woke on time).
+fn sync_clocks(ready: Vec<Ready>) -> Vec<Result<Ready>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 16)
+        .min(ready.len().max(1));
+    let mut shares: Vec<Vec<(usize, Ready)>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, p) in ready.into_iter().enumerate() {
+        shares[i % workers].push((i, p));
+    }
+    let n: usize = shares.iter().map(Vec::len).sum();
+    let mut out: Vec<Option<Result<Ready>>> = (0..n).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let idx: Vec<usize> = share.iter().map(|(i, _)| *i).collect();
+                let h = s.spawn(move || {
+                    share
+                        .into_iter()
+                        .map(|(i, mut p)| (i, p.sync_clock(CLOCK_SAMPLES).map(|()| p)))
+                        .collect::<Vec<_>>()
+                });
+                (idx, h)
+            })
+            .collect();
+        for (idx, h) in hs {
+            match h.join() {
+                Ok(done) => done.into_iter().for_each(|(i, r)| out[i] = Some(r)),
+                Err(_) => idx.into_iter().for_each(|i| {
+                    out[i] = Some(Err(Error::Protocol("clock thread panicked".into())))
+                }),
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every pair has a result"))
+        .collect()
+}
+
 /// Every end of every pair with its start in the controller's clock.
 fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
     pairs
@@ -443,12 +486,21 @@ fn end_starts(pairs: &[Pair], rep: &Repetition) -> Vec<EndStart> {
         .zip(&rep.pairs)
         .flat_map(|(pair, pr)| {
             let t = &pr.run.end.timing;
+            let client = pair.client.as_ref().map_or_else(
+                || "controller".into(),
+                |c| format!("client agent {}", c.name),
+            );
             [
                 EndStart {
-                    name: format!("{} controller", pair.name),
+                    name: format!("{} {client}", pair.name),
                     start_us: t.local_start_us,
                     facts: t.local_start,
-                    clock_rtt_us: 0,
+                    // A client agent's start came through its own estimate.
+                    clock_rtt_us: if pair.client.is_some() {
+                        t.clock_rtt_us
+                    } else {
+                        0
+                    },
                 },
                 EndStart {
                     name: format!("{} agent {}", pair.name, pair.agent),
@@ -599,6 +651,7 @@ fn assemble(conf: &Configuration, pairs: &[Pair], reports: Vec<RunReport>) -> Re
         None => diagnose(&hosts, best.map(|b| 100.0 * aggregate_bps / b)),
     };
     Repetition {
+        control: None,
         aggregate_bps,
         start_skew_us: latest - earliest,
         late: None,

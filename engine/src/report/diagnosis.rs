@@ -387,7 +387,7 @@ fn busy_host(hosts: &[HostFigures]) -> Option<Verdict> {
         let (limit, advice) = if h.controller {
             (
                 "controller-cpu",
-                "move some pairs to a second controller host, or use fewer pairs per controller",
+                "move some pairs' client end to an agent on another host (a plan pair's `client`, as `demo --clients`), or use fewer pairs per controller",
             )
         } else {
             (

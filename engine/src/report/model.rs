@@ -434,7 +434,8 @@ pub struct IntervalRr {
     pub max_us: Option<f64>,
 }
 
-/// One reporting interval, measured on the controller.
+/// One reporting interval, measured on the controller (or on a
+/// third-party pair's client agent, which stands where it would).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub start: f64,

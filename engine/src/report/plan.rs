@@ -78,6 +78,19 @@ pub struct Repetition {
     /// That reached the plan's `noise_threshold`.
     #[serde(default)]
     pub noisy: bool,
+    /// How long the control plane took to get every pair going.
+    #[serde(default)]
+    pub control: Option<ControlTimes>,
+}
+
+/// The control plane's share of a repetition, in milliseconds: every pair
+/// prepared (connected, ordered, data connections open), every agent's
+/// clock matched, and the lead from then to the common start instant.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlTimes {
+    pub prepare_ms: f64,
+    pub clock_ms: f64,
+    pub start_lead_ms: f64,
 }
 
 impl Repetition {
@@ -584,6 +597,7 @@ pub(crate) mod fixture {
             .collect();
         let rr = RrSummary::combine(pairs.iter().filter_map(|p| p.run.end.latency.as_ref()));
         Repetition {
+            control: None,
             aggregate_bps: 0.0,
             start_skew_us: 12,
             late: None,

@@ -14,8 +14,11 @@ use super::super::controller::{LocalWork, RunOptions};
 use super::super::messages::{Msg, OriginateOrder};
 use super::super::token::{self, Token};
 use super::super::{auth, expect_msg, frame, REPLY_TIMEOUT};
+use super::intervals::{Feed, IntervalFeed, MIN_INTERVAL_MS};
 use super::Session;
 use crate::datapath::socket::{self as sockpath, FlowHeader, FlowSet, SocketOpts};
+use crate::metrics::interval::Sampler;
+use crate::report::model::Role;
 use crate::spec::Mode;
 use crate::{Error, Result};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -90,30 +93,54 @@ impl Session {
         };
         let began = self.begin(at, opts.iface.as_deref());
         let stop = work.stop.clone();
-        let mut local = self.start_local(work, &order.spec, began.start)?;
+        let mut sampler = Sampler::new(began.start);
+        let mut local = self.start_local(work, &order.spec, began.start, &mut sampler)?;
+        let mut feed: Box<dyn Feed> = match order.interval_ms {
+            Some(ms) => Box::new(IntervalFeed::new(
+                sampler,
+                began.start,
+                Duration::from_millis(u64::from(ms)),
+            )),
+            None => Box::new(super::SenderFeed::none()),
+        };
         let lost = self.watch(
             || local.poll(Duration::from_millis(20)),
             &stop,
-            &mut super::SenderFeed::none(),
+            feed.as_mut(),
         );
         let (flows, workers, _) = local.finish();
         self.send_result(lost, (flows, workers), began)
     }
 
     /// Release the data at `start`: TCP-lite's gate opens, or the socket
-    /// flows start in the controller's role.
+    /// flows start in the controller's role; either way `sampler` watches
+    /// them as the controller's would.
     fn start_local(
         &self,
         work: Connected,
         spec: &crate::spec::TestSpec,
         start: std::time::Instant,
+        sampler: &mut Sampler,
     ) -> Result<LocalWork> {
         #[cfg(target_os = "linux")]
         if let Some(x) = work.xdp {
             let _ = x.gate.set(start);
+            for ((&id, c), l) in x.ids.iter().zip(&x.counters).zip(&x.latency) {
+                sampler.watch_rr(id, c.clone(), None, l.clone());
+            }
             return Ok(LocalWork::Stream(x.work, x.ids));
         }
-        let flows = self.socket_flows(spec, work.socks, true);
+        let mut flows = self.socket_flows(spec, work.socks, true);
+        for f in &mut flows {
+            // rr clients report interval percentiles, as the controller's do.
+            if f.role == Role::Sender && matches!(spec.test, crate::spec::TestKind::Rr { .. }) {
+                f.interval_latency = Some(crate::metrics::latency::shared());
+            }
+            let sending = (f.role == Role::Sender)
+                .then(|| f.sock.try_clone().ok())
+                .flatten();
+            sampler.watch_rr(f.id, f.counter.clone(), sending, f.interval_latency.clone());
+        }
         Ok(LocalWork::Flows(FlowSet::spawn(flows, start, &work.stop)?))
     }
 
@@ -129,6 +156,11 @@ impl Session {
                 "raw frames run only between a controller and an agent, not in third-party pairs"
                     .into(),
             ));
+        }
+        if order.interval_ms.is_some_and(|ms| ms < MIN_INTERVAL_MS) {
+            return Err(Error::Invalid(format!(
+                "intervals more often than every {MIN_INTERVAL_MS} ms flood the control connection"
+            )));
         }
         if !token::plausible_peer(order.server) {
             return Err(Error::Invalid(format!(

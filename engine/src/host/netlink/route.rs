@@ -110,11 +110,12 @@ pub fn get(dst: IpAddr, src: Option<IpAddr>, oif: Option<u32>) -> Result<RouteIn
 }
 
 /// RTM_NEWROUTE, as `ip route add DST/LEN via GW`: a unicast route in
-/// the main table through a next hop on a connected subnet.
+/// the main table through a next hop on a connected subnet; a prefix of
+/// length 0 is the default route (sent, as `ip` sends it, without RTA_DST).
 pub fn add_request(dst: IpAddr, prefix_len: u8, via: IpAddr) -> RouteNetlinkMessage {
     let mut m = RouteMessage::default();
     m.header = RouteHeader {
-        address_family: family(dst),
+        address_family: family(via),
         destination_prefix_length: prefix_len,
         table: RouteHeader::RT_TABLE_MAIN,
         protocol: RouteProtocol::Boot,
@@ -122,9 +123,21 @@ pub fn add_request(dst: IpAddr, prefix_len: u8, via: IpAddr) -> RouteNetlinkMess
         kind: RouteType::Unicast,
         ..Default::default()
     };
-    m.attributes.push(RouteAttribute::Destination(dst.into()));
+    if prefix_len > 0 {
+        m.attributes.push(RouteAttribute::Destination(dst.into()));
+    }
     m.attributes.push(RouteAttribute::Gateway(via.into()));
     RouteNetlinkMessage::NewRoute(m)
+}
+
+/// RTM_NEWROUTE for a default route through `gateway`, as `ip route add
+/// default via GW` sends it (main table, static, universe scope).
+pub fn add_default_request(gateway: IpAddr) -> RouteNetlinkMessage {
+    let any = match gateway {
+        IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    add_request(any, 0, gateway)
 }
 
 /// Add a route to `dst/prefix_len` through `via` in the calling thread's
@@ -132,6 +145,15 @@ pub fn add_request(dst: IpAddr, prefix_len: u8, via: IpAddr) -> RouteNetlinkMess
 pub fn add(dst: IpAddr, prefix_len: u8, via: IpAddr) -> Result<(), NlError> {
     super::ask(
         add_request(dst, prefix_len, via),
+        NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+    )
+    .map(drop)
+}
+
+/// Add a default route through `gateway` in the calling thread's namespace.
+pub fn add_default(gateway: IpAddr) -> Result<(), NlError> {
+    super::ask(
+        add_default_request(gateway),
         NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
     )
     .map(drop)
@@ -245,5 +267,19 @@ mod tests {
         };
         assert_eq!(m.header.source_prefix_length, 32);
         assert_eq!(parse(&[]), None);
+    }
+
+    #[test]
+    fn default_route_names_only_its_gateway() {
+        let RouteNetlinkMessage::NewRoute(m) = add_default_request(ip("198.18.3.1")) else {
+            panic!("a NewRoute");
+        };
+        assert_eq!(m.header.destination_prefix_length, 0, "default: 0.0.0.0/0");
+        assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
+        assert_eq!(m.header.kind, RouteType::Unicast);
+        assert_eq!(
+            m.attributes,
+            vec![RouteAttribute::Gateway(ip("198.18.3.1").into())]
+        );
     }
 }
