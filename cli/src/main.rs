@@ -101,6 +101,10 @@ struct DemoArgs {
     /// How many VM hosts per series (1-4), each with its own link (the study: 4).
     #[arg(long, default_value_t = 4)]
     vms: usize,
+    /// Spread the VMs' peers over N client namespaces (the study's second
+    /// client machine); the controller then only orchestrates.
+    #[arg(long, default_value_t = 0)]
+    clients: usize,
 }
 
 #[derive(Args)]
@@ -1083,6 +1087,7 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
         out: a.out,
         exe: std::env::current_exe().context("finding the wirespeed binary")?,
         vms: a.vms,
+        clients: a.clients,
     };
     let status = wirespeed::demo::run(&opts)?;
     // The page beside results.json, partial results too.

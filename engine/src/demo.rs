@@ -18,6 +18,12 @@
 //!   [`DOM0_SHARE`] of a core: one modern core alone carries 4 Gb/s.
 //! * `dom0-spread`: the study's attempted fix, half the links' work moved
 //!   to CPU 1 (with a budget of its own there).
+//!
+//! With `--clients N` the VMs' peers are N client namespaces instead of
+//! the controller (the study's second client machine): pair k of every
+//! series goes to client k mod N, and the controller only orchestrates,
+//! over a management link to every agent, routing between them so a
+//! client agent reaches the VM agent that vouches for its pair.
 
 use crate::host::cgroup::{self, CpuBudget};
 use crate::testbed::Testbed;
@@ -92,52 +98,93 @@ pub struct DemoOptions {
     pub exe: PathBuf,
     /// How many VM hosts per series (1-4 in the study).
     pub vms: usize,
+    /// Client hosts the VMs' peers are spread over; 0: the controller is
+    /// every VM's peer.
+    pub clients: usize,
 }
 
-/// Where one pair of a series runs: its VM host, the router host between
-/// (bypass), and the testbed links at the controller's and the VM's end
-/// (the same link when there is no router).
+/// Where one pair of a series runs: its peer host (the controller or a
+/// client), its VM host, the router host between (bypass), and the
+/// testbed links at the peer's and the VM's end (the same link when there
+/// is no router).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PairPlace {
     pub series: Series,
     /// 0-based pair index within its series.
     pub k: usize,
+    pub peer: usize,
     pub vm: usize,
     pub router: Option<usize>,
-    pub ctrl_link: usize,
+    pub peer_link: usize,
     pub vm_link: usize,
+    /// The VM's management link to the controller (with clients).
+    pub mgmt_link: Option<usize>,
 }
 
-/// The testbed for `series` with `vms` pairs each: how many hosts (host 0
-/// is the controller), the links as (host a, host b), and each pair's place.
-pub fn layout(series: &[Series], vms: usize) -> (usize, Vec<(usize, usize)>, Vec<PairPlace>) {
+/// The whole testbed: host 0 is the controller; links as (host a, host b).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub hosts: usize,
+    pub links: Vec<(usize, usize)>,
+    pub places: Vec<PairPlace>,
+    /// Each client host with its management link.
+    pub clients: Vec<(usize, usize)>,
+}
+
+/// The testbed for `series` with `vms` pairs each and their peers spread
+/// over `clients` client hosts (none: the controller). Data links come
+/// first, so without clients the layout is the same; the management
+/// links, one per agent host, follow.
+pub fn layout(series: &[Series], vms: usize, clients: usize) -> Layout {
+    let routed = |s: Series| usize::from(s == Series::Bypass);
+    let first_client = 1 + series.iter().map(|&s| (1 + routed(s)) * vms).sum::<usize>();
     let (mut hosts, mut links, mut places) = (1, Vec::new(), Vec::new());
     for &s in series {
         for k in 0..vms {
+            let peer = match clients {
+                0 => 0,
+                n => first_client + k % n,
+            };
             let router = (s == Series::Bypass).then(|| {
                 hosts += 1;
-                links.push((0, hosts - 1));
+                links.push((peer, hosts - 1));
                 hosts - 1
             });
             let vm = hosts;
             hosts += 1;
-            links.push((router.unwrap_or(0), vm));
+            links.push((router.unwrap_or(peer), vm));
             let vm_link = links.len() - 1;
             places.push(PairPlace {
                 series: s,
                 k,
+                peer,
                 vm,
                 router,
-                ctrl_link: if router.is_some() {
-                    vm_link - 1
-                } else {
-                    vm_link
-                },
+                peer_link: vm_link - routed(s),
                 vm_link,
+                mgmt_link: None,
             });
         }
     }
-    (hosts, links, places)
+    let mut clients: Vec<(usize, usize)> = (first_client..first_client + clients)
+        .map(|c| (c, 0))
+        .collect();
+    if !clients.is_empty() {
+        for p in &mut places {
+            links.push((0, p.vm));
+            p.mgmt_link = Some(links.len() - 1);
+        }
+        for c in &mut clients {
+            links.push((0, c.0));
+            c.1 = links.len() - 1;
+        }
+    }
+    Layout {
+        hosts: first_client + clients.len(),
+        links,
+        places,
+        clients,
+    }
 }
 
 /// The agent's plan name of a place: `vm1` in native (as the study named
@@ -202,6 +249,12 @@ fn start_agent(
     }
 }
 
+/// The plan name of the client agent on host `h`.
+fn client_name(layout_clients: &[(usize, usize)], h: usize) -> Option<String> {
+    let i = layout_clients.iter().position(|c| c.0 == h)?;
+    Some(format!("client{}", i + 1))
+}
+
 /// The /24 a link address is on.
 fn subnet(a: Ipv4Addr) -> Ipv4Addr {
     let [x, y, z, _] = a.octets();
@@ -214,28 +267,39 @@ struct Bed {
     agents: Vec<AgentChild>,
     budgets: Vec<CpuBudget>,
     tb: Testbed,
-    places: Vec<PairPlace>,
+    layout: Layout,
 }
 
 impl Bed {
     fn build(opts: &DemoOptions, series: &[Series]) -> Result<Bed> {
-        let (hosts, links, places) = layout(series, opts.vms);
+        let layout = layout(series, opts.vms, opts.clients);
         cgroup::sweep_stale("wsdemo");
-        let tb = Testbed::new("wsdemo", hosts, &links)?;
+        let tb = Testbed::new("wsdemo", layout.hosts, &layout.links)?;
         let mut bed = Bed {
             agents: Vec::new(),
             budgets: Vec::new(),
             tb,
-            places,
+            layout,
         };
-        for p in bed.places.clone() {
+        if !bed.layout.clients.is_empty() {
+            bed.tb.forwarding(0)?;
+        }
+        for &(c, mgmt) in &bed.layout.clients.clone() {
+            bed.manage(c, mgmt)?;
+            let listen = format!("{}:5290", bed.tb.links[mgmt].v4[1]);
+            let agent = start_agent(&bed.tb, c, &opts.exe, &listen, None)?;
+            bed.agents.push(agent);
+        }
+        for p in bed.layout.places.clone() {
             bed.link(&p)?;
             let cpu = p.series.funnel_cpu(p.k, opts.vms);
-            let l = &bed.tb.links[p.vm_link];
             if let Some(c) = cpu {
                 bed.tb.rps_cpus(p.vm_link, 1, &[c])?;
             }
-            let listen = format!("{}:5290", l.v4[1]);
+            if let Some(m) = p.mgmt_link {
+                bed.manage(p.vm, m)?;
+            }
+            let listen = format!("{}:5290", bed.tb.links[p.control_link()].v4[1]);
             let agent = start_agent(&bed.tb, p.vm, &opts.exe, &listen, cpu)?;
             if let Some(c) = cpu {
                 bed.budget(p.series, c)?.add(agent.0.id())?;
@@ -243,6 +307,13 @@ impl Bed {
             bed.agents.push(agent);
         }
         Ok(bed)
+    }
+
+    /// Host `h` reaches every other agent through the controller, at its
+    /// end of management link `mgmt`.
+    fn manage(&self, h: usize, mgmt: usize) -> Result<()> {
+        let gw = self.tb.links[mgmt].v4[0];
+        self.tb.route_default(h, std::net::IpAddr::V4(gw))
     }
 
     /// Shape pair `p`'s link; through its router for bypass, whose
@@ -253,11 +324,11 @@ impl Bed {
             tb.qdisc(p.vm_link, 0, &TBF)?;
             return tb.qdisc(p.vm_link, 1, &TBF);
         };
-        let (c, v) = (&tb.links[p.ctrl_link], &tb.links[p.vm_link]);
+        let (c, v) = (&tb.links[p.peer_link], &tb.links[p.vm_link]);
         tb.forwarding(r)?;
-        tb.route(0, subnet(v.v4[1]), 24, c.v4[1])?;
+        tb.route(p.peer, subnet(v.v4[1]), 24, c.v4[1])?;
         tb.route(p.vm, subnet(c.v4[0]), 24, v.v4[0])?;
-        tb.qdisc(p.ctrl_link, 1, &TBF)?;
+        tb.qdisc(p.peer_link, 1, &TBF)?;
         tb.qdisc(p.vm_link, 0, &TBF)
     }
 
@@ -272,9 +343,17 @@ impl Bed {
     }
 }
 
+impl PairPlace {
+    /// The link the VM's agent listens on: its management link, else its
+    /// data link.
+    fn control_link(&self) -> usize {
+        self.mgmt_link.unwrap_or(self.vm_link)
+    }
+}
+
 /// The plan the demo runs: one configuration per series, each with its
-/// own agents and pairs.
-pub fn plan_text(tb: &Testbed, places: &[PairPlace], series: &[Series], quick: bool) -> String {
+/// own agents and pairs (and the client agents, shared by every series).
+pub fn plan_text(tb: &Testbed, layout: &Layout, series: &[Series], quick: bool) -> String {
     // The warm-up leaves slow start and the shaper's initial burst out.
     let (duration, warmup) = if quick {
         ("1s", "500ms")
@@ -302,15 +381,18 @@ pub fn plan_text(tb: &Testbed, places: &[PairPlace], series: &[Series], quick: b
             x.settings()
         );
     }
-    for p in places {
-        s += &format!(
-            "\n[[agents]]\nname = \"{}\"\naddress = \"{}:5290\"\n",
-            agent_name(p),
-            tb.links[p.vm_link].v4[1]
-        );
+    let agent = |name: String, link: usize| {
+        let addr = tb.links[link].v4[1];
+        format!("\n[[agents]]\nname = \"{name}\"\naddress = \"{addr}:5290\"\n")
+    };
+    for &(c, mgmt) in &layout.clients {
+        s += &agent(client_name(&layout.clients, c).expect("a client"), mgmt);
     }
-    for p in places {
-        let c = &tb.links[p.ctrl_link];
+    for p in &layout.places {
+        s += &agent(agent_name(p), p.control_link());
+    }
+    for p in &layout.places {
+        let c = &tb.links[p.peer_link];
         s += &format!(
             "\n[[pairs]]\nname = \"nic{}\"\nagent = \"{}\"\nconfiguration = \"{}\"\nlocal = \"{}\"\niface = \"{}\"\n",
             p.k + 1,
@@ -319,6 +401,14 @@ pub fn plan_text(tb: &Testbed, places: &[PairPlace], series: &[Series], quick: b
             c.v4[0],
             c.ifname[0]
         );
+        if let Some(name) = client_name(&layout.clients, p.peer) {
+            // The VM's agent listens on its management address: the
+            // client is told its data address.
+            s += &format!(
+                "client = \"{name}\"\nremote_local = \"{}\"\n",
+                tb.links[p.vm_link].v4[1]
+            );
+        }
         if p.series == Series::Bypass {
             s += &format!("remote_iface = \"{}\"\n", tb.links[p.vm_link].ifname[1]);
         }
@@ -332,6 +422,12 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
     if !(1..=4).contains(&opts.vms) {
         return Err(Error::Invalid("--vms must be between 1 and 4".into()));
     }
+    if opts.clients > opts.vms {
+        return Err(Error::Invalid(format!(
+            "--clients {} is more than the {} VM(s) per series there are peers for",
+            opts.clients, opts.vms
+        )));
+    }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
     let series = Series::HOST;
@@ -343,9 +439,15 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
         opts.vms,
         DOM0_SHARE * 100.0
     );
+    if opts.clients > 0 {
+        println!(
+            "clients: the VMs' peers are {} client namespace(s), pair k on client k mod {}; the controller only orchestrates, over a management veth to every agent",
+            opts.clients, opts.clients
+        );
+    }
     let bed = Bed::build(opts, &series)?;
     let plan = opts.out.join("demo-plan.toml");
-    std::fs::write(&plan, plan_text(&bed.tb, &bed.places, &series, opts.quick))
+    std::fs::write(&plan, plan_text(&bed.tb, &bed.layout, &series, opts.quick))
         .map_err(|e| Error::io(format!("writing {}", plan.display()), e))?;
     println!("plan: {}", plan.display());
     let mut c = bed.tb.cmd(0, &opts.exe);
@@ -372,20 +474,26 @@ mod tests {
 
     #[test]
     fn bypass_pairs_go_through_a_router_and_the_rest_are_direct() {
-        let (hosts, links, places) = layout(&Series::HOST, 2);
+        let Layout {
+            hosts,
+            links,
+            places,
+            clients,
+        } = layout(&Series::HOST, 2, 0);
         // controller, 2 native VMs, 2 (router, VM), 2 dom0 VMs, 2 spread VMs
         assert_eq!(hosts, 1 + 2 + 4 + 2 + 2);
         assert_eq!(links.len(), 2 + 4 + 2 + 2);
+        assert!(clients.is_empty());
         for p in &places {
-            assert_eq!(links[p.vm_link].1, p.vm);
+            assert_eq!((links[p.vm_link].1, p.peer, p.mgmt_link), (p.vm, 0, None));
             match p.router {
                 Some(r) => {
                     assert_eq!(p.series, Series::Bypass);
-                    assert_eq!(links[p.ctrl_link], (0, r));
+                    assert_eq!(links[p.peer_link], (0, r));
                     assert_eq!(links[p.vm_link].0, r);
                 }
                 None => {
-                    assert_eq!(p.ctrl_link, p.vm_link);
+                    assert_eq!(p.peer_link, p.vm_link);
                     assert_eq!(links[p.vm_link].0, 0);
                 }
             }
@@ -393,6 +501,27 @@ mod tests {
         let mut vms: Vec<usize> = places.iter().map(|p| p.vm).collect();
         vms.dedup();
         assert_eq!(vms.len(), places.len(), "one VM per pair");
+    }
+
+    #[test]
+    fn clients_take_the_pairs_round_robin_behind_a_management_network() {
+        let l = layout(&[Series::Native, Series::Bypass], 4, 2);
+        // controller, 4 native VMs, 4 (router, VM), 2 clients
+        assert_eq!(l.hosts, 1 + 4 + 8 + 2);
+        assert_eq!(l.clients.iter().map(|c| c.0).collect::<Vec<_>>(), [13, 14]);
+        let peers: Vec<usize> = l.places.iter().map(|p| p.peer).collect();
+        assert_eq!(peers, [13, 14, 13, 14, 13, 14, 13, 14]);
+        for p in &l.places {
+            // the data path starts at the client, never at the controller
+            assert_eq!(l.links[p.peer_link].0, p.peer);
+            assert_eq!(l.links[p.vm_link].1, p.vm);
+            assert_eq!(l.links[p.mgmt_link.unwrap()], (0, p.vm));
+        }
+        for &(c, m) in &l.clients {
+            assert_eq!(l.links[m], (0, c));
+        }
+        // 4 + 8 data links, then 8 VMs' and 2 clients' management links
+        assert_eq!(l.links.len(), 12 + 8 + 2);
     }
 
     #[test]
