@@ -4,16 +4,15 @@
 //! keeps serving.
 
 use super::auth::{self, Role as AuthRole};
+use super::began::Began;
 use super::frame::{self, PROTOCOL_VERSION};
 use super::messages::{Msg, ServeOrder};
 use super::sender_tcp::SenderFeed;
 use super::token::{self, Token, TokenBook};
 use super::{clock, expect_msg, poll_msg};
 use crate::datapath::socket::{self as sockpath, Flow, FlowLimits, FlowSet, SocketOpts};
-use crate::metrics::{
-    cpu::CpuSnapshot, host, interval::Counter, irq::IrqSnapshot, irq_path::PathWatch,
-};
-use crate::report::model::{Role, SideReport};
+use crate::metrics::{host, interval::Counter};
+use crate::report::model::Role;
 use crate::spec::{Limit, Mode, TestSpec};
 use crate::{Error, Result};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -188,16 +187,6 @@ struct PairServe {
 enum Greeting {
     Controller,
     Vouched,
-}
-
-/// What an end holds from just before its start to its result: the
-/// counters read before, the path being watched, and how the start went.
-struct Began {
-    cpu0: CpuSnapshot,
-    irq0: IrqSnapshot,
-    path: PathWatch,
-    start: Instant,
-    facts: clock::StartFacts,
 }
 
 impl Session {
@@ -923,22 +912,12 @@ impl Session {
         lost.or_else(|| self.stop_requested(Duration::from_millis(20)))
     }
 
-    /// Read the counters, look up the flows' path (bound to `bound`, else
-    /// routed to the controller) and wait for the start instant: counters
-    /// and path first, so reading them does not delay the start.
+    /// This end's counters, path and wait for the start instant
+    /// ([`Began::wait`]), its flows bound to `bound` or routed to the
+    /// controller.
     fn begin(&self, at: Instant, bound: Option<&str>) -> Began {
-        let cpu0 = CpuSnapshot::take();
-        let irq0 = IrqSnapshot::take();
         let local = self.conn.local_addr().map_or(self.peer.ip(), |a| a.ip());
-        let path = PathWatch::start(bound, local, self.peer.ip());
-        let (start, facts) = clock::wait_until(at);
-        Began {
-            cpu0,
-            irq0,
-            path,
-            start,
-            facts,
-        }
+        Began::wait(Some(at), bound, local, self.peer.ip())
     }
 
     /// Report this side's results, or the reason the test stopped.
@@ -951,25 +930,10 @@ impl Session {
         ),
         began: Began,
     ) -> Result<()> {
-        let end = Instant::now();
-        let cpu = began.cpu0.report(&CpuSnapshot::take());
-        let mut irq = began.irq0.report(&IrqSnapshot::take());
-        began.path.finish(&mut irq);
-        let start = began.start;
         if let Some(e) = lost {
             return Err(e);
         }
-        let report = SideReport {
-            host: host::info(),
-            flows,
-            cpu,
-            irq,
-            start_us: clock::us_of(start),
-            end_us: clock::us_of(end),
-            start: Some(began.facts),
-            workers,
-            placement: None,
-        };
+        let report = began.report(flows, workers, None);
         frame::write_msg(&mut self.conn, &Msg::Result(Box::new(report)))
     }
 }

@@ -3,6 +3,7 @@
 //! side, print intervals, and merge its results with the agent's.
 
 use super::auth::{self, Role as AuthRole};
+use super::began::Began;
 use super::clock::{self, Estimate, Sample};
 use super::frame::{self, PROTOCOL_VERSION};
 use super::messages::Msg;
@@ -10,13 +11,7 @@ use super::{expect_msg, poll_msg, DEFAULT_PORT};
 use crate::datapath::socket::{
     self as sockpath, Flow, FlowHeader, FlowLimits, FlowSet, SocketOpts,
 };
-use crate::metrics::{
-    cpu::CpuSnapshot,
-    host,
-    interval::{Counter, Sampler},
-    irq::IrqSnapshot,
-    irq_path::PathWatch,
-};
+use crate::metrics::interval::{Counter, Sampler};
 use crate::report::model::{
     End, HostInfo, Interval, RunConfig, RunReport, SideReport, Timing, WorkerReport, SCHEMA,
 };
@@ -627,185 +622,30 @@ impl Prepared {
             clock: est,
             ..
         } = self;
-        let limits = |stream| FlowLimits {
-            duration: match opts.spec.limit {
-                Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
-                Limit::Bytes { .. } => None,
-            },
-            bytes: opts.spec.bytes_for(stream),
-            idle: opts.idle_timeout,
-            hard: Duration::from_secs_f64(opts.spec.nominal_seconds())
-                + Duration::from_secs(24 * 3600),
-        };
         let at_us = at.map(|t| est.to_agent(clock::us_of(t)));
         frame::write_msg(&mut conn, &Msg::Start { at_us })?;
-        let cpu0 = CpuSnapshot::take();
-        let irq0 = IrqSnapshot::take();
-        let path = PathWatch::start(
-            opts.iface.as_deref(),
-            super::local_ip(&conn).unwrap_or(addr.ip()),
-            addr.ip(),
-        );
-        let (start, start_facts) = match at {
-            Some(at) => {
-                let (t, f) = clock::wait_until(at);
-                (t, Some(f))
-            }
-            None => (Instant::now(), None),
-        };
+        let local_ip = super::local_ip(&conn).unwrap_or(addr.ip());
+        let began = Began::wait(at, opts.iface.as_deref(), local_ip, addr.ip());
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let mut sampler = Sampler::new(start);
-        let mut flows = Vec::with_capacity(socks.len());
-        for (id, sock) in socks {
-            let counter = Counter::default();
-            let role = sockpath::role_of(id, true);
-            // rr clients on this side report interval percentiles.
-            let interval_latency = (matches!(opts.spec.test, crate::spec::TestKind::Rr { .. })
-                && role == crate::report::model::Role::Sender)
-                .then(crate::metrics::latency::shared);
-            // The sender's TCP state: ours where we send, else the agent's.
-            let sending = (role == crate::report::model::Role::Sender)
-                .then(|| sock.try_clone().ok())
-                .flatten();
-            sampler.watch_rr(id, counter.clone(), sending, interval_latency.clone());
-            flows.push(Flow {
-                id,
-                role,
-                sock,
-                msg_size: opts.spec.msg_size as usize,
-                limits: limits(id.stream),
-                counter,
-                test: opts.spec.test,
-                interval_latency,
-                verify: opts.spec.verify,
-            });
-        }
+        let mut sampler = Sampler::new(began.start);
         #[cfg(target_os = "linux")]
         let stop = xdp
             .as_ref()
             .map_or_else(|| Arc::new(AtomicBool::new(false)), |x| x.stop.clone());
         #[cfg(not(target_os = "linux"))]
         let stop = Arc::new(AtomicBool::new(false));
-        let mut set = match (xdp, raw) {
-            #[cfg(target_os = "linux")]
-            (Some(x), _) => {
-                let _ = x.gate.set(start);
-                for ((&id, c), l) in x.ids.iter().zip(&x.counters).zip(&x.latency) {
-                    sampler.watch_rr(id, c.clone(), None, l.clone());
-                }
-                LocalWork::Stream(x.work, x.ids)
-            }
-            #[cfg(not(target_os = "linux"))]
-            (Some(never), _) => match never {},
-            (None, raw) => match raw {
-                #[cfg(target_os = "linux")]
-                Some(RawPrep { end, peer, spec }) => {
-                    let id = FlowId {
-                        stream: 0,
-                        direction: opts.spec.direction,
-                    };
-                    let live = Counter::default();
-                    sampler.watch(id, live.clone(), None);
-                    let duration = Duration::from_secs_f64(opts.spec.nominal_seconds());
-                    let cpus = opts
-                        .raw
-                        .as_ref()
-                        .map(|r| r.cpus.clone())
-                        .unwrap_or_default();
-                    let run = crate::datapath::xdp::session::RawRun {
-                        role: sockpath::role_of(id, true),
-                        direction: id.direction,
-                        peer,
-                        raw: spec,
-                        duration,
-                        start,
-                        cpus,
-                    };
-                    LocalWork::Raw(crate::datapath::xdp::session::RawWork::spawn(
-                        end, run, &stop, &live,
-                    )?)
-                }
-                #[cfg(not(target_os = "linux"))]
-                Some(never) => match never {},
-                None => LocalWork::Flows(FlowSet::spawn(flows, start, &stop)?),
-            },
+        let mut set = start_local(&opts, (socks, xdp, raw), began.start, &stop, &mut sampler)?;
+        let mut follow = Follow {
+            opts: &opts,
+            conn: &mut conn,
+            sampler,
+            intervals: Vec::new(),
         };
-        let interval = opts.interval;
-
-        let mut intervals = Vec::new();
-        let mut remote: Option<SideReport> = None;
-        let mut failure: Option<Error> = None;
-        let mut local_done = false;
-        let mut local_end: Option<Instant> = None;
-        let mut next_tick = interval.map(|i| start + i);
-        while !(local_done && remote.is_some()) {
-            if !local_done {
-                // Wake at the next tick, so interval edges land on whole seconds.
-                let wait = next_tick.map_or(Duration::from_millis(20), |t| {
-                    t.saturating_duration_since(Instant::now())
-                        .min(Duration::from_millis(20))
-                });
-                local_done = set.poll(wait);
-                if let (Some(every), Some(tick)) = (interval, next_tick) {
-                    let now = Instant::now();
-                    // A full interval, or the last partial one (as iperf3 prints it).
-                    if now >= tick
-                        || (local_done && sampler.since_last(now) >= every.as_secs_f64() / 10.0)
-                    {
-                        let iv = sampler.sample(now);
-                        on_event(Event::Interval(&iv));
-                        intervals.push(iv);
-                        // Skip ticks a late wake-up already passed.
-                        let mut next = tick + every;
-                        while next <= now {
-                            next += every;
-                        }
-                        next_tick = Some(next);
-                    }
-                }
-            } else {
-                // Our side is done: the agent's result must follow soon.
-                let since = *local_end.get_or_insert_with(Instant::now);
-                if since.elapsed() > opts.idle_timeout * 2 + super::REPLY_TIMEOUT {
-                    failure = Some(Error::PeerLost(format!(
-                        "the agent sent no result within {:.0} s of the test's end",
-                        (opts.idle_timeout * 2 + super::REPLY_TIMEOUT).as_secs_f64()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if remote.is_none() {
-                match poll_msg(&mut conn, Duration::from_millis(1), frame::MAX_REPORT) {
-                    Ok(None) => {}
-                    Ok(Some(Msg::Result(r))) => remote = Some(*r),
-                    Ok(Some(Msg::SenderTcp { flows })) => {
-                        for f in flows {
-                            let id = FlowId {
-                                stream: f.stream,
-                                direction: f.direction,
-                            };
-                            sampler.remote_tcp(id, f.tcp);
-                        }
-                    }
-                    Ok(Some(Msg::Error { kind, message })) => {
-                        failure = Some(Msg::into_error(kind, message))
-                    }
-                    Ok(Some(other)) => failure = Some(unexpected("result", other)),
-                    Err(e) => {
-                        failure = Some(Error::PeerLost(format!("agent went away mid-test ({e})")))
-                    }
-                }
-            }
-            if opts
-                .cancel
-                .as_ref()
-                .is_some_and(|c| c.load(Ordering::Relaxed))
-            {
-                failure = Some(Error::PeerLost("interrupted".into()));
-            }
-            if let Some(e) = failure.take() {
+        let remote = match follow.until_done(&mut set, began.start, &mut on_event) {
+            Ok(r) => r,
+            Err(e) => {
                 stop.store(true, Ordering::Relaxed);
                 let _ = frame::write_msg(
                     &mut conn,
@@ -816,24 +656,10 @@ impl Prepared {
                 let _ = set.finish();
                 return Err(e);
             }
-        }
-        let (local_flows, workers, placement) = set.finish();
-        let end = Instant::now();
-        let cpu = cpu0.report(&CpuSnapshot::take());
-        let mut irq = irq0.report(&IrqSnapshot::take());
-        path.finish(&mut irq);
-        let local = SideReport {
-            host: host::info(),
-            flows: local_flows,
-            cpu,
-            irq,
-            start_us: clock::us_of(start),
-            end_us: clock::us_of(end),
-            start: start_facts,
-            workers,
-            placement,
         };
-        let remote = remote.expect("loop ends with a result");
+        let intervals = follow.intervals;
+        let (local_flows, workers, placement) = set.finish();
+        let local = began.report(local_flows, workers, placement);
         // Our own clock is the controller's: the identity estimate.
         let end = join_ends(
             (mode, &remote_mode),
@@ -859,6 +685,218 @@ impl Prepared {
             intervals,
             end,
         })
+    }
+}
+
+/// The prepared data ends of this side: socket flows, a TCP-lite end, or
+/// a raw-frame end.
+#[cfg(target_os = "linux")]
+type Ends = (Vec<(FlowId, Socket)>, Option<XdpPrep>, Option<RawPrep>);
+#[cfg(not(target_os = "linux"))]
+type Ends = (
+    Vec<(FlowId, Socket)>,
+    Option<std::convert::Infallible>,
+    Option<RawPrep>,
+);
+
+/// Release this side's data at `start` (TCP-lite's gate opens, socket
+/// flows or the raw end start), each flow watched by `sampler`.
+fn start_local(
+    opts: &RunOptions,
+    (socks, xdp, raw): Ends,
+    start: Instant,
+    stop: &Arc<AtomicBool>,
+    sampler: &mut Sampler,
+) -> Result<LocalWork> {
+    #[cfg(target_os = "linux")]
+    if let Some(x) = xdp {
+        let _ = x.gate.set(start);
+        for ((&id, c), l) in x.ids.iter().zip(&x.counters).zip(&x.latency) {
+            sampler.watch_rr(id, c.clone(), None, l.clone());
+        }
+        return Ok(LocalWork::Stream(x.work, x.ids));
+    }
+    #[cfg(not(target_os = "linux"))]
+    if let Some(never) = xdp {
+        match never {}
+    }
+    #[cfg(target_os = "linux")]
+    if let Some(RawPrep { end, peer, spec }) = raw {
+        let id = FlowId {
+            stream: 0,
+            direction: opts.spec.direction,
+        };
+        let live = Counter::default();
+        sampler.watch(id, live.clone(), None);
+        let run = crate::datapath::xdp::session::RawRun {
+            role: sockpath::role_of(id, true),
+            direction: id.direction,
+            peer,
+            raw: spec,
+            duration: Duration::from_secs_f64(opts.spec.nominal_seconds()),
+            start,
+            cpus: opts
+                .raw
+                .as_ref()
+                .map(|r| r.cpus.clone())
+                .unwrap_or_default(),
+        };
+        let work = crate::datapath::xdp::session::RawWork::spawn(end, run, stop, &live)?;
+        return Ok(LocalWork::Raw(work));
+    }
+    #[cfg(not(target_os = "linux"))]
+    if let Some(never) = raw {
+        match never {}
+    }
+    let flows = socks
+        .into_iter()
+        .map(|(id, sock)| socket_flow(opts, id, sock, sampler))
+        .collect();
+    Ok(LocalWork::Flows(FlowSet::spawn(flows, start, stop)?))
+}
+
+/// One socket flow of this side, watched by `sampler`.
+fn socket_flow(opts: &RunOptions, id: FlowId, sock: Socket, sampler: &mut Sampler) -> Flow {
+    let counter = Counter::default();
+    let role = sockpath::role_of(id, true);
+    let sender = role == crate::report::model::Role::Sender;
+    // rr clients on this side report interval percentiles.
+    let interval_latency = (matches!(opts.spec.test, crate::spec::TestKind::Rr { .. }) && sender)
+        .then(crate::metrics::latency::shared);
+    // The sender's TCP state: ours where we send, else the agent's.
+    let sending = sender.then(|| sock.try_clone().ok()).flatten();
+    sampler.watch_rr(id, counter.clone(), sending, interval_latency.clone());
+    Flow {
+        id,
+        role,
+        sock,
+        msg_size: opts.spec.msg_size as usize,
+        limits: FlowLimits {
+            duration: match opts.spec.limit {
+                Limit::Duration { seconds } => Some(Duration::from_secs_f64(seconds)),
+                Limit::Bytes { .. } => None,
+            },
+            bytes: opts.spec.bytes_for(id.stream),
+            idle: opts.idle_timeout,
+            hard: Duration::from_secs_f64(opts.spec.nominal_seconds())
+                + Duration::from_secs(24 * 3600),
+        },
+        counter,
+        test: opts.spec.test,
+        interval_latency,
+        verify: opts.spec.verify,
+    }
+}
+
+/// The controller's side of a running test: its intervals as they come,
+/// the agent's TCP state folded in, and the agent's result at the end.
+struct Follow<'a> {
+    opts: &'a RunOptions,
+    conn: &'a mut TcpStream,
+    sampler: Sampler,
+    intervals: Vec<Interval>,
+}
+
+impl Follow<'_> {
+    /// Poll the local work and the control connection until both sides
+    /// are done: the agent's result, or why the test failed.
+    fn until_done(
+        &mut self,
+        set: &mut LocalWork,
+        start: Instant,
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> Result<SideReport> {
+        let interval = self.opts.interval;
+        let grace = self.opts.idle_timeout * 2 + super::REPLY_TIMEOUT;
+        let mut remote: Option<SideReport> = None;
+        let mut local_end: Option<Instant> = None;
+        let mut next_tick = interval.map(|i| start + i);
+        loop {
+            if local_end.is_none() {
+                // Wake at the next tick, so interval edges land on whole seconds.
+                let wait = next_tick.map_or(Duration::from_millis(20), |t| {
+                    t.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(20))
+                });
+                let done = set.poll(wait);
+                if let (Some(every), Some(tick)) = (interval, next_tick) {
+                    next_tick = Some(self.tick(every, tick, done, on_event));
+                }
+                if done {
+                    local_end = Some(Instant::now());
+                }
+            } else if let Some(since) = local_end {
+                // Our side is done: the agent's result must follow soon.
+                if since.elapsed() > grace {
+                    return Err(Error::PeerLost(format!(
+                        "the agent sent no result within {:.0} s of the test's end",
+                        grace.as_secs_f64()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if remote.is_none() {
+                remote = self.agent_news()?;
+            }
+            if let (Some(_), Some(r)) = (local_end, remote.take()) {
+                return Ok(r);
+            }
+            if self
+                .opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+            {
+                return Err(Error::PeerLost("interrupted".into()));
+            }
+        }
+    }
+
+    /// An interval when `tick` has come, or the last partial one when the
+    /// work is `done` (as iperf3 prints it); the next tick.
+    fn tick(
+        &mut self,
+        every: Duration,
+        tick: Instant,
+        done: bool,
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> Instant {
+        let now = Instant::now();
+        let partial = done && self.sampler.since_last(now) >= every.as_secs_f64() / 10.0;
+        if now < tick && !partial {
+            return tick;
+        }
+        let iv = self.sampler.sample(now);
+        on_event(Event::Interval(&iv));
+        self.intervals.push(iv);
+        // Skip ticks a late wake-up already passed.
+        let mut next = tick + every;
+        while next <= now {
+            next += every;
+        }
+        next
+    }
+
+    /// What the agent sent, if anything: its result, or its senders' TCP
+    /// state (folded into the intervals).
+    fn agent_news(&mut self) -> Result<Option<SideReport>> {
+        match poll_msg(self.conn, Duration::from_millis(1), frame::MAX_REPORT) {
+            Ok(None) => Ok(None),
+            Ok(Some(Msg::Result(r))) => Ok(Some(*r)),
+            Ok(Some(Msg::SenderTcp { flows })) => {
+                for f in flows {
+                    let id = FlowId {
+                        stream: f.stream,
+                        direction: f.direction,
+                    };
+                    self.sampler.remote_tcp(id, f.tcp);
+                }
+                Ok(None)
+            }
+            Ok(Some(Msg::Error { kind, message })) => Err(Msg::into_error(kind, message)),
+            Ok(Some(other)) => Err(unexpected("result", other)),
+            Err(e) => Err(Error::PeerLost(format!("agent went away mid-test ({e})"))),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod auth;
+mod began;
 pub mod clock;
 pub mod controller;
 pub mod frame;

@@ -43,10 +43,38 @@ pub enum Kind {
     CoTenant,
 }
 
-/// Name a process's kind: `own` is this process's pid.
+/// This process, as the tasks are told apart: its pid, and its name (a
+/// copy of the binary renamed, `/tmp/ws-test`, is still wirespeed, and so
+/// are the agents it starts from that copy).
+#[derive(Clone, Debug)]
+pub struct Own {
+    pub pid: i32,
+    pub comm: String,
+}
+
+impl Own {
+    /// A recording's own process: `pid`, by the binary's usual name.
+    pub fn recorded(pid: i32) -> Own {
+        Own {
+            pid,
+            comm: "wirespeed".into(),
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn this() -> Own {
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap_or_default();
+        Own {
+            pid: std::process::id() as i32,
+            comm: comm.trim_end().to_string(),
+        }
+    }
+}
+
+/// Name a process's kind.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub fn kind_of(pid: i32, own: i32, name: &str, kernel_thread: bool) -> Kind {
-    if pid == own || name == "wirespeed" {
+pub fn kind_of(pid: i32, own: &Own, name: &str, kernel_thread: bool) -> Kind {
+    if pid == own.pid || name == "wirespeed" || (!kernel_thread && name == own.comm) {
         Kind::Wirespeed
     } else if kernel_thread && (name.starts_with("ksoftirqd/") || name.starts_with("irq/")) {
         Kind::InterruptThread
@@ -60,7 +88,7 @@ pub fn kind_of(pid: i32, own: i32, name: &str, kernel_thread: bool) -> Kind {
 /// Parse one task's stat line (`pid (comm) state ppid …`) of process
 /// `pid` named `name`; None if it is not in that format.
 #[cfg(target_os = "linux")]
-pub fn parse_task(pid: i32, name: &str, own: i32, stat: &str) -> Option<TaskTimes> {
+pub fn parse_task(pid: i32, name: &str, own: &Own, stat: &str) -> Option<TaskTimes> {
     use procfs::FromRead;
     let s = procfs::process::Stat::from_read(stat.as_bytes()).ok()?;
     const PF_KTHREAD: u32 = 0x0020_0000;
@@ -189,7 +217,7 @@ impl TenantSnapshot {
     /// process (tests and replays). The process name is its leader's
     /// (the line whose task id is PID).
     #[cfg(target_os = "linux")]
-    pub fn from_text(text: &str, at: Instant, ticks_per_second: u64, own: i32) -> TenantSnapshot {
+    pub fn from_text(text: &str, at: Instant, ticks_per_second: u64, own: &Own) -> TenantSnapshot {
         let rows: Vec<(i32, &str)> = text
             .lines()
             .filter_map(|l| {
@@ -312,7 +340,7 @@ fn ticks_per_second() -> u64 {
 /// read are skipped (they are gone, not unreadable).
 #[cfg(target_os = "linux")]
 fn read_tasks() -> Result<Vec<TaskTimes>, String> {
-    let own = std::process::id() as i32;
+    let own = Own::this();
     let all = procfs::process::all_processes().map_err(|e| format!("/proc: {e}"))?;
     let mut out = Vec::new();
     for p in all.flatten() {
@@ -323,7 +351,7 @@ fn read_tasks() -> Result<Vec<TaskTimes>, String> {
             else {
                 continue;
             };
-            out.extend(parse_task(p.pid, &stat.comm, own, &s));
+            out.extend(parse_task(p.pid, &stat.comm, &own, &s));
         }
     }
     Ok(out)
@@ -349,11 +377,12 @@ mod tests {
 
     fn report() -> TenantReport {
         let t = Instant::now();
-        TenantSnapshot::from_text(BEFORE, t, 100, 1).report(&TenantSnapshot::from_text(
+        let own = Own::recorded(1);
+        TenantSnapshot::from_text(BEFORE, t, 100, &own).report(&TenantSnapshot::from_text(
             AFTER,
             t + Duration::from_secs(2),
             100,
-            1,
+            &own,
         ))
     }
 
@@ -387,12 +416,19 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(kind_of(7, 7, "e2e", false), Kind::Wirespeed);
-        assert_eq!(kind_of(8, 7, "wirespeed", false), Kind::Wirespeed);
-        assert_eq!(kind_of(9, 7, "ksoftirqd/0", true), Kind::InterruptThread);
-        assert_eq!(kind_of(9, 7, "ksoftirqd/0", false), Kind::CoTenant);
-        assert_eq!(kind_of(9, 7, "qemu-system-x86", false), Kind::Hypervisor);
-        assert_eq!(kind_of(9, 7, "kworker/1:0", true), Kind::CoTenant);
+        let own = Own {
+            pid: 7,
+            comm: "ws-copy".into(),
+        };
+        assert_eq!(kind_of(7, &own, "e2e", false), Kind::Wirespeed);
+        assert_eq!(kind_of(8, &own, "wirespeed", false), Kind::Wirespeed);
+        // agents started from the same renamed copy
+        assert_eq!(kind_of(8, &own, "ws-copy", false), Kind::Wirespeed);
+        assert_eq!(kind_of(8, &own, "ws-copy", true), Kind::CoTenant);
+        assert_eq!(kind_of(9, &own, "ksoftirqd/0", true), Kind::InterruptThread);
+        assert_eq!(kind_of(9, &own, "ksoftirqd/0", false), Kind::CoTenant);
+        assert_eq!(kind_of(9, &own, "qemu-system-x86", false), Kind::Hypervisor);
+        assert_eq!(kind_of(9, &own, "kworker/1:0", true), Kind::CoTenant);
     }
 
     #[test]

@@ -918,15 +918,16 @@ mod tests {
 
         /// Others' use as recorded beside the hog (metrics/testdata).
         fn tenants() -> crate::metrics::tenants::TenantReport {
-            use crate::metrics::tenants::TenantSnapshot;
+            use crate::metrics::tenants::{Own, TenantSnapshot};
             let t = Instant::now();
             let before = include_str!("../metrics/testdata/tenants.before");
             let after = include_str!("../metrics/testdata/tenants.after");
-            TenantSnapshot::from_text(before, t, 100, 1).report(&TenantSnapshot::from_text(
+            let own = Own::recorded(1);
+            TenantSnapshot::from_text(before, t, 100, &own).report(&TenantSnapshot::from_text(
                 after,
                 t + Duration::from_secs(2),
                 100,
-                1,
+                &own,
             ))
         }
 
