@@ -117,16 +117,10 @@ fn guest_series_run_on_qemu_guests_and_leave_nothing() {
         }
     }
     for d in ["send", "receive"] {
-        let svg = std::fs::read_to_string(dir.join(format!("figures/throughput-{d}.svg"))).unwrap();
-        let doc = roxmltree::Document::parse(&svg).expect("the figure is well-formed SVG");
-        let texts: Vec<&str> = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("text"))
-            .filter_map(|n| n.text())
-            .collect();
+        let texts = wirespeed_tests::svg_texts(&dir.join(format!("figures/throughput-{d}.svg")));
         for s in ["vm", "vm-bypass"] {
             assert!(
-                texts.iter().any(|t| t.trim() == s),
+                texts.iter().any(|t| t == s),
                 "no series {s} in the {d} figure: {texts:?}"
             );
         }
