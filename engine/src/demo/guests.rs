@@ -317,10 +317,13 @@ pub fn boot(tb: &Testbed, places: &[GuestPlace], p: &Prepared, tbf: &[&str]) -> 
             .stdin(Stdio::null())
             .stdout(qlog)
             .stderr(qlog2);
-        // qemu dies with the demo, even when the demo is killed outright.
+        // A group of its own: a terminal's Ctrl-C reaches the plan, which
+        // ends its point against a live guest; the demo then stops qemu.
+        // And qemu dies with the demo, even when the demo is killed outright.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
         // SAFETY: one system call, no allocation, in the forked child.
         unsafe {
-            use std::os::unix::process::CommandExt;
             cmd.pre_exec(|| {
                 if nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL) == 0 {
                     Ok(())
