@@ -165,7 +165,12 @@ impl DemoOptions {
         if self.vm_images.is_some() && self.guests == 0 {
             return Err(Error::Invalid("--vm-images is for --guests N".into()));
         }
-        v.dedup();
+        let mut seen = Vec::new();
+        v.retain(|s| {
+            let first = !seen.contains(s);
+            seen.push(*s);
+            first
+        });
         Ok(v)
     }
 }
@@ -521,6 +526,34 @@ mod tests {
         let mut vms: Vec<usize> = places.iter().map(|p| p.vm).collect();
         vms.dedup();
         assert_eq!(vms.len(), places.len(), "one VM per pair");
+    }
+
+    #[test]
+    fn guests_add_their_series_and_guest_series_need_guests() {
+        let opts = |guests, series: Option<&[Series]>| DemoOptions {
+            quick: true,
+            out: PathBuf::new(),
+            exe: PathBuf::new(),
+            vms: 4,
+            guests,
+            series: series.map(<[Series]>::to_vec),
+            vm_images: None,
+            cancel: None,
+        };
+        assert_eq!(opts(0, None).selected().unwrap(), Series::HOST.to_vec());
+        let all = opts(2, None).selected().unwrap();
+        assert_eq!(&all[4..], &Series::GUEST[..]);
+        let some = [Series::Vm, Series::Native, Series::Vm];
+        assert_eq!(
+            opts(1, Some(&some)).selected().unwrap(),
+            vec![Series::Vm, Series::Native],
+            "named once each, in the order given"
+        );
+        assert!(opts(0, Some(&[Series::VmBypass])).selected().is_err());
+        assert!(opts(1, Some(&[Series::Dom0])).selected().is_err());
+        assert!(opts(5, None).selected().is_err());
+        assert_eq!(Series::parse("vm-bypass").unwrap(), Series::VmBypass);
+        assert!(Series::parse("vm2").is_err());
     }
 
     #[test]
