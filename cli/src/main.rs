@@ -105,6 +105,18 @@ struct DemoArgs {
     /// client machine); the controller then only orchestrates.
     #[arg(long, default_value_t = 0)]
     clients: usize,
+    /// Also boot N qemu guests (1-4) from vm-images/ and run the `vm` and
+    /// `vm-bypass` series on them (TCG where KVM does not work: slow).
+    #[arg(long, default_value_t = 0)]
+    guests: usize,
+    /// Only these series, comma-separated: native, bypass, dom0,
+    /// dom0-spread, vm, vm-bypass (vm and vm-bypass need --guests).
+    #[arg(long, value_delimiter = ',')]
+    series: Option<Vec<String>>,
+    /// The repository's vm-images/ directory (default: $WIRESPEED_VM_IMAGES,
+    /// else found above the executable or in the source tree it was built from).
+    #[arg(long)]
+    vm_images: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -1088,6 +1100,20 @@ fn demo_cmd(a: DemoArgs) -> Result<()> {
         exe: std::env::current_exe().context("finding the wirespeed binary")?,
         vms: a.vms,
         clients: a.clients,
+        guests: a.guests,
+        series: a
+            .series
+            .map(|v| {
+                v.iter()
+                    .map(|s| wirespeed::demo::Series::parse(s))
+                    .collect()
+            })
+            .transpose()?,
+        vm_images: a.vm_images.or_else(|| {
+            let env = std::env::var_os("WIRESPEED_VM_IMAGES").filter(|_| a.guests > 0);
+            env.map(PathBuf::from)
+        }),
+        cancel: Some(cancel_flag()),
     };
     let status = wirespeed::demo::run(&opts)?;
     // The page beside results.json, partial results too.

@@ -18,12 +18,16 @@
 //!   [`DOM0_SHARE`] of a core: one modern core alone carries 4 Gb/s.
 //! * `dom0-spread`: the study's attempted fix, half the links' work moved
 //!   to CPU 1 (with a budget of its own there).
+//! * `vm`, `vm-bypass` (`--guests N`): real qemu guests, see [`guests`].
 //!
-//! With `--clients N` the VMs' peers are N client namespaces instead of
-//! the controller (the study's second client machine): pair k of every
-//! series goes to client k mod N, and the controller only orchestrates,
-//! over a management link to every agent, routing between them so a
-//! client agent reaches the VM agent that vouches for its pair.
+//! With `--clients N` the host series' VMs' peers are N client namespaces
+//! instead of the controller (the study's second client machine): pair k
+//! of every host series goes to client k mod N, and the controller only
+//! orchestrates, over a management link to every agent, routing between
+//! them so a client agent reaches the VM agent that vouches for its pair.
+//! The guests' peer stays the controller.
+
+pub mod guests;
 
 use crate::host::cgroup::{self, CpuBudget};
 use crate::testbed::Testbed;
@@ -32,6 +36,8 @@ use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The dom0 series' CPU budget, in cores: at 15 % of a core netperf's
@@ -48,6 +54,10 @@ pub enum Series {
     Bypass,
     Dom0,
     Dom0Spread,
+    /// Kernel sockets in qemu guests.
+    Vm,
+    /// TCP-lite over AF_XDP in qemu guests, on their virtio NICs.
+    VmBypass,
 }
 
 impl Series {
@@ -59,19 +69,42 @@ impl Series {
         Series::Dom0Spread,
     ];
 
+    /// The series on qemu guests (`--guests N`), in the order they run.
+    pub const GUEST: [Series; 2] = [Series::Vm, Series::VmBypass];
+
     pub fn name(self) -> &'static str {
         match self {
             Series::Native => "native",
             Series::Bypass => "bypass",
             Series::Dom0 => "dom0",
             Series::Dom0Spread => "dom0-spread",
+            Series::Vm => "vm",
+            Series::VmBypass => "vm-bypass",
         }
+    }
+
+    /// The series named `name` (as [`Series::name`] gives it).
+    pub fn parse(name: &str) -> Result<Series> {
+        Series::HOST
+            .into_iter()
+            .chain(Series::GUEST)
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "--series {name}: use native, bypass, dom0, dom0-spread, vm or vm-bypass"
+                ))
+            })
+    }
+
+    /// Whether the series runs on qemu guests.
+    pub fn is_guest(self) -> bool {
+        Series::GUEST.contains(&self)
     }
 
     /// The configuration's settings beyond the plan's defaults.
     fn settings(self) -> &'static str {
         match self {
-            Series::Bypass => "mode = \"xdp\"\nremote_mode = \"xdp\"\n",
+            Series::Bypass | Series::VmBypass => "mode = \"xdp\"\nremote_mode = \"xdp\"\n",
             _ => "",
         }
     }
@@ -101,6 +134,55 @@ pub struct DemoOptions {
     /// Client hosts the VMs' peers are spread over; 0: the controller is
     /// every VM's peer.
     pub clients: usize,
+    /// How many qemu guests for the `vm` and `vm-bypass` series; 0: none.
+    pub guests: usize,
+    /// The series to run; None: the host's, and the guests' with `guests`.
+    pub series: Option<Vec<Series>>,
+    /// Where `vm-images/` is (None: found from the executable).
+    pub vm_images: Option<PathBuf>,
+    /// Set on Ctrl-C: ends a wait for booting guests.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl DemoOptions {
+    /// The series to run, in order, after checking they fit `guests`.
+    pub fn selected(&self) -> Result<Vec<Series>> {
+        let mut v = match &self.series {
+            Some(v) if v.is_empty() => {
+                return Err(Error::Invalid("--series: name at least one series".into()))
+            }
+            Some(v) => v.clone(),
+            None => Series::HOST.to_vec(),
+        };
+        if self.series.is_none() && self.guests > 0 {
+            v.extend(Series::GUEST);
+        }
+        let any_guest = v.iter().any(|s| s.is_guest());
+        if any_guest && self.guests == 0 {
+            return Err(Error::Invalid(
+                "--series vm and vm-bypass run on qemu guests: give --guests N (1-4)".into(),
+            ));
+        }
+        if !any_guest && self.guests > 0 {
+            return Err(Error::Invalid(
+                "--guests: the series chosen with --series run no guests (add vm or vm-bypass)"
+                    .into(),
+            ));
+        }
+        if self.guests > 4 {
+            return Err(Error::Invalid("--guests must be between 1 and 4".into()));
+        }
+        if self.vm_images.is_some() && self.guests == 0 {
+            return Err(Error::Invalid("--vm-images is for --guests N".into()));
+        }
+        let mut seen = Vec::new();
+        v.retain(|s| {
+            let first = !seen.contains(s);
+            seen.push(*s);
+            first
+        });
+        Ok(v)
+    }
 }
 
 /// Where one pair of a series runs: its peer host (the controller or a
@@ -265,22 +347,38 @@ fn subnet(a: Ipv4Addr) -> Ipv4Addr {
 /// agents, then budgets (empty once the agents are gone), then namespaces.
 struct Bed {
     agents: Vec<AgentChild>,
+    guests: Option<guests::Guests>,
     budgets: Vec<CpuBudget>,
     tb: Testbed,
     layout: Layout,
+    guest_places: Vec<guests::GuestPlace>,
 }
 
 impl Bed {
-    fn build(opts: &DemoOptions, series: &[Series]) -> Result<Bed> {
-        let layout = layout(series, opts.vms, opts.clients);
+    /// The host series' namespaces and agents, and with `guests` the
+    /// guests (booting while the host's agents start).
+    fn build(
+        opts: &DemoOptions,
+        series: &[Series],
+        guests: Option<&guests::Prepared>,
+    ) -> Result<Bed> {
+        let host: Vec<Series> = series.iter().copied().filter(|s| !s.is_guest()).collect();
+        let mut layout = layout(&host, opts.vms, opts.clients);
+        let n = if guests.is_some() { opts.guests } else { 0 };
+        let guest_places = guests::layout(&mut layout.hosts, &mut layout.links, n);
         cgroup::sweep_stale("wsdemo");
         let tb = Testbed::new("wsdemo", layout.hosts, &layout.links)?;
         let mut bed = Bed {
             agents: Vec::new(),
+            guests: None,
             budgets: Vec::new(),
             tb,
             layout,
+            guest_places,
         };
+        if let Some(p) = guests {
+            bed.guests = Some(guests::boot(&bed.tb, &bed.guest_places, p, &TBF)?);
+        }
         if !bed.layout.clients.is_empty() {
             bed.tb.forwarding(0)?;
         }
@@ -305,6 +403,9 @@ impl Bed {
                 bed.budget(p.series, c)?.add(agent.0.id())?;
             }
             bed.agents.push(agent);
+        }
+        if let (Some(g), Some(p)) = (bed.guests.as_mut(), guests) {
+            g.wait(&bed.tb, &p.logs, opts.cancel.as_deref())?;
         }
         Ok(bed)
     }
@@ -428,10 +529,27 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
             opts.clients, opts.vms
         )));
     }
+    let series = opts.selected()?;
+    if opts.clients > 0 && series.iter().all(|s| s.is_guest()) {
+        return Err(Error::Invalid(
+            "--clients spreads the host series' peers; the guests' peer is the controller".into(),
+        ));
+    }
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
-    let series = Series::HOST;
-    println!(
+    // Guests' prerequisites and image first: a missing qemu fails before
+    // any namespace is made.
+    let prepared = if opts.guests > 0 {
+        Some(guests::prepare(
+            opts.vm_images.as_deref(),
+            &opts.exe,
+            &opts.out,
+        )?)
+    } else {
+        None
+    };
+    if series.iter().any(|s| !s.is_guest()) {
+        println!(
         "testbed: a controller and {} VM namespaces per series, one veth link each (198.18.K.0/24), tbf 1 Gbit/s both ways\n\
          series: native (kernel sockets), bypass (TCP-lite over AF_XDP, each link through a router namespace whose egress carries the tbf),\n\
          \x20       dom0 (every VM's packet work on CPU 0: RPS masks, agents pinned, a budget of {:.0}% of a core),\n\
@@ -439,16 +557,32 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
         opts.vms,
         DOM0_SHARE * 100.0
     );
-    if opts.clients > 0 {
-        println!(
+        if opts.clients > 0 {
+            println!(
             "clients: the VMs' peers are {} client namespace(s), pair k on client k mod {}; the controller only orchestrates, over a management veth to every agent",
             opts.clients, opts.clients
         );
+        }
     }
-    let bed = Bed::build(opts, &series)?;
+    if let Some(p) = &prepared {
+        println!(
+            "guests: {} qemu guest(s) ({}), 1 vCPU and 256 MB each, a virtio-net NIC on a tap in a router namespace\n\
+             \x20       whose egress carries the tbf both ways (198.19.10I.0/24); vm (kernel sockets), vm-bypass (TCP-lite over AF_XDP on both ends)",
+            opts.guests, p.accel
+        );
+    }
+    let started = std::time::Instant::now();
+    let bed = Bed::build(opts, &series, prepared.as_ref())?;
+    if prepared.is_some() {
+        println!(
+            "testbed and guests ready in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let plan = opts.out.join("demo-plan.toml");
-    std::fs::write(&plan, plan_text(&bed.tb, &bed.layout, &series, opts.quick))
-        .map_err(|e| Error::io(format!("writing {}", plan.display()), e))?;
+    let text = plan_text(&bed.tb, &bed.layout, &series, opts.quick)
+        + &guests::plan_text(&bed.tb, &bed.guest_places, &series);
+    std::fs::write(&plan, text).map_err(|e| Error::io(format!("writing {}", plan.display()), e))?;
     println!("plan: {}", plan.display());
     let mut c = bed.tb.cmd(0, &opts.exe);
     c.arg("plan")
@@ -463,8 +597,13 @@ pub fn run(opts: &DemoOptions) -> Result<ExitStatus> {
         c.arg("--quiet");
     }
     let status = c.status().map_err(|e| Error::io("running the plan", e))?;
+    let had_guests = bed.guests.is_some();
     drop(bed);
-    println!("testbed torn down (wsdemo-{}-*)", std::process::id());
+    println!(
+        "testbed torn down (wsdemo-{}-*){}",
+        std::process::id(),
+        if had_guests { ", guests stopped" } else { "" }
+    );
     Ok(status)
 }
 
@@ -522,6 +661,35 @@ mod tests {
         }
         // 4 + 8 data links, then 8 VMs' and 2 clients' management links
         assert_eq!(l.links.len(), 12 + 8 + 2);
+    }
+
+    #[test]
+    fn guests_add_their_series_and_guest_series_need_guests() {
+        let opts = |guests, series: Option<&[Series]>| DemoOptions {
+            quick: true,
+            out: PathBuf::new(),
+            exe: PathBuf::new(),
+            vms: 4,
+            clients: 0,
+            guests,
+            series: series.map(<[Series]>::to_vec),
+            vm_images: None,
+            cancel: None,
+        };
+        assert_eq!(opts(0, None).selected().unwrap(), Series::HOST.to_vec());
+        let all = opts(2, None).selected().unwrap();
+        assert_eq!(&all[4..], &Series::GUEST[..]);
+        let some = [Series::Vm, Series::Native, Series::Vm];
+        assert_eq!(
+            opts(1, Some(&some)).selected().unwrap(),
+            vec![Series::Vm, Series::Native],
+            "named once each, in the order given"
+        );
+        assert!(opts(0, Some(&[Series::VmBypass])).selected().is_err());
+        assert!(opts(1, Some(&[Series::Dom0])).selected().is_err());
+        assert!(opts(5, None).selected().is_err());
+        assert_eq!(Series::parse("vm-bypass").unwrap(), Series::VmBypass);
+        assert!(Series::parse("vm2").is_err());
     }
 
     #[test]

@@ -129,11 +129,33 @@ impl Testbed {
     /// Only tbf is supported (see [`qdisc::Tbf::parse`]); other specs are
     /// refused.
     pub fn qdisc(&self, link: usize, side: usize, spec: &[&str]) -> Result<()> {
-        let tbf = qdisc::Tbf::parse(spec)?;
         let l = &self.links[link];
-        let dev = &l.ifname[side];
-        in_ns(&self.hosts[l.hosts[side]], &format!("tbf on {dev}"), || {
+        self.dev_qdisc(l.hosts[side], &l.ifname[side], spec)
+    }
+
+    /// As [`Testbed::qdisc`], on device `dev` of host `h` by name (a
+    /// device the testbed did not make, e.g. a guest's tap).
+    pub fn dev_qdisc(&self, h: usize, dev: &str, spec: &[&str]) -> Result<()> {
+        let tbf = qdisc::Tbf::parse(spec)?;
+        in_ns(&self.hosts[h], &format!("tbf on {dev}"), || {
             qdisc::replace_root(link::by_name(dev)?.index, &tbf)
+        })
+    }
+
+    /// Whether host `h` has a device named `dev`.
+    pub fn has_dev(&self, h: usize, dev: &str) -> bool {
+        in_ns(&self.hosts[h], "looking up a device", || {
+            link::by_name(dev).map(|_| ())
+        })
+        .is_ok()
+    }
+
+    /// Address device `dev` of host `h` with `v4/24` and set it up: a
+    /// device made there by another program (qemu makes its own tap).
+    pub fn adopt(&self, h: usize, dev: &str, v4: Ipv4Addr) -> Result<()> {
+        in_ns(&self.hosts[h], &format!("addressing {dev}"), || {
+            addr::add(link::by_name(dev)?.index, IpAddr::V4(v4), 24)?;
+            link::set_up(dev)
         })
     }
 

@@ -75,3 +75,15 @@ pub fn raw_accounted(s: &serde_json::Value, r: &serde_json::Value) {
         "gaps are lost frames (a lost tail is no gap)"
     );
 }
+
+/// The text of every `<text>` element of an SVG figure (axis labels,
+/// legend), trimmed; a figure that is not well-formed SVG panics.
+pub fn svg_texts(path: &std::path::Path) -> Vec<String> {
+    let svg = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&svg).expect("the figure is well-formed SVG");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
+}

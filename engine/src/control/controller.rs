@@ -838,8 +838,10 @@ impl Follow<'_> {
             if remote.is_none() {
                 remote = self.agent_news()?;
             }
-            if let (Some(_), Some(r)) = (local_end, remote.take()) {
-                return Ok(r);
+            if local_end.is_some() {
+                if let Some(r) = remote.take() {
+                    return Ok(r);
+                }
             }
             if self
                 .opts
