@@ -646,7 +646,9 @@ fn ctrl_c_mid_sweep_saves_points_and_tears_down() {
         measured >= 2,
         "the points before Ctrl-C are saved: {measured}"
     );
+    // Only this demo's: another test's demo may be running meanwhile.
     let ns = wirespeed_tests::testbed::sh("ip", &["netns", "list"]).unwrap();
-    assert!(!ns.contains("wsdemo-"), "{ns}");
+    let ours = format!("wsdemo-{}-", child.id());
+    assert!(!ns.contains(&ours), "{ns}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
