@@ -11,6 +11,7 @@
 
 use super::tenants::{PendingTenants, TenantSnapshot};
 use crate::report::model::{CoreShare, CpuReport, CpuShare, ProcessCpu};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Cumulative CPU counters of one core (or the host), in ticks. The
@@ -121,7 +122,7 @@ pub struct CpuSnapshot {
     ncores: usize,
     /// Every process's tasks' times (others' use of the CPUs), read on a
     /// thread of their own; None in replays of /proc/stat alone.
-    tenants: Option<PendingTenants>,
+    tenants: Option<Arc<PendingTenants>>,
 }
 
 impl CpuSnapshot {
@@ -134,7 +135,7 @@ impl CpuSnapshot {
             host: read_host(),
             process: process_times(),
             ncores,
-            tenants: Some(PendingTenants::start()),
+            tenants: Some(PendingTenants::shared()),
         }
     }
 
@@ -192,11 +193,14 @@ impl CpuSnapshot {
             Ok(p) => (Some(p), PROCESS_SOURCE.to_string()),
             Err(e) => (None, e),
         };
-        fn get(t: &Option<PendingTenants>) -> Option<&TenantSnapshot> {
+        fn get(t: &Option<Arc<PendingTenants>>) -> Option<&TenantSnapshot> {
             t.as_ref()?.get()
         }
+        // Readings so close that they are one shared walk measure nothing.
+        let one =
+            matches!((&self.tenants, &later.tenants), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
         let tenants = match (get(&self.tenants), get(&later.tenants)) {
-            (Some(a), Some(b)) => Some(a.report(b)),
+            (Some(a), Some(b)) if !one => Some(a.report(b)),
             _ => None,
         };
         CpuReport {
