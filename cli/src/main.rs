@@ -164,6 +164,10 @@ struct AgentArgs {
     /// default), one test at a time, under the same limits.
     #[arg(long, value_parser = parse_iperf3_listen)]
     iperf3_listen: Option<SocketAddr>,
+    /// The iperf3 tests' data path: kernel sockets, or TCP-lite (`xdp`)
+    /// on the route's interface towards the client, one of --allow-iface.
+    #[arg(long, value_enum, requires = "iperf3_listen")]
+    iperf3_mode: Option<Iperf3ModeArg>,
     /// A flow that makes no progress this long ends with an error.
     #[arg(long, default_value = "10s", value_parser = duration)]
     idle_timeout: Duration,
@@ -171,6 +175,12 @@ struct AgentArgs {
     /// orders that would make this agent send to another).
     #[arg(long)]
     no_originate: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Iperf3ModeArg {
+    Socket,
+    Xdp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -471,6 +481,16 @@ fn load_key(p: &Option<PathBuf>) -> Result<Option<Vec<u8>>> {
 }
 
 fn agent(a: AgentArgs) -> Result<()> {
+    let tcplite = match a.iperf3_mode {
+        Some(Iperf3ModeArg::Xdp) if !cfg!(target_os = "linux") => {
+            anyhow::bail!("--iperf3-mode xdp (TCP-lite) needs Linux: use --iperf3-mode socket")
+        }
+        Some(Iperf3ModeArg::Xdp) if a.allow_iface.is_empty() => anyhow::bail!(
+            "--iperf3-mode xdp runs TCP-lite on an interface this agent allows: add --allow-iface IF"
+        ),
+        Some(Iperf3ModeArg::Xdp) => Some(a.allow_iface.clone()),
+        _ => None,
+    };
     let cfg = AgentConfig {
         psk: load_key(&a.psk_file)?,
         allow_iface: a.allow_iface,
@@ -501,6 +521,7 @@ fn agent(a: AgentArgs) -> Result<()> {
             data_timeout: cfg.data_timeout,
             idle: cfg.idle_timeout,
             max_tests: cfg.max_tests,
+            tcplite,
         });
     let agent = Agent::bind(cfg)?;
     let addr = agent.local_addr()?;
@@ -509,9 +530,13 @@ fn agent(a: AgentArgs) -> Result<()> {
         wirespeed::VERSION
     );
     if let Some(c) = iperf3 {
+        let path = match c.tcplite {
+            Some(_) => "TCP-lite",
+            None => "kernel sockets",
+        };
         let server = wirespeed::control::iperf3::server::Server::bind(c, agent.tests())?;
         println!(
-            "serving iperf3 clients on {} (no authentication)",
+            "serving iperf3 clients on {} over {path} (no authentication)",
             server.local_addr()?
         );
         std::thread::Builder::new()

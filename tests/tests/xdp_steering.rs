@@ -73,6 +73,7 @@ fn steering_takes_only_test_flows() {
         proto: 17,
         addr: Some(l.v4[1].into()),
         ports: (PORT, PORT),
+        ..Default::default()
     };
     let mut steer =
         in_netns(tb.ns(1), || Steering::attach(&l.ifname[1], &[flow], false)).expect("attaching");
