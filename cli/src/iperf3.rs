@@ -87,18 +87,11 @@ pub fn run(r: RunArgs, to: &str) -> Result<()> {
     };
     catch_interrupts();
     let mut out = std::io::stdout().lock();
-    // Text: interval lines as they come, as `run` prints them.
-    let mut header = !r.json;
-    let rep = client::run(&o, &cancel_flag(), &mut |iv| {
-        if r.json {
-            return;
-        }
-        if std::mem::take(&mut header) {
-            let _ = writeln!(out, "{}", text::interval_header());
-        }
-        let _ = write!(out, "{}", text::interval_lines(iv));
-        let _ = out.flush();
-    })?;
+    let rep = client::run(
+        &o,
+        &cancel_flag(),
+        &mut crate::interval_printer(&mut out, r.json),
+    )?;
     if r.json {
         serde_json::to_writer_pretty(&mut out, &rep).context("writing JSON")?;
         writeln!(out)?;

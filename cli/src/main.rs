@@ -480,6 +480,25 @@ fn load_key(p: &Option<PathBuf>) -> Result<Option<Vec<u8>>> {
         .map_err(Into::into)
 }
 
+/// Interval lines as they come, under one header (as `run` prints them);
+/// nothing when `quiet`.
+fn interval_printer<W: Write>(
+    out: &mut W,
+    quiet: bool,
+) -> impl FnMut(&wirespeed::report::model::Interval) + '_ {
+    let mut header = !quiet;
+    move |iv| {
+        if quiet {
+            return;
+        }
+        if std::mem::take(&mut header) {
+            let _ = writeln!(out, "{}", text::interval_header());
+        }
+        let _ = write!(out, "{}", text::interval_lines(iv));
+        let _ = out.flush();
+    }
+}
+
 fn agent(a: AgentArgs) -> Result<()> {
     let tcplite = match a.iperf3_mode {
         Some(Iperf3ModeArg::Xdp) if !cfg!(target_os = "linux") => {
@@ -854,17 +873,7 @@ fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
     catch_interrupts();
     let quiet = r.json || r.csv;
     let mut out = std::io::stdout().lock();
-    let mut header = !quiet;
-    let rep = stream::run_plain(&opts, &cancel_flag(), |iv| {
-        if quiet {
-            return;
-        }
-        if std::mem::take(&mut header) {
-            let _ = writeln!(out, "{}", text::interval_header());
-        }
-        let _ = write!(out, "{}", text::interval_lines(iv));
-        let _ = out.flush();
-    })?;
+    let rep = stream::run_plain(&opts, &cancel_flag(), interval_printer(&mut out, quiet))?;
     if r.json {
         serde_json::to_writer_pretty(&mut out, &rep).context("writing JSON")?;
         writeln!(out)?;

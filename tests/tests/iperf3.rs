@@ -54,11 +54,28 @@ fn server_json(mut child: Child) -> serde_json::Value {
     serde_json::from_str(&s).unwrap_or_else(|e| panic!("iperf3 -J ({e}): {s}"))
 }
 
+/// `wirespeed run --iperf3` from host 0 against host 1's iperf3 server.
+fn run_iperf3(tb: &Testbed, mode: &str, dir: &str, args: &[&str]) -> Output {
+    let mut c = tb.cmd(0, &bin());
+    let server = tb.links[0].v4[1].to_string();
+    c.args([
+        "run",
+        "--iperf3",
+        &server,
+        "--mode",
+        mode,
+        "--direction",
+        dir,
+    ])
+    .args(args)
+    .args(["--iface", &tb.links[0].ifname[0]]);
+    run(c, Duration::from_secs(60))
+}
+
 #[test]
 fn wirespeed_against_a_stock_iperf3_server() {
     let tb = pair();
     kernel_checksums(&tb, 1);
-    let server = tb.links[0].v4[1].to_string();
     for (mode, dir, streams) in [
         ("socket", "send", "1"),
         ("socket", "receive", "4"),
@@ -67,25 +84,20 @@ fn wirespeed_against_a_stock_iperf3_server() {
     ] {
         let what = format!("{mode} {dir} x{streams}");
         let srv = iperf3_server(&tb);
-        let mut c = tb.cmd(0, &bin());
-        c.args([
-            "run",
-            "--iperf3",
-            &server,
-            "--mode",
+        let ours = run_iperf3(
+            &tb,
             mode,
-            "--direction",
             dir,
-        ])
-        .args([
-            "--streams",
-            streams,
-            "--bytes",
-            &MIB16.to_string(),
-            "--json",
-        ])
-        .args(["--iface", &tb.links[0].ifname[0]]);
-        let ours = run(c, Duration::from_secs(60)).ok().json();
+            &[
+                "--streams",
+                streams,
+                "--bytes",
+                &MIB16.to_string(),
+                "--json",
+            ],
+        )
+        .ok()
+        .json();
         let theirs = server_json(srv);
         let end = &theirs["end"];
         // iperf3 -s reports what it received (forward) or sent (-R).
@@ -491,24 +503,18 @@ fn interval_sums(rep: &serde_json::Value) -> (u64, Vec<(f64, f64)>) {
 fn run_iperf3_prints_per_second_intervals_that_sum_to_the_total() {
     let tb = pair();
     kernel_checksums(&tb, 1);
-    let server = tb.links[0].v4[1].to_string();
     for (mode, dir) in [("socket", "send"), ("xdp", "receive")] {
         let what = format!("{mode} {dir}");
         // JSON: the intervals sum to the total exactly (the last partial).
         let srv = iperf3_server(&tb);
-        let mut c = tb.cmd(0, &bin());
-        c.args([
-            "run",
-            "--iperf3",
-            &server,
-            "--mode",
+        let ours = run_iperf3(
+            &tb,
             mode,
-            "--direction",
             dir,
-        ])
-        .args(["--streams", "2", "--duration", "3s", "--json"])
-        .args(["--iface", &tb.links[0].ifname[0]]);
-        let ours = run(c, Duration::from_secs(60)).ok().json();
+            &["--streams", "2", "--duration", "3s", "--json"],
+        )
+        .ok()
+        .json();
         drop(server_json(srv));
         let (sum, spans) = interval_sums(&ours);
         assert_eq!(
@@ -527,19 +533,9 @@ fn run_iperf3_prints_per_second_intervals_that_sum_to_the_total() {
         );
         // Text: a header and a [SUM] line per interval, as `run` prints.
         let srv = iperf3_server(&tb);
-        let mut c = tb.cmd(0, &bin());
-        c.args([
-            "run",
-            "--iperf3",
-            &server,
-            "--mode",
-            mode,
-            "--direction",
-            dir,
-        ])
-        .args(["--streams", "2", "--duration", "2s"])
-        .args(["--iface", &tb.links[0].ifname[0]]);
-        let text = run(c, Duration::from_secs(60)).ok().stdout;
+        let text = run_iperf3(&tb, mode, dir, &["--streams", "2", "--duration", "2s"])
+            .ok()
+            .stdout;
         drop(server_json(srv));
         assert!(
             text.contains("interval") && text.contains("bitrate"),
