@@ -42,12 +42,13 @@ static __always_inline void count(__u32 which)
 		*c += 1;
 }
 
-static __always_inline int addr_matches(const struct ws_flow *f, const __u8 *a, int len)
+/* `want` (16 bytes, all zero = any) against the packet's address `a`. */
+static __always_inline int addr_matches(const __u8 *want, const __u8 *a, int len)
 {
 	int any = 1;
 #pragma unroll
 	for (int i = 0; i < 16; i++)
-		if (f->addr[i])
+		if (want[i])
 			any = 0;
 	if (any)
 		return 1;
@@ -55,7 +56,7 @@ static __always_inline int addr_matches(const struct ws_flow *f, const __u8 *a, 
 	for (int i = 0; i < 16; i++) {
 		if (i >= len)
 			break;
-		if (f->addr[i] != a[i])
+		if (want[i] != a[i])
 			return 0;
 	}
 	return 1;
@@ -72,7 +73,7 @@ int steer(struct xdp_md *ctx)
 	void *end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	__u8 family, proto;
-	const __u8 *daddr;
+	const __u8 *daddr, *saddr;
 	int alen;
 	void *l4;
 
@@ -89,6 +90,7 @@ int steer(struct xdp_md *ctx)
 		family = 4;
 		proto = ip->protocol;
 		daddr = (const __u8 *)&ip->daddr;
+		saddr = (const __u8 *)&ip->saddr;
 		alen = 4;
 		l4 = (void *)ip + ip->ihl * 4;
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -98,6 +100,7 @@ int steer(struct xdp_md *ctx)
 		family = 6;
 		proto = ip6->nexthdr; /* no extension headers on test flows */
 		daddr = (const __u8 *)&ip6->daddr;
+		saddr = (const __u8 *)&ip6->saddr;
 		alen = 16;
 		l4 = ip6 + 1;
 	} else {
@@ -110,6 +113,7 @@ int steer(struct xdp_md *ctx)
 	if ((void *)(ports + 1) > end)
 		goto pass;
 	__u16 dport = bpf_ntohs(ports->dest);
+	__u16 sport = bpf_ntohs(ports->source);
 
 #pragma unroll
 	for (__u32 i = 0; i < WS_MAX_FLOWS; i++) {
@@ -121,8 +125,13 @@ int steer(struct xdp_md *ctx)
 			continue;
 		if (dport < f->port_lo || dport > f->port_hi)
 			continue;
-		if (!addr_matches(f, daddr, alen))
+		if (!addr_matches(f->addr, daddr, alen))
 			continue;
+		if (!addr_matches(f->peer, saddr, alen))
+			continue;
+		/* the one connection of this peer the kernel keeps */
+		if (f->kernel_sport && sport == f->kernel_sport)
+			goto pass;
 		__u32 q = ctx->rx_queue_index;
 		if (!bpf_map_lookup_elem(&xsks, &q)) {
 			count(WS_NO_SOCKET);

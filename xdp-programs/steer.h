@@ -10,7 +10,9 @@
 #define WS_MAX_FLOWS 8
 
 /* One test flow, matched on arriving packets: IP protocol, the local
- * (destination) address and a destination port range. */
+ * (destination) address and a destination port range; optionally only from
+ * one peer address, and one of that peer's source ports left to the kernel
+ * (an iperf3 server's control connection shares its data streams' port). */
 struct ws_flow {
 	__u8 used;      /* 0 = empty slot */
 	__u8 family;    /* 4 or 6 */
@@ -19,6 +21,9 @@ struct ws_flow {
 	__u16 port_lo;  /* host byte order, inclusive */
 	__u16 port_hi;
 	__u8 addr[16];  /* IPv4 in the first 4 bytes; all zero = any address */
+	__u16 kernel_sport; /* host byte order: from `peer`, passed (0 = none) */
+	__u16 pad2;
+	__u8 peer[16];  /* source address; all zero = any peer */
 };
 
 /* Per-CPU counters, by index. */

@@ -7,6 +7,7 @@ use crate::{
 use anyhow::{Context, Result};
 use std::io::Write;
 use wirespeed::control::iperf3::{client, DEFAULT_PORT};
+use wirespeed::report::text;
 use wirespeed::spec::{Direction, Mode};
 
 /// HOST, HOST:PORT or [IPV6]:PORT, resolved; iperf3's port by default.
@@ -82,15 +83,20 @@ pub fn run(r: RunArgs, to: &str) -> Result<()> {
         xdp_bind: r.xdp_bind.bind(),
         queues: parse_queues(&r.queues)?,
         cpus: parse_cpus(r.cpus.as_deref())?,
+        interval: (!r.interval.is_zero()).then_some(r.interval),
     };
     catch_interrupts();
-    let rep = client::run(&o, &cancel_flag())?;
     let mut out = std::io::stdout().lock();
+    let rep = client::run(
+        &o,
+        &cancel_flag(),
+        &mut crate::interval_printer(&mut out, r.json),
+    )?;
     if r.json {
         serde_json::to_writer_pretty(&mut out, &rep).context("writing JSON")?;
         writeln!(out)?;
     } else {
-        write!(out, "{}", wirespeed::report::text::iperf3_summary(&rep))?;
+        write!(out, "{}", text::iperf3_summary(&rep))?;
     }
     if let Some(e) = rep.streams.iter().find_map(|f| f.error.as_deref()) {
         anyhow::bail!("a stream ended with an error: {e}");

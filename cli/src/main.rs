@@ -180,6 +180,10 @@ struct AgentArgs {
     /// default), one test at a time, under the same limits.
     #[arg(long, value_parser = parse_iperf3_listen)]
     iperf3_listen: Option<SocketAddr>,
+    /// The iperf3 tests' data path: kernel sockets, or TCP-lite (`xdp`)
+    /// on the route's interface towards the client, one of --allow-iface.
+    #[arg(long, value_enum, requires = "iperf3_listen")]
+    iperf3_mode: Option<Iperf3ModeArg>,
     /// A flow that makes no progress this long ends with an error.
     #[arg(long, default_value = "10s", value_parser = duration)]
     idle_timeout: Duration,
@@ -187,6 +191,12 @@ struct AgentArgs {
     /// orders that would make this agent send to another).
     #[arg(long)]
     no_originate: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Iperf3ModeArg {
+    Socket,
+    Xdp,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -486,7 +496,36 @@ fn load_key(p: &Option<PathBuf>) -> Result<Option<Vec<u8>>> {
         .map_err(Into::into)
 }
 
+/// Interval lines as they come, under one header (as `run` prints them);
+/// nothing when `quiet`.
+fn interval_printer<W: Write>(
+    out: &mut W,
+    quiet: bool,
+) -> impl FnMut(&wirespeed::report::model::Interval) + '_ {
+    let mut header = !quiet;
+    move |iv| {
+        if quiet {
+            return;
+        }
+        if std::mem::take(&mut header) {
+            let _ = writeln!(out, "{}", text::interval_header());
+        }
+        let _ = write!(out, "{}", text::interval_lines(iv));
+        let _ = out.flush();
+    }
+}
+
 fn agent(a: AgentArgs) -> Result<()> {
+    let tcplite = match a.iperf3_mode {
+        Some(Iperf3ModeArg::Xdp) if !cfg!(target_os = "linux") => {
+            anyhow::bail!("--iperf3-mode xdp (TCP-lite) needs Linux: use --iperf3-mode socket")
+        }
+        Some(Iperf3ModeArg::Xdp) if a.allow_iface.is_empty() => anyhow::bail!(
+            "--iperf3-mode xdp runs TCP-lite on an interface this agent allows: add --allow-iface IF"
+        ),
+        Some(Iperf3ModeArg::Xdp) => Some(a.allow_iface.clone()),
+        _ => None,
+    };
     let cfg = AgentConfig {
         psk: load_key(&a.psk_file)?,
         allow_iface: a.allow_iface,
@@ -517,6 +556,7 @@ fn agent(a: AgentArgs) -> Result<()> {
             data_timeout: cfg.data_timeout,
             idle: cfg.idle_timeout,
             max_tests: cfg.max_tests,
+            tcplite,
         });
     let agent = Agent::bind(cfg)?;
     let addr = agent.local_addr()?;
@@ -525,9 +565,13 @@ fn agent(a: AgentArgs) -> Result<()> {
         wirespeed::VERSION
     );
     if let Some(c) = iperf3 {
+        let path = match c.tcplite {
+            Some(_) => "TCP-lite",
+            None => "kernel sockets",
+        };
         let server = wirespeed::control::iperf3::server::Server::bind(c, agent.tests())?;
         println!(
-            "serving iperf3 clients on {} (no authentication)",
+            "serving iperf3 clients on {} over {path} (no authentication)",
             server.local_addr()?
         );
         std::thread::Builder::new()
@@ -845,17 +889,7 @@ fn run_plain(r: RunArgs, peer: SocketAddr) -> Result<()> {
     catch_interrupts();
     let quiet = r.json || r.csv;
     let mut out = std::io::stdout().lock();
-    let mut header = !quiet;
-    let rep = stream::run_plain(&opts, &cancel_flag(), |iv| {
-        if quiet {
-            return;
-        }
-        if std::mem::take(&mut header) {
-            let _ = writeln!(out, "{}", text::interval_header());
-        }
-        let _ = write!(out, "{}", text::interval_lines(iv));
-        let _ = out.flush();
-    })?;
+    let rep = stream::run_plain(&opts, &cancel_flag(), interval_printer(&mut out, quiet))?;
     if r.json {
         serde_json::to_writer_pretty(&mut out, &rep).context("writing JSON")?;
         writeln!(out)?;

@@ -73,6 +73,7 @@ fn steering_takes_only_test_flows() {
         proto: 17,
         addr: Some(l.v4[1].into()),
         ports: (PORT, PORT),
+        ..Default::default()
     };
     let mut steer =
         in_netns(tb.ns(1), || Steering::attach(&l.ifname[1], &[flow], false)).expect("attaching");
@@ -224,4 +225,69 @@ fn foreign_program_is_refused_and_old_ones_cleaned_up() {
     let s = in_netns(tb.ns(0), || Steering::attach(&l.ifname[0], &[], false))
         .expect("attaches once the old one is gone");
     drop(s);
+}
+
+/// The counters once `done` says so (veth runs the peer's XDP in its
+/// NAPI poll, a moment after the send), or after 2 s.
+fn settled(
+    steer: &Steering,
+    done: impl Fn(&wirespeed::datapath::xdp::loader::SteerCounters) -> bool,
+) -> wirespeed::datapath::xdp::loader::SteerCounters {
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let c = steer.counters().unwrap();
+        if done(&c) || Instant::now() >= until {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `n` datagrams to the test port from `from_port` in host 0.
+fn udp_from(tb: &Testbed, from_port: u16, n: usize) {
+    let to = format!("{}:{PORT}", tb.links[0].v4[1]);
+    in_netns(tb.ns(0), || {
+        let s = UdpSocket::bind((tb.links[0].v4[0], from_port)).unwrap();
+        for i in 0..n {
+            s.send_to(&(i as u32).to_be_bytes(), &to).unwrap();
+        }
+    });
+}
+
+/// A flow entry limited to one peer, with one of its source ports left to
+/// the kernel (an iperf3 server's control connection, docs/iperf3.md):
+/// that port's packets pass, the peer's others match, another peer's
+/// never do. Read from the counters, with no AF_XDP socket (a match then
+/// counts as `no_socket` and still reaches the kernel).
+#[test]
+fn steering_leaves_one_peer_port_to_the_kernel() {
+    let tb = pair();
+    let l = &tb.links[0];
+    let (kept, other) = (9101, 9102);
+    let attach = |peer: std::net::Ipv4Addr| {
+        let flow = FlowMatch {
+            proto: 17,
+            addr: Some(l.v4[1].into()),
+            ports: (PORT, PORT),
+            peer: Some((peer.into(), Some(kept))),
+        };
+        in_netns(tb.ns(1), || Steering::attach(&l.ifname[1], &[flow], false)).expect("attaching")
+    };
+    let steer = attach(l.v4[0]);
+    udp_from(&tb, kept, 5);
+    let c = settled(&steer, |c| c.passed >= 5);
+    assert_eq!(c.no_socket, 0, "the kept port matched: {c:?}");
+    assert!(c.passed >= 5, "{c:?}");
+    udp_from(&tb, other, 5);
+    let c = settled(&steer, |c| c.no_socket >= 5);
+    assert_eq!(c.no_socket, 5, "the peer's other port: {c:?}");
+    drop(steer);
+    // Another peer's flow entry: nothing from this one matches.
+    let steer = attach(std::net::Ipv4Addr::new(198, 18, 0, 99));
+    udp_from(&tb, other, 5);
+    let c = settled(&steer, |c| c.passed >= 5);
+    assert_eq!(c.no_socket, 0, "another peer matched: {c:?}");
+    assert!(c.passed >= 5, "{c:?}");
+    drop(steer);
+    assert!(in_netns(tb.ns(1), || attached_program(&l.ifname[1])).is_none());
 }

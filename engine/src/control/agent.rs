@@ -613,6 +613,7 @@ impl Session {
                     prefix: Vec::new(),
                     bytes: None,
                     header: Some(cookie),
+                    expect: Vec::new(),
                     worker: None,
                 })
                 .collect(),

@@ -552,6 +552,7 @@ pub(crate) fn start_streams(
                 prefix: FlowHeader { cookie, id }.encode().to_vec(),
                 bytes: opts.spec.bytes_for(id.stream),
                 header: None,
+                expect: Vec::new(),
             })
             .collect(),
         peer_mac,

@@ -7,7 +7,7 @@ use super::conn;
 use super::streams::{self, Streams};
 use super::wire::{self, Params, Results, State};
 use crate::datapath::socket::SocketOpts;
-use crate::report::model::{CpuReport, FlowResult, Throughput};
+use crate::report::model::{CpuReport, FlowResult, Interval, Throughput};
 use crate::spec::{Direction, Mode, XdpBind};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,8 @@ pub struct ClientOptions {
     pub xdp_bind: XdpBind,
     pub queues: Option<Vec<u16>>,
     pub cpus: Vec<u16>,
+    /// Time between interval samples; None = none.
+    pub interval: Option<Duration>,
 }
 
 /// What a test against iperf3 measured (`--json`: schema `wirespeed.iperf3/1`).
@@ -59,6 +61,10 @@ pub struct Iperf3Report {
     /// Our byte count equals the server's.
     pub bytes_agree: bool,
     pub cpu: CpuReport,
+    /// Our streams' bytes per interval, as `run` reports them; the last
+    /// one partial. Together they sum to `total`.
+    #[serde(default)]
+    pub intervals: Vec<Interval>,
 }
 
 fn params(o: &ClientOptions) -> Params {
@@ -100,8 +106,13 @@ fn expect(conn: &TcpStream, want: State, within: Duration) -> Result<()> {
     }
 }
 
-/// Run one test against an iperf3 server. `stop` ends it early (Ctrl-C).
-pub fn run(o: &ClientOptions, stop: &AtomicBool) -> Result<Iperf3Report> {
+/// Run one test against an iperf3 server. `stop` ends it early (Ctrl-C);
+/// `on_interval` sees each interval as it is taken.
+pub fn run(
+    o: &ClientOptions,
+    stop: &AtomicBool,
+    on_interval: &mut dyn FnMut(&Interval),
+) -> Result<Iperf3Report> {
     if o.streams == 0 || o.streams > crate::spec::MAX_STREAMS {
         return Err(Error::Invalid(format!(
             "--streams runs 1 to {} streams",
@@ -132,11 +143,19 @@ pub fn run(o: &ClientOptions, stop: &AtomicBool) -> Result<Iperf3Report> {
     expect(&conn, State::TestRunning, STEP)?;
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
     let start = data.start()?;
-    wait_for_end(o, &conn, &data, (start, per_stream.as_deref()), stop)?;
+    let mut ticks = super::ticks::Ticks::new(start, o.interval, &data, on_interval);
+    wait_for_end(
+        o,
+        &conn,
+        &data,
+        (start, per_stream.as_deref()),
+        (stop, &mut ticks),
+    )?;
     conn::write_state(&conn, State::TestEnd)?;
     // The server closes its streams at TEST_END: receivers read to its
     // FIN, so they hold everything it sent.
     let (flows, mode) = data.finish(Duration::from_secs(5));
+    let intervals = ticks.finish(Instant::now());
     let cpu = cpu0.report(&crate::metrics::cpu::CpuSnapshot::take());
     expect(&conn, State::ExchangeResults, STEP)?;
     conn::write_json(&conn, &our_results(&flows, &cpu, send))?;
@@ -157,6 +176,7 @@ pub fn run(o: &ClientOptions, stop: &AtomicBool) -> Result<Iperf3Report> {
         server_bytes,
         server_results: theirs,
         cpu,
+        intervals,
     })
 }
 
@@ -168,7 +188,7 @@ fn wait_for_end(
     conn: &TcpStream,
     data: &Streams,
     (start, per_stream): (Instant, Option<&[u64]>),
-    stop: &AtomicBool,
+    (stop, ticks): (&AtomicBool, &mut super::ticks::Ticks),
 ) -> Result<()> {
     let hard = start + o.duration.max(Duration::from_secs(3600)) + Duration::from_secs(30);
     let mut last = (data.moved(), Instant::now());
@@ -177,6 +197,7 @@ fn wait_for_end(
             return Err(unexpected(conn, s, "nothing"));
         }
         let now = Instant::now();
+        ticks.poll(now);
         if stop.load(Ordering::Relaxed) {
             let _ = conn::write_state(conn, State::ClientTerminate);
             return Err(Error::PeerLost("stopped before the end".into()));
@@ -364,6 +385,7 @@ fn connect_xdp(
                 prefix: cookie.to_vec(),
                 bytes: per_stream.as_ref().and_then(|b| b.get(k).copied()),
                 header: None,
+                expect: Vec::new(),
             })
             .collect(),
         peer_mac,

@@ -11,6 +11,9 @@ pub mod client;
 pub mod conn;
 pub mod server;
 pub mod streams;
+#[cfg(target_os = "linux")]
+mod tcplite_serve;
+mod ticks;
 pub mod wire;
 
 /// iperf3's default port.

@@ -30,6 +30,9 @@ pub struct ServeConfig {
     pub idle: Duration,
     /// Most tests the agent runs at once (its own and iperf3's).
     pub max_tests: usize,
+    /// Some: data connections on TCP-lite (`--iperf3-mode xdp`), on the
+    /// route's interface towards the client, which must be one of these.
+    pub tcplite: Option<Vec<String>>,
 }
 
 /// Where a new connection goes: a test collecting its streams takes it.
@@ -149,14 +152,6 @@ fn session(c: TcpStream, cfg: &ServeConfig, ph: &Mutex<Phase>) -> Result<String>
             )));
         }
     };
-    let (tx, rx) = mpsc::channel();
-    set_phase(ph, Phase::Collecting(tx));
-    conn::write_state(&c, State::CreateStreams)?;
-    let socks = collect(&rx, &cookie, usize::from(a.streams), cfg.data_timeout);
-    set_phase(ph, Phase::Busy);
-    let socks = socks.inspect_err(|_| {
-        let _ = conn::write_error(&c, wire::code::STREAM_CONNECT);
-    })?;
     let send = a.reverse;
     let time = Duration::from_secs_f64(a.seconds);
     let hard = match a.bytes {
@@ -164,18 +159,34 @@ fn session(c: TcpStream, cfg: &ServeConfig, ph: &Mutex<Phase>) -> Result<String>
         None => a.seconds,
     };
     let hard = Duration::from_secs_f64(hard) + GRACE;
+    let n = usize::from(a.streams);
     let per_stream = a
         .bytes
         .filter(|_| send)
-        .map(|b| wire::split_bytes(b, socks.len()))
+        .map(|b| wire::split_bytes(b, n))
         .unwrap_or_default();
     let duration = (send && a.bytes.is_none()).then_some(time);
-    let mut data = Streams::sockets(
-        socks,
-        send,
-        (duration, per_stream, cfg.idle, hard),
-        a.len.unwrap_or(super::client::IPERF3_LEN) as usize,
-    );
+    let mut data = match &cfg.tcplite {
+        None => {
+            let (tx, rx) = mpsc::channel();
+            set_phase(ph, Phase::Collecting(tx));
+            conn::write_state(&c, State::CreateStreams)?;
+            let socks = collect(&rx, &cookie, n, cfg.data_timeout);
+            set_phase(ph, Phase::Busy);
+            let socks = socks.inspect_err(|_| {
+                let _ = conn::write_error(&c, wire::code::STREAM_CONNECT);
+            })?;
+            Streams::sockets(
+                socks,
+                send,
+                (duration, per_stream, cfg.idle, hard),
+                a.len.unwrap_or(super::client::IPERF3_LEN) as usize,
+            )
+        }
+        Some(allowed) => {
+            tcplite_streams(&c, allowed, &cookie, &a, cfg, (per_stream, duration, hard))?
+        }
+    };
     conn::write_state(&c, State::TestStart)?;
     let cpu0 = crate::metrics::cpu::CpuSnapshot::take();
     let start = data.start()?;
@@ -186,10 +197,10 @@ fn session(c: TcpStream, cfg: &ServeConfig, ph: &Mutex<Phase>) -> Result<String>
     let cpu = cpu0.report(&crate::metrics::cpu::CpuSnapshot::take());
     conn::write_state(&c, State::ExchangeResults)?;
     let theirs: Results = conn::read_json(&c, STEP)?;
-    if !send {
-        // Everything the client counted as sent, read before we report.
-        await_counts(&data, &theirs, Duration::from_secs(3));
-    }
+    // Everything the client counted as sent read (or, sending, as
+    // received acknowledged: TCP-lite counts acknowledged bytes) before we
+    // report.
+    await_counts(&data, &theirs, Duration::from_secs(3));
     let moved = data.moved();
     let figures: Vec<_> = moved.iter().map(|&b| (b, -1, cpu.seconds)).collect();
     let has_retransmits = if send { 0 } else { -1 };
@@ -198,15 +209,65 @@ fn session(c: TcpStream, cfg: &ServeConfig, ph: &Mutex<Phase>) -> Result<String>
     // The client closes its streams, then says IPERF_DONE (or just closes).
     let done = conn::read_state(&c, STEP);
     data.stop();
-    let _ = data.finish(Duration::from_secs(2));
+    let (_, path) = data.finish(Duration::from_secs(2));
     done?;
     Ok(format!(
-        "{} {} stream(s), {} B {}, client counted {} B",
+        "{} {} stream(s), {} B {}, client counted {} B, data path {path}",
         a.streams,
         if send { "reverse" } else { "forward" },
         moved.iter().sum::<u64>(),
         if send { "sent" } else { "received" },
         theirs.total_bytes()
+    ))
+}
+
+/// The test's data connections on TCP-lite; a failure is told to the
+/// client as iperf3's "cannot create a new test" before CREATE_STREAMS,
+/// "cannot connect stream" after.
+#[cfg(target_os = "linux")]
+fn tcplite_streams(
+    c: &TcpStream,
+    allowed: &[String],
+    cookie: &wire::Cookie,
+    a: &wire::Accepted,
+    cfg: &ServeConfig,
+    (per_stream, duration, hard): (Vec<u64>, Option<Duration>, Duration),
+) -> Result<Streams> {
+    let announced = std::cell::Cell::new(false);
+    let d = super::tcplite_serve::DataPlan {
+        a,
+        cookie,
+        per_stream,
+        duration,
+        idle: cfg.idle,
+        hard,
+        within: cfg.data_timeout,
+    };
+    super::tcplite_serve::accept(c, allowed, d, || {
+        announced.set(true);
+        conn::write_state(c, State::CreateStreams)
+    })
+    .inspect_err(|_| {
+        let code = match announced.get() {
+            true => wire::code::STREAM_CONNECT,
+            false => wire::code::NEW_TEST,
+        };
+        let _ = conn::write_error(c, code);
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tcplite_streams(
+    c: &TcpStream,
+    _allowed: &[String],
+    _cookie: &wire::Cookie,
+    _a: &wire::Accepted,
+    _cfg: &ServeConfig,
+    _limits: (Vec<u64>, Option<Duration>, Duration),
+) -> Result<Streams> {
+    let _ = conn::write_error(c, wire::code::NEW_TEST);
+    Err(Error::Refused(
+        "TCP-lite (--iperf3-mode xdp) needs Linux".into(),
     ))
 }
 

@@ -132,6 +132,23 @@ impl Streams {
         Ok(now)
     }
 
+    /// Each stream's identity, live counter and, for a socket sender, a
+    /// handle to read its TCP_INFO: what an interval sampler watches.
+    pub fn probes(&self) -> Vec<(FlowId, Counter, Option<socket2::Socket>)> {
+        let dups = match &self.path {
+            Path::Socket { dups, .. } if self.send => Some(dups),
+            _ => None,
+        };
+        self.counters
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let sock = dups.and_then(|d| d.get(k)).and_then(|s| s.try_clone().ok());
+                (flow_id(k, self.send), c.clone(), sock)
+            })
+            .collect()
+    }
+
     /// Bytes each stream has moved so far (a TCP-lite sender's are
     /// acknowledged ones; a socket sender's written ones).
     pub fn moved(&self) -> Vec<u64> {
@@ -166,9 +183,11 @@ impl Streams {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Stop the senders where they are (a receiver reads on).
+    /// Stop socket senders where they are (a receiver reads on). TCP-lite
+    /// senders stop at their own time or byte count: stopping them would
+    /// reset the connections under the client's last reads.
     pub fn stop_senders(&self) {
-        if self.send {
+        if self.send && matches!(self.path, Path::Socket { .. }) {
             self.stop();
         }
     }

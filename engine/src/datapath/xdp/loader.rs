@@ -33,38 +33,48 @@ pub struct WsFlow {
     pub port_lo: u16,
     pub port_hi: u16,
     pub addr: [u8; 16],
+    pub kernel_sport: u16,
+    pub pad2: u16,
+    pub peer: [u8; 16],
 }
 
-// SAFETY: plain old data with no padding bytes beyond the explicit `pad`.
+// SAFETY: plain old data with no padding bytes beyond the explicit `pad`s.
 unsafe impl aya::Pod for WsFlow {}
 
 /// Flow slots in the program (WS_MAX_FLOWS).
 pub const MAX_FLOWS: usize = 8;
 
 /// Which packets go to AF_XDP: the rest pass to the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowMatch {
     /// IPPROTO_UDP (17) or IPPROTO_TCP (6).
     pub proto: u8,
     /// Local address; None = any.
     pub addr: Option<IpAddr>,
     pub ports: (u16, u16),
+    /// Only from this peer address (None = any), and this one of its
+    /// source ports left to the kernel: an iperf3 server's control
+    /// connection shares the port its data streams arrive on.
+    pub peer: Option<(IpAddr, Option<u16>)>,
+}
+
+/// An address in the map's 16 bytes (IPv4 in the first 4), and its family.
+fn addr_bytes(a: Option<IpAddr>) -> ([u8; 16], u8) {
+    let mut b = [0u8; 16];
+    match a {
+        Some(IpAddr::V4(a)) => {
+            b[..4].copy_from_slice(&a.octets());
+            (b, 4)
+        }
+        Some(IpAddr::V6(a)) => (a.octets(), 6),
+        None => (b, 4),
+    }
 }
 
 impl FlowMatch {
     fn to_map(self) -> WsFlow {
-        let mut addr = [0u8; 16];
-        let family = match self.addr {
-            Some(IpAddr::V4(a)) => {
-                addr[..4].copy_from_slice(&a.octets());
-                4
-            }
-            Some(IpAddr::V6(a)) => {
-                addr.copy_from_slice(&a.octets());
-                6
-            }
-            None => 4,
-        };
+        let (addr, family) = addr_bytes(self.addr);
+        let (peer, _) = addr_bytes(self.peer.map(|p| p.0));
         WsFlow {
             used: 1,
             family,
@@ -73,6 +83,9 @@ impl FlowMatch {
             port_lo: self.ports.0,
             port_hi: self.ports.1,
             addr,
+            kernel_sport: self.peer.and_then(|p| p.1).unwrap_or(0),
+            pad2: 0,
+            peer,
         }
     }
 }

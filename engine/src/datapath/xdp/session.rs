@@ -66,6 +66,7 @@ impl RawEnd {
             proto: 17,
             addr: Some(ip.into()),
             ports: (port, port),
+            ..Default::default()
         };
         let mut steering = Steering::attach(iface, &[flow], false)?;
         let socks = open_sockets(iface, &mut steering, &want, FRAMES, (false, bind))?;

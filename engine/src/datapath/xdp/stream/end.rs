@@ -57,6 +57,15 @@ pub enum Ports {
     /// A contiguous block of free ports, one per connection it opens: the
     /// steering program matches the block as one range however many.
     Block(usize),
+    /// A port this process's own kernel listener holds (so nothing is
+    /// reserved), steered only for connections from `peer`, except the one
+    /// from `peer`'s `kernel_port`: an iperf3 server's data streams come to
+    /// the port of its control connection, which stays with the kernel.
+    Shared {
+        port: u16,
+        peer: IpAddr,
+        kernel_port: u16,
+    },
 }
 
 /// Bind a TCP socket without listening: the port is ours, and the kernel
@@ -155,12 +164,19 @@ impl StreamEnd {
                 let (held, base) = reserve_block(ip, len)?;
                 (held, base, len)
             }
+            Ports::Shared { port, .. } => (Vec::new(), port, 1),
         };
         let last = first + (count - 1) as u16;
         let flow = FlowMatch {
             proto: 6,
             addr: Some(ip),
             ports: (first, last),
+            peer: match ports {
+                Ports::Shared {
+                    peer, kernel_port, ..
+                } => Some((peer, Some(kernel_port))),
+                _ => None,
+            },
         };
         let mut steering = Steering::attach(iface, &[flow], native_only)?;
         // Frames longer than a chunk need chained descriptors.

@@ -62,6 +62,8 @@ pub(super) struct FlowState {
     /// Header bytes still to read, and what was read.
     header_left: usize,
     header: Vec<u8>,
+    /// What arrived of the plan's `expect` bytes.
+    expected: Vec<u8>,
     id: Option<FlowId>,
     prefix_left: usize,
     /// Payload bytes handed to the connection (sender) or read (receiver).
@@ -84,6 +86,7 @@ impl FlowState {
             rr: RrState::default(),
             header_left: if plan.header.is_some() { HEADER_LEN } else { 0 },
             header: Vec::new(),
+            expected: Vec::new(),
             id: None,
             prefix_left: plan.prefix.len(),
             plan,
@@ -146,6 +149,12 @@ impl FlowState {
             self.prefix_left -= k;
             busy |= k > 0;
         }
+        if self.expected.len() < self.plan.expect.len() {
+            busy |= self.read_expected(p);
+            if self.expected.len() < self.plan.expect.len() || self.done {
+                return busy;
+            }
+        }
         if self.header_left > 0 {
             busy |= self.read_header(p);
             if self.header_left > 0 || self.done {
@@ -162,6 +171,28 @@ impl FlowState {
             self.closed_write = true;
         }
         busy
+    }
+
+    /// Read the bytes the peer must send first (an iperf3 cookie): others
+    /// end the connection, the right ones count it ready.
+    fn read_expected(&mut self, p: &Pass) -> bool {
+        let c = self.conn.as_mut().expect("established");
+        let mut b = [0u8; 64];
+        let want = (self.plan.expect.len() - self.expected.len()).min(b.len());
+        let k = c.read(&mut b[..want]);
+        self.expected.extend_from_slice(&b[..k]);
+        if !self.plan.expect.starts_with(&self.expected) {
+            c.abort();
+            self.error = Some("a data connection opened with another test's cookie".into());
+            self.done = true;
+            return true;
+        }
+        if self.expected.len() == self.plan.expect.len() {
+            if let Some(r) = &p.plan.ready {
+                r.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        k > 0
     }
 
     /// Read the data header: it names the flow, and so which way the bytes

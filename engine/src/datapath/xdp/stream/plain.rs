@@ -144,6 +144,7 @@ pub fn run_plain(
                 prefix: Vec::new(),
                 bytes: None,
                 header: None,
+                expect: Vec::new(),
             })
             .collect(),
         peer_mac,

@@ -44,6 +44,10 @@ pub struct StreamPlan {
     /// (with this cookie) first; it says which flow this is, and so which
     /// way the bytes go and how many.
     pub header: Option<crate::datapath::socket::Cookie>,
+    /// Bytes the peer must send first, checked and not counted (an iperf3
+    /// client's cookie on each data connection); a mismatch ends the
+    /// connection. Counted in `ready` once they arrived.
+    pub expect: Vec<u8>,
 }
 
 /// What every connection of a run shares.
