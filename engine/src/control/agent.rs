@@ -640,6 +640,7 @@ impl Session {
                 Limit::Bytes { .. } => self.cfg.max_duration,
             } + self.cfg.data_timeout,
             cpus: spec.remote_workers.cpus.clone(),
+            poll: spec.remote_workers.poll,
             counters: Vec::new(),
             stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
             ready: Some(ready.clone()),

@@ -272,7 +272,10 @@ fn options(
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
         cancel: Some(cancel.clone()),
-        workers: Default::default(),
+        workers: crate::spec::Workers {
+            poll: conf.xdp_poll,
+            ..Default::default()
+        },
         xdp_bind: conf.xdp_bind,
         raw: None,
     })

@@ -19,6 +19,7 @@ mod handoff;
 mod placement;
 mod plain;
 mod plan;
+mod polling;
 mod work;
 mod worker;
 
