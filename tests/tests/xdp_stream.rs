@@ -419,6 +419,7 @@ fn event_polling_moves_exact_bytes_with_far_less_cpu_than_busy() {
         unreachable!()
     };
     let what = format!("CPU s and share of passes that found work: busy {busy_cpu:.3} s {busy_share:.4}, event {event_cpu:.3} s {event_share:.4}");
+    eprintln!("{what}");
     assert!(
         event_sleeps > 100,
         "event mode slept {event_sleeps} times: {what}"
