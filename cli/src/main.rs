@@ -171,6 +171,10 @@ struct AgentArgs {
     /// orders that would make this agent send to another).
     #[arg(long)]
     no_originate: bool,
+    /// How this agent's TCP-lite workers wait for work when the controller
+    /// leaves it to auto: busy, event, or auto.
+    #[arg(long, value_enum, default_value_t = XdpPollArg::Auto)]
+    xdp_poll: XdpPollArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -506,6 +510,7 @@ fn agent(a: AgentArgs) -> Result<()> {
         data_timeout: a.data_timeout,
         idle_timeout: a.idle_timeout,
         no_originate: a.no_originate,
+        xdp_poll: a.xdp_poll.poll(),
         ..AgentConfig::new(a.listen)
     };
     let auth = if cfg.psk.is_some() {
