@@ -4,8 +4,9 @@
 //! `Interface::poll`: take back completed transmit frames, receive a
 //! batch, take frames other workers handed over, run timers and the
 //! application, transmit a batch built in place in UMEM, check each
-//! connection's progress; and when nothing happened for a while, sleep in
-//! `poll()` until the next timer, so a small machine's kernel keeps a core.
+//! connection's progress. Busy polling sleeps in `poll()` only after a
+//! long idle stretch; event polling sleeps in `ppoll()` after the first
+//! idle pass, until a frame or the next timer ([`super::polling`]).
 
 use super::super::xsk::XskQueue;
 use super::chain::{self, Piece, Reassembly};
