@@ -13,7 +13,7 @@ use wirespeed::control::controller::{self, Event, RunOptions};
 use wirespeed::control::thirdparty;
 use wirespeed::control::{auth, DEFAULT_PORT};
 use wirespeed::report::{csv, text};
-use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind};
+use wirespeed::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind, XdpPoll};
 use wirespeed::units::{parse_duration, parse_size};
 
 mod iperf3;
@@ -191,6 +191,10 @@ struct AgentArgs {
     /// orders that would make this agent send to another).
     #[arg(long)]
     no_originate: bool,
+    /// How this agent's TCP-lite workers wait for work when the controller
+    /// leaves it to auto: busy, event, or auto.
+    #[arg(long, value_enum, default_value_t = XdpPollArg::Auto)]
+    xdp_poll: XdpPollArg,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -230,6 +234,27 @@ impl XdpBindArg {
             XdpBindArg::Auto => XdpBind::Auto,
             XdpBindArg::Zerocopy => XdpBind::Zerocopy,
             XdpBindArg::Copy => XdpBind::Copy,
+        }
+    }
+}
+
+/// `--xdp-poll`: how TCP-lite workers wait for work.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum XdpPollArg {
+    /// Busy only where the workers fit in cores nothing else needs.
+    Auto,
+    /// Spin on the rings (a core per worker; xdpsock -B).
+    Busy,
+    /// Sleep in the kernel until a frame or a timer is due.
+    Event,
+}
+
+impl XdpPollArg {
+    fn poll(self) -> XdpPoll {
+        match self {
+            XdpPollArg::Auto => XdpPoll::Auto,
+            XdpPollArg::Busy => XdpPoll::Busy,
+            XdpPollArg::Event => XdpPoll::Event,
         }
     }
 }
@@ -336,6 +361,11 @@ struct RunArgs {
     /// The agent's AF_XDP bind (raw, or --remote-mode xdp|auto).
     #[arg(long, value_enum, default_value_t = XdpBindArg::Auto)]
     remote_xdp_bind: XdpBindArg,
+    /// How each end's TCP-lite workers wait for work: busy (spin), event
+    /// (sleep until a frame or timer), or auto (busy only where they fit
+    /// in otherwise free cores). The results say which ran.
+    #[arg(long, value_enum, default_value_t = XdpPollArg::Auto)]
+    xdp_poll: XdpPollArg,
     /// Data port on the agent (default: any free port).
     #[arg(long)]
     data_port: Option<u16>,
@@ -535,6 +565,7 @@ fn agent(a: AgentArgs) -> Result<()> {
         data_timeout: a.data_timeout,
         idle_timeout: a.idle_timeout,
         no_originate: a.no_originate,
+        xdp_poll: a.xdp_poll.poll(),
         ..AgentConfig::new(a.listen)
     };
     let auth = if cfg.psk.is_some() {
@@ -594,6 +625,14 @@ fn tcplite_workers(r: &RunArgs) -> Result<(wirespeed::spec::Workers, wirespeed::
     if !r.raw && matches!(r.mode, ModeArg::Socket) && (r.cpus.is_some() || r.queues != "all") {
         anyhow::bail!("--queues and --cpus place AF_XDP workers: they need --mode xdp or auto");
     }
+    let remote_xdp = matches!(
+        r.remote_mode,
+        Some(RemoteModeArg::Xdp | RemoteModeArg::Auto)
+    );
+    let local_xdp = !matches!(r.mode, ModeArg::Socket);
+    if r.xdp_poll != XdpPollArg::Auto && (r.raw || !(local_xdp || remote_xdp)) {
+        anyhow::bail!("--xdp-poll sets how TCP-lite workers wait: it needs --mode or --remote-mode xdp or auto, and not --raw (raw workers always spin)");
+    }
     // TCP-lite's own workers; raw mode keeps its lists in RawOptions.
     let workers = |q: Option<&str>, c: Option<&str>| -> Result<wirespeed::spec::Workers> {
         Ok(match r.raw {
@@ -601,13 +640,20 @@ fn tcplite_workers(r: &RunArgs) -> Result<(wirespeed::spec::Workers, wirespeed::
             false => wirespeed::spec::Workers {
                 queues: parse_queues(q.unwrap_or("all"))?,
                 cpus: parse_cpus(c)?,
+                poll: Default::default(),
             },
         })
     };
-    Ok((
+    let (mut own, mut remote) = (
         workers(Some(&r.queues), r.cpus.as_deref())?,
         workers(r.remote_queues.as_deref(), r.remote_cpus.as_deref())?,
-    ))
+    );
+    // each end that may run TCP-lite; an agent on sockets is sent none
+    own.poll = r.xdp_poll.poll();
+    if remote_xdp {
+        remote.poll = r.xdp_poll.poll();
+    }
+    Ok((own, remote))
 }
 
 /// netperf's and the study's message size.

@@ -82,6 +82,30 @@ impl XdpBind {
     }
 }
 
+/// How a TCP-lite worker waits for work, as xdpsock's `-B` busy poll
+/// against its `poll()` mode: `busy` spins on the rings (lowest latency,
+/// a core per worker), `event` sleeps in the kernel as soon as a pass
+/// finds nothing (as kernel sockets do), `auto` spins only where the
+/// workers fit in cores nothing else needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpPoll {
+    #[default]
+    Auto,
+    Busy,
+    Event,
+}
+
+impl XdpPoll {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XdpPoll::Auto => "auto",
+            XdpPoll::Busy => "busy",
+            XdpPoll::Event => "event",
+        }
+    }
+}
+
 /// When a sender stops.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -246,6 +270,9 @@ pub struct Workers {
     pub queues: Option<Vec<u16>>,
     /// CPUs in queue order (wrapping); empty = unpinned.
     pub cpus: Vec<u16>,
+    /// How they wait for work (an older agent ignores it: auto).
+    #[serde(default)]
+    pub poll: XdpPoll,
 }
 
 impl Workers {
@@ -266,7 +293,7 @@ impl Workers {
 
     /// Whether anything was chosen (only AF_XDP ends have workers).
     pub fn is_set(&self) -> bool {
-        self.queues.is_some() || !self.cpus.is_empty()
+        self.queues.is_some() || !self.cpus.is_empty() || self.poll != XdpPoll::Auto
     }
 }
 
@@ -411,7 +438,7 @@ impl TestSpec {
         if self.remote_workers.is_set() && (self.remote_mode == Mode::Socket || self.raw.is_some())
         {
             return Err(Error::Invalid(
-                "--remote-queues and --remote-cpus place the agent's TCP-lite workers: they need --remote-mode xdp or auto (raw mode takes them for its own workers)".into(),
+                "--remote-queues, --remote-cpus and --xdp-poll set the agent's TCP-lite workers: they need --remote-mode xdp or auto (raw mode takes them for its own workers)".into(),
             ));
         }
         if let Some(i) = &self.remote_iface {

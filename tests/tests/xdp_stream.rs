@@ -375,3 +375,67 @@ fn verify_digests_match_in_every_mode_pair() {
     .fails_with("--verify hashes a TCP stream");
     no_xdp_left(&tb);
 }
+
+/// CPU seconds the controller's process spent over the measured interval.
+fn process_cpu(j: &serde_json::Value) -> f64 {
+    let p = &j["end"]["cpu"]["local"]["process"];
+    p["user_seconds"].as_f64().unwrap() + p["system_seconds"].as_f64().unwrap()
+}
+
+#[test]
+fn event_polling_moves_exact_bytes_with_far_less_cpu_than_busy() {
+    let tb = pair();
+    kernel_checksums(&tb, 1);
+    // The kernel end sends at 80 Mbit/s: a TCP-lite receiver spends most
+    // of the 1.7 s waiting, spinning (busy) or asleep (event).
+    let (ns, dev) = (tb.ns(1), &tb.links[0].ifname[1]);
+    let tbf = ["rate", "80mbit", "burst", "32kb", "latency", "50ms"];
+    let mut args = vec!["netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev];
+    args.extend(["root", "tbf"].iter().chain(&tbf));
+    sh("ip", &args).unwrap();
+    let a = agent(&tb);
+    let mut seen = Vec::new();
+    for mode in ["busy", "event"] {
+        let args = [
+            "--direction",
+            "receive",
+            "--bytes",
+            "16M",
+            "--xdp-poll",
+            mode,
+            "--json",
+        ];
+        let j = ws(&tb, &a, "xdp", &args).ok().json();
+        exact(&j, &format!("{mode} polling"));
+        let w = &j["end"]["workers"]["local"][0];
+        assert_eq!(w["poll_mode"], mode, "{w}");
+        let (polls, busy) = (
+            w["polls"].as_f64().unwrap(),
+            w["busy_polls"].as_f64().unwrap(),
+        );
+        seen.push((process_cpu(&j), busy / polls, w["sleeps"].as_u64().unwrap()));
+    }
+    let [(busy_cpu, busy_share, _), (event_cpu, event_share, event_sleeps)] = seen[..] else {
+        unreachable!()
+    };
+    let what = format!("CPU s and share of passes that found work: busy {busy_cpu:.3} s {busy_share:.4}, event {event_cpu:.3} s {event_share:.4}");
+    eprintln!("{what}");
+    assert!(
+        event_sleeps > 100,
+        "event mode slept {event_sleeps} times: {what}"
+    );
+    assert!(event_cpu * 3.0 < busy_cpu, "{what}");
+    assert!(
+        event_share > 0.2 && busy_share * 2.0 < event_share,
+        "{what}"
+    );
+    // Where no end runs TCP-lite the option is refused, not ignored.
+    ws(
+        &tb,
+        &a,
+        "socket",
+        &["--xdp-poll", "event", "--duration", "1s"],
+    )
+    .fails_with("--xdp-poll sets how TCP-lite workers wait");
+    no_xdp_left(&tb);
+}

@@ -37,6 +37,9 @@ pub struct AgentConfig {
     pub idle_timeout: Duration,
     /// Refuse to be the client end of third-party pairs (`--no-originate`).
     pub no_originate: bool,
+    /// How its TCP-lite workers wait where the controller leaves it to
+    /// `auto` (`--xdp-poll`): a controller's busy or event wins.
+    pub xdp_poll: crate::spec::XdpPoll,
 }
 
 impl AgentConfig {
@@ -51,6 +54,7 @@ impl AgentConfig {
             data_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             no_originate: false,
+            xdp_poll: crate::spec::XdpPoll::Auto,
         }
     }
 }
@@ -633,6 +637,10 @@ impl Session {
                 Limit::Bytes { .. } => self.cfg.max_duration,
             } + self.cfg.data_timeout,
             cpus: spec.remote_workers.cpus.clone(),
+            poll: match spec.remote_workers.poll {
+                crate::spec::XdpPoll::Auto => self.cfg.xdp_poll,
+                asked => asked,
+            },
             counters: Vec::new(),
             stream_bytes: (0..spec.streams).map(|s| spec.bytes_for(s)).collect(),
             ready: Some(ready.clone()),

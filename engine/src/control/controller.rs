@@ -566,6 +566,7 @@ pub(crate) fn start_streams(
         idle: opts.idle_timeout,
         hard: Duration::from_secs_f64(opts.spec.nominal_seconds()) + Duration::from_secs(24 * 3600),
         cpus: opts.workers.cpus.clone(),
+        poll: opts.workers.poll,
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,

@@ -29,7 +29,7 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
-    fn total(&self) -> u64 {
+    pub fn total(&self) -> u64 {
         let opt = [self.iowait, self.irq, self.softirq, self.steal];
         self.user + self.nice + self.system + self.idle + opt.iter().flatten().sum::<u64>()
     }

@@ -5,7 +5,7 @@
 
 use super::test_kind::{self, SizeValue, TestName};
 use super::wire::{parse_speed, Framing};
-use crate::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind};
+use crate::spec::{Direction, Limit, Mode, TestKind, TestSpec, XdpBind, XdpPoll};
 use crate::units::{parse_duration, parse_size};
 use crate::{Error, Result};
 use serde::Deserialize;
@@ -33,6 +33,8 @@ pub struct Settings {
     /// zero-copy, else copy), to compare copy and zero-copy on one NIC.
     pub xdp_bind: Option<XdpBind>,
     pub remote_xdp_bind: Option<XdpBind>,
+    /// How every TCP-lite end's workers wait for work (default auto).
+    pub xdp_poll: Option<XdpPoll>,
     pub directions: Option<Vec<Direction>>,
     pub streams: Option<u16>,
     pub link_speed: Option<Spanned<String>>,
@@ -160,6 +162,7 @@ pub struct Configuration {
     pub remote_mode: Mode,
     pub xdp_bind: XdpBind,
     pub remote_xdp_bind: XdpBind,
+    pub xdp_poll: XdpPoll,
     pub duration: Duration,
     pub warmup: Duration,
     pub msg_size: u32,
@@ -434,12 +437,19 @@ impl Plan {
             if s.mode == Some(Mode::Socket) && s.xdp_bind.is_some_and(|b| b != XdpBind::Auto) {
                 return loc.err(None, format!("configuration {cname:?}: xdp_bind chooses the controller's AF_XDP bind, and mode = \"socket\" runs none: drop it, or use mode = \"xdp\" or \"auto\""));
             }
+            if s.mode == Some(Mode::Socket)
+                && s.remote_mode.unwrap_or(Mode::Socket) == Mode::Socket
+                && s.xdp_poll.is_some_and(|p| p != XdpPoll::Auto)
+            {
+                return loc.err(None, format!("configuration {cname:?}: xdp_poll sets how TCP-lite workers wait, and with mode and remote_mode \"socket\" none runs: drop it, or use \"xdp\" or \"auto\""));
+            }
             let conf = Configuration {
                 name: cname.clone(),
                 mode: s.mode.unwrap_or(Mode::Auto),
                 remote_mode: s.remote_mode.unwrap_or(Mode::Socket),
                 xdp_bind: s.xdp_bind.unwrap_or_default(),
                 remote_xdp_bind: s.remote_xdp_bind.unwrap_or_default(),
+                xdp_poll: s.xdp_poll.unwrap_or_default(),
                 duration,
                 warmup,
                 msg_size,
@@ -567,7 +577,14 @@ impl Configuration {
             test: self.test,
             remote_mode: self.remote_mode,
             peer_xdp: false,
-            remote_workers: Default::default(),
+            // an agent on kernel sockets is sent no TCP-lite settings
+            remote_workers: crate::spec::Workers {
+                poll: match self.remote_mode {
+                    Mode::Socket => XdpPoll::Auto,
+                    _ => self.xdp_poll,
+                },
+                ..Default::default()
+            },
             remote_xdp_bind: self.remote_xdp_bind,
             sender_tcp_ms: None,
             verify: false,
@@ -586,6 +603,7 @@ fn merge(base: &Settings, over: &Settings) -> Settings {
         remote_mode: over.remote_mode.or(base.remote_mode),
         xdp_bind: over.xdp_bind.or(base.xdp_bind),
         remote_xdp_bind: over.remote_xdp_bind.or(base.remote_xdp_bind),
+        xdp_poll: over.xdp_poll.or(base.xdp_poll),
         directions: over.directions.clone().or_else(|| base.directions.clone()),
         streams: over.streams.or(base.streams),
         link_speed: over.link_speed.clone().or_else(|| base.link_speed.clone()),
@@ -793,6 +811,42 @@ data_port = 7001
             .unwrap_err()
             .to_string();
         assert!(e.contains("--remote-xdp-bind copy"), "{e}");
+    }
+
+    #[test]
+    fn xdp_poll_reaches_the_ends_that_run_tcplite_and_is_refused_where_none_does() {
+        let with =
+            |extra: &str| GOOD.replace("sockbuf = \"64K\"", &format!("sockbuf = \"64K\"\n{extra}"));
+        let p = Plan::parse(
+            &with("remote_mode = \"xdp\"\nxdp_poll = \"event\""),
+            "p.toml",
+        );
+        // remote_mode xdp needs remote_iface in GOOD's pairs: auto instead
+        let p = p.or_else(|_| {
+            Plan::parse(
+                &with("remote_mode = \"auto\"\nxdp_poll = \"event\""),
+                "p.toml",
+            )
+        });
+        let c = &p.unwrap().configurations[0];
+        assert_eq!(c.xdp_poll, XdpPoll::Event);
+        assert_eq!(
+            c.spec(Direction::Send, 1).remote_workers.poll,
+            XdpPoll::Event
+        );
+        // an agent on sockets is sent none
+        let c = &Plan::parse(&with("xdp_poll = \"busy\""), "p.toml")
+            .unwrap()
+            .configurations[0];
+        assert_eq!(
+            c.spec(Direction::Send, 1).remote_workers.poll,
+            XdpPoll::Auto
+        );
+        let e = Plan::parse(&with("mode = \"socket\"\nxdp_poll = \"busy\""), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xdp_poll") && e.contains("socket"), "{e}");
+        assert!(Plan::parse(&with("xdp_poll = \"sometimes\""), "p.toml").is_err());
     }
 
     #[test]

@@ -222,6 +222,8 @@ fn run_point(
         remote_mode: first
             .and_then(|r| r.pairs.first())
             .map(|p| p.run.config.remote_mode.clone()),
+        poll_mode: poll_mode(first, |w| &w.local),
+        remote_poll_mode: poll_mode(first, |w| &w.remote),
         percent_of_link: link_bps
             .filter(|_| !reps.is_empty() && rr.is_none())
             .map(|l| 100.0 * aggregate.median / l),
@@ -253,6 +255,16 @@ fn counted(reps: &[Repetition]) -> Vec<&Repetition> {
     }
 }
 
+/// The poll mode of one side's first TCP-lite worker in a repetition's
+/// first pair; None where that side ran kernel sockets.
+fn poll_mode(
+    rep: Option<&Repetition>,
+    side: impl Fn(&crate::report::model::BothWorkers) -> &Vec<crate::report::model::WorkerReport>,
+) -> Option<String> {
+    let p = rep?.pairs.first()?;
+    side(&p.run.end.workers).first()?.poll_mode.clone()
+}
+
 fn options(
     conf: &Configuration,
     pair: &Pair,
@@ -273,7 +285,10 @@ fn options(
         connect_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(10),
         cancel: Some(cancel.clone()),
-        workers: Default::default(),
+        workers: crate::spec::Workers {
+            poll: conf.xdp_poll,
+            ..Default::default()
+        },
         xdp_bind: conf.xdp_bind,
         raw: None,
     })

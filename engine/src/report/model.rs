@@ -345,6 +345,13 @@ pub struct WorkerReport {
     /// Passes of its loop, and the share of them that found work.
     pub polls: u64,
     pub busy_polls: u64,
+    /// How it waited for work: `busy` or `event` (`--xdp-poll`, auto
+    /// resolved); None from an agent that predates the choice.
+    #[serde(default)]
+    pub poll_mode: Option<String>,
+    /// Times it slept in the kernel waiting for a frame or a timer.
+    #[serde(default)]
+    pub sleeps: u64,
     /// Frames on our ports that were not TCP for us or did not parse.
     pub stray_frames: u64,
     /// Of those, frames whose IPv4 or TCP checksum was wrong.

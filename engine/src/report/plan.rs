@@ -149,6 +149,13 @@ pub struct PointResult {
     pub mode: Option<String>,
     #[serde(default)]
     pub remote_mode: Option<String>,
+    /// How the first pair's TCP-lite workers waited for work (`busy` or
+    /// `event`), the controller's and the agent's; None for an end on
+    /// kernel sockets.
+    #[serde(default)]
+    pub poll_mode: Option<String>,
+    #[serde(default)]
+    pub remote_poll_mode: Option<String>,
     pub repetitions: Vec<Repetition>,
     /// Aggregate goodput over the repetitions.
     pub aggregate: Summary,
@@ -619,6 +626,8 @@ pub(crate) mod fixture {
             pairs: reps[0].pairs.len(),
             mode: Some("socket".into()),
             remote_mode: Some("socket".into()),
+            poll_mode: None,
+            remote_poll_mode: None,
             aggregate: Summary::of(&vec![0.0; reps.len()], 99),
             link_bps: Some(1e9),
             best_bps: None,

@@ -399,7 +399,7 @@ pub fn plain_summary(r: &crate::datapath::xdp::stream::PlainReport) -> String {
 /// it moved, frames it handed to other workers, and how often it found work.
 pub fn worker_line(w: &super::model::WorkerReport) -> String {
     format!(
-        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, busy polls {}, stray {}, kernel dropped {} (rx ring full {}, fill ring empty {}){}",
+        "[ q{:>3}] cpu {}{}: {} flows, segments in {} / out {}, misrouted {}{}, poll {} ({} sleeps), busy polls {}, stray {}, kernel dropped {} (rx ring full {}, fill ring empty {}){}",
         w.queue,
         w.cpu.map_or("-".into(), |c| c.to_string()),
         w.cpu_pinned
@@ -413,6 +413,8 @@ pub fn worker_line(w: &super::model::WorkerReport) -> String {
         } else {
             String::new()
         },
+        w.poll_mode.as_deref().unwrap_or("-"),
+        w.sleeps,
         w.poll_efficiency()
             .map_or("-".into(), |e| format!("{:.1}%", e * 100.0)),
         w.stray_frames,

@@ -396,6 +396,7 @@ fn connect_xdp(
         idle: Duration::from_secs(10),
         hard: o.duration.max(Duration::from_secs(3600)) + Duration::from_secs(30),
         cpus: o.cpus.clone(),
+        poll: Default::default(),
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,

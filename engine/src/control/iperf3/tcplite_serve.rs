@@ -102,6 +102,8 @@ pub(super) fn accept(
         idle: d.idle,
         hard: d.hard,
         cpus: Vec::new(),
+        // iperf3 has no say in it: busy-poll where cores are free.
+        poll: crate::spec::XdpPoll::Auto,
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: Some(ready.clone()),

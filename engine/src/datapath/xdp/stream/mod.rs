@@ -5,7 +5,8 @@
 //! wirespeed, a wirespeed agent on kernel sockets, or any plain TCP
 //! server or client: it is real TCP on the wire.
 //!
-//! One busy-polling worker per queue ([`worker`]), each owning the
+//! One worker per queue ([`worker`]), busy- or event-polling
+//! ([`polling`]), each owning the
 //! connections that live on its queue; a frame that lands on another
 //! queue is handed to its owner ([`handoff`]). [`end`] reserves the ports
 //! and opens the sockets, [`flow`] is one connection's application side,
@@ -19,6 +20,7 @@ mod handoff;
 mod placement;
 mod plain;
 mod plan;
+mod polling;
 mod work;
 mod worker;
 

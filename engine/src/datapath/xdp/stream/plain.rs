@@ -155,6 +155,7 @@ pub fn run_plain(
         idle: Duration::from_secs(10),
         hard: o.duration.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30),
         cpus: o.cpus.clone(),
+        poll: Default::default(),
         counters: counters.clone(),
         stream_bytes: Vec::new(),
         ready: None,

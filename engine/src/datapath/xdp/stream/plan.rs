@@ -66,6 +66,8 @@ pub struct RunPlan {
     pub hard: Duration,
     /// CPUs to pin the workers to, in queue order (wrapping); empty = unpinned.
     pub cpus: Vec<u16>,
+    /// How the workers wait for work ([`super::polling`]).
+    pub poll: crate::spec::XdpPoll,
     /// Per stream, bytes moved so far (acknowledged or read), for intervals.
     pub counters: Vec<crate::metrics::interval::Counter>,
     /// Header-driven streams: bytes per stream number (`--bytes` split).

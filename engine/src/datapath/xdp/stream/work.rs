@@ -5,6 +5,7 @@ use super::end::StreamEnd;
 use super::flow::Shared;
 use super::handoff;
 use super::plan::{EndReport, Gate, Open, RunPlan, StreamResult, WorkerReport};
+use super::polling::{self, Load, Polling};
 use super::worker::{Owners, Worker};
 use crate::tcplite::frame::LinkAddrs;
 use crate::{Error, Result};
@@ -25,6 +26,74 @@ pub struct StreamWork {
     queues: Vec<u32>,
     /// Held until the workers are joined: the program and the ports.
     _end: (super::super::loader::Steering, Vec<socket2::Socket>),
+    /// Its workers' place in the process's count.
+    _live: Live,
+}
+
+/// TCP-lite workers running in this process, over all its ends: what
+/// `auto` polling weighs against the CPUs.
+static LIVE_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+/// An end's workers counted in [`LIVE_WORKERS`] until it is dropped.
+struct Live(usize);
+
+impl Live {
+    fn join(n: usize) -> Live {
+        LIVE_WORKERS.fetch_add(n, Ordering::AcqRel);
+        Live(n)
+    }
+
+    fn total(&self) -> usize {
+        LIVE_WORKERS.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        LIVE_WORKERS.fetch_sub(self.0, Ordering::AcqRel);
+    }
+}
+
+/// How an end on `iface` with `workers` in this process (its own
+/// included) polls: `auto` measures the rest of the host's CPU use only
+/// when the workers alone would fit.
+fn polling_for(asked: crate::spec::XdpPoll, iface: &str, workers: usize) -> Polling {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // a veth's far end, and its kernel work, is on this host
+    let local_peer = crate::host::iface::driver(iface).is_some_and(|d| d == "veth");
+    let mut load = Load {
+        workers,
+        cpus,
+        local_peer,
+        others: None,
+    };
+    if asked == crate::spec::XdpPoll::Auto
+        && polling::cores_needed(workers, local_peer) <= cpus as f64
+    {
+        load.others = others_cores(Duration::from_millis(50));
+    }
+    polling::resolve(asked, &load)
+}
+
+/// CPU the rest of the host used over `window`, in cores: all CPUs' busy
+/// time (/proc/stat) less this process's own (getrusage). None where it
+/// cannot be read: `auto` then counts nothing else.
+fn others_cores(window: Duration) -> Option<f64> {
+    let busy = || -> Option<(f64, f64)> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let (host, _) = crate::metrics::cpu::parse_proc_stat(&text).ok()?;
+        // SAFETY: sysconf only reads a system constant.
+        let tick = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) }.max(1) as f64;
+        let idle = host.idle + host.iowait.unwrap_or(0);
+        let host_busy = (host.total() - idle) as f64 / tick;
+        let own = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+        let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
+        Some((host_busy, secs(own.user_time()) + secs(own.system_time())))
+    };
+    let (h0, o0) = busy()?;
+    std::thread::sleep(window);
+    let (h1, o1) = busy()?;
+    Some((((h1 - h0) - (o1 - o0)) / window.as_secs_f64()).max(0.0))
 }
 
 impl StreamWork {
@@ -48,6 +117,9 @@ impl StreamWork {
         }
         let cap = end.window_cap(plan.streams.len());
         plan.config.recv_buffer = plan.config.recv_buffer.min(cap);
+        let n = end.queues.len().max(1);
+        let live = Live::join(n);
+        let polling = polling_for(plan.poll, &end.iface, live.total());
         let StreamEnd {
             queues,
             steering,
@@ -57,7 +129,6 @@ impl StreamWork {
             mode,
             ..
         } = end;
-        let n = queues.len().max(1);
         let plan = Arc::new(plan);
         let owners = Arc::new(Owners::new(n, &plan));
         let accept_plans: Arc<Vec<usize>> = Arc::new(
@@ -84,6 +155,7 @@ impl StreamWork {
                     owners.clone(),
                     accept_plans.clone(),
                     t0,
+                    polling,
                 )
             })
             .collect();
@@ -142,6 +214,7 @@ impl StreamWork {
             mode,
             queues: queue_ids,
             _end: (steering, reserved),
+            _live: live,
         })
     }
 

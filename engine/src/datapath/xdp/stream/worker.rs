@@ -4,14 +4,16 @@
 //! `Interface::poll`: take back completed transmit frames, receive a
 //! batch, take frames other workers handed over, run timers and the
 //! application, transmit a batch built in place in UMEM, check each
-//! connection's progress; and when nothing happened for a while, sleep in
-//! `poll()` until the next timer, so a small machine's kernel keeps a core.
+//! connection's progress. Busy polling sleeps in `poll()` only after a
+//! long idle stretch; event polling sleeps in `ppoll()` after the first
+//! idle pass, until a frame or the next timer ([`super::polling`]).
 
 use super::super::xsk::XskQueue;
 use super::chain::{self, Piece, Reassembly};
 use super::flow::{FlowState, Pass, Shared};
 use super::handoff;
 use super::plan::{Open, RunPlan, StreamResult, WorkerReport};
+use super::polling::{self, Polling, Wait};
 use crate::tcplite::frame::{parse_frame_deferred, poll_transmit_frame, LinkAddrs, TcpFrame};
 use crate::tcplite::{Connection, Source};
 use std::net::{IpAddr, SocketAddr};
@@ -129,6 +131,9 @@ pub(super) struct Worker {
     turn: usize,
     /// UMEM chunks the longest frame takes: 1, or more for jumbo frames.
     span: usize,
+    polling: Polling,
+    /// Free entries of the empty TX ring: all frames put on it have left.
+    tx_ring_len: u32,
 }
 
 /// Buffers a pass reuses, so the loop allocates nothing per frame.
@@ -156,6 +161,7 @@ impl Worker {
         owners: std::sync::Arc<Owners>,
         accept_plans: std::sync::Arc<Vec<usize>>,
         t0: Instant,
+        polling: Polling,
     ) -> Worker {
         let cpu = (!plan.cpus.is_empty()).then(|| plan.cpus[id % plan.cpus.len()]);
         let mut w = Worker {
@@ -170,6 +176,7 @@ impl Worker {
                 report: WorkerReport {
                     queue: queue.queue,
                     multi_buffer: queue.multi_buffer,
+                    poll_mode: Some(polling.as_str().into()),
                     ..Default::default()
                 },
                 t0,
@@ -182,8 +189,11 @@ impl Worker {
             tx_frames: 0,
             turn: 0,
             span: chain::span_for_mss(plan.config.mss),
+            polling,
+            tx_ring_len: 0,
         };
         w.tx_frames = w.queue.descs.len();
+        w.tx_ring_len = w.queue.tx.nb_free_exact();
         for (i, s) in plan.streams.iter().enumerate() {
             let Open::Connect { local, remote } = s.open else {
                 continue;
@@ -271,6 +281,12 @@ impl Worker {
             }
             self.c.report.polls += 1;
             self.c.report.busy_polls += u64::from(busy);
+            if self.polling == Polling::Event {
+                if !busy {
+                    self.rest(pass.limit_at);
+                }
+                continue;
+            }
             spins = if busy { 0 } else { spins + 1 };
             if spins > SPINS {
                 spins = 0;
@@ -528,6 +544,59 @@ impl Worker {
         };
         // SAFETY: one pollfd for a socket we own.
         unsafe { nix::libc::poll(&mut fd, 1, 1) };
+    }
+
+    /// Event mode, after a pass that found nothing: send what is still on
+    /// the TX ring, then sleep on the receive ring until a frame comes or
+    /// the next timer (or the senders' stop) is due, spinning instead when
+    /// it is only microseconds away or another worker handed frames over.
+    /// A window-bound sender sleeps too: what it waits for is an ACK.
+    fn rest(&mut self, limit_at: Option<Instant>) {
+        self.flush_tx();
+        let now_i = Instant::now();
+        let now = self.us(now_i);
+        let timer = self
+            .c
+            .flows
+            .iter()
+            .filter_map(|f| f.conn.as_ref()?.poll_timeout())
+            .min()
+            .map(|t| t.saturating_sub(now));
+        let limit = limit_at
+            .filter(|&t| t > now_i)
+            .map(|t| t.duration_since(now_i).as_micros() as u64);
+        let next = timer.into_iter().chain(limit).min();
+        let handoffs = self.inbox.iter().any(|r| r.pending());
+        let Wait::Sleep(us) = polling::wait(next, handoffs) else {
+            return;
+        };
+        self.c.report.sleeps += 1;
+        use std::os::fd::AsRawFd;
+        let mut fd = nix::libc::pollfd {
+            fd: self.queue.rx.fd().as_raw_fd(),
+            events: nix::libc::POLLIN,
+            revents: 0,
+        };
+        // ppoll, not poll: poll() rounds its timeout to milliseconds
+        let ts = nix::libc::timespec {
+            tv_sec: (us / 1_000_000) as nix::libc::time_t,
+            tv_nsec: ((us % 1_000_000) * 1000) as nix::libc::c_long,
+        };
+        // SAFETY: one pollfd for a socket we own, a valid timespec, no mask.
+        unsafe { nix::libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
+    }
+
+    /// Kick until the TX ring is empty (bounded): in copy mode each kick
+    /// sends at most 32 frames (the kernel's TX_BATCH_SIZE), and with
+    /// need_wakeup nothing else sends the rest while the worker sleeps.
+    fn flush_tx(&mut self) {
+        let q = &mut self.queue;
+        for _ in 0..TX_INFLIGHT / 16 {
+            if q.tx.nb_free_exact() >= self.tx_ring_len || !(q.busy_poll || q.tx.needs_wakeup()) {
+                return;
+            }
+            let _ = q.tx.wakeup();
+        }
     }
 
     /// Let the last frames (final ACKs, FINs) leave, bounded.
