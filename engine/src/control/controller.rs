@@ -692,14 +692,7 @@ impl Prepared {
 
 /// The prepared data ends of this side: socket flows, a TCP-lite end, or
 /// a raw-frame end.
-#[cfg(target_os = "linux")]
 type Ends = (Vec<(FlowId, Socket)>, Option<XdpPrep>, Option<RawPrep>);
-#[cfg(not(target_os = "linux"))]
-type Ends = (
-    Vec<(FlowId, Socket)>,
-    Option<std::convert::Infallible>,
-    Option<RawPrep>,
-);
 
 /// Release this side's data at `start` (TCP-lite's gate opens, socket
 /// flows or the raw end start), each flow watched by `sampler`.
