@@ -300,31 +300,8 @@ pub struct Prepared {
 /// data connection; nothing is measured yet.
 pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result<Prepared> {
     let (mut mode, mut mode_reason) = resolve_mode(opts.mode, opts.raw.is_some())?;
-    if mode == "socket" && opts.xdp_bind != crate::spec::XdpBind::Auto {
-        return Err(Error::Invalid(format!(
-            "--xdp-bind {} chooses this end's AF_XDP bind: it needs --mode xdp or auto, not socket",
-            opts.xdp_bind.as_str()
-        )));
-    }
-    if opts.spec.verify && opts.raw.is_some() {
-        return Err(Error::Invalid(
-            "--verify hashes a TCP stream's bytes: raw frames carry no stream to hash".into(),
-        ));
-    }
-    if let Some(i) = &opts.iface {
-        sockpath::check_iface(i)?;
-    }
-    let (host_part, port) = parse_target(&opts.to)?;
-    let addrs: Vec<SocketAddr> = (host_part.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Invalid(format!("cannot resolve {host_part:?}: {e}")))?
-        .filter(|a| opts.local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
-        .collect();
-    let addr = *addrs.first().ok_or_else(|| {
-        Error::Invalid(format!(
-            "{host_part:?} has no address of the same family as --local"
-        ))
-    })?;
+    refuse_what_cannot_apply(opts, mode)?;
+    let addr = agent_addr(opts)?;
     let data_opts = SocketOpts {
         sockbuf: opts.spec.sockbuf,
         iface: opts.iface.clone(),
@@ -352,18 +329,7 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         _ if opts.raw.is_some() => None,
         "xdp" => Some(open_stream_end(opts, super::local_ip(&conn)?)?),
         "auto" => {
-            let (end, why) = crate::datapath::xdp::stream::StreamEnd::open_auto(
-                opts.iface.as_deref(),
-                &crate::datapath::xdp::neigh::route_to(addr.ip()),
-                (super::local_ip(&conn)?, addr.ip()),
-                (
-                    crate::datapath::xdp::stream::Ports::Block(spec.flows().len()),
-                    opts.workers.queues.as_deref(),
-                    opts.xdp_bind,
-                ),
-                spec.flows().len(),
-                crate::auto::Peer::of(spec.remote_mode),
-            );
+            let (end, why) = auto_stream_end(opts, &spec, super::local_ip(&conn)?, addr);
             mode_reason = why;
             end
         }
@@ -403,27 +369,11 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
     let mut raw = None;
     #[cfg(target_os = "linux")]
     if let (Some(end), Some(rs)) = (raw_end, spec.raw.clone()) {
-        use crate::datapath::xdp::{neigh, session::Peer};
-        use crate::host::iface::parse_mac;
-        let ip = super::ipv4_only(addr.ip(), "raw mode")?;
-        // The kernel's neighbour table first, as the kernel would address
-        // the frames (a gateway's MAC when routed); the agent's own MAC
-        // only when that cannot be resolved.
-        let iface = opts.iface.as_deref().unwrap_or_default();
-        let mac = match neigh::resolve(iface, end.ip, ip) {
-            Ok(m) => m,
-            Err(e) => agent_mac.as_deref().and_then(parse_mac).ok_or_else(|| {
-                Error::Protocol(format!("{e}; and the agent sent no MAC address"))
-            })?,
-        };
         mode = end.mode;
+        let peer = raw_peer(opts, &end, addr, data_port, agent_mac.as_deref())?;
         raw = Some(RawPrep {
             end,
-            peer: Peer {
-                mac,
-                ip,
-                port: data_port,
-            },
+            peer,
             spec: rs,
         });
     }
@@ -440,17 +390,8 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         None => None,
     };
     if raw.is_none() && xdp.is_none() {
-        let cookie: [u8; 16] = auth::from_hex(&cookie)
-            .and_then(|c| c.try_into().ok())
-            .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
         let data_addr = SocketAddr::new(addr.ip(), data_port);
-        for id in opts.spec.flows() {
-            let h = FlowHeader { cookie, id };
-            socks.push((
-                id,
-                sockpath::connect_flow(data_addr, &data_opts, &h, opts.connect_timeout)?,
-            ));
-        }
+        socks = connect_socket_flows(opts, &data_opts, data_addr, &cookie)?;
     }
     match expect_msg(&mut conn)? {
         Msg::Ready => {}
@@ -471,6 +412,115 @@ pub fn prepare(opts: &RunOptions, mut on_event: impl FnMut(Event<'_>)) -> Result
         clock: Estimate::default(),
         agent,
     })
+}
+
+/// `--mode auto`: a TCP-lite end if this path can take one, and why or
+/// why not.
+#[cfg(target_os = "linux")]
+fn auto_stream_end(
+    opts: &RunOptions,
+    spec: &TestSpec,
+    local: IpAddr,
+    addr: SocketAddr,
+) -> (Option<crate::datapath::xdp::stream::StreamEnd>, String) {
+    use crate::datapath::xdp::stream::{Ports, StreamEnd};
+    let flows = spec.flows().len();
+    StreamEnd::open_auto(
+        opts.iface.as_deref(),
+        &crate::datapath::xdp::neigh::route_to(addr.ip()),
+        (local, addr.ip()),
+        (
+            Ports::Block(flows),
+            opts.workers.queues.as_deref(),
+            opts.xdp_bind,
+        ),
+        flows,
+        crate::auto::Peer::of(spec.remote_mode),
+    )
+}
+
+/// Options that this mode or test cannot apply are refused, never ignored.
+fn refuse_what_cannot_apply(opts: &RunOptions, mode: &str) -> Result<()> {
+    if mode == "socket" && opts.xdp_bind != crate::spec::XdpBind::Auto {
+        return Err(Error::Invalid(format!(
+            "--xdp-bind {} chooses this end's AF_XDP bind: it needs --mode xdp or auto, not socket",
+            opts.xdp_bind.as_str()
+        )));
+    }
+    if opts.spec.verify && opts.raw.is_some() {
+        return Err(Error::Invalid(
+            "--verify hashes a TCP stream's bytes: raw frames carry no stream to hash".into(),
+        ));
+    }
+    if let Some(i) = &opts.iface {
+        sockpath::check_iface(i)?;
+    }
+    Ok(())
+}
+
+/// The agent's address: `--to` resolved, of `--local`'s family if given.
+fn agent_addr(opts: &RunOptions) -> Result<SocketAddr> {
+    let (host_part, port) = parse_target(&opts.to)?;
+    let addrs: Vec<SocketAddr> = (host_part.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| Error::Invalid(format!("cannot resolve {host_part:?}: {e}")))?
+        .filter(|a| opts.local.is_none_or(|l| l.is_ipv4() == a.is_ipv4()))
+        .collect();
+    addrs.first().copied().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{host_part:?} has no address of the same family as --local"
+        ))
+    })
+}
+
+/// Where this end's raw frames go: the kernel's neighbour entry first, as
+/// the kernel would address them (a gateway's MAC when routed); the
+/// agent's own MAC only when that cannot be resolved.
+#[cfg(target_os = "linux")]
+fn raw_peer(
+    opts: &RunOptions,
+    end: &crate::datapath::xdp::session::RawEnd,
+    addr: SocketAddr,
+    data_port: u16,
+    agent_mac: Option<&str>,
+) -> Result<crate::datapath::xdp::session::Peer> {
+    use crate::datapath::xdp::neigh;
+    use crate::host::iface::parse_mac;
+    let ip = super::ipv4_only(addr.ip(), "raw mode")?;
+    let iface = opts.iface.as_deref().unwrap_or_default();
+    let mac = match neigh::resolve(iface, end.ip, ip) {
+        Ok(m) => m,
+        Err(e) => agent_mac
+            .and_then(parse_mac)
+            .ok_or_else(|| Error::Protocol(format!("{e}; and the agent sent no MAC address")))?,
+    };
+    Ok(crate::datapath::xdp::session::Peer {
+        mac,
+        ip,
+        port: data_port,
+    })
+}
+
+/// The test's kernel-socket data connections to `data_addr`, each opened
+/// with the agent's cookie and its flow's id.
+fn connect_socket_flows(
+    opts: &RunOptions,
+    data_opts: &SocketOpts,
+    data_addr: SocketAddr,
+    cookie_hex: &str,
+) -> Result<Vec<(FlowId, Socket)>> {
+    let cookie: [u8; 16] = auth::from_hex(cookie_hex)
+        .and_then(|c| c.try_into().ok())
+        .ok_or_else(|| Error::Protocol("agent sent a malformed data cookie".into()))?;
+    opts.spec
+        .flows()
+        .into_iter()
+        .map(|id| {
+            let h = FlowHeader { cookie, id };
+            let sock = sockpath::connect_flow(data_addr, data_opts, &h, opts.connect_timeout)?;
+            Ok((id, sock))
+        })
+        .collect()
 }
 
 /// How often an agent that sends in `spec` reports its senders' TCP state
