@@ -11,7 +11,7 @@ use super::{expect_msg, poll_msg, DEFAULT_PORT};
 use crate::datapath::socket::{
     self as sockpath, Flow, FlowHeader, FlowLimits, FlowSet, SocketOpts,
 };
-use crate::metrics::interval::{Counter, Sampler};
+use crate::metrics::interval::{next_tick, Counter, Sampler};
 use crate::report::model::{
     End, HostInfo, Interval, RunConfig, RunReport, SideReport, Timing, WorkerReport, SCHEMA,
 };
@@ -909,19 +909,13 @@ impl Follow<'_> {
         on_event: &mut impl FnMut(Event<'_>),
     ) -> Instant {
         let now = Instant::now();
-        let partial = done && self.sampler.since_last(now) >= every.as_secs_f64() / 10.0;
-        if now < tick && !partial {
+        if now < tick && !(done && self.sampler.has_partial(now, every)) {
             return tick;
         }
         let iv = self.sampler.sample(now);
         on_event(Event::Interval(&iv));
         self.intervals.push(iv);
-        // Skip ticks a late wake-up already passed.
-        let mut next = tick + every;
-        while next <= now {
-            next += every;
-        }
-        next
+        next_tick(tick, every, now)
     }
 
     /// What the agent sent, if anything: its result, or its senders' TCP

@@ -45,9 +45,7 @@ impl SenderFeed {
         if self.socks.is_empty() || now < self.next {
             return None;
         }
-        while self.next <= now {
-            self.next += every;
-        }
+        self.next = crate::metrics::interval::next_tick(self.next, every, now);
         let flows: Vec<FlowTcp> = self
             .socks
             .iter()

@@ -8,7 +8,7 @@ use crate::spec::FlowId;
 use socket2::Socket;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes a flow has moved so far; cheap to bump from the data path.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +35,16 @@ struct Probe {
     latency: Option<latency::Shared>,
     last_bytes: u64,
     last_retrans: u32,
+}
+
+/// The tick after `tick` on its grid of `every`, past `now`: ticks a late
+/// wake-up already passed are not made up (the next interval is longer).
+pub fn next_tick(tick: Instant, every: Duration, now: Instant) -> Instant {
+    let mut next = tick + every;
+    while next <= now {
+        next += every;
+    }
+    next
 }
 
 /// Turns counters into intervals.
@@ -95,6 +105,12 @@ impl Sampler {
     /// Seconds since the last sample.
     pub fn since_last(&self, now: Instant) -> f64 {
         now.duration_since(self.last).as_secs_f64()
+    }
+
+    /// Whether what ran since the last sample makes a last, partial
+    /// interval of its own, as iperf3 prints it: a tenth of one or more.
+    pub fn has_partial(&self, now: Instant, every: Duration) -> bool {
+        self.since_last(now) >= every.as_secs_f64() / 10.0
     }
 
     /// The interval from the previous sample to `now`.

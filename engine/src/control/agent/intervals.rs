@@ -5,7 +5,7 @@
 
 use super::super::messages::Msg;
 use super::super::sender_tcp::SenderFeed;
-use crate::metrics::interval::Sampler;
+use crate::metrics::interval::{next_tick, Sampler};
 use std::time::{Duration, Instant};
 
 /// Intervals more often than this flood the control connection.
@@ -51,15 +51,13 @@ impl Feed for IntervalFeed {
         if now < self.next {
             return None;
         }
-        // Skip ticks a late wake-up already passed.
-        while self.next <= now {
-            self.next += self.every;
-        }
+        self.next = next_tick(self.next, self.every, now);
         Some(Msg::Interval(Box::new(self.sampler.sample(now))))
     }
 
     fn last_msg(&mut self, now: Instant) -> Option<Msg> {
-        (self.sampler.since_last(now) >= self.every.as_secs_f64() / 10.0)
+        self.sampler
+            .has_partial(now, self.every)
             .then(|| Msg::Interval(Box::new(self.sampler.sample(now))))
     }
 }

@@ -3,7 +3,7 @@
 //! lines read like `run`'s (and iperf3's).
 
 use super::streams::Streams;
-use crate::metrics::interval::Sampler;
+use crate::metrics::interval::{next_tick, Sampler};
 use crate::report::model::{Interval, Throughput};
 use std::time::{Duration, Instant};
 
@@ -52,11 +52,7 @@ impl<'a> Ticks<'a> {
             return;
         }
         self.take(now);
-        let mut next = tick + every;
-        while next <= now {
-            next += every;
-        }
-        self.next = Some(next);
+        self.next = Some(next_tick(tick, every, now));
     }
 
     /// The last, partial interval, once the streams have ended: with it
@@ -67,7 +63,7 @@ impl<'a> Ticks<'a> {
         let Some(every) = self.every else {
             return self.intervals;
         };
-        let short = self.sampler.since_last(now) < every.as_secs_f64() / 10.0;
+        let short = !self.sampler.has_partial(now, every);
         match self.intervals.last_mut() {
             Some(prev) if short => fold(prev, self.sampler.sample(now)),
             _ => self.take(now),

@@ -187,16 +187,11 @@ pub fn run_plain(
         let now = Instant::now();
         if let (Some(every), Some(tick)) = (o.interval, next) {
             // Full intervals, and the last partial one.
-            if now >= tick || (done && sampler.since_last(now) >= every.as_secs_f64() / 10.0) {
+            if now >= tick || (done && sampler.has_partial(now, every)) {
                 let iv = sampler.sample(now);
                 on_interval(&iv);
                 intervals.push(iv);
-                // Skip ticks a late wake-up already passed.
-                let mut t = tick + every;
-                while t <= now {
-                    t += every;
-                }
-                next = Some(t);
+                next = Some(crate::metrics::interval::next_tick(tick, every, now));
             }
         }
         if done {

@@ -521,29 +521,43 @@ impl Worker {
         }
     }
 
-    /// Idle: sleep in `poll()` on the receive ring for up to a millisecond,
-    /// unless a timer is due sooner (poll() rounds to milliseconds: spin on).
+    /// Busy mode after a long idle stretch: sleep on the receive ring for a
+    /// millisecond, unless a timer or a hand-over is due sooner (spin on).
     fn sleep(&mut self) {
         let now = self.us(Instant::now());
-        let next = self
-            .c
-            .flows
-            .iter()
-            .filter_map(|f| f.conn.as_ref()?.poll_timeout())
-            .min()
-            .map_or(1000, |t| t.saturating_sub(now));
+        let next = self.next_timer(now).unwrap_or(1000);
         let handoffs = self.inbox.iter().any(|r| r.pending());
         if next < 1000 || handoffs {
             return;
         }
+        self.wait_rx(1000);
+    }
+
+    /// Microseconds from `now` to the earliest connection timer, if any.
+    fn next_timer(&self, now: u64) -> Option<u64> {
+        self.c
+            .flows
+            .iter()
+            .filter_map(|f| f.conn.as_ref()?.poll_timeout())
+            .min()
+            .map(|t| t.saturating_sub(now))
+    }
+
+    /// Sleep on the receive ring until a frame comes or `us` pass (ppoll:
+    /// poll() would round the timeout to milliseconds).
+    fn wait_rx(&self, us: u64) {
         use std::os::fd::AsRawFd;
         let mut fd = nix::libc::pollfd {
             fd: self.queue.rx.fd().as_raw_fd(),
             events: nix::libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one pollfd for a socket we own.
-        unsafe { nix::libc::poll(&mut fd, 1, 1) };
+        let ts = nix::libc::timespec {
+            tv_sec: (us / 1_000_000) as nix::libc::time_t,
+            tv_nsec: ((us % 1_000_000) * 1000) as nix::libc::c_long,
+        };
+        // SAFETY: one pollfd for a socket we own, a valid timespec, no mask.
+        unsafe { nix::libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
     }
 
     /// Event mode, after a pass that found nothing: send what is still on
@@ -554,14 +568,7 @@ impl Worker {
     fn rest(&mut self, limit_at: Option<Instant>) {
         self.flush_tx();
         let now_i = Instant::now();
-        let now = self.us(now_i);
-        let timer = self
-            .c
-            .flows
-            .iter()
-            .filter_map(|f| f.conn.as_ref()?.poll_timeout())
-            .min()
-            .map(|t| t.saturating_sub(now));
+        let timer = self.next_timer(self.us(now_i));
         let limit = limit_at
             .filter(|&t| t > now_i)
             .map(|t| t.duration_since(now_i).as_micros() as u64);
@@ -571,19 +578,7 @@ impl Worker {
             return;
         };
         self.c.report.sleeps += 1;
-        use std::os::fd::AsRawFd;
-        let mut fd = nix::libc::pollfd {
-            fd: self.queue.rx.fd().as_raw_fd(),
-            events: nix::libc::POLLIN,
-            revents: 0,
-        };
-        // ppoll, not poll: poll() rounds its timeout to milliseconds
-        let ts = nix::libc::timespec {
-            tv_sec: (us / 1_000_000) as nix::libc::time_t,
-            tv_nsec: ((us % 1_000_000) * 1000) as nix::libc::c_long,
-        };
-        // SAFETY: one pollfd for a socket we own, a valid timespec, no mask.
-        unsafe { nix::libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
+        self.wait_rx(us);
     }
 
     /// Kick until the TX ring is empty (bounded): in copy mode each kick
